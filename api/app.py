@@ -1,0 +1,91 @@
+"""The FastAPI application: GraphQL at /graphql, /healthz and /readyz."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from strawberry.fastapi import GraphQLRouter
+
+from api.context import AppState, Context, new_request_id
+from api.schema import build_schema
+from api.settings import Settings
+from auth.access_log import RequestInfo
+from auth.signing_keys import SigningKeys
+from migrations.runner import head_revision
+from tenancy.keyring import LocalKeyProvider
+from tenancy.session import make_engine, session_factory
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def build_state(settings: Settings) -> AppState:
+    engine = make_engine(
+        settings.app_database_url, echo=settings.sql_echo, pool_size=settings.pool_size
+    )
+    return AppState(
+        settings=settings,
+        sessions=session_factory(engine),
+        key_provider=LocalKeyProvider.from_text(settings.master_key_text()),
+        signing_keys=SigningKeys.from_jwks_json(settings.signing_keys_text()),
+    )
+
+
+def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
+    state = state or build_state(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.sessions.kw["bind"].dispose()
+
+    async def get_context(request: Request) -> Context:
+        auth = request.headers.get("authorization", "")
+        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        given = request.headers.get("x-request-id", "")
+        info = RequestInfo(
+            request_id=given if _REQUEST_ID.match(given) else new_request_id(),
+            client_addr=request.client.host if request.client else "",
+            user_agent=request.headers.get("user-agent", "")[:300],
+        )
+        return Context(state, bearer, info)
+
+    app = FastAPI(
+        title="patientpool",
+        lifespan=lifespan,
+        docs_url=None if settings.is_production else "/docs",
+        redoc_url=None,
+        openapi_url=None if settings.is_production else "/openapi.json",
+    )
+    app.state.patientpool = state
+    router: GraphQLRouter = GraphQLRouter(
+        build_schema(settings),
+        context_getter=get_context,
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
+        allow_queries_via_get=False,
+        multipart_uploads_enabled=False,
+    )
+    app.include_router(router, prefix="/graphql")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        try:
+            async with state.sessions() as session:
+                current = await session.scalar(text("SELECT version_num FROM alembic_version"))
+        except Exception:  # noqa: BLE001 - any failure means "not ready", the reason is logged
+            return JSONResponse({"status": "unavailable", "reason": "database"}, status_code=503)
+        if current != head_revision():
+            return JSONResponse(
+                {"status": "unavailable", "reason": "migrations not at head"}, status_code=503
+            )
+        return JSONResponse({"status": "ok"})
+
+    return app

@@ -1,0 +1,212 @@
+"""The `patientpool` command. Exit codes: 0 success, 1 a check failed, 2 bad usage or
+configuration (always with a one-line reason on stderr)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from api.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="patientpool: the private patient pool API."
+)
+tenant_app = typer.Typer(no_args_is_help=True, help="Tenants (clinic chains).")
+keys_app = typer.Typer(no_args_is_help=True, help="Per-tenant data keys.")
+audit_app = typer.Typer(no_args_is_help=True, help="The access log.")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where the SQLite file and dev keys live.")
+]
+Host = Annotated[str, typer.Option("--host")]
+Port = Annotated[int, typer.Option("--port")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"patientpool: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings(data_dir: Path | None = None, **overrides: object) -> Settings:
+    try:
+        if data_dir is not None:
+            overrides["data_dir"] = data_dir
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def _migrate(cfg: Settings) -> None:
+    from migrations.runner import upgrade
+
+    if cfg.owner_database_url.startswith("sqlite"):
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        upgrade(cfg.owner_database_url)
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, not a traceback
+        fail(f"migration failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", 1)
+
+
+def _serve(cfg: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    try:
+        application = create_app(cfg)
+    except (SettingsError, ValueError) as exc:
+        fail(str(exc))
+    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database to the newest schema (as the owner role on PostgreSQL)."""
+    cfg = settings()
+    _migrate(cfg)
+    typer.echo("migrated to head")
+
+
+@app.command()
+def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Serve the API with the configured database."""
+    _serve(settings(), host, port)
+
+
+@app.command()
+def demo(data_dir: DataDir = None, host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Migrate a SQLite file under the data dir, load the demo chains if empty, and serve."""
+    from api.demo import accounts_file, load_demo
+
+    cfg = settings(data_dir, database_url=None, migration_database_url=None)
+    if cfg.is_production:
+        fail("demo refuses to run with PATIENTPOOL_ENV=production")
+    _migrate(cfg)
+    loaded = asyncio.run(load_demo(cfg, progress=lambda m: typer.echo(m, err=True)))
+    typer.echo("demo chains loaded" if loaded else "demo chains already present")
+    typer.echo(f"GraphQL: http://{host}:{port}/graphql")
+    typer.echo(
+        f"Demo sign-ins: patientpool demo-accounts --data-dir {cfg.data_dir}"
+        f"  (also in {accounts_file(cfg)})"
+    )
+    _serve(cfg, host, port)
+
+
+@app.command("demo-accounts")
+def demo_accounts(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """The demo staff sign-ins: tenant slug, email, password, roles, branches."""
+    from api.demo import accounts_file
+
+    path = accounts_file(settings(data_dir))
+    if not path.exists():
+        fail(f"no demo loaded under {path.parent}; run `patientpool demo` first", 1)
+    accounts = json.loads(path.read_text())
+    if as_json:
+        typer.echo(json.dumps(accounts, ensure_ascii=False, indent=2))
+        return
+    for a in accounts:
+        typer.echo(
+            f"{a['tenant']:<16} {a['email']:<34} {a['password']:<18} "
+            f"{','.join(a['roles']):<16} {','.join(a['branches'])}"
+        )
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: Annotated[str, typer.Option("--slug")],
+    name: Annotated[str, typer.Option("--name")],
+    admin_email: Annotated[str, typer.Option("--admin-email")],
+    kind: Annotated[str, typer.Option("--kind")] = "other",
+) -> None:
+    """Create a tenant, its keys and its first HQ admin (prints the admin's password once)."""
+    from api.operator import create_tenant_command
+
+    cfg = settings()
+    try:
+        created = asyncio.run(create_tenant_command(cfg, slug, name, admin_email, kind))
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"tenant {slug} created; HQ admin {admin_email} password: {created}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(tenant: Annotated[str, typer.Option("--tenant")]) -> None:
+    """Add a new data key for a tenant; new writes use it at once."""
+    from api.operator import rotate_command
+
+    try:
+        version = asyncio.run(rotate_command(settings(), tenant))
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(
+        f"tenant {tenant}: data key version {version} is now active; "
+        f"run `patientpool keys reencrypt --tenant {tenant}`"
+    )
+
+
+@keys_app.command("reencrypt")
+def keys_reencrypt(
+    tenant: Annotated[str, typer.Option("--tenant")],
+    batch: Annotated[int, typer.Option("--batch", min=1, max=10000)] = 500,
+) -> None:
+    """Re-encrypt a tenant's rows under its newest key; resumable, with progress."""
+    from api.operator import reencrypt_command
+
+    try:
+        moved = asyncio.run(
+            reencrypt_command(settings(), tenant, batch, lambda m: typer.echo(m, err=True))
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"tenant {tenant}: {moved} rows re-encrypted")
+
+
+@audit_app.command("verify")
+def audit_verify(tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> None:
+    """Walk the access log's hash chain; exit 0 when whole, 1 at the first broken entry."""
+    from api.operator import verify_command
+
+    try:
+        results = asyncio.run(verify_command(settings(), tenant))
+    except ValueError as exc:
+        fail(str(exc))
+    broken = False
+    for slug, result in results:
+        if result.ok:
+            typer.echo(f"{slug}: ok, {result.entries} entries")
+        else:
+            broken = True
+            typer.echo(f"{slug}: BROKEN at entry {result.broken_seq}: {result.reason}")
+    if broken:
+        raise typer.Exit(1)
+
+
+@app.command("export-schema")
+def export_schema(
+    out: Annotated[Path, typer.Option("--out")] = Path("frontend-schema/schema.graphql"),
+) -> None:
+    """Write the GraphQL SDL for frontend developers."""
+    from api.sdl import export_sdl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(export_sdl())
+    typer.echo(f"wrote {out}")
+
+
+def main() -> None:
+    try:
+        app()
+    except SettingsError as exc:
+        typer.echo(f"patientpool: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,105 @@
+"""Per-request context: one tenant-bound session (one transaction), the principal, the cipher,
+the access trail and the DataLoaders. Nothing below `api/` reads this object; it hands the
+pieces down as explicit parameters."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry.fastapi import BaseContext
+
+from api.settings import Settings
+from auth import access_log
+from auth.access_log import RequestInfo
+from auth.principal import Principal
+from auth.sessions import AuthError, SignInLimits, principal_from_bearer
+from auth.signing_keys import SigningKeys
+from auth.trail import AccessTrail
+from tenancy.keyring import FieldCipher, KeyProvider
+from tenancy.keystore import load_cipher
+from tenancy.session import bind_tenant
+
+
+@dataclass
+class AppState:
+    """What lives as long as the process: built once at start from validated settings."""
+
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    key_provider: KeyProvider
+    signing_keys: SigningKeys
+    sign_in_limits: SignInLimits = field(default_factory=SignInLimits.default)
+
+
+class Context(BaseContext):
+    def __init__(self, app: AppState, bearer: str | None, info: RequestInfo) -> None:
+        super().__init__()
+        self.app = app
+        self.bearer = bearer
+        self.request_info = info
+        self.request_id = info.request_id
+        self.session: AsyncSession = app.sessions()
+        self.trail = AccessTrail()
+        self.loaders: dict[str, Any] = {}
+        self._principal: Principal | None = None
+        self._cipher: FieldCipher | None = None
+        # Sibling resolvers ask concurrently; the first one loads, the others wait for it.
+        self._loading = asyncio.Lock()
+
+    async def principal(self) -> Principal:
+        """The caller, verified on first use (so a refused query never touches the database)."""
+        async with self._loading:
+            if self._principal is None:
+                if not self.bearer:
+                    raise AuthError("sign in first: send Authorization: Bearer <access token>")
+                self._principal = await principal_from_bearer(
+                    self.session, self.app.signing_keys, self.bearer
+                )
+            return self._principal
+
+    async def cipher(self) -> FieldCipher:
+        await self.principal()
+        async with self._loading:
+            if self._cipher is None:
+                self._cipher = await load_cipher(self.session, self.app.key_provider)
+            return self._cipher
+
+    def loader(self, name: str, factory: Any) -> Any:
+        """One DataLoader of each kind per request."""
+        if name not in self.loaders:
+            self.loaders[name] = factory()
+        return self.loaders[name]
+
+    async def finish(self, ok: bool) -> None:
+        """Commit everything (with its access-log entries) or nothing.
+
+        On failure the change is rolled back, and what was already read is still logged, in a
+        transaction of its own.
+        """
+        principal = self._principal
+        if ok:
+            if principal is not None:
+                await access_log.append(
+                    self.session, principal.actor, self.request_info, self.trail.events()
+                )
+            await self.session.commit()
+            return
+        await self.session.rollback()
+        if principal is None:
+            return
+        events = self.trail.events(reads_only=True)
+        if events:
+            async with self.app.sessions() as log_session, log_session.begin():
+                await bind_tenant(log_session, principal.tenant_id)
+                await access_log.append(log_session, principal.actor, self.request_info, events)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,250 @@
+"""Two demo chains that feel real, generated deterministically from a seed: a dental chain and a
+TCM clinic chain, with branches, staff in every role and a few hundred patients each."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.operator import owner_session, provider
+from api.settings import Settings
+from auth.models import StaffUser
+from auth.policy import assign_role
+from auth.provisioning import add_staff, create_tenant
+from domain.patients.models import Gender, LifecycleStage, PoolTier, TrustLevel
+from domain.patients.service import PatientService
+from domain.tenants.models import Branch, Tenant
+from tenancy.keyring import KeyProvider
+from tenancy.keystore import load_cipher
+
+SEED = 20261124
+PATIENTS_PER_CHAIN = 300
+
+
+@dataclass(frozen=True)
+class Chain:
+    slug: str
+    name: str
+    kind: str
+    branches: list[tuple[str, str, str]]  # code, name, city
+    channels: list[str]
+    diagnoses: list[str]
+
+
+CHAINS = [
+    Chain(
+        slug="smile-dental",
+        name="微笑口腔连锁",
+        kind="dental",
+        branches=[
+            ("sh-xh", "微笑口腔·上海徐汇店", "上海"),
+            ("sh-ja", "微笑口腔·上海静安店", "上海"),
+            ("hz-xh", "微笑口腔·杭州西湖店", "杭州"),
+            ("nj-xjk", "微笑口腔·南京新街口店", "南京"),
+        ],
+        channels=[
+            "xiaohongshu",
+            "douyin",
+            "wechat_official",
+            "dianping",
+            "referral",
+            "offline_event",
+        ],
+        diagnoses=[
+            "慢性牙周炎（II度）",
+            "左下6 深龋，已行根管治疗",
+            "安氏II类错颌，隐形矫正中",
+            "右上8 阻生智齿，建议拔除",
+            "牙列缺损，种植修复计划中",
+            "牙龈退缩，牙本质敏感",
+        ],
+    ),
+    Chain(
+        slug="renhe-tcm",
+        name="仁和中医馆",
+        kind="tcm",
+        branches=[
+            ("bj-cy", "仁和中医·北京朝阳馆", "北京"),
+            ("bj-hd", "仁和中医·北京海淀馆", "北京"),
+            ("cd-jj", "仁和中医·成都锦江馆", "成都"),
+        ],
+        channels=[
+            "wechat_official",
+            "douyin",
+            "xiaohongshu",
+            "referral",
+            "community_event",
+            "live_stream",
+        ],
+        diagnoses=[
+            "脾胃虚寒，纳差便溏",
+            "失眠多梦，心脾两虚",
+            "颈椎病，气滞血瘀",
+            "痛经，寒凝血瘀",
+            "湿疹，湿热内蕴",
+            "慢性咳嗽，肺气不足",
+        ],
+    ),
+]
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓"
+    "曹彭曾萧田董潘袁蔡蒋余于杜叶程魏苏吕丁沈任姚卢傅钟"
+)
+GIVEN = (
+    "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华"
+    "玉兰萍红婷雪梅琳晨浩宇欣怡子涵梓轩思远佳琪雨萱诗雨一鸣"
+)
+HISTORY = [
+    "无特殊",
+    "高血压 5 年，服用氨氯地平",
+    "2 型糖尿病，二甲双胍控制",
+    "甲状腺结节随访中",
+    "哮喘史，近年未发作",
+    "乙肝携带，肝功能正常",
+    "孕 20 周",
+]
+ALLERGIES = ["无", "青霉素过敏", "头孢类过敏", "对乳胶过敏", "磺胺类过敏", "花粉过敏"]
+NOTES = [
+    "患者对价格敏感，倾向分期",
+    "工作日晚间方便联系",
+    "由家人陪同就诊",
+    "希望周末预约",
+    "对疼痛敏感，需充分沟通",
+    "已加企业微信，活跃",
+]
+ROLES_PER_BRANCH = ["branch_manager", "doctor", "doctor", "health_manager", "operator"]
+HQ_ROLES = ["marketing", "auditor"]
+
+
+def accounts_file(cfg: Settings) -> Path:
+    return cfg.data_dir / "demo-accounts.json"
+
+
+def _name(rng: random.Random) -> str:
+    return rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
+
+
+def _phone(rng: random.Random) -> str:
+    return f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
+
+
+async def _load_chain(
+    session: AsyncSession, keys: KeyProvider, chain: Chain, rng: random.Random
+) -> list[dict[str, object]]:
+    admin_pw = f"Demo-{rng.randrange(10**6):06d}"
+    created = await create_tenant(
+        session,
+        keys,
+        slug=chain.slug,
+        name=chain.name,
+        kind=chain.kind,
+        admin_email=f"admin@{chain.slug}.demo",
+        admin_password=admin_pw,
+    )
+    accounts: list[dict[str, object]] = [
+        {
+            "tenant": chain.slug,
+            "email": created.admin.email,
+            "password": admin_pw,
+            "roles": ["hq_admin"],
+            "branches": [],
+        }
+    ]
+    branches = []
+    for code, name, city in chain.branches:
+        branch = Branch(code=code, name=name, city=city)
+        session.add(branch)
+        branches.append(branch)
+    await session.flush()
+
+    async def staff(role: str, email: str, name: str, at: list[Branch]) -> StaffUser:
+        password = f"Demo-{rng.randrange(10**6):06d}"
+        user = await add_staff(session, email=email, name=name, password=password, branches=at)
+        await assign_role(session, f"user:{user.id}", role)
+        accounts.append(
+            {
+                "tenant": chain.slug,
+                "email": email,
+                "password": password,
+                "roles": [role],
+                "branches": [b.code for b in at],
+            }
+        )
+        return user
+
+    carers: dict[str, list[StaffUser]] = {}
+    for branch in branches:
+        for i, role in enumerate(ROLES_PER_BRANCH):
+            user = await staff(
+                role,
+                f"{role.replace('_', '')}{i}.{branch.code}@{chain.slug}.demo",
+                _name(rng),
+                [branch],
+            )
+            if role in ("doctor", "health_manager"):
+                carers.setdefault(branch.code, []).append(user)
+    for role in HQ_ROLES:
+        await staff(role, f"{role}@{chain.slug}.demo", _name(rng), [])
+
+    service = PatientService(session, await load_cipher(session, keys))
+    now = datetime.now(UTC)
+    stages = list(LifecycleStage)
+    for _ in range(PATIENTS_PER_CHAIN):
+        branch = rng.choice(branches)
+        patient = await service.create(
+            {
+                "name": _name(rng),
+                "phone": _phone(rng),
+                "wechat_id": f"wxid_{rng.randrange(16**10):010x}" if rng.random() < 0.7 else None,
+                "home_branch_id": branch.id,
+                "assigned_staff": rng.choice(carers[branch.code]) if rng.random() < 0.6 else None,
+                "gender": rng.choice([Gender.FEMALE, Gender.FEMALE, Gender.MALE]).value,
+                "birth_year": rng.randrange(1950, 2012),
+                "source_channel": rng.choice(chain.channels),
+                "pool_tier": rng.choice(list(PoolTier)).value,
+                "lifecycle_stage": rng.choices(stages, weights=[6, 5, 3, 2, 3, 3, 2, 1, 1])[
+                    0
+                ].value,
+                "trust_level": rng.choice(list(TrustLevel)).value,
+                "medical_history": rng.choice(HISTORY),
+                "allergies": rng.choice(ALLERGIES),
+                "diagnoses": rng.choice(chain.diagnoses),
+                "notes": rng.choice(NOTES),
+                "consent": rng.random() < 0.8,
+            }
+        )
+        patient.created_at = now - timedelta(days=rng.randrange(365), minutes=rng.randrange(1440))
+    await session.flush()
+    return accounts
+
+
+async def load_demo(
+    cfg: Settings, progress: Callable[[str], None] = lambda _m: None, seed: int = SEED
+) -> bool:
+    """Load the demo chains unless tenants exist already; True when it loaded them."""
+    keys = provider(cfg)
+    rng = random.Random(seed)
+    accounts: list[dict[str, object]] = []
+    async with owner_session(cfg) as session, session.begin():
+        if await session.scalar(select(func.count()).select_from(Tenant)):
+            return False
+    # One transaction per chain, each on its own session (a session binds one tenant): an
+    # interrupted load leaves whole chains only, never half of one.
+    for n, chain in enumerate(CHAINS, 1):
+        progress(f"demo: loading {chain.slug} ({n}/{len(CHAINS)}) …")
+        async with owner_session(cfg) as session, session.begin():
+            accounts += await _load_chain(session, keys, chain, rng)
+    path = accounts_file(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(accounts, fh, ensure_ascii=False, indent=2)
+    return True

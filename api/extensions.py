@@ -1,0 +1,51 @@
+"""The operation boundary: one GraphQL operation = one transaction, decided by the result.
+
+Strawberry reports resolver exceptions as `errors` in a normal response, so "commit unless an
+exception escaped" would save half-done mutations. Here the commit happens only when the
+result has no errors; otherwise everything rolls back. Errors are then given their contract
+code, or masked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from api.errors import format_error
+
+log = logging.getLogger("patientpool.operation")
+
+
+class OperationBoundary(SchemaExtension):
+    async def on_operation(self) -> AsyncIterator[None]:
+        ctx = self.execution_context.context
+        if ctx is not None and ctx.request_info.operation_name == "":
+            ctx.request_info = ctx.request_info.__class__(
+                request_id=ctx.request_info.request_id,
+                operation_name=self.execution_context.operation_name or "",
+                client_addr=ctx.request_info.client_addr,
+                user_agent=ctx.request_info.user_agent,
+            )
+        yield
+        result = self.execution_context.result
+        errors = list(
+            (result.errors if result is not None else None)
+            or self.execution_context.pre_execution_errors
+            or []
+        )
+        request_id = getattr(ctx, "request_id", "-")
+        if ctx is not None:
+            try:
+                await ctx.finish(ok=not errors)
+            except Exception as exc:  # the commit itself failed: nothing was saved
+                log.error("commit failed request_id=%s", request_id, exc_info=exc)
+                if result is not None:
+                    result.data = None
+                errors = [GraphQLError("commit failed", original_error=exc)]
+            finally:
+                await ctx.close()
+        if result is not None and errors:
+            result.errors = [format_error(e, request_id) for e in errors]

@@ -1,0 +1,90 @@
+"""Operator commands behind the CLI: the few paths that act on a tenant by its slug."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.settings import Settings
+from auth.access_log import VerifyResult, verify_chain
+from auth.provisioning import create_tenant
+from domain.errors import DomainError
+from domain.patients.reencrypt import reencrypt_patients
+from domain.tenants.models import Tenant
+from tenancy.keyring import LocalKeyProvider
+from tenancy.keystore import load_cipher, rotate_data_key
+from tenancy.session import bind_tenant, make_engine, session_factory
+
+
+@asynccontextmanager
+async def owner_session(cfg: Settings) -> AsyncIterator[AsyncSession]:
+    engine = make_engine(cfg.owner_database_url)
+    try:
+        async with session_factory(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+def provider(cfg: Settings) -> LocalKeyProvider:
+    return LocalKeyProvider.from_text(cfg.master_key_text())
+
+
+async def _tenant_id(session: AsyncSession, slug: str) -> uuid.UUID:
+    tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
+    if tenant_id is None:
+        raise ValueError(f"no tenant with slug {slug!r}")
+    return tenant_id
+
+
+async def create_tenant_command(
+    cfg: Settings, slug: str, name: str, admin_email: str, kind: str
+) -> str:
+    async with owner_session(cfg) as session, session.begin():
+        try:
+            created = await create_tenant(
+                session, provider(cfg), slug=slug, name=name, admin_email=admin_email, kind=kind
+            )
+        except DomainError as exc:
+            raise ValueError(exc.message) from None
+    return created.admin_password
+
+
+async def rotate_command(cfg: Settings, slug: str) -> int:
+    async with owner_session(cfg) as session, session.begin():
+        await bind_tenant(session, await _tenant_id(session, slug))
+        return await rotate_data_key(session, provider(cfg))
+
+
+async def reencrypt_command(
+    cfg: Settings, slug: str, batch: int, progress: Callable[[str], None]
+) -> int:
+    keys = provider(cfg)
+    async with owner_session(cfg) as session:
+        async with session.begin():
+            tenant_id = await _tenant_id(session, slug)
+        await bind_tenant(session, tenant_id)
+        async with session.begin():
+            cipher = await load_cipher(session, keys)
+        return await reencrypt_patients(session, cipher, batch, progress)
+
+
+async def verify_command(cfg: Settings, slug: str | None) -> list[tuple[str, VerifyResult]]:
+    out: list[tuple[str, VerifyResult]] = []
+    async with owner_session(cfg) as session:
+        async with session.begin():
+            stmt = select(Tenant.id, Tenant.slug).order_by(Tenant.slug)
+            if slug is not None:
+                stmt = stmt.where(Tenant.slug == slug)
+            tenants = (await session.execute(stmt)).all()
+        if slug is not None and not tenants:
+            raise ValueError(f"no tenant with slug {slug!r}")
+        for tenant_id, tenant_slug in tenants:
+            async with session_factory(session.bind)() as tsession, tsession.begin():  # type: ignore[arg-type]
+                await bind_tenant(tsession, tenant_id)
+                out.append((tenant_slug, await verify_chain(tsession)))
+    return out

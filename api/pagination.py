@@ -1,0 +1,91 @@
+"""Relay connections: `edges { cursor node }`, `pageInfo`, `totalCount`, opaque cursors, and a
+cap on `first` that answers BAD_USER_INPUT past it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import strawberry
+
+from domain.errors import BadInput
+
+T = TypeVar("T")
+MAX_FIRST = 100
+DEFAULT_FIRST = 20
+
+
+def check_first(first: int | None) -> int:
+    if first is None:
+        return DEFAULT_FIRST
+    if first < 0 or first > MAX_FIRST:
+        raise BadInput(f"first must be between 0 and {MAX_FIRST}", field="first")
+    return first
+
+
+def encode_cursor(values: list[str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, width: int) -> list[str] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadInput("after is not a valid cursor", field="after") from None
+    if not (isinstance(values, list) and len(values) == width):
+        raise BadInput("after is not a valid cursor", field="after")
+    if not all(isinstance(v, str) for v in values):
+        raise BadInput("after is not a valid cursor", field="after")
+    return values
+
+
+@strawberry.type(description="Where a page stands in its list (Relay).")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="More items follow this page.")
+    has_previous_page: bool = strawberry.field(
+        description="Always false: lists are paged forward with `after`."
+    )
+    start_cursor: str | None = strawberry.field(description="Cursor of the first edge.")
+    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+
+
+@strawberry.type(description="One item of a list and its cursor.")
+class Edge(Generic[T]):
+    cursor: str = strawberry.field(description="Opaque position of this item.")
+    node: T = strawberry.field(description="The item.")
+
+
+@strawberry.type(description="A page of a list (Relay connection).")
+class Connection(Generic[T]):
+    edges: list[Edge[T]] = strawberry.field(description="The items of this page.")
+    page_info: PageInfo = strawberry.field(description="Paging state.")
+    _count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="How many items the whole list holds (within your scope).")
+    async def total_count(self) -> int:
+        return await self._count()
+
+
+def make_connection(
+    items: list[T],
+    cursors: list[str],
+    has_next: bool,
+    count: Callable[[], Awaitable[int]],
+) -> Connection[T]:
+    edges = [Edge(cursor=c, node=n) for c, n in zip(cursors, items, strict=True)]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=has_next,
+            has_previous_page=False,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        ),
+        _count=count,
+    )

@@ -1,0 +1,173 @@
+"""Patient root fields: thin resolvers. auth decides and builds the scope, the domain service
+does the work, the trail records what the caller saw or changed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.ids import parse_global_id
+from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
+from api.patients.inputs import CreatePatientInput, PatientFilter, UpdatePatientInput
+from api.patients.types import Patient
+from auth.access_log import Action
+from auth.guard import require_patient_scope, writable_groups
+from auth.models import StaffUser
+from domain.errors import BadInput, Forbidden, NotFound
+from domain.patients.models import SEALED_FIELDS
+from domain.patients.models import Patient as PatientRow
+from domain.patients.repository import PageKey, PatientRepository
+from domain.patients.repository import PatientFilter as RowFilter
+from domain.patients.scope import PatientScope
+from domain.patients.service import PatientService, phone_digest
+
+
+@strawberry.type(description="Result of createPatient.")
+class CreatePatientPayload:
+    patient: Patient = strawberry.field(description="The new patient.")
+
+
+@strawberry.type(description="Result of updatePatient.")
+class UpdatePatientPayload:
+    patient: Patient = strawberry.field(description="The patient as changed.")
+
+
+def _ids(values: list[strawberry.ID] | None, type_name: str, field: str) -> frozenset[uuid.UUID]:
+    return frozenset(parse_global_id(v, type_name, field) for v in values or [])
+
+
+async def patient(info: Info, id: strawberry.ID) -> Patient | None:
+    ctx = info.context
+    principal = await ctx.principal()
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.READ)
+    row = await PatientRepository(ctx.session).get(scope, parse_global_id(id, "Patient"))
+    if row is None:
+        raise NotFound("no such patient")
+    ctx.trail.returned(Action.READ, [row.id])
+    return Patient(_row=row)
+
+
+async def patients(
+    info: Info,
+    first: int | None = None,
+    after: str | None = None,
+    filter: PatientFilter | None = None,
+) -> Connection[Patient]:
+    ctx = info.context
+    principal = await ctx.principal()
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    limit = check_first(first)
+    key = decode_cursor(after, 2)
+    page_key = None
+    if key is not None:
+        try:
+            page_key = PageKey(datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
+        except ValueError:
+            raise BadInput("after is not a valid cursor", field="after") from None
+    row_filter = await _row_filter(info, filter)
+    repo = PatientRepository(ctx.session)
+    rows = await repo.page(scope, row_filter, limit + 1, page_key)
+    has_next = len(rows) > limit
+    rows = rows[:limit]
+    ctx.trail.returned(Action.LIST, [r.id for r in rows])
+    return make_connection(
+        [Patient(_row=r) for r in rows],
+        [encode_cursor([r.created_at.isoformat(), str(r.id)]) for r in rows],
+        has_next,
+        lambda: repo.count(scope, row_filter),
+    )
+
+
+async def _row_filter(info: Info, flt: PatientFilter | None) -> RowFilter:
+    if flt is None:
+        return RowFilter()
+    digest = None
+    if flt.phone is not None:
+        digest = phone_digest(await info.context.cipher(), flt.phone)
+    return RowFilter(
+        phone_bidx=digest,
+        branch_ids=_ids(flt.branch_ids, "Branch", "branchIds"),
+        stages=frozenset(str(s) for s in flt.stages or []),
+        tiers=frozenset(str(t) for t in flt.tiers or []),
+        channels=frozenset(flt.channels or []),
+    )
+
+
+async def _values(info: Info, data: Any, creating: bool = False) -> dict[str, Any]:
+    """Input → service values: ids resolved to objects; unset fields (and on create, nulls)
+    dropped, so only what the caller gave is applied."""
+    values = {
+        k: v
+        for k, v in vars(data).items()
+        if v is not strawberry.UNSET and not k.startswith("_") and not (creating and v is None)
+    }
+    if values.get("home_branch_id") is not None:
+        values["home_branch_id"] = parse_global_id(
+            values["home_branch_id"], "Branch", "homeBranchId"
+        )
+    if "assigned_staff_id" in values:
+        raw = values.pop("assigned_staff_id")
+        staff = None
+        if raw is not None:
+            staff_id = parse_global_id(raw, "Staff", "assignedStaffId")
+            staff = await info.context.session.scalar(
+                select(StaffUser).where(StaffUser.id == staff_id)
+            )
+            if staff is None:
+                raise NotFound("no such staff member", field="assignedStaffId")
+        values["assigned_staff"] = staff
+    for name in ("gender", "pool_tier", "lifecycle_stage", "trust_level"):
+        if values.get(name) is not None:
+            values[name] = str(values[name])
+    return values
+
+
+def _check_field_groups(info: Info, principal: Any, values: dict[str, Any]) -> set[str]:
+    touched = {str(SEALED_FIELDS[k]) for k in values if k in SEALED_FIELDS}
+    if touched - {str(g) for g in writable_groups(principal)}:
+        raise Forbidden("not allowed to write these field groups")
+    return touched
+
+
+def _in_scope(scope: PatientScope, row: PatientRow) -> bool:
+    return (
+        scope.chain
+        or row.home_branch_id in scope.branch_ids
+        or (scope.staff_id is not None and row.assigned_staff_id == scope.staff_id)
+    )
+
+
+async def create_patient(info: Info, input: CreatePatientInput) -> CreatePatientPayload:
+    ctx = info.context
+    principal = await ctx.principal()
+    scope = require_patient_scope(principal, ctx.trail, "write", Action.CREATE)
+    values = await _values(info, input, creating=True)
+    groups = _check_field_groups(info, principal, values)
+    row = await PatientService(ctx.session, await ctx.cipher()).create(values)
+    if not _in_scope(scope, row):
+        raise Forbidden("not allowed to create patients outside your scope")
+    ctx.trail.changed(Action.CREATE, [row.id], groups)
+    return CreatePatientPayload(patient=Patient(_row=row))
+
+
+async def update_patient(
+    info: Info, id: strawberry.ID, input: UpdatePatientInput
+) -> UpdatePatientPayload:
+    ctx = info.context
+    principal = await ctx.principal()
+    scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
+    row = await PatientRepository(ctx.session).get(scope, parse_global_id(id, "Patient"))
+    if row is None:
+        raise NotFound("no such patient")
+    values = await _values(info, input)
+    groups = _check_field_groups(info, principal, values)
+    await PatientService(ctx.session, await ctx.cipher()).update(row, values)
+    if not _in_scope(scope, row):
+        raise Forbidden("not allowed to move a patient outside your scope")
+    ctx.trail.changed(Action.UPDATE, [row.id], groups)
+    return UpdatePatientPayload(patient=Patient(_row=row))

@@ -1,0 +1,158 @@
+"""GraphQL types of a patient. Sealed fields are decrypted only when selected, and only after
+`auth.guard` has decided the caller may see their group; each decision lands on the trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from api.ids import to_global_id
+from api.tenants.loaders import branch_loader, staff_loader
+from api.tenants.types import Branch, Staff
+from auth.guard import Visibility, field_visibility, mask_value, record_field
+from domain.errors import Forbidden
+from domain.patients import models as m
+from domain.patients.models import SEALED_FIELDS
+from domain.patients.models import Patient as PatientRow
+from domain.patients.service import unseal
+
+Gender = strawberry.enum(m.Gender, description="Gender as recorded by the clinic.")
+PoolTier = strawberry.enum(
+    m.PoolTier,
+    description="Pool tier: SEMI_PRIVATE (半私域, past patients in the hospital system) or "
+    "STRONG_PRIVATE (强私域, WeCom/WeChat friends and group members).",
+)
+LifecycleStage = strawberry.enum(
+    m.LifecycleStage,
+    description="Lifecycle stage: lead → nurturing → qualified → booked → visited → converted → "
+    "returning → referrer (转介绍), or lost.",
+)
+TrustLevel = strawberry.enum(
+    m.TrustLevel, description="Trust built with the patient: none, weak, strong, super (超强信任)."
+)
+
+
+async def _sealed(patient: PatientRow, info: Info, name: str) -> str | None:
+    ctx = info.context
+    principal = await ctx.principal()
+    group = SEALED_FIELDS[name]
+    visibility = field_visibility(principal, group)
+    record_field(ctx.trail, patient.id, group, visibility)
+    if visibility is Visibility.DENIED:
+        raise Forbidden(f"not allowed to read {group} fields")
+    value = unseal(await ctx.cipher(), patient, name)
+    return mask_value(name, value) if visibility is Visibility.MASKED else value
+
+
+@strawberry.type(
+    description="A patient of the pool (患者 / 客户). Contact and health fields are "
+    "encrypted at rest; fields you may not see come back null with a FORBIDDEN error, "
+    "or masked where your role allows only that."
+)
+class Patient:
+    _row: strawberry.Private[PatientRow]
+
+    @strawberry.field(description="Opaque global id.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Patient", self._row.id))
+
+    @strawberry.field(description="Name (contact group; masked for some roles).")
+    async def name(self, info: Info) -> str | None:
+        return await _sealed(self._row, info, "name")
+
+    @strawberry.field(
+        description="Mobile phone, normalised, e.g. +8613800138000 (contact group; "
+        "masked as 138****8000 for some roles)."
+    )
+    async def phone(self, info: Info) -> str | None:
+        return await _sealed(self._row, info, "phone")
+
+    @strawberry.field(description="WeChat id / mini-program openid (contact group).")
+    async def wechat_id(self, info: Info) -> str | None:
+        return await _sealed(self._row, info, "wechat_id")
+
+    @strawberry.field(description="WeCom external contact id (企业微信外部联系人, contact group).")
+    async def wecom_external_id(self, info: Info) -> str | None:
+        return await _sealed(self._row, info, "wecom_external_id")
+
+    @strawberry.field(description="National id number (身份证号; health group: most restricted).")
+    async def national_id(self, info: Info) -> str | None:
+        return await _sealed(self._row, info, "national_id")
+
+    @strawberry.field(description="Medical history (既往史, health group).")
+    async def medical_history(self, info: Info) -> str | None:
+        return await _sealed(self._row, info, "medical_history")
+
+    @strawberry.field(description="Allergies (过敏史, health group).")
+    async def allergies(self, info: Info) -> str | None:
+        return await _sealed(self._row, info, "allergies")
+
+    @strawberry.field(description="Diagnoses (诊断, health group).")
+    async def diagnoses(self, info: Info) -> str | None:
+        return await _sealed(self._row, info, "diagnoses")
+
+    @strawberry.field(description="Free-text clinical notes (health group).")
+    async def notes(self, info: Info) -> str | None:
+        return await _sealed(self._row, info, "notes")
+
+    @strawberry.field(description="Gender.")
+    def gender(self) -> Gender:  # type: ignore[valid-type]
+        return m.Gender(self._row.gender)
+
+    @strawberry.field(description="Year of birth.")
+    def birth_year(self) -> int | None:
+        return self._row.birth_year
+
+    @strawberry.field(description="Where the patient came from (渠道), e.g. xiaohongshu, douyin.")
+    def source_channel(self) -> str:
+        return self._row.source_channel
+
+    @strawberry.field(description="Pool tier (半私域 / 强私域).")
+    def pool_tier(self) -> PoolTier:  # type: ignore[valid-type]
+        return m.PoolTier(self._row.pool_tier)
+
+    @strawberry.field(description="Lifecycle stage.")
+    def lifecycle_stage(self) -> LifecycleStage:  # type: ignore[valid-type]
+        return m.LifecycleStage(self._row.lifecycle_stage)
+
+    @strawberry.field(description="Trust level.")
+    def trust_level(self) -> TrustLevel:  # type: ignore[valid-type]
+        return m.TrustLevel(self._row.trust_level)
+
+    @strawberry.field(
+        description="Code a new patient can give to be linked as referred (转介绍码)."
+    )
+    def referral_code(self) -> str:
+        return self._row.referral_code
+
+    @strawberry.field(description="Whether the patient has consented to being contacted.")
+    def consented(self) -> bool:
+        return self._row.consent_at is not None
+
+    @strawberry.field(description="True once the patient's data was erased on request.")
+    def erased(self) -> bool:
+        return self._row.erased_at is not None
+
+    @strawberry.field(description="When the record was created.")
+    def created_at(self) -> datetime:
+        return self._row.created_at
+
+    @strawberry.field(description="When the record last changed.")
+    def updated_at(self) -> datetime:
+        return self._row.updated_at
+
+    @strawberry.field(description="Home branch (所属门店).")
+    async def home_branch(self, info: Info) -> Branch | None:
+        loader = info.context.loader("branch", lambda: branch_loader(info.context.session))
+        row = await loader.load(self._row.home_branch_id)
+        return None if row is None else Branch(_row=row)
+
+    @strawberry.field(description="Staff member the patient is assigned to (doctor or 健康管家).")
+    async def assigned_staff(self, info: Info) -> Staff | None:
+        if self._row.assigned_staff_id is None:
+            return None
+        loader = info.context.loader("staff", lambda: staff_loader(info.context.session))
+        row = await loader.load(self._row.assigned_staff_id)
+        return None if row is None else Staff(_row=row)

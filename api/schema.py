@@ -1,0 +1,100 @@
+"""The GraphQL schema: root fields wired to their resolvers, and the operation boundary."""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from api.extensions import OperationBoundary
+from api.pagination import Connection
+from api.patients import resolvers as patients
+from api.patients.types import Patient
+from api.sessions import resolvers as sessions
+from api.settings import Settings
+from api.tenants import resolvers as tenants
+from api.tenants.types import Branch, Tenant
+
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 2000
+
+
+@strawberry.type(description="Read the patient pool.")
+class Query:
+    me: sessions.Me = strawberry.field(
+        resolver=sessions.me, description="The signed-in principal: user, tenant, roles, branches."
+    )
+    tenant: Tenant = strawberry.field(
+        resolver=tenants.tenant, description="The tenant you are signed in to."
+    )
+    branches: list[Branch] = strawberry.field(
+        resolver=tenants.branches, description="The branches of your chain."
+    )
+    patient: Patient = strawberry.field(
+        resolver=patients.patient,
+        description="One patient by id, within your scope; NOT_FOUND otherwise.",
+    )
+    patients: Connection[Patient] = strawberry.field(
+        resolver=patients.patients,
+        description="Patients within your scope, newest first, paged with first/after.",
+    )
+
+
+@strawberry.type(description="Change the patient pool.")
+class Mutation:
+    sign_in: sessions.AuthPayload = strawberry.field(
+        resolver=sessions.sign_in_mutation,
+        description="Sign in with tenant slug, email and password.",
+    )
+    refresh_tokens: sessions.AuthPayload = strawberry.field(
+        resolver=sessions.refresh_tokens,
+        description="Trade a refresh token for new tokens (the old one stops working).",
+    )
+    sign_out: bool = strawberry.field(
+        resolver=sessions.sign_out_mutation, description="End this sign-in's refresh session."
+    )
+    create_patient: patients.CreatePatientPayload = strawberry.field(
+        resolver=patients.create_patient, description="Add a patient to the pool."
+    )
+    update_patient: patients.UpdatePatientPayload = strawberry.field(
+        resolver=patients.update_patient, description="Change a patient."
+    )
+
+
+class PatientPoolSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Strawberry's default logs every error with the request's variables in reach; ours are
+        # formatted and, when unexpected, logged by api.errors without personal data.
+        return None
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    extensions: list[object] = [
+        OperationBoundary,
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+    ]
+    if settings is not None and not settings.introspection_enabled:
+        extensions.append(DisableIntrospection)
+    return PatientPoolSchema(
+        query=Query,
+        mutation=Mutation,
+        config=StrawberryConfig(auto_camel_case=True),
+        extensions=extensions,  # type: ignore[arg-type]
+    )
+
+
+logging.getLogger("strawberry.execution").setLevel(logging.CRITICAL)

@@ -1,0 +1,84 @@
+"""Sign-in, refresh, sign-out and `me`."""
+
+from __future__ import annotations
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.tenants.types import Branch, Staff, Tenant
+from auth.models import StaffUser
+from auth.sessions import TokenPair, refresh, sign_in, sign_out
+from domain.tenants.models import Branch as BranchRow
+from domain.tenants.models import Tenant as TenantRow
+
+
+@strawberry.type(description="Tokens returned by signIn and refreshTokens.")
+class AuthPayload:
+    access_token: str = strawberry.field(
+        description="Short-lived access token: send as `Authorization: Bearer <token>`."
+    )
+    refresh_token: str = strawberry.field(
+        description="Single-use token for refreshTokens; each use returns a new one."
+    )
+    expires_in: int = strawberry.field(description="Seconds until the access token expires.")
+
+
+@strawberry.type(description="The signed-in principal.")
+class Me:
+    user: Staff | None = strawberry.field(description="The staff member (null for service tokens).")
+    tenant: Tenant = strawberry.field(description="The tenant the token belongs to.")
+    roles: list[str] = strawberry.field(description="Role names (hq_admin, doctor, …).")
+    branches: list[Branch] = strawberry.field(description="Branches the staff member works in.")
+
+
+def _payload(pair: TokenPair) -> AuthPayload:
+    return AuthPayload(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
+
+
+async def sign_in_mutation(info: Info, tenant: str, email: str, password: str) -> AuthPayload:
+    ctx = info.context
+    pair = await sign_in(
+        ctx.app.sessions,
+        ctx.app.signing_keys,
+        ctx.app.sign_in_limits,
+        tenant_slug=tenant,
+        email=email,
+        password=password,
+        client_addr=ctx.request_info.client_addr,
+    )
+    return _payload(pair)
+
+
+async def refresh_tokens(info: Info, refresh_token: str) -> AuthPayload:
+    return _payload(
+        await refresh(info.context.app.sessions, info.context.app.signing_keys, refresh_token)
+    )
+
+
+async def sign_out_mutation(info: Info) -> bool:
+    ctx = info.context
+    return await sign_out(ctx.session, await ctx.principal())
+
+
+async def me(info: Info) -> Me:
+    ctx = info.context
+    principal = await ctx.principal()
+    tenant = await ctx.session.scalar(select(TenantRow).where(TenantRow.id == principal.tenant_id))
+    user = None
+    if principal.kind == "user":
+        user = await ctx.session.scalar(select(StaffUser).where(StaffUser.id == principal.id))
+    branches = []
+    if principal.branch_ids:
+        rows = await ctx.session.scalars(
+            select(BranchRow).where(BranchRow.id.in_(sorted(principal.branch_ids)))
+        )
+        branches = [Branch(_row=b) for b in rows]
+    return Me(
+        user=None if user is None else Staff(_row=user),
+        tenant=Tenant(_row=tenant),
+        roles=list(principal.roles),
+        branches=branches,
+    )

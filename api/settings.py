@@ -1,0 +1,118 @@
+"""Configuration from the environment (prefix PATIENTPOOL_), validated once at start.
+
+Development generates a master key and a signing key set into the data dir so the demo runs
+with no setup; production refuses to start without both, with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class SettingsError(ValueError):
+    """Raised with a one-line reason; the CLI prints it and exits 2."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PATIENTPOOL_", extra="ignore")
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path(".patientpool")
+    database_url: str | None = None
+    migration_database_url: str | None = None
+    master_key: str | None = Field(default=None, repr=False)
+    master_key_file: Path | None = None
+    signing_keys_file: Path | None = None
+    graphiql: bool | None = None
+    introspection: bool | None = None
+    sql_echo: bool = False
+    pool_size: int = Field(default=10, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.env is Environment.PRODUCTION:
+            if not (self.master_key or self.master_key_file):
+                raise ValueError(
+                    "production needs PATIENTPOOL_MASTER_KEY or PATIENTPOOL_MASTER_KEY_FILE"
+                )
+            if not self.signing_keys_file:
+                raise ValueError("production needs PATIENTPOOL_SIGNING_KEYS_FILE")
+        if self.master_key and self.master_key_file:
+            raise ValueError("set PATIENTPOOL_MASTER_KEY or PATIENTPOOL_MASTER_KEY_FILE, not both")
+        url = self.database_url
+        if url and not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "PATIENTPOOL_DATABASE_URL must start with sqlite+aiosqlite:// "
+                "or postgresql+asyncpg://"
+            )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return (not self.is_production) if self.graphiql is None else self.graphiql
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return (not self.is_production) if self.introspection is None else self.introspection
+
+    @property
+    def app_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'patientpool.db'}"
+
+    @property
+    def owner_database_url(self) -> str:
+        return self.migration_database_url or self.app_database_url
+
+    def master_key_text(self) -> str:
+        if self.master_key:
+            return self.master_key
+        path = self.master_key_file or self.data_dir / "master.key"
+        if not path.exists():
+            if self.master_key_file or self.is_production:
+                raise SettingsError(f"master key file not found: {path}")
+            from tenancy.keyring import generate_master_key_text
+
+            _write_secret(path, generate_master_key_text())
+        return path.read_text().strip()
+
+    def signing_keys_text(self) -> str:
+        path = self.signing_keys_file or self.data_dir / "signing-keys.json"
+        if not path.exists():
+            if self.signing_keys_file or self.is_production:
+                raise SettingsError(f"signing keys file not found: {path}")
+            from auth.signing_keys import SigningKeys
+
+            _write_secret(path, SigningKeys.generate_jwks_json())
+        return path.read_text()
+
+
+def _write_secret(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; any problem becomes one SettingsError line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        raise SettingsError(f"{where}: {msg}" if where != "settings" else msg) from None

@@ -1,0 +1,243 @@
+"""The access log: append-only, hash-chained per tenant, holding references and never data.
+
+Each entry's hash covers every field of the entry and the previous entry's hash, so changing,
+deleting or reordering any entry breaks the chain from that point. Appends lock the tenant's
+chain head row (`UPDATE … RETURNING`), so concurrent requests extend one linear chain.
+UPDATE and DELETE are refused by triggers on both databases, by privileges on PostgreSQL and
+by the session below on SQLite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    Uuid,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from tenancy.orm import Base, TenantScoped, utcnow
+from tenancy.session import TenantSession, stamp_rows
+
+GENESIS = b"\x00" * 32
+
+
+class Action(StrEnum):
+    READ = "read"
+    LIST = "list"
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    EXPORT = "export"
+    DECRYPT_DENIED = "decrypt_denied"
+    ERASE = "erase"
+    MERGE = "merge"
+
+
+class Outcome(StrEnum):
+    ALLOWED = "allowed"
+    MASKED = "masked"
+    DENIED = "denied"
+
+
+class AccessLogEntry(TenantScoped, Base):
+    __tablename__ = "access_log"
+    __table_args__ = (Index("ix_access_log_time", "tenant_id", "occurred_at"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor_type: Mapped[str] = mapped_column(String(10))
+    actor_id: Mapped[str] = mapped_column(String(64))
+    actor_roles: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(20))
+    # JSON list of patient ids (references only: no names, no health data).
+    patient_ids: Mapped[str] = mapped_column(Text)
+    field_groups: Mapped[str] = mapped_column(String(50))
+    operation_name: Mapped[str] = mapped_column(String(100))
+    request_id: Mapped[str] = mapped_column(String(64))
+    client_addr: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(300))
+    outcome: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(100))
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AccessLogHead(TenantScoped, Base):
+    """The chain head per tenant: the last sequence number and hash (locked on append)."""
+
+    __tablename__ = "access_log_heads"
+
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary(32), default=GENESIS)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@event.listens_for(TenantSession, "before_flush")
+def _append_only(session: Session, _ctx: object, _instances: object) -> None:
+    for obj in (*session.dirty, *session.deleted):
+        if isinstance(obj, AccessLogEntry):
+            raise PermissionError("the access log is append-only")
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # "user", "service" or "system"
+    id: str
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    request_id: str = ""
+    operation_name: str = ""
+    client_addr: str = ""
+    user_agent: str = ""
+
+
+@dataclass
+class AccessEvent:
+    action: Action
+    patient_ids: Sequence[uuid.UUID]
+    field_groups: Iterable[str] = ()
+    outcome: Outcome = Outcome.ALLOWED
+    reason: str = ""
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def _canonical_time(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds")
+
+
+def entry_hash(row: dict[str, object], prev_hash: bytes) -> bytes:
+    """SHA-256 over a canonical JSON of every field of the entry and the previous hash."""
+    body = {
+        "tenant_id": str(row["tenant_id"]),
+        "seq": row["seq"],
+        "id": str(row["id"]),
+        "occurred_at": _canonical_time(row["occurred_at"]),  # type: ignore[arg-type]
+        **{k: row[k] for k in _HASHED_TEXT},
+        "prev_hash": prev_hash.hex(),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).digest()
+
+
+_HASHED_TEXT = (
+    "actor_type",
+    "actor_id",
+    "actor_roles",
+    "action",
+    "patient_ids",
+    "field_groups",
+    "operation_name",
+    "request_id",
+    "client_addr",
+    "user_agent",
+    "outcome",
+    "reason",
+)
+
+
+async def start_chain(session: AsyncSession) -> None:
+    """Create the bound tenant's chain head (done once, when the tenant is created)."""
+    session.add(AccessLogHead())
+    await session.flush()
+
+
+async def append(
+    session: AsyncSession, actor: Actor, info: RequestInfo, events: Sequence[AccessEvent]
+) -> None:
+    """Append events to the bound tenant's chain inside the session's transaction."""
+    if not events:
+        return
+    head = (
+        await session.execute(
+            update(AccessLogHead)
+            .values(seq=AccessLogHead.seq + len(events), updated_at=utcnow())
+            .returning(AccessLogHead.seq, AccessLogHead.last_hash)
+            .execution_options(synchronize_session=False)
+        )
+    ).one()
+    seq, prev = head.seq - len(events), head.last_hash
+    rows: list[dict[str, object]] = stamp_rows(session, [{} for _ in events])
+    for row, ev in zip(rows, events, strict=True):
+        seq += 1
+        row.update(
+            seq=seq,
+            id=uuid.uuid4(),
+            occurred_at=ev.occurred_at,
+            actor_type=actor.kind,
+            actor_id=actor.id,
+            actor_roles=",".join(sorted(actor.roles)),
+            action=str(ev.action),
+            patient_ids=json.dumps(sorted(str(p) for p in ev.patient_ids)),
+            field_groups=",".join(sorted(set(ev.field_groups))),
+            operation_name=info.operation_name[:100],
+            request_id=info.request_id[:64],
+            client_addr=info.client_addr[:64],
+            user_agent=info.user_agent[:300],
+            outcome=str(ev.outcome),
+            reason=ev.reason[:100],
+        )
+        row["prev_hash"] = prev
+        row["entry_hash"] = prev = entry_hash(row, prev)
+    await session.execute(
+        update(AccessLogHead).values(last_hash=prev).execution_options(synchronize_session=False)
+    )
+    await session.execute(AccessLogEntry.__table__.insert(), rows)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    entries: int
+    broken_seq: int | None = None
+    reason: str = ""
+
+
+async def verify_chain(session: AsyncSession, batch: int = 5000) -> VerifyResult:
+    """Walk the bound tenant's chain: every hash, every link, no gap, and the head at the end."""
+    prev, expected_seq, count = GENESIS, 1, 0
+    while True:
+        stmt = (
+            select(AccessLogEntry)
+            .where(AccessLogEntry.seq >= expected_seq)
+            .order_by(AccessLogEntry.seq)
+            .limit(batch)
+        )
+        entries = (await session.scalars(stmt)).all()
+        for e in entries:
+            if e.seq != expected_seq:
+                return VerifyResult(False, count, expected_seq, "entry missing")
+            if e.prev_hash != prev:
+                return VerifyResult(False, count, e.seq, "link to previous entry broken")
+            row = {c: getattr(e, c) for c in ("tenant_id", "seq", "id", "occurred_at")}
+            row.update({k: getattr(e, k) for k in _HASHED_TEXT})
+            if entry_hash(row, prev) != e.entry_hash:
+                return VerifyResult(False, count, e.seq, "entry altered")
+            prev, expected_seq, count = e.entry_hash, expected_seq + 1, count + 1
+        if len(entries) < batch:
+            break
+    head = await session.scalar(select(AccessLogHead))
+    if head is None or head.seq != count or head.last_hash != prev:
+        return VerifyResult(False, count, count + 1, "entries missing at the end of the chain")
+    return VerifyResult(True, count)

@@ -1,0 +1,84 @@
+"""Authorization decisions for patient data: the row scope pushed into SQL and field visibility.
+
+Resolvers ask here and nowhere else. Denials are recorded on the request's trail, so the
+access log sees every refused read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+
+from auth.access_log import Action, Outcome
+from auth.principal import Principal
+from auth.trail import AccessTrail
+from domain.errors import Forbidden
+from domain.patients.models import FieldGroup
+from domain.patients.scope import PatientScope
+from tenancy.keyring import mask_phone
+
+
+class Visibility(StrEnum):
+    FULL = "full"
+    MASKED = "masked"
+    DENIED = "denied"
+
+
+def patient_scope(principal: Principal, act: str = "read") -> PatientScope:
+    """The widest scope the principal's rules grant for `act` ("read" or "write")."""
+    if principal.allows("patients:chain", act):
+        return PatientScope(chain=True)
+    branches = principal.branch_ids if principal.allows("patients:branch", act) else frozenset()
+    staff = principal.id if principal.allows("patients:assigned", act) else None
+    if principal.kind != "user":
+        staff = None
+    return PatientScope(branch_ids=frozenset(branches), staff_id=staff)
+
+
+def require_patient_scope(
+    principal: Principal, trail: AccessTrail, act: str, action: Action
+) -> PatientScope:
+    scope = patient_scope(principal, act)
+    if scope.is_empty:
+        trail.denied(action, [], f"no patients:{act} rule")
+        raise Forbidden("not allowed to access patients")
+    return scope
+
+
+def require(principal: Principal, obj: str, act: str) -> None:
+    if not principal.allows(obj, act):
+        raise Forbidden(f"not allowed: {obj}:{act}")
+
+
+def field_visibility(principal: Principal, group: FieldGroup) -> Visibility:
+    if principal.allows(f"fields:{group}", "read"):
+        return Visibility.FULL
+    if principal.allows(f"fields:{group}_masked", "read"):
+        return Visibility.MASKED
+    return Visibility.DENIED
+
+
+def record_field(
+    trail: AccessTrail, patient_id: uuid.UUID, group: FieldGroup, visibility: Visibility
+) -> None:
+    outcome = {
+        Visibility.FULL: Outcome.ALLOWED,
+        Visibility.MASKED: Outcome.MASKED,
+        Visibility.DENIED: Outcome.DENIED,
+    }[visibility]
+    trail.field(patient_id, str(group), outcome)
+
+
+def writable_groups(principal: Principal) -> set[FieldGroup]:
+    return {g for g in FieldGroup if principal.allows(f"fields:{g}", "write")}
+
+
+def mask_value(name: str, value: str | None) -> str | None:
+    """The masked form some roles may see (masked here, on the server, never in a frontend)."""
+    if value is None:
+        return None
+    if name == "phone":
+        return mask_phone(value)
+    if name == "name":
+        return value[:1] + "*" * max(len(value) - 1, 1)
+    return "****"

@@ -1,0 +1,93 @@
+"""Staff who sign in, their branches, refresh sessions, service tokens and Casbin rules."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKeyConstraint,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from domain.tenants.models import branch_fk
+from tenancy.orm import Base, TenantScoped, Timestamped, new_id
+
+
+class StaffUser(TenantScoped, Timestamped, Base):
+    __tablename__ = "staff_users"
+    __table_args__ = (UniqueConstraint("tenant_id", "email"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(254))
+    display_name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped on password change or disabling: every token minted before stops working.
+    token_version: Mapped[int] = mapped_column(Integer, default=1)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+def staff_fk(column: str) -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(
+        ["tenant_id", column], ["staff_users.tenant_id", "staff_users.id"], ondelete="CASCADE"
+    )
+
+
+class StaffBranch(TenantScoped, Base):
+    """The branches a staff member works in: the `branch` row scope of their roles."""
+
+    __tablename__ = "staff_branches"
+    __table_args__ = (staff_fk("staff_id"), branch_fk("branch_id"))
+
+    staff_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    branch_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+
+
+class RefreshSession(TenantScoped, Timestamped, Base):
+    """One sign-in: the refresh token is stored as its SHA-256 digest and rotates on use."""
+
+    __tablename__ = "refresh_sessions"
+    __table_args__ = (staff_fk("staff_id"), UniqueConstraint("tenant_id", "token_digest"))
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    staff_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class ServiceToken(TenantScoped, Timestamped, Base):
+    """A token for a mini-program backend: one tenant, a fixed set of actions."""
+
+    __tablename__ = "service_tokens"
+    __table_args__ = (UniqueConstraint("tenant_id", "token_digest"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100))
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # What it may do lives in Casbin as rules for the subject `service:<id>`.
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class CasbinRule(TenantScoped, Base):
+    """Casbin's rule rows (ptype, v0…v5), kept per tenant; the domain column is the tenant."""
+
+    __tablename__ = "casbin_rules"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    ptype: Mapped[str] = mapped_column(String(10))
+    v0: Mapped[str] = mapped_column(String(200), default="")
+    v1: Mapped[str] = mapped_column(String(200), default="")
+    v2: Mapped[str] = mapped_column(String(200), default="")
+    v3: Mapped[str] = mapped_column(String(200), default="")
+    v4: Mapped[str] = mapped_column(String(200), default="")
+    v5: Mapped[str] = mapped_column(String(200), default="")

@@ -1,0 +1,298 @@
+"""Casbin RBAC in domains (domain = tenant): the rules live in `casbin_rules`, per tenant.
+
+Each process caches one enforcer per tenant, keyed by the tenant's `policy_version`; every
+change bumps the version, so other processes reload on their next request that sees it.
+Subjects are `user:<id>` and `service:<id>`; roles are plain names (`hq_admin`, …).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import casbin
+from casbin.model import Model
+from casbin.persist import Adapter
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.models import CasbinRule
+from domain.tenants.models import Tenant
+from tenancy.session import current_tenant
+
+MODEL_TEXT = """
+[request_definition]
+r = sub, dom, obj, act
+
+[policy_definition]
+p = sub, dom, obj, act
+
+[role_definition]
+g = _, _, _
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[matchers]
+m = g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act
+"""
+
+Permission = tuple[str, str]  # (object, action)
+
+# Everything a rule may name; a rule outside this catalogue is refused.
+CATALOGUE: frozenset[Permission] = frozenset(
+    {
+        ("patients:chain", "read"),
+        ("patients:chain", "write"),
+        ("patients:branch", "read"),
+        ("patients:branch", "write"),
+        ("patients:assigned", "read"),
+        ("patients:assigned", "write"),
+        ("patients", "erase"),
+        ("fields:contact", "read"),
+        ("fields:contact_masked", "read"),
+        ("fields:contact", "write"),
+        ("fields:health", "read"),
+        ("fields:health", "write"),
+        ("accesslog", "read"),
+        ("accesslog", "export"),
+        ("policies", "read"),
+        ("policies", "write"),
+        ("staff", "read"),
+        ("staff", "write"),
+        ("branches", "read"),
+        ("tags", "read"),
+        ("tags", "write"),
+        ("segments", "read"),
+        ("segments", "write"),
+        ("metrics", "read"),
+        ("events", "write"),
+        ("scoring", "write"),
+    }
+)
+
+_RW = ("read", "write")
+_CHAIN_ADMIN: set[Permission] = {p for p in CATALOGUE if not p[0].startswith("patients:")} | {
+    ("patients:chain", "read"),
+    ("patients:chain", "write"),
+}
+# Separation of duties: the chain's admins do not read the access log that watches them.
+_CHAIN_ADMIN -= {("accesslog", "read"), ("accesslog", "export")}
+
+DEFAULT_ROLES: dict[str, set[Permission]] = {
+    "hq_admin": _CHAIN_ADMIN,
+    "branch_manager": {
+        *(("patients:branch", a) for a in _RW),
+        ("fields:contact", "read"),
+        ("fields:contact", "write"),
+        ("fields:health", "read"),
+        *(("tags", a) for a in _RW),
+        *(("segments", a) for a in _RW),
+        ("metrics", "read"),
+        ("branches", "read"),
+        ("staff", "read"),
+        ("events", "write"),
+    },
+    "doctor": {
+        *(("patients:assigned", a) for a in _RW),
+        ("fields:contact", "read"),
+        ("fields:health", "read"),
+        ("fields:health", "write"),
+        ("tags", "read"),
+        ("branches", "read"),
+    },
+    "health_manager": {
+        *(("patients:assigned", a) for a in _RW),
+        ("fields:contact", "read"),
+        ("fields:contact", "write"),
+        ("fields:health", "read"),
+        ("fields:health", "write"),
+        ("tags", "read"),
+        ("tags", "write"),
+        ("branches", "read"),
+        ("events", "write"),
+    },
+    "operator": {
+        *(("patients:branch", a) for a in _RW),
+        ("fields:contact", "read"),
+        ("fields:contact", "write"),
+        *(("tags", a) for a in _RW),
+        ("branches", "read"),
+        ("events", "write"),
+    },
+    "marketing": {
+        ("patients:chain", "read"),
+        ("fields:contact_masked", "read"),
+        ("tags", "read"),
+        *(("segments", a) for a in _RW),
+        ("metrics", "read"),
+        ("branches", "read"),
+    },
+    "auditor": {
+        ("accesslog", "read"),
+        ("accesslog", "export"),
+        ("policies", "read"),
+        ("staff", "read"),
+        ("branches", "read"),
+    },
+}
+
+
+class PolicyError(Exception):
+    """A rule change that is not allowed; `code` is a GraphQL error code."""
+
+    def __init__(self, message: str, code: str = "FORBIDDEN") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _RowsAdapter(Adapter):
+    """Feeds rows already read through the tenant-bound session into a Casbin model."""
+
+    def __init__(self, rows: Iterable[CasbinRule]) -> None:
+        self._rows = list(rows)
+
+    def load_policy(self, model: Model) -> None:
+        for r in self._rows:
+            values = [v for v in (r.v0, r.v1, r.v2, r.v3, r.v4, r.v5) if v != ""]
+            model.add_policy(r.ptype[0], r.ptype, values)
+
+
+@dataclass
+class TenantPolicy:
+    """A tenant's loaded enforcer: answers 'may this subject do this?' in process."""
+
+    domain: str
+    version: int
+    enforcer: casbin.Enforcer
+
+    def allows(self, subject: str, obj: str, act: str) -> bool:
+        return bool(self.enforcer.enforce(subject, self.domain, obj, act))
+
+    def roles_of(self, subject: str) -> list[str]:
+        return sorted(self.enforcer.get_roles_for_user_in_domain(subject, self.domain))
+
+    def permissions_of_role(self, role: str) -> set[Permission]:
+        return {(p[2], p[3]) for p in self.enforcer.get_filtered_policy(0, role, self.domain)}
+
+    def permissions_of(self, subject: str) -> set[Permission]:
+        perms = self.permissions_of_role(subject)
+        for role in self.roles_of(subject):
+            perms |= self.permissions_of_role(role)
+        return perms
+
+
+_cache: dict[uuid.UUID, TenantPolicy] = {}
+
+
+def _domain(session: AsyncSession) -> tuple[uuid.UUID, str]:
+    tenant_id = current_tenant(session)
+    if tenant_id is None:
+        raise PolicyError("no tenant bound", "UNAUTHENTICATED")
+    return tenant_id, str(tenant_id)
+
+
+async def load_policy(session: AsyncSession, version: int | None = None) -> TenantPolicy:
+    """The bound tenant's enforcer, reloaded only when its policy version moved."""
+    tenant_id, domain = _domain(session)
+    if version is None:
+        version = await session.scalar(select(Tenant.policy_version).where(Tenant.id == tenant_id))
+    cached = _cache.get(tenant_id)
+    if cached is not None and cached.version == version:
+        return cached
+    rows = (await session.scalars(select(CasbinRule))).all()
+    model = casbin.model.Model()
+    model.load_model_from_text(MODEL_TEXT)
+    enforcer = casbin.Enforcer(model, _RowsAdapter(rows))
+    policy = TenantPolicy(domain, int(version or 0), enforcer)
+    _cache[tenant_id] = policy
+    return policy
+
+
+async def _bump(session: AsyncSession) -> None:
+    tenant_id, _ = _domain(session)
+    await session.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(policy_version=Tenant.policy_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def seed_default_roles(session: AsyncSession) -> None:
+    _, domain = _domain(session)
+    for role, perms in DEFAULT_ROLES.items():
+        for obj, act in sorted(perms):
+            session.add(CasbinRule(ptype="p", v0=role, v1=domain, v2=obj, v3=act))
+    await _bump(session)
+    await session.flush()
+
+
+async def assign_role(session: AsyncSession, subject: str, role: str) -> None:
+    _, domain = _domain(session)
+    session.add(CasbinRule(ptype="g", v0=subject, v1=role, v2=domain))
+    await _bump(session)
+    await session.flush()
+
+
+async def grant_permissions(
+    session: AsyncSession, subject: str, permissions: Iterable[Permission]
+) -> None:
+    """Direct rules for a subject (service tokens)."""
+    _, domain = _domain(session)
+    for obj, act in permissions:
+        if (obj, act) not in CATALOGUE:
+            raise PolicyError(f"unknown permission {obj}:{act}", "BAD_USER_INPUT")
+        session.add(CasbinRule(ptype="p", v0=subject, v1=domain, v2=obj, v3=act))
+    await _bump(session)
+    await session.flush()
+
+
+def _check_grant(policy: TenantPolicy, granter: str, wanted: set[Permission]) -> None:
+    if not policy.allows(granter, "policies", "write"):
+        raise PolicyError("not allowed to change roles or rules")
+    missing = wanted - policy.permissions_of(granter)
+    if missing:
+        raise PolicyError("cannot grant a permission you do not hold")
+
+
+async def set_user_roles(
+    session: AsyncSession, policy: TenantPolicy, granter: str, subject: str, roles: set[str]
+) -> None:
+    """Replace a user's roles; the granter must hold every permission the new roles carry."""
+    known = {p[0] for p in policy.enforcer.get_filtered_policy(1, policy.domain)}
+    unknown = roles - known
+    if unknown:
+        raise PolicyError(f"unknown role {sorted(unknown)[0]}", "BAD_USER_INPUT")
+    wanted: set[Permission] = set()
+    for role in roles - set(policy.roles_of(subject)):
+        wanted |= policy.permissions_of_role(role)
+    _check_grant(policy, granter, wanted)
+    await session.execute(
+        delete(CasbinRule).where(CasbinRule.ptype == "g", CasbinRule.v0 == subject)
+    )
+    for role in sorted(roles):
+        session.add(CasbinRule(ptype="g", v0=subject, v1=role, v2=policy.domain))
+    await _bump(session)
+    await session.flush()
+
+
+async def set_role_permissions(
+    session: AsyncSession,
+    policy: TenantPolicy,
+    granter: str,
+    role: str,
+    permissions: set[Permission],
+) -> None:
+    """Replace a role's rules; the granter may only add permissions they hold themselves."""
+    bad = permissions - CATALOGUE
+    if bad:
+        obj, act = sorted(bad)[0]
+        raise PolicyError(f"unknown permission {obj}:{act}", "BAD_USER_INPUT")
+    _check_grant(policy, granter, permissions - policy.permissions_of_role(role))
+    await session.execute(delete(CasbinRule).where(CasbinRule.ptype == "p", CasbinRule.v0 == role))
+    for obj, act in sorted(permissions):
+        session.add(CasbinRule(ptype="p", v0=role, v1=policy.domain, v2=obj, v3=act))
+    await _bump(session)
+    await session.flush()

@@ -1,0 +1,37 @@
+"""The principal of a request: who, which tenant, which roles and branches, and their policy."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from auth.access_log import Actor
+from auth.policy import TenantPolicy
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "user" or "service"
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant_slug: str
+    display_name: str
+    roles: tuple[str, ...]
+    branch_ids: frozenset[uuid.UUID]
+    policy: TenantPolicy
+    session_id: uuid.UUID | None = None
+    _decisions: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False)
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.kind, str(self.id), self.roles)
+
+    def allows(self, obj: str, act: str) -> bool:
+        key = (obj, act)
+        if key not in self._decisions:
+            self._decisions[key] = self.policy.allows(self.subject, obj, act)
+        return self._decisions[key]

@@ -1,0 +1,275 @@
+"""Sign-in, refresh, sign-out and turning a bearer token into a principal.
+
+Failures are generic ("invalid credentials") whether the tenant, the account or the password
+was wrong, and cost one Argon2 verification either way. Refresh tokens rotate on every use; a
+refresh token presented after it was rotated revokes every session of that user (theft).
+Opaque tokens carry their tenant (`ppr_<tenant hex>_<secret>`) so the session can be bound to
+the tenant before the token's row is looked up under row-level security.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from auth.models import RefreshSession, ServiceToken, StaffBranch, StaffUser
+from auth.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
+from auth.policy import load_policy
+from auth.principal import Principal
+from auth.ratelimit import SlidingWindowLimiter
+from auth.signing_keys import SigningKeys, TokenError
+from auth.tokens import (
+    decode_access_token,
+    issue_access_token,
+    new_opaque_token,
+    opaque_token_digest,
+)
+from domain.tenants.models import Tenant
+from tenancy.session import bind_tenant
+
+REFRESH_TTL = timedelta(days=14)
+LOCKOUT_AFTER = 5
+LOCKOUT_FOR = timedelta(minutes=15)
+
+
+class AuthError(Exception):
+    """Sign-in or token failure; `code` is UNAUTHENTICATED or RATE_LIMITED."""
+
+    def __init__(self, message: str = "invalid credentials", code: str = "UNAUTHENTICATED"):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+@dataclass
+class SignInLimits:
+    per_account: SlidingWindowLimiter
+    per_address: SlidingWindowLimiter
+
+    @classmethod
+    def default(cls) -> SignInLimits:
+        return cls(SlidingWindowLimiter(10, 300), SlidingWindowLimiter(50, 300))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _split_opaque(token: str, prefix: str) -> uuid.UUID:
+    parts = token.split("_")
+    if len(parts) != 3 or parts[0] != prefix:
+        raise AuthError("invalid token")
+    try:
+        return uuid.UUID(hex=parts[1])
+    except ValueError:
+        raise AuthError("invalid token") from None
+
+
+async def _tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
+    return await session.scalar(select(Tenant).where(Tenant.slug == slug))
+
+
+async def _issue(
+    session: AsyncSession, keys: SigningKeys, tenant_id: uuid.UUID, user: StaffUser
+) -> TokenPair:
+    refresh = new_opaque_token(f"ppr_{tenant_id.hex}_")
+    row = RefreshSession(
+        staff_id=user.id, token_digest=opaque_token_digest(refresh), expires_at=_now() + REFRESH_TTL
+    )
+    session.add(row)
+    await session.flush()
+    access, expires_in = issue_access_token(
+        keys,
+        tenant_id=tenant_id,
+        user_id=user.id,
+        session_id=row.id,
+        token_version=user.token_version,
+    )
+    return TokenPair(access, refresh, expires_in)
+
+
+async def sign_in(
+    sessions: async_sessionmaker[AsyncSession],
+    keys: SigningKeys,
+    limits: SignInLimits,
+    *,
+    tenant_slug: str,
+    email: str,
+    password: str,
+    client_addr: str,
+) -> TokenPair:
+    email = email.strip().lower()
+    if not limits.per_address.hit(client_addr) or not limits.per_account.hit(
+        f"{tenant_slug}\x00{email}"
+    ):
+        raise AuthError("too many sign-in attempts; try again later", "RATE_LIMITED")
+    async with sessions() as session, session.begin():
+        tenant = await _tenant_by_slug(session, tenant_slug)
+        user = None
+        if tenant is not None:
+            await bind_tenant(session, tenant.id)
+            user = await session.scalar(select(StaffUser).where(StaffUser.email == email))
+        ok = verify_password(user.password_hash if user else DUMMY_HASH, password)
+        if user is None or tenant is None:
+            raise AuthError()
+        locked = user.locked_until is not None and _aware(user.locked_until) > _now()
+        if not ok or locked or not user.is_active:
+            if not ok:
+                # Counted in this transaction, which commits: the error is raised after it.
+                user.failed_logins += 1
+                if user.failed_logins >= LOCKOUT_AFTER:
+                    user.locked_until = _now() + LOCKOUT_FOR
+                    user.failed_logins = 0
+            failure = AuthError()
+        else:
+            failure = None
+            user.failed_logins = 0
+            user.locked_until = None
+            if needs_rehash(user.password_hash):
+                user.password_hash = hash_password(password)
+            pair = await _issue(session, keys, tenant.id, user)
+    if failure is not None:
+        raise failure
+    limits.per_account.reset(f"{tenant_slug}\x00{email}")
+    return pair
+
+
+async def refresh(
+    sessions: async_sessionmaker[AsyncSession], keys: SigningKeys, token: str
+) -> TokenPair:
+    tenant_id = _split_opaque(token, "ppr")
+    failure: AuthError | None = None
+    async with sessions() as session, session.begin():
+        await bind_tenant(session, tenant_id)
+        row = await session.scalar(
+            select(RefreshSession).where(RefreshSession.token_digest == opaque_token_digest(token))
+        )
+        if row is None:
+            raise AuthError("invalid token")
+        user = await session.scalar(select(StaffUser).where(StaffUser.id == row.staff_id))
+        if row.revoked_at is not None:
+            # A rotated token came back: someone holds a copy. End every session of the user.
+            await session.execute(
+                update(RefreshSession)
+                .where(RefreshSession.staff_id == row.staff_id, RefreshSession.revoked_at.is_(None))
+                .values(revoked_at=_now())
+                .execution_options(synchronize_session=False)
+            )
+            failure = AuthError("invalid token")
+        elif _aware(row.expires_at) <= _now() or user is None or not user.is_active:
+            failure = AuthError("invalid token")
+        else:
+            row.revoked_at = _now()
+            pair = await _issue(session, keys, tenant_id, user)
+    if failure is not None:
+        raise failure
+    return pair
+
+
+async def sign_out(session: AsyncSession, principal: Principal) -> bool:
+    if principal.session_id is None:
+        return False
+    result = await session.execute(
+        update(RefreshSession)
+        .where(RefreshSession.id == principal.session_id, RefreshSession.revoked_at.is_(None))
+        .values(revoked_at=_now())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
+
+
+async def set_password(session: AsyncSession, user: StaffUser, password: str) -> None:
+    """New password: old tokens stop working (token_version) and refresh sessions end."""
+    if len(password) < 10:
+        raise AuthError("password must have at least 10 characters", "BAD_USER_INPUT")
+    user.password_hash = hash_password(password)
+    user.token_version += 1
+    await session.execute(
+        update(RefreshSession)
+        .where(RefreshSession.staff_id == user.id, RefreshSession.revoked_at.is_(None))
+        .values(revoked_at=_now())
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
+
+
+async def principal_from_bearer(session: AsyncSession, keys: SigningKeys, bearer: str) -> Principal:
+    """Verify a bearer token, bind the session to its tenant and load the principal."""
+    if bearer.startswith("pps_"):
+        return await _service_principal(session, bearer)
+    try:
+        claims = decode_access_token(keys, bearer)
+    except TokenError as exc:
+        raise AuthError(str(exc)) from None
+    if claims.kind != "user" or claims.user_id is None:
+        raise AuthError("invalid token")
+    await bind_tenant(session, claims.tenant_id)
+    row = (
+        await session.execute(
+            select(StaffUser, Tenant.slug, Tenant.policy_version, RefreshSession.revoked_at)
+            .join(Tenant, Tenant.id == StaffUser.tenant_id)
+            .outerjoin(RefreshSession, RefreshSession.id == claims.session_id)
+            .where(StaffUser.id == claims.user_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise AuthError("invalid token")
+    user, slug, version, revoked_at = row
+    if not user.is_active or user.token_version != claims.token_version or revoked_at:
+        raise AuthError("invalid token")
+    branches = await session.scalars(
+        select(StaffBranch.branch_id).where(StaffBranch.staff_id == user.id)
+    )
+    policy = await load_policy(session, version)
+    subject = f"user:{user.id}"
+    return Principal(
+        kind="user",
+        id=user.id,
+        tenant_id=claims.tenant_id,
+        tenant_slug=slug,
+        display_name=user.display_name,
+        roles=tuple(policy.roles_of(subject)),
+        branch_ids=frozenset(branches.all()),
+        policy=policy,
+        session_id=claims.session_id,
+    )
+
+
+async def _service_principal(session: AsyncSession, token: str) -> Principal:
+    tenant_id = _split_opaque(token, "pps")
+    await bind_tenant(session, tenant_id)
+    row = (
+        await session.execute(
+            select(ServiceToken, Tenant.slug, Tenant.policy_version)
+            .join(Tenant, Tenant.id == ServiceToken.tenant_id)
+            .where(ServiceToken.token_digest == opaque_token_digest(token))
+        )
+    ).one_or_none()
+    if row is None or row[0].revoked_at is not None:
+        raise AuthError("invalid token")
+    svc, slug, version = row
+    policy = await load_policy(session, version)
+    return Principal(
+        kind="service",
+        id=svc.id,
+        tenant_id=tenant_id,
+        tenant_slug=slug,
+        display_name=svc.name,
+        roles=(),
+        branch_ids=frozenset(),
+        policy=policy,
+    )

@@ -1,0 +1,79 @@
+"""Access tokens (short-lived JWTs) and the opaque refresh and service tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from auth.signing_keys import SigningKeys, TokenError
+
+ACCESS_TOKEN_TTL_SECONDS = 900
+ISSUER = "patientpool"
+AUDIENCE = "patientpool-api"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID | None
+    service_token_id: uuid.UUID | None
+    tenant_id: uuid.UUID
+    session_id: uuid.UUID | None
+    token_version: int
+    expires_at: int
+    kind: Literal["user", "service"]
+
+
+def issue_access_token(
+    keys: SigningKeys,
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID | None,
+    token_version: int,
+    now: int | None = None,
+    ttl: int = ACCESS_TOKEN_TTL_SECONDS,
+) -> tuple[str, int]:
+    issued = int(time.time()) if now is None else now
+    claims = {
+        "sub": str(user_id),
+        "tid": str(tenant_id),
+        "sid": str(session_id) if session_id else None,
+        "ver": token_version,
+        "kind": "user",
+        "jti": secrets.token_hex(8),
+        "iat": issued,
+        "exp": issued + ttl,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+    }
+    return keys.sign(claims), ttl
+
+
+def decode_access_token(keys: SigningKeys, token: str) -> AccessClaims:
+    claims = keys.verify(token, audience=AUDIENCE, issuer=ISSUER)
+    try:
+        sid = claims.get("sid")
+        return AccessClaims(
+            user_id=uuid.UUID(claims["sub"]),
+            service_token_id=None,
+            tenant_id=uuid.UUID(claims["tid"]),
+            session_id=uuid.UUID(sid) if sid else None,
+            token_version=int(claims["ver"]),
+            expires_at=int(claims["exp"]),
+            kind="user",
+        )
+    except (KeyError, ValueError, TypeError):
+        raise TokenError("invalid token") from None
+
+
+def new_opaque_token(prefix: str) -> str:
+    # token_urlsafe may contain "_": keep the secret free of it, the separator of the prefix.
+    return prefix + secrets.token_urlsafe(32).replace("_", "-")
+
+
+def opaque_token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()

@@ -1,0 +1,67 @@
+"""What one request did to patient data, gathered as it runs and written to the access log.
+
+Root resolvers say which patients they returned and how (read, list, create…); field
+resolvers say which field groups they revealed, masked or were refused. At the end of the
+operation the trail becomes log entries: one per (action, outcome), with the patient ids and
+field groups, so a list of 50 patients costs one entry, not 50.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+
+from auth.access_log import AccessEvent, Action, Outcome
+
+READ_ACTIONS = frozenset({Action.READ, Action.LIST, Action.EXPORT, Action.DECRYPT_DENIED})
+
+
+class AccessTrail:
+    def __init__(self) -> None:
+        self._action_of: dict[uuid.UUID, Action] = {}
+        self._groups: dict[tuple[Action, Outcome], dict[uuid.UUID, set[str]]] = defaultdict(dict)
+        self._reasons: dict[tuple[Action, Outcome], str] = {}
+
+    def returned(self, action: Action, patient_ids: Iterable[uuid.UUID]) -> None:
+        """Patients handed to the caller by a root field (their fields may follow)."""
+        for pid in patient_ids:
+            self._action_of.setdefault(pid, action)
+            self._groups[(self._action_of[pid], Outcome.ALLOWED)].setdefault(pid, set())
+
+    def field(self, patient_id: uuid.UUID, group: str, outcome: Outcome) -> None:
+        action = self._action_of.get(patient_id, Action.READ)
+        if outcome is Outcome.DENIED:
+            action = Action.DECRYPT_DENIED
+        self._groups[(action, outcome)].setdefault(patient_id, set()).add(group)
+
+    def changed(
+        self, action: Action, patient_ids: Iterable[uuid.UUID], groups: Iterable[str] = ()
+    ) -> None:
+        bucket = self._groups[(action, Outcome.ALLOWED)]
+        for pid in patient_ids:
+            bucket.setdefault(pid, set()).update(groups)
+            self._action_of.setdefault(pid, action)
+
+    def denied(self, action: Action, patient_ids: Iterable[uuid.UUID], reason: str) -> None:
+        bucket = self._groups[(action, Outcome.DENIED)]
+        for pid in patient_ids:
+            bucket.setdefault(pid, set())
+        self._reasons[(action, Outcome.DENIED)] = reason
+
+    def events(self, *, reads_only: bool = False) -> list[AccessEvent]:
+        out: list[AccessEvent] = []
+        for (action, outcome), by_patient in self._groups.items():
+            if not by_patient or (reads_only and action not in READ_ACTIONS):
+                continue
+            groups = set().union(*by_patient.values())
+            out.append(
+                AccessEvent(
+                    action=action,
+                    patient_ids=sorted(by_patient),
+                    field_groups=sorted(groups),
+                    outcome=outcome,
+                    reason=self._reasons.get((action, outcome), ""),
+                )
+            )
+        return sorted(out, key=lambda e: (e.action, e.outcome))

@@ -1,0 +1,28 @@
+"""Domain errors: each carries a stable code that the API turns into `extensions.code`."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class BadInput(DomainError):
+    code = "BAD_USER_INPUT"
+
+
+class Conflict(DomainError):
+    code = "CONFLICT"
+
+
+class Forbidden(DomainError):
+    code = "FORBIDDEN"

@@ -1,0 +1,107 @@
+"""All SQL over patients. Every query takes the caller's scope; the session adds the tenant."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.patients.models import Patient
+from domain.patients.scope import PatientScope
+
+
+@dataclass(frozen=True)
+class PatientFilter:
+    phone_bidx: bytes | None = None
+    branch_ids: frozenset[uuid.UUID] = frozenset()
+    stages: frozenset[str] = frozenset()
+    tiers: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+    include_erased: bool = False
+    extra: Sequence[object] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class PageKey:
+    """Keyset position: newest first, ties broken by id."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+class PatientRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _where(self, scope: PatientScope, flt: PatientFilter) -> list[object]:
+        conds: list[object] = [scope.clause()]
+        if flt.phone_bidx is not None:
+            conds.append(Patient.phone_bidx == flt.phone_bidx)
+        if flt.branch_ids:
+            conds.append(Patient.home_branch_id.in_(sorted(flt.branch_ids)))
+        if flt.stages:
+            conds.append(Patient.lifecycle_stage.in_(sorted(flt.stages)))
+        if flt.tiers:
+            conds.append(Patient.pool_tier.in_(sorted(flt.tiers)))
+        if flt.channels:
+            conds.append(Patient.source_channel.in_(sorted(flt.channels)))
+        if not flt.include_erased:
+            conds.append(Patient.erased_at.is_(None))
+        conds.extend(flt.extra)
+        return conds
+
+    async def get(self, scope: PatientScope, patient_id: uuid.UUID) -> Patient | None:
+        stmt = select(Patient).where(Patient.id == patient_id, scope.clause())
+        return await self.session.scalar(stmt)
+
+    async def get_many(
+        self, scope: PatientScope, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Patient]:
+        if not ids:
+            return {}
+        stmt = select(Patient).where(Patient.id.in_(sorted(set(ids))), scope.clause())
+        return {p.id: p for p in (await self.session.scalars(stmt)).all()}
+
+    def _page_stmt(
+        self, scope: PatientScope, flt: PatientFilter, limit: int, after: PageKey | None
+    ) -> Select[tuple[Patient]]:
+        stmt = select(Patient).where(*self._where(scope, flt))
+        if after is not None:
+            stmt = stmt.where(
+                or_(
+                    Patient.created_at < after.created_at,
+                    and_(Patient.created_at == after.created_at, Patient.id < after.id),
+                )
+            )
+        return stmt.order_by(Patient.created_at.desc(), Patient.id.desc()).limit(limit)
+
+    async def page(
+        self, scope: PatientScope, flt: PatientFilter, limit: int, after: PageKey | None
+    ) -> list[Patient]:
+        return list((await self.session.scalars(self._page_stmt(scope, flt, limit, after))).all())
+
+    async def count(self, scope: PatientScope, flt: PatientFilter) -> int:
+        stmt = select(func.count()).select_from(Patient).where(*self._where(scope, flt))
+        return int(await self.session.scalar(stmt) or 0)
+
+    async def find_by_blind_index(self, column: str, digest: bytes) -> list[Patient]:
+        """Exact-match identity look-up across the whole tenant (duplicate detection)."""
+        stmt = select(Patient).where(
+            getattr(Patient, f"{column}_bidx") == digest, Patient.erased_at.is_(None)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def referral_code_taken(self, code: str) -> bool:
+        stmt = select(func.count()).select_from(Patient).where(Patient.referral_code == code)
+        return bool(await self.session.scalar(stmt))
+
+    async def batch(self, after: uuid.UUID | None, size: int) -> list[Patient]:
+        """Patients in id order, for background jobs (re-encryption) that resume by id."""
+        stmt = select(Patient).order_by(Patient.id).limit(size)
+        if after is not None:
+            stmt = stmt.where(Patient.id > after)
+        return list((await self.session.scalars(stmt)).all())

@@ -1,0 +1,33 @@
+"""Which patients a caller may see, as a value `auth/` builds and the repository turns into SQL."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, false, or_, true
+
+from domain.patients.models import Patient
+
+
+@dataclass(frozen=True)
+class PatientScope:
+    """Built only by `auth.guard`; domain code applies it and never widens it."""
+
+    chain: bool = False
+    branch_ids: frozenset[uuid.UUID] = frozenset()
+    staff_id: uuid.UUID | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.chain or self.branch_ids or self.staff_id)
+
+    def clause(self) -> ColumnElement[bool]:
+        if self.chain:
+            return true()
+        parts: list[ColumnElement[bool]] = []
+        if self.branch_ids:
+            parts.append(Patient.home_branch_id.in_(sorted(self.branch_ids)))
+        if self.staff_id is not None:
+            parts.append(Patient.assigned_staff_id == self.staff_id)
+        return or_(*parts) if parts else false()

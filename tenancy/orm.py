@@ -1,0 +1,60 @@
+"""The declarative base and the marker every tenant-owned model carries.
+
+A model that mixes in `TenantScoped` gets a `tenant_id` column; the session filter in
+`tenancy.session` adds `tenant_id = <current tenant>` to every ORM select, update and delete on
+it and stamps it on inserts. `tenant_id` leads each tenant-owned primary key so the schema is
+ready to be distributed by tenant (Citus).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, ForeignKey, MetaData, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class TenantScoped:
+    """Mixin for tenant-owned tables: `tenant_id` first in the primary key."""
+
+    __tenant_scoped__ = True
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(
+            Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True, sort_order=-10
+        )
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def is_tenant_scoped(cls: type) -> bool:
+    return bool(getattr(cls, "__tenant_scoped__", False))
+
+
+def tenant_tables() -> list[str]:
+    """Names of every tenant-owned table known to the metadata (RLS and tests walk these)."""
+    return sorted(m.local_table.name for m in Base.registry.mappers if is_tenant_scoped(m.class_))

@@ -1,0 +1,191 @@
+"""Engines and tenant-bound sessions: the ORM half of tenant isolation.
+
+A `TenantSession` carries one tenant in `session.info`. Every ORM select, update and delete of a
+`TenantScoped` model gets `tenant_id = :tenant` added (relationship and eager loads included,
+through `with_loader_criteria`), inserts are stamped, and a statement on tenant-owned rows
+without a tenant raises instead of returning everything. On PostgreSQL each transaction also
+sets `app.tenant_id` with `set_config(..., true)` (transaction-local), which the RLS policies
+read: a pooled connection never carries a tenant into the next transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
+
+from tenancy.orm import TenantScoped, is_tenant_scoped
+
+TENANT_KEY = "tenant_id"
+RLS_SETTING = "app.tenant_id"
+
+
+class TenantContextError(RuntimeError):
+    """Tenant-owned rows were touched without a tenant, or with another tenant's id."""
+
+
+class TenantSession(Session):
+    """The only session class the application uses; the events below are bound to it."""
+
+
+def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is lazy and deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: every operation may append to the access
+        # log, and a deferred transaction that upgrades later fails with SQLITE_BUSY at once.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SerialAsyncSession(AsyncSession):
+    """An AsyncSession that its request's resolvers may share.
+
+    GraphQL resolves sibling fields concurrently, and one AsyncSession must never run two
+    statements at once; each database call here waits for the previous one. DataLoaders
+    still batch, because they gather their keys before their one query.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate = asyncio.Lock()
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:  # scalars() goes through here
+        async with self._gate:
+            return await super().execute(*args, **kwargs)
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._gate:
+            return await super().scalar(*args, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._gate:
+            return await super().get(*args, **kwargs)
+
+    async def flush(self, *args: Any, **kwargs: Any) -> None:
+        async with self._gate:
+            await super().flush(*args, **kwargs)
+
+    async def commit(self) -> None:
+        async with self._gate:
+            await super().commit()
+
+    async def rollback(self) -> None:
+        async with self._gate:
+            await super().rollback()
+
+    async def refresh(self, *args: Any, **kwargs: Any) -> None:
+        async with self._gate:
+            await super().refresh(*args, **kwargs)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(
+        engine,
+        class_=SerialAsyncSession,
+        sync_session_class=TenantSession,
+        expire_on_commit=False,
+    )
+
+
+def current_tenant(session: AsyncSession | Session) -> uuid.UUID | None:
+    return session.info.get(TENANT_KEY)
+
+
+async def bind_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Bind a session to one tenant for the rest of its life; rebinding elsewhere is refused."""
+    bound = session.info.get(TENANT_KEY)
+    if bound is not None and bound != tenant_id:
+        raise TenantContextError("session is already bound to another tenant")
+    session.info[TENANT_KEY] = tenant_id
+    # A transaction that began before the binding missed `after_begin`: set it now.
+    if session.in_transaction() and session.get_bind().dialect.name == "postgresql":
+        await session.execute(_SET_TENANT, {"t": str(tenant_id)})
+
+
+_SET_TENANT = text(f"SELECT set_config('{RLS_SETTING}', :t, true)")
+
+
+@event.listens_for(TenantSession, "after_begin")
+def _set_rls_tenant(session: Session, _tx: SessionTransaction, connection: Connection) -> None:
+    tenant_id = session.info.get(TENANT_KEY)
+    if tenant_id is not None and connection.dialect.name == "postgresql":
+        connection.execute(_SET_TENANT, {"t": str(tenant_id)})
+
+
+def _touches_tenant_rows(state: ORMExecuteState) -> bool:
+    return any(is_tenant_scoped(m.class_) for m in state.all_mappers)
+
+
+@event.listens_for(TenantSession, "do_orm_execute")
+def _add_tenant_filter(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.is_column_load or not _touches_tenant_rows(state):
+        return
+    tenant_id = state.session.info.get(TENANT_KEY)
+    if tenant_id is None:
+        raise TenantContextError("tenant-owned rows queried without a tenant")
+    state.statement = state.statement.options(
+        with_loader_criteria(
+            TenantScoped,
+            lambda cls: cls.tenant_id == tenant_id,
+            include_aliases=True,
+        )
+    )
+
+
+@event.listens_for(TenantSession, "before_flush")
+def _stamp_tenant(session: Session, _ctx: Any, _instances: Any) -> None:
+    tenant_id = session.info.get(TENANT_KEY)
+    for obj in session.new:
+        if not is_tenant_scoped(type(obj)):
+            continue
+        if tenant_id is None:
+            raise TenantContextError("tenant-owned row inserted without a tenant")
+        if obj.tenant_id is None:
+            obj.tenant_id = tenant_id
+        elif obj.tenant_id != tenant_id:
+            raise TenantContextError("row stamped with another tenant")
+    for obj in session.dirty:
+        if is_tenant_scoped(type(obj)) and obj.tenant_id != tenant_id:
+            raise TenantContextError("row of another tenant changed")
+
+
+def stamp_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stamp the current tenant on rows for a bulk (executemany) insert."""
+    tenant_id = current_tenant(session)
+    if tenant_id is None:
+        raise TenantContextError("bulk insert without a tenant")
+    for row in rows:
+        if row.setdefault(TENANT_KEY, tenant_id) != tenant_id:
+            raise TenantContextError("row stamped with another tenant")
+    return rows

@@ -1,0 +1,61 @@
+"""The served app over HTTP: health, readiness, a query, a mutation, a bad input."""
+
+from __future__ import annotations
+
+import httpx
+
+from api.context import AppState
+from tests.support import build_world, codes, gql, sign_in
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ok"}
+
+
+async def test_query_mutation_and_bad_input(
+    client: httpx.AsyncClient, owner_state: AppState, unique: str
+) -> None:
+    world = await build_world(owner_state, f"http-{unique}")
+    token = await sign_in(client, world, "hq_admin")
+    result = await gql(
+        client, "{ tenant { slug } patients(first: 10) { totalCount } }", token=token
+    )
+    assert result["data"] == {"tenant": {"slug": world.slug}, "patients": {"totalCount": 3}}
+
+    create = """mutation($in: CreatePatientInput!) {
+      createPatient(input: $in) { patient { id name phone lifecycleStage } } }"""
+    made = await gql(
+        client,
+        create,
+        {
+            "in": {
+                "name": "新患者",
+                "phone": "138 0013 8000",
+                "homeBranchId": world.branch_gid("b1"),
+            }
+        },
+        token=token,
+    )
+    assert "errors" not in made, made
+    assert made["data"]["createPatient"]["patient"]["phone"] == "+8613800138000"
+    assert made["data"]["createPatient"]["patient"]["lifecycleStage"] == "LEAD"
+
+    bad = await gql(
+        client,
+        create,
+        {"in": {"name": "坏号码", "phone": "not a phone", "homeBranchId": world.branch_gid("b1")}},
+        token=token,
+    )
+    assert codes(bad) == ["BAD_USER_INPUT"]
+    assert bad["data"] is None
+    assert "Traceback" not in str(bad)
+    after = await gql(client, "{ patients { totalCount } }", token=token)
+    assert after["data"]["patients"]["totalCount"] == 4  # the bad one wrote nothing
+
+
+async def test_no_token_is_unauthenticated(client: httpx.AsyncClient) -> None:
+    result = await gql(client, "{ patients { totalCount } }")
+    assert codes(result) == ["UNAUTHENTICATED"]

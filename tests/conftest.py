@@ -1,0 +1,165 @@
+"""Databases for the tests: a SQLite file and a PostgreSQL database, each made by
+`alembic upgrade head`. On PostgreSQL the app connects as a login role that only belongs to
+the application group role (owns nothing, cannot bypass RLS); migrations run as the owner.
+
+PostgreSQL comes from PATIENTPOOL_TEST_POSTGRES_URL (default: postgres on 127.0.0.1:5432).
+When it cannot be reached the PostgreSQL tests skip and say why; under CI=true they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from api.app import create_app
+from api.context import AppState
+from api.settings import Settings
+from auth.ratelimit import SlidingWindowLimiter
+from auth.sessions import SignInLimits
+from auth.signing_keys import SigningKeys
+from migrations.runner import upgrade
+from tenancy.keyring import LocalKeyProvider, generate_master_key_text
+from tenancy.rls import APP_ROLE
+from tenancy.session import make_engine, session_factory
+
+PG_ADMIN_URL = os.environ.get(
+    "PATIENTPOOL_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+APP_LOGIN = "pp_test_app"
+
+
+@dataclass(frozen=True)
+class Database:
+    kind: str
+    owner_url: str
+    app_url: str
+
+
+async def _pg_reachable() -> str | None:
+    engine = create_async_engine(PG_ADMIN_URL)
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+        return None
+    except Exception as exc:  # noqa: BLE001 - the reason is shown in the skip message
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    finally:
+        await engine.dispose()
+
+
+async def _make_pg_database(name: str) -> Database:
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    await admin.dispose()
+    owner_url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    await asyncio.to_thread(upgrade, owner_url)
+    admin = create_async_engine(owner_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        exists = await conn.exec_driver_sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_LOGIN}'")
+        if exists.first() is None:
+            await conn.exec_driver_sql(
+                f"CREATE ROLE {APP_LOGIN} LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE {APP_ROLE}"
+            )
+    await admin.dispose()
+    app_url = (
+        make_url(owner_url)
+        .set(username=APP_LOGIN, password=None)
+        .render_as_string(hide_password=False)
+    )
+    return Database("postgres", owner_url, app_url)
+
+
+def pg_unavailable(reason: str) -> None:
+    message = (
+        f"PostgreSQL not reachable at {PG_ADMIN_URL} ({reason}); "
+        "set PATIENTPOOL_TEST_POSTGRES_URL to run these tests"
+    )
+    if IN_CI:
+        pytest.fail("CI=true and " + message)
+    pytest.skip(message)
+
+
+# The database fixtures are synchronous (their own short event loops): they run before the
+# session's loop serves the async fixtures, and leave no connection behind.
+@pytest.fixture(scope="session")
+def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> Database:
+    path: Path = tmp_path_factory.mktemp("sqlite") / "test.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    upgrade(url)
+    return Database("sqlite", url, url)
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Database:
+    reason = asyncio.run(_pg_reachable())
+    if reason is not None:
+        pg_unavailable(reason)
+    return asyncio.run(_make_pg_database(f"pp_test_{os.getpid()}"))
+
+
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def db(request: pytest.FixtureRequest) -> Database:
+    return request.getfixturevalue(f"{request.param}_db")
+
+
+@pytest.fixture(scope="session")
+def master_key() -> LocalKeyProvider:
+    return LocalKeyProvider.from_text(generate_master_key_text())
+
+
+@pytest.fixture(scope="session")
+def signing_keys() -> SigningKeys:
+    return SigningKeys.from_jwks_json(SigningKeys.generate_jwks_json())
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+async def state(
+    db: Database, settings: Settings, master_key: LocalKeyProvider, signing_keys: SigningKeys
+) -> AsyncIterator[AppState]:
+    engine = make_engine(db.app_url, pool_size=5)
+    # Generous limits: many tests sign in from the same test address. The limiter has tests.
+    limits = SignInLimits(SlidingWindowLimiter(10, 300), SlidingWindowLimiter(100_000, 300))
+    yield AppState(settings, session_factory(engine), master_key, signing_keys, limits)
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def owner_state(
+    db: Database, settings: Settings, master_key: LocalKeyProvider, signing_keys: SigningKeys
+) -> AsyncIterator[AppState]:
+    """Sessions as the owner: for provisioning test tenants (the platform-operator path)."""
+    engine = make_engine(db.owner_url, pool_size=5)
+    yield AppState(settings, session_factory(engine), master_key, signing_keys)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def client(state: AppState) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(state.settings, state)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+@pytest.fixture
+def unique() -> Iterator[str]:
+    yield uuid.uuid4().hex[:10]
