@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import event, text
@@ -23,8 +24,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
+from sqlalchemy.sql.util import find_tables
 
-from tenancy.orm import TenantScoped, is_tenant_scoped
+from tenancy.orm import TenantScoped, is_tenant_scoped, tenant_tables
 
 TENANT_KEY = "tenant_id"
 RLS_SETTING = "app.tenant_id"
@@ -142,7 +144,18 @@ def _set_rls_tenant(session: Session, _tx: SessionTransaction, connection: Conne
 
 
 def _touches_tenant_rows(state: ORMExecuteState) -> bool:
-    return any(is_tenant_scoped(m.class_) for m in state.all_mappers)
+    # `all_mappers` misses entities named only in select_from() (e.g. a count), so the
+    # statement's tables are checked as well.
+    if any(is_tenant_scoped(m.class_) for m in state.all_mappers):
+        return True
+    owned = _tenant_table_names()
+    tables = find_tables(state.statement, check_columns=True, include_joins=True)
+    return any(t.name in owned for t in tables)
+
+
+@lru_cache(maxsize=1)
+def _tenant_table_names() -> frozenset[str]:
+    return frozenset(tenant_tables())
 
 
 @event.listens_for(TenantSession, "do_orm_execute")

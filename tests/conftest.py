@@ -152,6 +152,39 @@ async def owner_state(
     await engine.dispose()
 
 
+@pytest.fixture(scope="session")
+async def pg_owner_state(
+    postgres_db: Database,
+    settings: Settings,
+    master_key: LocalKeyProvider,
+    signing_keys: SigningKeys,
+) -> AsyncIterator[AppState]:
+    """Owner sessions on PostgreSQL, for the tests that exist only there (RLS)."""
+    engine = make_engine(postgres_db.owner_url, pool_size=2)
+    yield AppState(settings, session_factory(engine), master_key, signing_keys)
+    await engine.dispose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if (
+            "postgres" in getattr(item, "fixturenames", ())
+            or "postgres_db" in getattr(item, "fixturenames", ())
+            or "[postgres" in item.name
+        ):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Under CI=true a skipped PostgreSQL test is a failure, whatever skipped it."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and item.get_closest_marker("postgres") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: PostgreSQL test skipped ({report.longrepr})"
+
+
 @pytest.fixture
 async def client(state: AppState) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(state.settings, state)

@@ -1,0 +1,307 @@
+"""Tenant A tries to reach tenant B: through every GraphQL operation, crafted ids and cursors,
+counts, error messages, concurrency, and raw SQL under row-level security."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from api.context import AppState
+from api.ids import to_global_id
+from api.pagination import encode_cursor
+from api.schema import build_schema
+from domain.patients.models import Patient
+from tenancy.session import TenantContextError, bind_tenant
+from tests.conftest import Database
+from tests.support import World, build_world, codes, gql, sign_in
+
+# Every root field, with an operation that aims it at tenant B. A new root field fails
+# `test_every_root_field_is_attacked` until it is added here.
+Attack = Callable[[World], tuple[str, dict[str, Any]]]
+ATTACKS: dict[str, Attack] = {
+    "me": lambda b: ("{ me { tenant { slug } roles branches { id name } } }", {}),
+    "tenant": lambda b: ("{ tenant { id slug name } }", {}),
+    "branches": lambda b: ("{ branches { id name code } }", {}),
+    "patient": lambda b: (
+        "query($id: ID!) { patient(id: $id) { id name phone medicalHistory } }",
+        {"id": b.gid("b1")},
+    ),
+    "patients": lambda b: (
+        "query($f: PatientFilter) { patients(first: 100, filter: $f) { totalCount "
+        "edges { node { id name phone notes } } } }",
+        {"f": {"phone": b.plaintext["b1"]["phone"], "branchIds": [b.branch_gid("b1")]}},
+    ),
+    "signIn": lambda b: (
+        "mutation($t: String!, $e: String!) { signIn(tenant: $t, email: $e, "
+        'password: "correct horse battery wrong") { accessToken } }',
+        {"t": b.slug, "e": b.email("hq_admin")},
+    ),
+    "refreshTokens": lambda b: (
+        "mutation($r: String!) { refreshTokens(refreshToken: $r) { accessToken } }",
+        {"r": f"ppr_{b.tenant_id.hex}_forged"},
+    ),
+    "signOut": lambda b: ("mutation { signOut }", {}),
+    "createPatient": lambda b: (
+        "mutation($in: CreatePatientInput!) { createPatient(input: $in) { patient { id } } }",
+        {"in": {"name": "intruder", "homeBranchId": b.branch_gid("b1")}},
+    ),
+    "updatePatient": lambda b: (
+        "mutation($id: ID!, $in: UpdatePatientInput!) { updatePatient(id: $id, input: $in) "
+        "{ patient { id name } } }",
+        {"id": b.gid("b1"), "in": {"name": "changed by A", "notes": "A was here"}},
+    ),
+}
+
+
+def root_fields() -> set[str]:
+    schema = build_schema()._schema
+    return set(schema.query_type.fields) | set(schema.mutation_type.fields)
+
+
+def test_every_root_field_is_attacked() -> None:
+    assert root_fields() == set(ATTACKS), "add an attack for each new root field"
+
+
+async def _snapshot(client: httpx.AsyncClient, token: str) -> Any:
+    q = "{ patients(first: 100) { totalCount edges { node { id name phone notes updatedAt } } } }"
+    return (await gql(client, q, token=token))["data"]
+
+
+@pytest.fixture
+async def worlds(owner_state: AppState, unique: str) -> tuple[World, World]:
+    return (
+        await build_world(owner_state, f"a-{unique}"),
+        await build_world(owner_state, f"b-{unique}"),
+    )
+
+
+def _leaks(result: dict[str, Any], b: World) -> list[str]:
+    body = json.dumps(result, ensure_ascii=False)
+    secrets = [b.slug, str(b.tenant_id), *(b.gid(k) for k in b.patients)]
+    secrets += [v for values in b.plaintext.values() for v in values.values()]
+    secrets += [b.branch_gid(k) for k in b.branches]
+    return [s for s in secrets if s in body]
+
+
+@pytest.mark.parametrize("field", sorted(ATTACKS))
+async def test_tenant_a_cannot_reach_tenant_b(
+    client: httpx.AsyncClient, worlds: tuple[World, World], field: str
+) -> None:
+    a, b = worlds
+    token_a = await sign_in(client, a, "hq_admin")
+    token_b = await sign_in(client, b, "hq_admin")
+    before = await _snapshot(client, token_b)
+    query, variables = ATTACKS[field](b)
+    result = await gql(client, query, variables, token=token_a)
+    leaks = _leaks(result, b)
+    # signIn/refreshTokens name B's slug in the request, never in the answer
+    assert leaks == [], f"{field} leaked {leaks}: {result}"
+    assert await _snapshot(client, token_b) == before
+
+
+async def test_foreign_id_answers_like_a_missing_one(
+    client: httpx.AsyncClient, worlds: tuple[World, World]
+) -> None:
+    a, b = worlds
+    token = await sign_in(client, a, "hq_admin")
+    q = "query($id: ID!) { patient(id: $id) { id } }"
+    foreign = await gql(client, q, {"id": b.gid("b1")}, token=token)
+    missing = await gql(client, q, {"id": to_global_id("Patient", uuid.uuid4())}, token=token)
+    strip = [{k: v for k, v in e.items()} for e in foreign["errors"]]
+    assert strip == missing["errors"]
+    assert codes(foreign) == ["NOT_FOUND"]
+
+
+async def test_counts_and_cursors_stay_in_tenant(
+    client: httpx.AsyncClient, worlds: tuple[World, World]
+) -> None:
+    a, b = worlds
+    token = await sign_in(client, a, "hq_admin")
+    q = (
+        "query($after: String) { patients(first: 100, after: $after) { totalCount "
+        "edges { node { id } } } }"
+    )
+    own = await gql(client, q, token=token)
+    assert own["data"]["patients"]["totalCount"] == len(a.patients)
+    # A cursor forged from B's newest patient pages A's rows only.
+    pb = b.patients["b2"]
+    forged = encode_cursor([pb.created_at.isoformat(), str(pb.id)])
+    paged = await gql(client, q, {"after": forged}, token=token)
+    ids = {e["node"]["id"] for e in paged["data"]["patients"]["edges"]}
+    assert ids <= {a.gid(k) for k in a.patients}
+    assert paged["data"]["patients"]["totalCount"] == len(a.patients)
+
+
+async def test_interleaved_requests_never_leak(
+    db: Database, state: AppState, owner_state: AppState, unique: str
+) -> None:
+    """Many concurrent requests for two tenants over a two-connection pool."""
+    from api.app import create_app
+    from tenancy.session import make_engine, session_factory
+
+    engine = make_engine(db.app_url, pool_size=1)  # 1 + 1 overflow on PostgreSQL
+    small = AppState(
+        state.settings,
+        session_factory(engine),
+        state.key_provider,
+        state.signing_keys,
+        state.sign_in_limits,
+    )
+    a = await build_world(owner_state, f"ca-{unique}")
+    b = await build_world(owner_state, f"cb-{unique}")
+    transport = httpx.ASGITransport(app=create_app(small.settings, small))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            tokens = {"a": await sign_in(c, a, "hq_admin"), "b": await sign_in(c, b, "hq_admin")}
+            q = "{ tenant { slug } patients(first: 100) { edges { node { id name } } } }"
+
+            async def one(which: str) -> tuple[str, dict[str, Any]]:
+                return which, await gql(c, q, token=tokens[which])
+
+            results = await asyncio.gather(*(one("ab"[i % 2]) for i in range(40)))
+    finally:
+        await engine.dispose()
+    for which, result in results:
+        world, other = (a, b) if which == "a" else (b, a)
+        assert result["data"]["tenant"]["slug"] == world.slug
+        ids = {e["node"]["id"] for e in result["data"]["patients"]["edges"]}
+        assert ids == {world.gid(k) for k in world.patients}
+        assert _leaks(result, other) == []
+
+
+async def test_orm_filter_alone_protects(
+    state: AppState, owner_state: AppState, unique: str
+) -> None:
+    """The ORM layer by itself (SQLite has nothing else): another tenant's rows never load,
+    and a query without a tenant raises instead of returning everything."""
+    a = await build_world(owner_state, f"oa-{unique}")
+    b = await build_world(owner_state, f"ob-{unique}")
+    async with state.sessions() as session, session.begin():
+        with pytest.raises(TenantContextError):
+            await session.scalars(select(Patient))
+    async with state.sessions() as session, session.begin():
+        await bind_tenant(session, a.tenant_id)
+        rows = (await session.scalars(select(Patient))).all()
+        assert {r.tenant_id for r in rows} == {a.tenant_id}
+        assert await session.get(Patient, (b.tenant_id, b.patients["b1"].id)) is None
+        # Writing a row stamped with B's tenant is refused before it reaches the database.
+        session.add(
+            Patient(
+                tenant_id=b.tenant_id,
+                id=uuid.uuid4(),
+                referral_code="X",
+                home_branch_id=b.branches["b1"].id,
+            )
+        )
+        with pytest.raises(TenantContextError):
+            await session.flush()
+        session.expunge_all()
+
+
+# --- PostgreSQL only: row-level security as the application role, without the ORM's help ---
+
+
+@pytest.fixture
+async def pg_worlds(pg_owner_state: AppState, unique: str) -> tuple[World, World]:
+    return (
+        await build_world(pg_owner_state, f"ra-{unique}"),
+        await build_world(pg_owner_state, f"rb-{unique}"),
+    )
+
+
+async def _raw(db: Database, tenant: uuid.UUID | None, sql: str, **params: Any) -> Any:
+    """One statement through the app role on a plain connection (no ORM, no filter)."""
+    engine = create_async_engine(db.app_url)
+    try:
+        async with engine.begin() as conn:
+            if tenant is not None:
+                await conn.execute(
+                    text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant)}
+                )
+            result = await conn.execute(text(sql), params)
+            return result.all() if result.returns_rows else result.rowcount
+    finally:
+        await engine.dispose()
+
+
+async def test_rls_stops_raw_sql(postgres_db: Database, pg_worlds: tuple[World, World]) -> None:
+    a, b = pg_worlds
+    bid = b.patients["b1"].id
+    seen = await _raw(postgres_db, a.tenant_id, "SELECT tenant_id FROM patients")
+    assert {r[0] for r in seen} == {a.tenant_id}
+    assert await _raw(postgres_db, a.tenant_id, "SELECT * FROM patients WHERE id = :i", i=bid) == []
+    assert (
+        await _raw(
+            postgres_db, a.tenant_id, "UPDATE patients SET notes_ct = NULL WHERE id = :i", i=bid
+        )
+        == 0
+    )
+    assert await _raw(postgres_db, a.tenant_id, "DELETE FROM patients WHERE id = :i", i=bid) == 0
+    with pytest.raises((DBAPIError, ProgrammingError)):
+        await _raw(
+            postgres_db,
+            a.tenant_id,
+            "INSERT INTO branches (tenant_id, id, code, name, city, created_at) "
+            "VALUES (:t, :i, 'x', 'x', 'x', now())",
+            t=b.tenant_id,
+            i=uuid.uuid4(),
+        )
+    assert await _raw(postgres_db, None, "SELECT * FROM patients") == []
+    assert await _raw(postgres_db, None, "SELECT * FROM staff_users") == []
+    still = await _raw(
+        postgres_db, b.tenant_id, "SELECT notes_ct FROM patients WHERE id = :i", i=bid
+    )
+    assert still and still[0][0] is not None
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "ALTER TABLE patients DISABLE ROW LEVEL SECURITY",
+        "ALTER TABLE patients NO FORCE ROW LEVEL SECURITY",
+        "DROP POLICY tenant_isolation ON patients",
+        "SET row_security = off; SELECT * FROM patients",
+        "SET ROLE postgres",
+    ],
+)
+async def test_app_role_cannot_turn_rls_off(
+    postgres_db: Database, pg_worlds: tuple[World, World], sql: str
+) -> None:
+    engine = create_async_engine(postgres_db.app_url)
+    try:
+        with pytest.raises((DBAPIError, ProgrammingError)):
+            async with engine.begin() as conn:
+                for statement in sql.split(";"):
+                    await conn.exec_driver_sql(statement)
+    finally:
+        await engine.dispose()
+
+
+async def test_rls_alone_protects_without_orm_filter(
+    postgres_db: Database, pg_worlds: tuple[World, World]
+) -> None:
+    """A plain AsyncSession (not the tenant session: no ORM filter at all) still sees only
+    the tenant set for the transaction."""
+    a, _b = pg_worlds
+    engine = create_async_engine(postgres_db.app_url)
+    try:
+        async with AsyncSession(engine) as session, session.begin():
+            await session.execute(
+                text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(a.tenant_id)}
+            )
+            rows = (await session.scalars(select(Patient))).all()
+            assert rows and {r.tenant_id for r in rows} == {a.tenant_id}
+        async with AsyncSession(engine) as session, session.begin():
+            # The previous transaction's setting does not survive on the pooled connection.
+            assert (await session.scalars(select(Patient))).all() == []
+    finally:
+        await engine.dispose()
