@@ -19,6 +19,8 @@ from api.extensions import OperationBoundary
 from api.pagination import Connection
 from api.patients import resolvers as patients
 from api.patients.types import Patient
+from api.policies import resolvers as policies
+from api.policies.types import Permission, Role, ServiceTokenPayload, StaffRoles
 from api.sessions import resolvers as sessions
 from api.settings import Settings
 from api.tenants import resolvers as tenants
@@ -48,6 +50,13 @@ class Query:
         resolver=patients.patients,
         description="Patients within your scope, newest first, paged with first/after.",
     )
+    roles: list[Role] = strawberry.field(
+        resolver=policies.roles, description="The chain's roles and their permissions."
+    )
+    permission_catalogue: list[Permission] = strawberry.field(
+        resolver=policies.permission_catalogue,
+        description="Every permission a rule may name.",
+    )
 
 
 @strawberry.type(description="Change the patient pool.")
@@ -68,6 +77,27 @@ class Mutation:
     )
     update_patient: patients.UpdatePatientPayload = strawberry.field(
         resolver=patients.update_patient, description="Change a patient."
+    )
+    change_password: bool = strawberry.field(
+        resolver=sessions.change_password_mutation,
+        description="Change your password; every other sign-in of yours ends.",
+    )
+    set_staff_roles: StaffRoles = strawberry.field(
+        resolver=policies.set_staff_roles,
+        description="Replace a staff member's roles (you can grant only what you hold).",
+    )
+    set_role_permissions: Role = strawberry.field(
+        resolver=policies.set_role_permissions_mutation,
+        description="Replace a role's permissions (you can add only what you hold).",
+    )
+    set_staff_active: bool = strawberry.field(
+        resolver=policies.set_staff_active,
+        description="Disable or re-enable a staff member; disabling ends their tokens.",
+    )
+    create_service_token: ServiceTokenPayload = strawberry.field(
+        resolver=policies.create_service_token,
+        description="A token for a mini-program backend, scoped to this chain and to the "
+        "permissions given.",
     )
 
 

@@ -72,6 +72,14 @@ CATALOGUE: frozenset[Permission] = frozenset(
     }
 )
 
+# Holding the key grants the values too, for "cannot grant more than you hold": chain scope
+# covers branch and assigned scope, and reading a field group covers its masked form.
+IMPLIES: dict[Permission, set[Permission]] = {
+    ("patients:chain", "read"): {("patients:branch", "read"), ("patients:assigned", "read")},
+    ("patients:chain", "write"): {("patients:branch", "write"), ("patients:assigned", "write")},
+    ("fields:contact", "read"): {("fields:contact_masked", "read")},
+}
+
 _RW = ("read", "write")
 _CHAIN_ADMIN: set[Permission] = {p for p in CATALOGUE if not p[0].startswith("patients:")} | {
     ("patients:chain", "read"),
@@ -249,11 +257,13 @@ async def grant_permissions(
     await session.flush()
 
 
-def _check_grant(policy: TenantPolicy, granter: str, wanted: set[Permission]) -> None:
+def check_grant(policy: TenantPolicy, granter: str, wanted: set[Permission]) -> None:
     if not policy.allows(granter, "policies", "write"):
         raise PolicyError("not allowed to change roles or rules")
-    missing = wanted - policy.permissions_of(granter)
-    if missing:
+    held = policy.permissions_of(granter)
+    for perm in list(held):
+        held |= IMPLIES.get(perm, set())
+    if wanted - held:
         raise PolicyError("cannot grant a permission you do not hold")
 
 
@@ -268,7 +278,7 @@ async def set_user_roles(
     wanted: set[Permission] = set()
     for role in roles - set(policy.roles_of(subject)):
         wanted |= policy.permissions_of_role(role)
-    _check_grant(policy, granter, wanted)
+    check_grant(policy, granter, wanted)
     await session.execute(
         delete(CasbinRule).where(CasbinRule.ptype == "g", CasbinRule.v0 == subject)
     )
@@ -290,7 +300,7 @@ async def set_role_permissions(
     if bad:
         obj, act = sorted(bad)[0]
         raise PolicyError(f"unknown permission {obj}:{act}", "BAD_USER_INPUT")
-    _check_grant(policy, granter, permissions - policy.permissions_of_role(role))
+    check_grant(policy, granter, permissions - policy.permissions_of_role(role))
     await session.execute(delete(CasbinRule).where(CasbinRule.ptype == "p", CasbinRule.v0 == role))
     for obj, act in sorted(permissions):
         session.add(CasbinRule(ptype="p", v0=role, v1=policy.domain, v2=obj, v3=act))

@@ -163,12 +163,8 @@ async def refresh(
         user = await session.scalar(select(StaffUser).where(StaffUser.id == row.staff_id))
         if row.revoked_at is not None:
             # A rotated token came back: someone holds a copy. End every session of the user.
-            await session.execute(
-                update(RefreshSession)
-                .where(RefreshSession.staff_id == row.staff_id, RefreshSession.revoked_at.is_(None))
-                .values(revoked_at=_now())
-                .execution_options(synchronize_session=False)
-            )
+            if user is not None:
+                await revoke_sessions(session, user)
             failure = AuthError("invalid token")
         elif _aware(row.expires_at) <= _now() or user is None or not user.is_active:
             failure = AuthError("invalid token")
@@ -192,18 +188,29 @@ async def sign_out(session: AsyncSession, principal: Principal) -> bool:
     return bool(result.rowcount)
 
 
-async def set_password(session: AsyncSession, user: StaffUser, password: str) -> None:
-    """New password: old tokens stop working (token_version) and refresh sessions end."""
-    if len(password) < 10:
-        raise AuthError("password must have at least 10 characters", "BAD_USER_INPUT")
-    user.password_hash = hash_password(password)
-    user.token_version += 1
+async def revoke_sessions(session: AsyncSession, user: StaffUser) -> None:
     await session.execute(
         update(RefreshSession)
         .where(RefreshSession.staff_id == user.id, RefreshSession.revoked_at.is_(None))
         .values(revoked_at=_now())
         .execution_options(synchronize_session=False)
     )
+
+
+async def change_password(
+    session: AsyncSession, principal: Principal, current: str, new: str
+) -> None:
+    """New password: old tokens stop working (token_version) and refresh sessions end."""
+    user = await session.scalar(select(StaffUser).where(StaffUser.id == principal.id))
+    if user is None or principal.kind != "user":
+        raise AuthError()
+    if not verify_password(user.password_hash, current):
+        raise AuthError("current password is wrong")
+    if len(new) < 10:
+        raise AuthError("the new password must have at least 10 characters", "BAD_USER_INPUT")
+    user.password_hash = hash_password(new)
+    user.token_version += 1
+    await revoke_sessions(session, user)
     await session.flush()
 
 

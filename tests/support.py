@@ -44,6 +44,9 @@ class World:
     def gid(self, key: str) -> str:
         return to_global_id("Patient", self.patients[key].id)
 
+    def staff_gid(self, role: str) -> str:
+        return to_global_id("Staff", self.staff[role].id)
+
     def branch_gid(self, key: str) -> str:
         return to_global_id("Branch", self.branches[key].id)
 
@@ -61,8 +64,8 @@ def patient_values(n: int, tag: str) -> dict[str, str]:
 
 async def build_world(owner: AppState, slug: str) -> World:
     """Branches b1, b2; one staff member per role (branch roles work in b1); patients:
-    `assigned` (b1, assigned to the doctor and the health manager's… doctor), `b1` (b1,
-    unassigned), `b2` (b2, unassigned)."""
+    `assigned` (b1, assigned to the doctor), `hm` (b1, assigned to the health manager),
+    `b1` (b1, unassigned), `b2` (b2, unassigned)."""
     async with owner.sessions() as session, session.begin():
         created = await create_tenant(
             session,
@@ -93,6 +96,7 @@ async def build_world(owner: AppState, slug: str) -> World:
         service = PatientService(session, await load_cipher(session, owner.key_provider))
         specs = {
             "assigned": ("b1", world.staff["doctor"]),
+            "hm": ("b1", world.staff["health_manager"]),
             "b1": ("b1", None),
             "b2": ("b2", None),
         }

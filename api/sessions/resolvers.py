@@ -8,7 +8,7 @@ from strawberry.types import Info
 
 from api.tenants.types import Branch, Staff, Tenant
 from auth.models import StaffUser
-from auth.sessions import TokenPair, refresh, sign_in, sign_out
+from auth.sessions import TokenPair, change_password, refresh, sign_in, sign_out
 from domain.tenants.models import Branch as BranchRow
 from domain.tenants.models import Tenant as TenantRow
 
@@ -61,6 +61,12 @@ async def refresh_tokens(info: Info, refresh_token: str) -> AuthPayload:
 async def sign_out_mutation(info: Info) -> bool:
     ctx = info.context
     return await sign_out(ctx.session, await ctx.principal())
+
+
+async def change_password_mutation(info: Info, current_password: str, new_password: str) -> bool:
+    ctx = info.context
+    await change_password(ctx.session, await ctx.principal(), current_password, new_password)
+    return True
 
 
 async def me(info: Info) -> Me:

@@ -28,6 +28,29 @@ from tests.support import World, build_world, codes, gql, sign_in
 # `test_every_root_field_is_attacked` until it is added here.
 Attack = Callable[[World], tuple[str, dict[str, Any]]]
 ATTACKS: dict[str, Attack] = {
+    "roles": lambda b: ("{ roles { name permissions { object action } } }", {}),
+    "permissionCatalogue": lambda b: ("{ permissionCatalogue { object action } }", {}),
+    "changePassword": lambda b: (
+        'mutation { changePassword(currentPassword: "x", newPassword: "yyyyyyyyyyyy") }',
+        {},
+    ),
+    "setStaffRoles": lambda b: (
+        'mutation($s: ID!) { setStaffRoles(staffId: $s, roles: ["auditor"]) { roles } }',
+        {"s": b.staff_gid("operator")},
+    ),
+    "setRolePermissions": lambda b: (
+        'mutation { setRolePermissions(role: "operator", permissions: '
+        '[{object: "fields:health", action: "read"}]) { name } }',
+        {},
+    ),
+    "setStaffActive": lambda b: (
+        "mutation($s: ID!) { setStaffActive(staffId: $s, active: false) }",
+        {"s": b.staff_gid("doctor")},
+    ),
+    "createServiceToken": lambda b: (
+        'mutation { createServiceToken(name: "x", permissions: []) { id } }',
+        {},
+    ),
     "me": lambda b: ("{ me { tenant { slug } roles branches { id name } } }", {}),
     "tenant": lambda b: ("{ tenant { id slug name } }", {}),
     "branches": lambda b: ("{ branches { id name code } }", {}),
@@ -72,7 +95,10 @@ def test_every_root_field_is_attacked() -> None:
 
 
 async def _snapshot(client: httpx.AsyncClient, token: str) -> Any:
-    q = "{ patients(first: 100) { totalCount edges { node { id name phone notes updatedAt } } } }"
+    q = (
+        "{ patients(first: 100) { totalCount edges { node { id name phone notes updatedAt } } }"
+        " roles { name permissions { object action } } }"
+    )
     return (await gql(client, q, token=token))["data"]
 
 

@@ -1,0 +1,115 @@
+"""Roles and rules through GraphQL: HQ admins change them, never granting more than they hold."""
+
+from __future__ import annotations
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.ids import parse_global_id, to_global_id
+from api.policies.types import (
+    Permission,
+    PermissionInput,
+    Role,
+    ServiceTokenPayload,
+    StaffRoles,
+)
+from auth.guard import require
+from auth.models import ServiceToken, StaffUser
+from auth.policy import (
+    CATALOGUE,
+    PolicyError,
+    check_grant,
+    grant_permissions,
+    set_role_permissions,
+)
+from auth.policy import set_user_roles as set_roles
+from auth.sessions import revoke_sessions
+from auth.tokens import new_opaque_token, opaque_token_digest
+from domain.errors import NotFound
+
+
+def _perms(pairs: set[tuple[str, str]]) -> list[Permission]:
+    return [Permission(object=o, action=a) for o, a in sorted(pairs)]
+
+
+async def roles(info: Info) -> list[Role]:
+    principal = await info.context.principal()
+    require(principal, "policies", "read")
+    policy = principal.policy
+    # Subjects with a prefix (user:…, service:…) hold direct rules; the rest are roles.
+    rules = policy.enforcer.get_filtered_policy(1, policy.domain)
+    names = sorted({p[0] for p in rules if ":" not in p[0]})
+    return [Role(name=n, permissions=_perms(policy.permissions_of_role(n))) for n in names]
+
+
+async def permission_catalogue(info: Info) -> list[Permission]:
+    await info.context.principal()
+    return _perms(set(CATALOGUE))
+
+
+async def _staff(info: Info, staff_id: strawberry.ID) -> StaffUser:
+    uid = parse_global_id(staff_id, "Staff", "staffId")
+    row = await info.context.session.scalar(select(StaffUser).where(StaffUser.id == uid))
+    if row is None:
+        raise NotFound("no such staff member", field="staffId")
+    return row
+
+
+async def set_staff_roles(info: Info, staff_id: strawberry.ID, roles: list[str]) -> StaffRoles:
+    ctx = info.context
+    principal = await ctx.principal()
+    staff = await _staff(info, staff_id)
+    subject = f"user:{staff.id}"
+    if subject == principal.subject:
+        raise PolicyError("you cannot change your own roles")
+    await set_roles(ctx.session, principal.policy, principal.subject, subject, set(roles))
+    return StaffRoles(
+        staff_id=strawberry.ID(to_global_id("Staff", staff.id)), roles=sorted(set(roles))
+    )
+
+
+async def set_role_permissions_mutation(
+    info: Info, role: str, permissions: list[PermissionInput]
+) -> Role:
+    ctx = info.context
+    principal = await ctx.principal()
+    wanted = {(p.object, p.action) for p in permissions}
+    await set_role_permissions(ctx.session, principal.policy, principal.subject, role, wanted)
+    return Role(name=role, permissions=_perms(wanted))
+
+
+async def create_service_token(
+    info: Info, name: str, permissions: list[PermissionInput]
+) -> ServiceTokenPayload:
+    ctx = info.context
+    principal = await ctx.principal()
+    wanted = {(p.object, p.action) for p in permissions}
+    check_grant(principal.policy, principal.subject, wanted)
+    if not name.strip() or len(name) > 100:
+        raise PolicyError("name must be 1-100 characters", "BAD_USER_INPUT")
+    token = new_opaque_token(f"pps_{principal.tenant_id.hex}_")
+    row = ServiceToken(name=name.strip(), token_digest=opaque_token_digest(token))
+    ctx.session.add(row)
+    await ctx.session.flush()
+    await grant_permissions(ctx.session, f"service:{row.id}", sorted(wanted))
+    return ServiceTokenPayload(
+        id=strawberry.ID(to_global_id("ServiceToken", row.id)),
+        token=token,
+        permissions=_perms(wanted),
+    )
+
+
+async def set_staff_active(info: Info, staff_id: strawberry.ID, active: bool) -> bool:
+    """Disable or re-enable a staff member; disabling ends their tokens at once."""
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "staff", "write")
+    staff = await _staff(info, staff_id)
+    if staff.id == principal.id:
+        raise PolicyError("you cannot disable yourself")
+    if staff.is_active != active:
+        staff.is_active = active
+        staff.token_version += 1
+        await revoke_sessions(ctx.session, staff)
+    return staff.is_active
