@@ -159,17 +159,37 @@ def keys_rotate(tenant: Annotated[str, typer.Option("--tenant")]) -> None:
 def keys_reencrypt(
     tenant: Annotated[str, typer.Option("--tenant")],
     batch: Annotated[int, typer.Option("--batch", min=1, max=10000)] = 500,
+    retire: Annotated[
+        bool, typer.Option("--retire", help="Then delete the older data keys for good.")
+    ] = False,
 ) -> None:
     """Re-encrypt a tenant's rows under its newest key; resumable, with progress."""
     from api.operator import reencrypt_command
 
     try:
         moved = asyncio.run(
-            reencrypt_command(settings(), tenant, batch, lambda m: typer.echo(m, err=True))
+            reencrypt_command(settings(), tenant, batch, lambda m: typer.echo(m, err=True), retire)
         )
     except ValueError as exc:
         fail(str(exc))
     typer.echo(f"tenant {tenant}: {moved} rows re-encrypted")
+
+
+@keys_app.command("shred")
+def keys_shred(
+    tenant: Annotated[str, typer.Option("--tenant")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this cannot be undone.")] = False,
+) -> None:
+    """Crypto-shred a tenant: delete its keys, so none of its sealed fields can be read again."""
+    from api.operator import shred_command
+
+    if not yes:
+        fail("shredding cannot be undone: add --yes to confirm")
+    try:
+        asyncio.run(shred_command(settings(), tenant))
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"tenant {tenant}: keys destroyed; its sealed fields are unreadable for good")
 
 
 @audit_app.command("verify")
@@ -210,3 +230,7 @@ def main() -> None:
     except SettingsError as exc:
         typer.echo(f"patientpool: {exc}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,12 @@ from domain.errors import DomainError
 from domain.patients.reencrypt import reencrypt_patients
 from domain.tenants.models import Tenant
 from tenancy.keyring import LocalKeyProvider
-from tenancy.keystore import load_cipher, rotate_data_key
+from tenancy.keystore import (
+    load_cipher,
+    retire_data_keys_below,
+    rotate_data_key,
+    shred_tenant_keys,
+)
 from tenancy.session import bind_tenant, make_engine, session_factory
 
 
@@ -61,7 +66,7 @@ async def rotate_command(cfg: Settings, slug: str) -> int:
 
 
 async def reencrypt_command(
-    cfg: Settings, slug: str, batch: int, progress: Callable[[str], None]
+    cfg: Settings, slug: str, batch: int, progress: Callable[[str], None], retire: bool = False
 ) -> int:
     keys = provider(cfg)
     async with owner_session(cfg) as session:
@@ -70,7 +75,19 @@ async def reencrypt_command(
         await bind_tenant(session, tenant_id)
         async with session.begin():
             cipher = await load_cipher(session, keys)
-        return await reencrypt_patients(session, cipher, batch, progress)
+        moved = await reencrypt_patients(session, cipher, batch, progress)
+        if retire:
+            async with session.begin():
+                gone = await retire_data_keys_below(session, cipher.active_version)
+            progress(f"retired {gone} old data key(s)")
+        return moved
+
+
+async def shred_command(cfg: Settings, slug: str) -> None:
+    """Crypto-shred a tenant: its keys are deleted and its sealed fields can never be read."""
+    async with owner_session(cfg) as session, session.begin():
+        await bind_tenant(session, await _tenant_id(session, slug))
+        await shred_tenant_keys(session)
 
 
 async def verify_command(cfg: Settings, slug: str | None) -> list[tuple[str, VerifyResult]]:

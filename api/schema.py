@@ -78,6 +78,11 @@ class Mutation:
     update_patient: patients.UpdatePatientPayload = strawberry.field(
         resolver=patients.update_patient, description="Change a patient."
     )
+    erase_patient: patients.ErasePatientPayload = strawberry.field(
+        resolver=patients.erase_patient,
+        description="Erase a patient's personal and health data on request (PIPL right to "
+        "erasure); counts, referral shapes and the access log keep their ids.",
+    )
     change_password: bool = strawberry.field(
         resolver=sessions.change_password_mutation,
         description="Change your password; every other sign-in of yours ends.",

@@ -150,7 +150,7 @@ def _touches_tenant_rows(state: ORMExecuteState) -> bool:
         return True
     owned = _tenant_table_names()
     tables = find_tables(state.statement, check_columns=True, include_joins=True)
-    return any(t.name in owned for t in tables)
+    return any(getattr(t, "name", None) in owned for t in tables)
 
 
 @lru_cache(maxsize=1)

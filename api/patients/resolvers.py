@@ -16,7 +16,7 @@ from api.pagination import Connection, check_first, decode_cursor, encode_cursor
 from api.patients.inputs import CreatePatientInput, PatientFilter, UpdatePatientInput
 from api.patients.types import Patient
 from auth.access_log import Action
-from auth.guard import require_patient_scope, writable_groups
+from auth.guard import require, require_patient_scope, writable_groups
 from auth.models import StaffUser
 from domain.errors import BadInput, Forbidden, NotFound
 from domain.patients.models import SEALED_FIELDS
@@ -171,3 +171,24 @@ async def update_patient(
         raise Forbidden("not allowed to move a patient outside your scope")
     ctx.trail.changed(Action.UPDATE, [row.id], groups)
     return UpdatePatientPayload(patient=Patient(_row=row))
+
+
+@strawberry.type(description="Result of erasePatient.")
+class ErasePatientPayload:
+    patient: Patient = strawberry.field(
+        description="The patient as kept: id, branch, stage and dates; every sealed field gone."
+    )
+
+
+async def erase_patient(info: Info, id: strawberry.ID) -> ErasePatientPayload:
+    """Right to erasure: the sealed fields and blind indexes are destroyed for good."""
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "patients", "erase")
+    scope = require_patient_scope(principal, ctx.trail, "write", Action.ERASE)
+    row = await PatientRepository(ctx.session).get(scope, parse_global_id(id, "Patient"))
+    if row is None:
+        raise NotFound("no such patient")
+    await PatientService(ctx.session, await ctx.cipher()).erase(row)
+    ctx.trail.changed(Action.ERASE, [row.id], {str(g) for g in set(SEALED_FIELDS.values())})
+    return ErasePatientPayload(patient=Patient(_row=row))

@@ -28,6 +28,10 @@ from tests.support import World, build_world, codes, gql, sign_in
 # `test_every_root_field_is_attacked` until it is added here.
 Attack = Callable[[World], tuple[str, dict[str, Any]]]
 ATTACKS: dict[str, Attack] = {
+    "erasePatient": lambda b: (
+        "mutation($id: ID!) { erasePatient(id: $id) { patient { id erased } } }",
+        {"id": b.gid("b1")},
+    ),
     "roles": lambda b: ("{ roles { name permissions { object action } } }", {}),
     "permissionCatalogue": lambda b: ("{ permissionCatalogue { object action } }", {}),
     "changePassword": lambda b: (
