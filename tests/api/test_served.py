@@ -1,0 +1,131 @@
+"""The real thing: `patientpool demo` in a fresh directory, and a uvicorn process serving it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support import SIGN_IN
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("server did not become ready")
+
+
+def test_demo_command_serves_and_stops(tmp_path: Path) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATIENTPOOL_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "demo", "--data-dir", str(tmp_path), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_ready(url, proc)
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        accounts = json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "api.cli",
+                    "demo-accounts",
+                    "--data-dir",
+                    str(tmp_path),
+                    "--json",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert {a["tenant"] for a in accounts} == {"smile-dental", "renhe-tcm"}
+        assert all(set(a) == {"tenant", "email", "password", "roles", "branches"} for a in accounts)
+        roles = {r for a in accounts for r in a["roles"]}
+        assert roles == {
+            "hq_admin",
+            "branch_manager",
+            "doctor",
+            "health_manager",
+            "operator",
+            "marketing",
+            "auditor",
+        }
+        admin = next(a for a in accounts if a["roles"] == ["hq_admin"])
+        signed = httpx.post(
+            f"{url}/graphql",
+            json={
+                "query": SIGN_IN,
+                "variables": {"t": admin["tenant"], "e": admin["email"], "p": admin["password"]},
+            },
+        ).json()
+        token = signed["data"]["signIn"]["accessToken"]
+        result = httpx.post(
+            f"{url}/graphql",
+            json={"query": "{ patients(first: 3) { totalCount edges { node { name } } } }"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+        assert result["data"]["patients"]["totalCount"] >= 300
+        assert all(e["node"]["name"] for e in result["data"]["patients"]["edges"])
+        bad = httpx.post(
+            f"{url}/graphql",
+            json={"query": "{ patients(first: 1000) { totalCount } }"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+        assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert httpx.get(f"{url}/graphql", headers={"accept": "text/html"}).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode is not None
+
+
+def test_production_refuses_to_start_without_keys(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATIENTPOOL_")}
+    env.update(PATIENTPOOL_ENV="production", PATIENTPOOL_DATA_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "MASTER_KEY" in done.stderr
+    env.update(PATIENTPOOL_ENV="staging")
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "env" in done.stderr
