@@ -26,6 +26,24 @@ async def world(owner_state: AppState, unique: str) -> World:
     return await build_world(owner_state, f"t-{unique}")
 
 
+def _kid(header: str) -> str:
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+
+
+def _public_key_bytes(client: httpx.AsyncClient) -> bytes:
+    """The verifying key's public bytes: the classic HS256 key-confusion attack uses them."""
+    from cryptography.hazmat.primitives import serialization
+
+    keys = client._transport.app.state.patientpool.signing_keys  # type: ignore[attr-defined]
+    public = keys._verifiers[keys.signing_kid]
+    return (
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        * 2
+    )
+
+
 def _b64(data: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
@@ -118,7 +136,7 @@ async def test_forged_tokens_refused(
         "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{payload}.",
         "alg none with kid": f"{_b64({'alg': 'none', 'kid': 'x'})}.{payload}.",
         "HS256 with public key": jwt.encode(
-            claims, "secret", algorithm="HS256", headers={"kid": claims.get("kid", "k")}
+            claims, _public_key_bytes(client), algorithm="HS256", headers={"kid": _kid(header)}
         ),
         "another key, same kid": issue_access_token(
             stranger,
