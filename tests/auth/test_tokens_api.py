@@ -37,11 +37,8 @@ def _public_key_bytes(client: httpx.AsyncClient) -> bytes:
 
     keys = client._transport.app.state.patientpool.signing_keys  # type: ignore[attr-defined]
     public = keys._verifiers[keys.signing_kid]
-    return (
-        public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        * 2
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
