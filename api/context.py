@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,28 +46,42 @@ class Context(BaseContext):
         self.session: AsyncSession = app.sessions()
         self.trail = AccessTrail()
         self.loaders: dict[str, Any] = {}
-        self._principal: Principal | None = None
-        self._cipher: FieldCipher | None = None
-        # Sibling resolvers ask concurrently; the first one loads, the others wait for it.
-        self._loading = asyncio.Lock()
+        self._after_commit: list[Callable[[], None]] = []
+        # Loaded once per request, on first use; concurrent resolvers share one future, so they
+        # all resume in the same tick (which keeps DataLoader batches whole).
+        self._once: dict[str, asyncio.Future[Any]] = {}
+
+    def _load_once(self, name: str, factory: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
+        if name not in self._once:
+            self._once[name] = asyncio.ensure_future(factory())
+        return self._once[name]
 
     async def principal(self) -> Principal:
         """The caller, verified on first use (so a refused query never touches the database)."""
-        async with self._loading:
-            if self._principal is None:
-                if not self.bearer:
-                    raise AuthError("sign in first: send Authorization: Bearer <access token>")
-                self._principal = await principal_from_bearer(
-                    self.session, self.app.signing_keys, self.bearer
-                )
-            return self._principal
+        if not self.bearer:
+            raise AuthError("sign in first: send Authorization: Bearer <access token>")
+        bearer = self.bearer
+        return await self._load_once(
+            "principal",
+            lambda: principal_from_bearer(self.session, self.app.signing_keys, bearer),
+        )
 
     async def cipher(self) -> FieldCipher:
         await self.principal()
-        async with self._loading:
-            if self._cipher is None:
-                self._cipher = await load_cipher(self.session, self.app.key_provider)
-            return self._cipher
+        return await self._load_once(
+            "cipher", lambda: load_cipher(self.session, self.app.key_provider)
+        )
+
+    @property
+    def _principal(self) -> Principal | None:
+        loaded = self._once.get("principal")
+        if loaded is None or not loaded.done() or loaded.exception() is not None:
+            return None
+        return loaded.result()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run once the operation has committed (e.g. start a background job it created)."""
+        self._after_commit.append(callback)
 
     def loader(self, name: str, factory: Any) -> Any:
         """One DataLoader of each kind per request."""
@@ -87,6 +102,8 @@ class Context(BaseContext):
                     self.session, principal.actor, self.request_info, self.trail.events()
                 )
             await self.session.commit()
+            for callback in self._after_commit:
+                callback()
             return
         await self.session.rollback()
         if principal is None:

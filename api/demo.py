@@ -19,8 +19,12 @@ from api.settings import Settings
 from auth.models import StaffUser
 from auth.policy import assign_role
 from auth.provisioning import add_staff, create_tenant
-from domain.patients.models import Gender, LifecycleStage, PoolTier, TrustLevel
+from domain.patients.models import Gender, LifecycleStage, Patient, PoolTier, TrustLevel
+from domain.patients.scope import PatientScope
 from domain.patients.service import PatientService
+from domain.pool.models import Channel, EventType
+from domain.pool.service import NewEvent, PoolService
+from domain.pool.tags import TagService
 from domain.tenants.models import Branch, Tenant
 from tenancy.keyring import KeyProvider
 from tenancy.keystore import load_cipher
@@ -36,6 +40,8 @@ class Chain:
     kind: str
     branches: list[tuple[str, str, str]]  # code, name, city
     channels: list[str]
+    treatments: list[str]
+    health_tags: list[str]
     diagnoses: list[str]
 
 
@@ -58,6 +64,8 @@ CHAINS = [
             "referral",
             "offline_event",
         ],
+        treatments=["正畸", "种植", "洁牙", "儿童齿科"],
+        health_tags=["牙周炎", "根管治疗史"],
         diagnoses=[
             "慢性牙周炎（II度）",
             "左下6 深龋，已行根管治疗",
@@ -84,6 +92,8 @@ CHAINS = [
             "community_event",
             "live_stream",
         ],
+        treatments=["针灸", "推拿", "膏方", "三伏贴"],
+        health_tags=["失眠", "颈椎病"],
         diagnoses=[
             "脾胃虚寒，纳差便溏",
             "失眠多梦，心脾两虚",
@@ -94,6 +104,16 @@ CHAINS = [
         ],
     ),
 ]
+CHANNEL_NAMES = {
+    "xiaohongshu": "小红书",
+    "douyin": "抖音",
+    "wechat_official": "公众号",
+    "dianping": "大众点评",
+    "referral": "老带新",
+    "offline_event": "线下义诊",
+    "community_event": "社区讲座",
+    "live_stream": "直播",
+}
 SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓"
     "曹彭曾萧田董潘袁蔡蒋余于杜叶程魏苏吕丁沈任姚卢傅钟"
@@ -197,6 +217,7 @@ async def _load_chain(
     service = PatientService(session, await load_cipher(session, keys))
     now = datetime.now(UTC)
     stages = list(LifecycleStage)
+    patients: list[Patient] = []
     for _ in range(PATIENTS_PER_CHAIN):
         branch = rng.choice(branches)
         patient = await service.create(
@@ -222,8 +243,52 @@ async def _load_chain(
             }
         )
         patient.created_at = now - timedelta(days=rng.randrange(365), minutes=rng.randrange(1440))
+        patients.append(patient)
     await session.flush()
+    await _load_pool(session, chain, patients, rng, now)
     return accounts
+
+
+async def _load_pool(
+    session: AsyncSession,
+    chain: Chain,
+    patients: list[Patient],
+    rng: random.Random,
+    now: datetime,
+) -> None:
+    """Channels, tags and a few weeks of interaction events (which give the lead scores)."""
+    for code in chain.channels:
+        session.add(Channel(code=code, name=CHANNEL_NAMES.get(code, code)))
+    tags = TagService(session)
+    treatments = await tags.create_group("项目", False)
+    conversion = await tags.create_group("转化", False)
+    diagnosis = await tags.create_group("诊断标签", True)
+    by_group = {
+        treatments: [await tags.create_tag(treatments, n, None) for n in chain.treatments],
+        conversion: [await tags.create_tag(conversion, n, None) for n in ("未转化", "已转化")],
+        diagnosis: [await tags.create_tag(diagnosis, n, None) for n in chain.health_tags],
+    }
+    everyone = PatientScope(chain=True)
+    for group_tags in by_group.values():
+        for tag in group_tags:
+            chosen = [p.id for p in patients if rng.random() < 0.3]
+            await tags.tag(tag, everyone, chosen)
+    kinds = [e.value for e in EventType if e is not EventType.WENT_QUIET]
+    events = [
+        NewEvent(
+            f"demo-{p.id}-{i}",
+            p,
+            rng.choice(kinds),
+            now - timedelta(days=rng.randrange(30), minutes=rng.randrange(1440)),
+            "demo",
+        )
+        for p in patients
+        if rng.random() < 0.7
+        for i in range(rng.randrange(1, 5))
+    ]
+    pool = PoolService(session, "system")
+    for start in range(0, len(events), 500):
+        await pool.record_events(events[start : start + 500])
 
 
 async def load_demo(

@@ -21,6 +21,17 @@ from api.patients import resolvers as patients
 from api.patients.types import Patient
 from api.policies import resolvers as policies
 from api.policies.types import Permission, Role, ServiceTokenPayload, StaffRoles
+from api.pool import resolvers as pool
+from api.pool.types import (
+    Channel,
+    Job,
+    PoolMetrics,
+    RecordEventsPayload,
+    ScoringRules,
+    Tag,
+    TaggingPayload,
+    TagGroup,
+)
 from api.sessions import resolvers as sessions
 from api.settings import Settings
 from api.tenants import resolvers as tenants
@@ -49,6 +60,33 @@ class Query:
     patients: Connection[Patient] = strawberry.field(
         resolver=patients.patients,
         description="Patients within your scope, newest first, paged with first/after.",
+    )
+    tags: list[Tag] = strawberry.field(resolver=pool.tags, description="The chain's tags.")
+    tag_groups: list[TagGroup] = strawberry.field(
+        resolver=pool.tag_groups, description="The chain's tag groups."
+    )
+    channels: list[Channel] = strawberry.field(
+        resolver=pool.channels, description="Where patients come from (渠道)."
+    )
+    segments: Connection[pool.Segment] = strawberry.field(
+        resolver=pool.segments, description="Saved segments, by name."
+    )
+    segment: pool.Segment = strawberry.field(
+        resolver=pool.segment, description="One saved segment, with live count and members."
+    )
+    preview_segment: pool.SegmentPreview = strawberry.field(
+        resolver=pool.preview_segment, description="Try a filter before saving it."
+    )
+    scoring_rules: ScoringRules = strawberry.field(
+        resolver=pool.scoring_rules, description="The lead-scoring rules in force."
+    )
+    job: Job = strawberry.field(resolver=pool.job, description="A background job's progress.")
+    possible_duplicates: list[pool.DuplicateGroup] = strawberry.field(
+        resolver=pool.possible_duplicates,
+        description="Records that share a phone, WeChat or WeCom id (one person, two records?).",
+    )
+    pool_metrics: PoolMetrics = strawberry.field(
+        resolver=pool.pool_metrics, description="Pool size, stages, channels and scores."
     )
     roles: list[Role] = strawberry.field(
         resolver=policies.roles, description="The chain's roles and their permissions."
@@ -82,6 +120,44 @@ class Mutation:
         resolver=patients.erase_patient,
         description="Erase a patient's personal and health data on request (PIPL right to "
         "erasure); counts, referral shapes and the access log keep their ids.",
+    )
+    create_channel: Channel = strawberry.field(
+        resolver=pool.create_channel, description="Add a channel (渠道)."
+    )
+    create_tag_group: TagGroup = strawberry.field(
+        resolver=pool.create_tag_group, description="Add a tag group."
+    )
+    create_tag: Tag = strawberry.field(
+        resolver=pool.create_tag, description="Add a tag; with autoRule it is automatic."
+    )
+    tag_patients: TaggingPayload = strawberry.field(
+        resolver=pool.tag_patients,
+        description="Tag up to 10,000 patients at once; all or nothing.",
+    )
+    untag_patients: TaggingPayload = strawberry.field(
+        resolver=pool.untag_patients, description="Remove a tag from many patients at once."
+    )
+    apply_auto_tag: TaggingPayload = strawberry.field(
+        resolver=pool.apply_auto_tag,
+        description="Make an automatic tag hold for exactly the patients its rule matches.",
+    )
+    record_events: RecordEventsPayload = strawberry.field(
+        resolver=pool.record_events,
+        description="Record interaction events (idempotent by clientEventId); rescores.",
+    )
+    set_scoring_rules: Job = strawberry.field(
+        resolver=pool.set_scoring_rules,
+        description="Replace the scoring rules; the chain is rescored in the background.",
+    )
+    change_stage: Patient = strawberry.field(
+        resolver=pool.change_stage, description="Move a patient to another lifecycle stage."
+    )
+    merge_patients: Patient = strawberry.field(
+        resolver=pool.merge_patients,
+        description="Merge a duplicate record into another (one patient, one record).",
+    )
+    create_segment: pool.Segment = strawberry.field(
+        resolver=pool.create_segment, description="Save a segment."
     )
     change_password: bool = strawberry.field(
         resolver=sessions.change_password_mutation,

@@ -1,5 +1,10 @@
 """Every model module, imported so the metadata is complete for migrations and checks."""
 
+import auth.access_log
+import auth.models  # noqa: F401
+import domain.patients.models
+import domain.pool.models
+import domain.tenants.models  # noqa: F401
 import tenancy.keystore  # noqa: F401
 from tenancy.orm import Base
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+from sqlalchemy import select
 from strawberry.types import Info
 
 from api.ids import to_global_id
+from api.pool.loaders import patient_tags_loader
+from api.pool.types import ScoreExplanation, ScoreLine, StageChange, Tag
 from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Staff
 from auth.guard import Visibility, field_visibility, mask_value, record_field
@@ -17,6 +20,8 @@ from domain.patients import models as m
 from domain.patients.models import SEALED_FIELDS
 from domain.patients.models import Patient as PatientRow
 from domain.patients.service import unseal
+from domain.pool.models import StageChange as StageChangeRow
+from domain.pool.service import PoolService
 
 Gender = strawberry.enum(m.Gender, description="Gender as recorded by the clinic.")
 PoolTier = strawberry.enum(
@@ -156,3 +161,50 @@ class Patient:
         loader = info.context.loader("staff", lambda: staff_loader(info.context.session))
         row = await loader.load(self._row.assigned_staff_id)
         return None if row is None else Staff(_row=row)
+
+    @strawberry.field(description="Lead score (线索评分) under the tenant's rules.")
+    def lead_score(self) -> int:
+        return self._row.lead_score
+
+    @strawberry.field(description="When the patient last did anything we recorded.")
+    def last_interaction_at(self) -> datetime | None:
+        return self._row.last_interaction_at
+
+    @strawberry.field(description="When the patient last visited (就诊).")
+    def last_visit_at(self) -> datetime | None:
+        return self._row.last_visit_at
+
+    @strawberry.field(
+        description="Tags on the patient; health tags only for roles that may read health data."
+    )
+    async def tags(self, info: Info) -> list[Tag]:
+        ctx = info.context
+        principal = await ctx.principal()
+        loader = ctx.loader("patient_tags", lambda: patient_tags_loader(ctx.session))
+        sees_health = field_visibility(principal, m.FieldGroup.HEALTH) is Visibility.FULL
+        return [
+            Tag(_row=t, _group=g)
+            for t, g in await loader.load(self._row.id)
+            if sees_health or not g.is_health
+        ]
+
+    @strawberry.field(description="How the lead score came about: which events gave which points.")
+    async def score_explanation(self, info: Info) -> ScoreExplanation:
+        ctx = info.context
+        await ctx.principal()
+        result = await PoolService(ctx.session, "").explain(self._row)
+        return ScoreExplanation(
+            score=result.score,
+            lines=[ScoreLine(what=w, count=n, points=p) for w, n, p in result.lines],
+        )
+
+    @strawberry.field(description="Lifecycle stage changes, oldest first.")
+    async def stage_history(self, info: Info) -> list[StageChange]:
+        ctx = info.context
+        await ctx.principal()
+        rows = await ctx.session.scalars(
+            select(StageChangeRow)
+            .where(StageChangeRow.patient_id == self._row.id)
+            .order_by(StageChangeRow.occurred_at)
+        )
+        return [StageChange(_row=r) for r in rows]

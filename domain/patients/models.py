@@ -90,6 +90,8 @@ class Patient(TenantScoped, Timestamped, Base):
         Index("ix_patients_wecom_external_id_bidx", "tenant_id", "wecom_external_id_bidx"),
         Index("ix_patients_branch", "tenant_id", "home_branch_id", "id"),
         Index("ix_patients_assigned", "tenant_id", "assigned_staff_id"),
+        Index("ix_patients_score", "tenant_id", "lead_score"),
+        Index("ix_patients_created", "tenant_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -122,6 +124,16 @@ class Patient(TenantScoped, Timestamped, Base):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # Set when this record was merged into another (one patient, one record).
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    # Kept here, not computed per query, so segments filter and sort on plain columns.
+    lead_score: Mapped[int] = mapped_column(Integer, default=0)
+    last_interaction_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
+    last_visit_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    referral_count: Mapped[int] = mapped_column(Integer, default=0)
+    order_total_fen: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads a dict

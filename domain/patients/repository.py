@@ -51,6 +51,7 @@ class PatientRepository:
             conds.append(Patient.source_channel.in_(sorted(flt.channels)))
         if not flt.include_erased:
             conds.append(Patient.erased_at.is_(None))
+            conds.append(Patient.merged_into_id.is_(None))
         conds.extend(flt.extra)
         return conds
 

@@ -28,6 +28,76 @@ from tests.support import World, build_world, codes, gql, sign_in
 # `test_every_root_field_is_attacked` until it is added here.
 Attack = Callable[[World], tuple[str, dict[str, Any]]]
 ATTACKS: dict[str, Attack] = {
+    "tags": lambda b: ("{ tags { id name group { name } } }", {}),
+    "tagGroups": lambda b: ("{ tagGroups { id name } }", {}),
+    "channels": lambda b: ("{ channels { id code } }", {}),
+    "segments": lambda b: ("{ segments { totalCount edges { node { id name count } } } }", {}),
+    "segment": lambda b: (
+        "query($id: ID!) { segment(id: $id) { name count } }",
+        {"id": to_global_id("Segment", b.tenant_id)},
+    ),
+    "previewSegment": lambda b: (
+        "query($f: SegmentFilterInput!) { previewSegment(filter: $f) { count "
+        "members { edges { node { id name } } } } }",
+        {"f": {"branchIds": [b.branch_gid("b1")]}},
+    ),
+    "scoringRules": lambda b: ("{ scoringRules { threshold } }", {}),
+    "job": lambda b: (
+        "query($id: ID!) { job(id: $id) { status } }",
+        {"id": to_global_id("Job", b.tenant_id)},
+    ),
+    "possibleDuplicates": lambda b: (
+        "{ possibleDuplicates { matchedOn patients { id name } } }",
+        {},
+    ),
+    "poolMetrics": lambda b: ("{ poolMetrics { total byBranch { key count } } }", {}),
+    "createChannel": lambda b: ('mutation { createChannel(code: "x1", name: "x") { id } }', {}),
+    "createTagGroup": lambda b: ('mutation { createTagGroup(name: "g") { id } }', {}),
+    "createTag": lambda b: (
+        'mutation($g: ID!) { createTag(groupId: $g, name: "t") { id } }',
+        {"g": to_global_id("TagGroup", b.tenant_id)},
+    ),
+    "tagPatients": lambda b: (
+        "mutation($t: ID!, $p: [ID!]!) { tagPatients(tagId: $t, patientIds: $p) { added } }",
+        {"t": to_global_id("Tag", b.tenant_id), "p": [b.gid("b1")]},
+    ),
+    "untagPatients": lambda b: (
+        "mutation($t: ID!, $p: [ID!]!) { untagPatients(tagId: $t, patientIds: $p) { removed } }",
+        {"t": to_global_id("Tag", b.tenant_id), "p": [b.gid("b1")]},
+    ),
+    "applyAutoTag": lambda b: (
+        "mutation($t: ID!) { applyAutoTag(tagId: $t) { added } }",
+        {"t": to_global_id("Tag", b.tenant_id)},
+    ),
+    "recordEvents": lambda b: (
+        "mutation($e: [EventInput!]!) { recordEvents(events: $e) { inserted } }",
+        {
+            "e": [
+                {
+                    "clientEventId": "x",
+                    "patientId": b.gid("b1"),
+                    "type": "INTERACTION",
+                    "occurredAt": "2026-01-01T00:00:00Z",
+                }
+            ]
+        },
+    ),
+    "setScoringRules": lambda b: (
+        "mutation { setScoringRules(input: {rules: [], threshold: 1}) { id } }",
+        {},
+    ),
+    "changeStage": lambda b: (
+        'mutation($p: ID!) { changeStage(patientId: $p, stage: "lost") { id } }',
+        {"p": b.gid("b1")},
+    ),
+    "mergePatients": lambda b: (
+        "mutation($k: ID!, $m: ID!) { mergePatients(keepId: $k, mergeId: $m) { id name } }",
+        {"k": b.gid("b1"), "m": b.gid("b2")},
+    ),
+    "createSegment": lambda b: (
+        'mutation($f: SegmentFilterInput!) { createSegment(name: "s", filter: $f) { id } }',
+        {"f": {"branchIds": [b.branch_gid("b1")]}},
+    ),
     "erasePatient": lambda b: (
         "mutation($id: ID!) { erasePatient(id: $id) { patient { id erased } } }",
         {"id": b.gid("b1")},

@@ -1,0 +1,515 @@
+"""Root fields of the private pool: tags, events, scoring, segments, identity and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import strawberry
+from sqlalchemy import func, select
+from strawberry.types import Info
+
+from api.ids import parse_global_id, to_global_id
+from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
+from api.patients.types import Patient
+from api.pool.inputs import EventInput, ScoringRulesInput, SegmentFilterInput, filter_to_json
+from api.pool.types import (
+    Bucket,
+    Channel,
+    Job,
+    PoolMetrics,
+    RecordEventsPayload,
+    ScoringRule,
+    ScoringRules,
+    Tag,
+    TaggingPayload,
+    TagGroup,
+)
+from auth.access_log import Action
+from auth.guard import Visibility, field_visibility, require, require_patient_scope
+from auth.principal import Principal
+from domain.errors import BadInput, Conflict, Forbidden, NotFound
+from domain.patients.models import FieldGroup
+from domain.patients.models import Patient as PatientRow
+from domain.patients.repository import PageKey, PatientFilter, PatientRepository
+from domain.patients.scope import PatientScope
+from domain.pool import identity
+from domain.pool.metrics import pool_figures
+from domain.pool.models import Channel as ChannelRow
+from domain.pool.models import ChannelKind
+from domain.pool.models import Job as JobRow
+from domain.pool.models import Segment as SegmentRow
+from domain.pool.models import Tag as TagRow
+from domain.pool.models import TagGroup as TagGroupRow
+from domain.pool.segments import compile_filter, tag_ids, validate
+from domain.pool.service import NewEvent, PoolService, run_rescore
+from domain.pool.tags import TagService
+from tenancy.session import bind_tenant
+
+log = logging.getLogger("patientpool.jobs")
+_background: set[asyncio.Task[Any]] = set()
+
+
+def sees_health(principal: Principal) -> bool:
+    return field_visibility(principal, FieldGroup.HEALTH) is Visibility.FULL
+
+
+async def _tag(info: Info, tag_id: strawberry.ID) -> tuple[TagRow, TagGroupRow]:
+    principal = await info.context.principal()
+    row = (
+        await info.context.session.execute(
+            select(TagRow, TagGroupRow)
+            .join(TagGroupRow, TagGroupRow.id == TagRow.group_id)
+            .where(TagRow.id == parse_global_id(tag_id, "Tag", "tagId"))
+        )
+    ).first()
+    if row is None or (row[1].is_health and not sees_health(principal)):
+        raise NotFound("no such tag", field="tagId")
+    return row[0], row[1]
+
+
+async def tags(info: Info) -> list[Tag]:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "tags", "read")
+    stmt = select(TagRow, TagGroupRow).join(TagGroupRow, TagGroupRow.id == TagRow.group_id)
+    if not sees_health(principal):
+        stmt = stmt.where(TagGroupRow.is_health.is_(False))
+    rows = await ctx.session.execute(stmt.order_by(TagGroupRow.name, TagRow.name))
+    return [Tag(_row=t, _group=g) for t, g in rows]
+
+
+async def tag_groups(info: Info) -> list[TagGroup]:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "tags", "read")
+    stmt = select(TagGroupRow).order_by(TagGroupRow.name)
+    if not sees_health(principal):
+        stmt = stmt.where(TagGroupRow.is_health.is_(False))
+    return [TagGroup(_row=g) for g in await ctx.session.scalars(stmt)]
+
+
+async def channels(info: Info) -> list[Channel]:
+    ctx = info.context
+    await ctx.principal()
+    rows = await ctx.session.scalars(select(ChannelRow).order_by(ChannelRow.code))
+    return [Channel(_row=c) for c in rows]
+
+
+async def create_channel(info: Info, code: str, name: str, kind: str = "platform") -> Channel:
+    ctx = info.context
+    require(await ctx.principal(), "segments", "write")
+    try:
+        kind = str(ChannelKind(kind))
+    except ValueError:
+        raise BadInput("unknown channel kind", field="kind") from None
+    if not (0 < len(code) <= 64) or not code.replace("_", "").replace("-", "").isalnum():
+        raise BadInput("code must be 1-64 letters, digits, - or _", field="code")
+    if await ctx.session.scalar(select(ChannelRow.id).where(ChannelRow.code == code)):
+        raise Conflict("a channel with this code exists", field="code")
+    row = ChannelRow(code=code, name=name.strip()[:200] or code, kind=kind)
+    ctx.session.add(row)
+    await ctx.session.flush()
+    return Channel(_row=row)
+
+
+async def create_tag_group(info: Info, name: str, is_health: bool = False) -> TagGroup:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "tags", "write")
+    if is_health and not sees_health(principal):
+        raise Forbidden("not allowed to create health tag groups")
+    return TagGroup(_row=await TagService(ctx.session).create_group(name, is_health))
+
+
+async def create_tag(
+    info: Info, group_id: strawberry.ID, name: str, auto_rule: SegmentFilterInput | None = None
+) -> Tag:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "tags", "write")
+    group = await ctx.session.scalar(
+        select(TagGroupRow).where(
+            TagGroupRow.id == parse_global_id(group_id, "TagGroup", "groupId")
+        )
+    )
+    if group is None or (group.is_health and not sees_health(principal)):
+        raise NotFound("no such tag group", field="groupId")
+    rule = filter_to_json(auto_rule) if auto_rule is not None else None
+    if rule is not None:
+        await _check_filter(ctx.session, principal, rule)
+    tag = await TagService(ctx.session).create_tag(group, name, rule)
+    return Tag(_row=tag, _group=group)
+
+
+def _patient_ids(values: list[strawberry.ID]) -> list[uuid.UUID]:
+    return [parse_global_id(v, "Patient", "patientIds") for v in values]
+
+
+async def tag_patients(
+    info: Info, tag_id: strawberry.ID, patient_ids: list[strawberry.ID]
+) -> TaggingPayload:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "tags", "write")
+    scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
+    tag, _group = await _tag(info, tag_id)
+    ids = _patient_ids(patient_ids)
+    added = await TagService(ctx.session).tag(tag, scope, ids)
+    ctx.trail.changed(Action.UPDATE, ids)
+    return TaggingPayload(added=added, removed=0)
+
+
+async def untag_patients(
+    info: Info, tag_id: strawberry.ID, patient_ids: list[strawberry.ID]
+) -> TaggingPayload:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "tags", "write")
+    scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
+    tag, _group = await _tag(info, tag_id)
+    ids = _patient_ids(patient_ids)
+    removed = await TagService(ctx.session).untag(tag, scope, ids)
+    ctx.trail.changed(Action.UPDATE, ids)
+    return TaggingPayload(added=0, removed=removed)
+
+
+async def apply_auto_tag(info: Info, tag_id: strawberry.ID) -> TaggingPayload:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "tags", "write")
+    if not principal.allows("patients:chain", "write"):
+        raise Forbidden("automatic tags run over the whole chain")
+    tag, _group = await _tag(info, tag_id)
+    added, removed = await TagService(ctx.session).apply_auto_tag(tag)
+    return TaggingPayload(added=added, removed=removed)
+
+
+async def record_events(info: Info, events: list[EventInput]) -> RecordEventsPayload:
+    """Staff record events for patients in their scope; a service token with events:write
+    (a mini-program backend) for any patient of its tenant."""
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "events", "write")
+    if principal.kind == "service":
+        scope = PatientScope(chain=True)
+    else:
+        scope = require_patient_scope(principal, ctx.trail, "read", Action.UPDATE)
+    ids = [parse_global_id(e.patient_id, "Patient", "patientId") for e in events]
+    patients = await PatientRepository(ctx.session).get_many(scope, ids)
+    if set(ids) - set(patients):
+        raise NotFound("one or more patients do not exist", field="patientId")
+    result = await PoolService(ctx.session, principal.subject).record_events(
+        [
+            NewEvent(e.client_event_id, patients[pid], str(e.type), e.occurred_at, e.source or "")
+            for e, pid in zip(events, ids, strict=True)
+        ]
+    )
+    ctx.trail.changed(Action.UPDATE, sorted(patients))
+    return RecordEventsPayload(inserted=result.inserted, duplicates=result.duplicates)
+
+
+async def scoring_rules(info: Info) -> ScoringRules:
+    ctx = info.context
+    require(await ctx.principal(), "segments", "read")
+    rules = await PoolService(ctx.session, "").rules()
+    return ScoringRules(
+        rules=[
+            ScoringRule(event_type=t, points=r.points, cap=r.cap, cap_period_days=r.cap_period_days)
+            for t, r in sorted(rules.by_type.items())
+        ],
+        idle_days=rules.idle_days,
+        idle_points=rules.idle_points,
+        threshold=rules.threshold,
+    )
+
+
+async def set_scoring_rules(info: Info, input: ScoringRulesInput) -> Job:
+    """Replace the rules; the tenant is rescored in the background (see `job`)."""
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "scoring", "write")
+    job = await PoolService(ctx.session, principal.subject).set_rules(
+        [(str(r.event_type), r.points, r.cap, r.cap_period_days) for r in input.rules],
+        (input.idle_days, input.idle_points, input.threshold),
+    )
+    ctx.after_commit(lambda: _start_rescore(ctx.app.sessions, principal, job.id))
+    return Job(_row=job)
+
+
+def _start_rescore(sessions: Any, principal: Principal, job_id: uuid.UUID) -> None:
+    async def go() -> None:
+        try:
+            async with sessions() as session:
+                await bind_tenant(session, principal.tenant_id)
+                await run_rescore(session, job_id, principal.subject)
+        except Exception:  # a failed job stays `running` and resumes from its cursor
+            log.exception("rescore job %s failed", job_id)
+
+    task = asyncio.get_running_loop().create_task(go())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def job(info: Info, id: strawberry.ID) -> Job:
+    ctx = info.context
+    require(await ctx.principal(), "segments", "read")
+    row = await ctx.session.scalar(select(JobRow).where(JobRow.id == parse_global_id(id, "Job")))
+    if row is None:
+        raise NotFound("no such job")
+    return Job(_row=row)
+
+
+async def change_stage(
+    info: Info, patient_id: strawberry.ID, stage: str, reason: str = ""
+) -> Patient:
+    ctx = info.context
+    principal = await ctx.principal()
+    scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
+    row = await PatientRepository(ctx.session).get(
+        scope, parse_global_id(patient_id, "Patient", "patientId")
+    )
+    if row is None:
+        raise NotFound("no such patient")
+    try:
+        await PoolService(ctx.session, principal.subject).change_stage(row, stage, reason)
+    except ValueError:
+        raise BadInput("unknown stage", field="stage") from None
+    ctx.trail.changed(Action.UPDATE, [row.id])
+    return Patient(_row=row)
+
+
+async def merge_patients(info: Info, keep_id: strawberry.ID, merge_id: strawberry.ID) -> Patient:
+    ctx = info.context
+    principal = await ctx.principal()
+    scope = require_patient_scope(principal, ctx.trail, "write", Action.MERGE)
+    require(principal, "fields:contact", "write")
+    repo = PatientRepository(ctx.session)
+    keep = await repo.get(scope, parse_global_id(keep_id, "Patient", "keepId"))
+    other = await repo.get(scope, parse_global_id(merge_id, "Patient", "mergeId"))
+    if keep is None or other is None:
+        raise NotFound("no such patient")
+    await identity.merge(ctx.session, await ctx.cipher(), keep, other)
+    await PoolService(ctx.session, principal.subject).rescore(
+        keep, await PoolService(ctx.session, "").rules()
+    )
+    ctx.trail.changed(Action.MERGE, [keep.id, other.id], ["contact", "health"])
+    return Patient(_row=keep)
+
+
+@strawberry.type(description="Records that look like one person (same phone, WeChat or WeCom id).")
+class DuplicateGroup:
+    matched_on: str = strawberry.field(description="phone, wechat_id or wecom_external_id.")
+    patients: list[Patient] = strawberry.field(description="The records.")
+
+
+async def possible_duplicates(info: Info, first: int | None = None) -> list[DuplicateGroup]:
+    ctx = info.context
+    principal = await ctx.principal()
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    groups = await identity.possible_duplicates(ctx.session, scope, check_first(first))
+    rows = await PatientRepository(ctx.session).get_many(
+        scope, [pid for g in groups for pid in g.patient_ids]
+    )
+    ctx.trail.returned(Action.LIST, sorted(rows))
+    return [
+        DuplicateGroup(
+            matched_on=g.matched_on,
+            patients=[Patient(_row=rows[p]) for p in g.patient_ids if p in rows],
+        )
+        for g in groups
+    ]
+
+
+async def pool_metrics(info: Info) -> PoolMetrics:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "metrics", "read")
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    figures = await pool_figures(ctx.session, scope)
+
+    def buckets(counts: Sequence[Any], as_branch: bool = False) -> list[Bucket]:
+        return [
+            Bucket(
+                key=to_global_id("Branch", uuid.UUID(c.key)) if as_branch else c.key,
+                period=c.period,
+                count=c.count,
+            )
+            for c in counts
+        ]
+
+    return PoolMetrics(
+        total=figures.total,
+        by_tier=buckets(figures.by_tier),
+        by_stage=buckets(figures.by_stage),
+        by_branch=buckets(figures.by_branch, as_branch=True),
+        new_by_channel=buckets(figures.new_by_channel),
+        score_distribution=buckets(figures.score_distribution),
+    )
+
+
+# --- segments ---
+
+
+async def _check_filter(session: Any, principal: Principal, flt: dict[str, Any]) -> None:
+    """Refuse (never silently ignore) a filter on data the caller may not see."""
+    validate(flt)
+    mentioned = sorted(set(tag_ids(flt)))
+    if not mentioned:
+        return
+    groups = (
+        await session.execute(
+            select(TagRow.id, TagGroupRow.is_health)
+            .join(TagGroupRow, TagGroupRow.id == TagRow.group_id)
+            .where(TagRow.id.in_(mentioned))
+        )
+    ).all()
+    if len(groups) != len(mentioned):
+        raise NotFound("a tag in the filter does not exist", field="filter")
+    if any(is_health for _id, is_health in groups) and not sees_health(principal):
+        raise Forbidden("not allowed to filter by health tags")
+
+
+async def segment_members(
+    info: Info, scope: PatientScope, flt: dict[str, Any], first: int | None, after: str | None
+) -> Connection[Patient]:
+    ctx = info.context
+    limit = check_first(first)
+    key = decode_cursor(after, 2)
+    page_key = None
+    if key is not None:
+        try:
+            page_key = PageKey(datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
+        except ValueError:
+            raise BadInput("after is not a valid cursor", field="after") from None
+    row_filter = PatientFilter(extra=(compile_filter(flt, datetime.now(UTC)),))
+    repo = PatientRepository(ctx.session)
+    rows: list[PatientRow] = await repo.page(scope, row_filter, limit + 1, page_key)
+    has_next = len(rows) > limit
+    rows = rows[:limit]
+    ctx.trail.returned(Action.LIST, [r.id for r in rows])
+    return make_connection(
+        [Patient(_row=r) for r in rows],
+        [encode_cursor([r.created_at.isoformat(), str(r.id)]) for r in rows],
+        has_next,
+        lambda: repo.count(scope, row_filter),
+    )
+
+
+async def segment_count(info: Info, flt: dict[str, Any]) -> int:
+    scope, flt = await _segment_scope(info, flt)
+    return await PatientRepository(info.context.session).count(
+        scope, PatientFilter(extra=(compile_filter(flt, datetime.now(UTC)),))
+    )
+
+
+@strawberry.type(description="A saved, named filter over patients (人群分组), evaluated live.")
+class Segment:
+    _row: strawberry.Private[SegmentRow]
+
+    @strawberry.field(description="Opaque global id.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Segment", self._row.id))
+
+    @strawberry.field(description="Name.")
+    def name(self) -> str:
+        return self._row.name
+
+    @strawberry.field(description="The filter, as stored (ids are raw).")
+    def filter(self) -> strawberry.scalars.JSON:
+        return self._row.filter
+
+    @strawberry.field(description="How many patients match now, within your scope.")
+    async def count(self, info: Info) -> int:
+        return await segment_count(info, self._row.filter)
+
+    @strawberry.field(description="The patients who match now, within your scope.")
+    async def members(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Patient]:
+        scope, flt = await _segment_scope(info, self._row.filter)
+        return await segment_members(info, scope, flt, first, after)
+
+
+async def _segment_scope(info: Info, flt: dict[str, Any]) -> tuple[PatientScope, dict[str, Any]]:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "segments", "read")
+    await _check_filter(ctx.session, principal, flt)
+    return require_patient_scope(principal, ctx.trail, "read", Action.LIST), flt
+
+
+@strawberry.type(description="A filter tried before saving: count and members.")
+class SegmentPreview:
+    _filter: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field(description="How many patients match, within your scope.")
+    async def count(self, info: Info) -> int:
+        return await segment_count(info, self._filter)
+
+    @strawberry.field(description="The patients who match, within your scope.")
+    async def members(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Patient]:
+        scope, flt = await _segment_scope(info, self._filter)
+        return await segment_members(info, scope, flt, first, after)
+
+
+async def preview_segment(info: Info, filter: SegmentFilterInput) -> SegmentPreview:
+    flt = filter_to_json(filter)
+    await _segment_scope(info, flt)
+    return SegmentPreview(_filter=flt)
+
+
+async def segments(
+    info: Info, first: int | None = None, after: str | None = None
+) -> Connection[Segment]:
+    ctx = info.context
+    require(await ctx.principal(), "segments", "read")
+    limit = check_first(first)
+    key = decode_cursor(after, 1)
+    stmt = select(SegmentRow).order_by(SegmentRow.name).limit(limit + 1)
+    if key is not None:
+        stmt = stmt.where(SegmentRow.name > key[0])
+    rows = list((await ctx.session.scalars(stmt)).all())
+    has_next = len(rows) > limit
+    rows = rows[:limit]
+
+    async def count() -> int:
+        return int(await ctx.session.scalar(select(func.count()).select_from(SegmentRow)) or 0)
+
+    return make_connection(
+        [Segment(_row=r) for r in rows], [encode_cursor([r.name]) for r in rows], has_next, count
+    )
+
+
+async def segment(info: Info, id: strawberry.ID) -> Segment:
+    ctx = info.context
+    require(await ctx.principal(), "segments", "read")
+    row = await ctx.session.scalar(
+        select(SegmentRow).where(SegmentRow.id == parse_global_id(id, "Segment"))
+    )
+    if row is None:
+        raise NotFound("no such segment")
+    return Segment(_row=row)
+
+
+async def create_segment(info: Info, name: str, filter: SegmentFilterInput) -> Segment:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "segments", "write")
+    flt = filter_to_json(filter)
+    await _check_filter(ctx.session, principal, flt)
+    name = name.strip()
+    if not (0 < len(name) <= 100):
+        raise BadInput("name must be 1-100 characters", field="name")
+    if await ctx.session.scalar(select(SegmentRow.id).where(SegmentRow.name == name)):
+        raise Conflict("a segment with this name exists", field="name")
+    row = SegmentRow(name=name, filter=flt, created_by=principal.subject)
+    ctx.session.add(row)
+    await ctx.session.flush()
+    return Segment(_row=row)

@@ -1,0 +1,193 @@
+"""GraphQL types of the private pool."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+
+from api.ids import to_global_id
+from domain.pool.models import Channel as ChannelRow
+from domain.pool.models import Job as JobRow
+from domain.pool.models import StageChange as StageChangeRow
+from domain.pool.models import Tag as TagRow
+from domain.pool.models import TagGroup as TagGroupRow
+
+
+@strawberry.type(
+    description="A group of tags (标签组); health groups are visible only to roles "
+    "that may read health data."
+)
+class TagGroup:
+    _row: strawberry.Private[TagGroupRow]
+
+    @strawberry.field(description="Opaque global id.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("TagGroup", self._row.id))
+
+    @strawberry.field(description="Group name, e.g. 项目 (treatment), 转化 (conversion).")
+    def name(self) -> str:
+        return self._row.name
+
+    @strawberry.field(description="True when its tags are derived from health data.")
+    def is_health(self) -> bool:
+        return self._row.is_health
+
+
+@strawberry.type(description="A label on patients (标签), manual or automatic.")
+class Tag:
+    _row: strawberry.Private[TagRow]
+    _group: strawberry.Private[TagGroupRow]
+
+    @strawberry.field(description="Opaque global id.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Tag", self._row.id))
+
+    @strawberry.field(description="Tag name, e.g. 正畸 (orthodontics), 未转化 (not converted).")
+    def name(self) -> str:
+        return self._row.name
+
+    @strawberry.field(description="Its group.")
+    def group(self) -> TagGroup:
+        return TagGroup(_row=self._group)
+
+    @strawberry.field(description="The segment rule of an automatic tag (null: manual).")
+    def auto_rule(self) -> JSON | None:
+        return self._row.auto_rule
+
+
+@strawberry.type(
+    description="Where patients come from (渠道): platform, campaign, event, "
+    "referral or channel QR code (渠道活码)."
+)
+class Channel:
+    _row: strawberry.Private[ChannelRow]
+
+    @strawberry.field(description="Opaque global id.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Channel", self._row.id))
+
+    @strawberry.field(description="Code patients carry in sourceChannel, e.g. xiaohongshu.")
+    def code(self) -> str:
+        return self._row.code
+
+    @strawberry.field(description="Display name, e.g. 小红书.")
+    def name(self) -> str:
+        return self._row.name
+
+    @strawberry.field(description="platform, campaign, offline_event, referral or qr_code.")
+    def kind(self) -> str:
+        return self._row.kind
+
+
+@strawberry.type(description="One line of a score's explanation.")
+class ScoreLine:
+    what: str = strawberry.field(description="Event type, or `idle` for inactivity decay.")
+    count: int = strawberry.field(description="How many events (or idle periods).")
+    points: int = strawberry.field(description="Points they gave, after caps.")
+
+
+@strawberry.type(description="A lead score (线索评分) and how it came about.")
+class ScoreExplanation:
+    score: int = strawberry.field(description="The score now.")
+    lines: list[ScoreLine] = strawberry.field(description="Which events gave which points.")
+
+
+@strawberry.type(description="A change of lifecycle stage: who, when, why.")
+class StageChange:
+    _row: strawberry.Private[StageChangeRow]
+
+    @strawberry.field(description="Stage before.")
+    def from_stage(self) -> str:
+        return self._row.from_stage
+
+    @strawberry.field(description="Stage after.")
+    def to_stage(self) -> str:
+        return self._row.to_stage
+
+    @strawberry.field(description="Who changed it: user:<id>, service:<id> or system.")
+    def changed_by(self) -> str:
+        return self._row.changed_by
+
+    @strawberry.field(description="Why.")
+    def reason(self) -> str:
+        return self._row.reason
+
+    @strawberry.field(description="When.")
+    def occurred_at(self) -> datetime:
+        return self._row.occurred_at
+
+
+@strawberry.type(description="A background job (rescoring) and its progress.")
+class Job:
+    _row: strawberry.Private[JobRow]
+
+    @strawberry.field(description="Opaque global id.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Job", self._row.id))
+
+    @strawberry.field(description="What it does, e.g. rescore.")
+    def kind(self) -> str:
+        return self._row.kind
+
+    @strawberry.field(description="running, done or failed.")
+    def status(self) -> str:
+        return self._row.status
+
+    @strawberry.field(description="Patients to process.")
+    def total(self) -> int:
+        return self._row.total
+
+    @strawberry.field(description="Patients processed so far.")
+    def done(self) -> int:
+        return self._row.done
+
+
+@strawberry.type(description="Result of recordEvents.")
+class RecordEventsPayload:
+    inserted: int = strawberry.field(description="New events stored.")
+    duplicates: int = strawberry.field(description="Events already known (by clientEventId).")
+
+
+@strawberry.type(description="Result of tagPatients / untagPatients / applyAutoTag.")
+class TaggingPayload:
+    added: int = strawberry.field(description="Patients newly tagged.")
+    removed: int = strawberry.field(description="Patients untagged.")
+
+
+@strawberry.type(description="Points for one event type.")
+class ScoringRule:
+    event_type: str = strawberry.field(description="The event type.")
+    points: int = strawberry.field(description="Points per event.")
+    cap: int | None = strawberry.field(description="Most points per period (null: no cap).")
+    cap_period_days: int = strawberry.field(description="Length of the cap period in days.")
+
+
+@strawberry.type(description="A tenant's scoring rules as stored (or the defaults).")
+class ScoringRules:
+    rules: list[ScoringRule] = strawberry.field(description="Points per event type.")
+    idle_days: int = strawberry.field(description="Length of an idle period.")
+    idle_points: int = strawberry.field(description="Points per full idle period.")
+    threshold: int = strawberry.field(description="Qualification threshold.")
+
+
+@strawberry.type(description="A count under one key.")
+class Bucket:
+    key: str = strawberry.field(description="Tier, stage, channel, branch id or score range.")
+    period: str | None = strawberry.field(description="Month (YYYY-MM) for time series.")
+    count: int = strawberry.field(description="How many patients.")
+
+
+@strawberry.type(description="Pool metrics for HQ (私域池指标), within your scope.")
+class PoolMetrics:
+    total: int = strawberry.field(description="Patients in the pool.")
+    by_tier: list[Bucket] = strawberry.field(description="Pool size by tier.")
+    by_stage: list[Bucket] = strawberry.field(description="Pool size by lifecycle stage.")
+    by_branch: list[Bucket] = strawberry.field(description="Pool size by home branch (id).")
+    new_by_channel: list[Bucket] = strawberry.field(
+        description="New patients per channel per month, last 12 months."
+    )
+    score_distribution: list[Bucket] = strawberry.field(
+        description="Lead scores in ranges of 20 (key: lower bound)."
+    )
