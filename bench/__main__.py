@@ -1,4 +1,5 @@
-"""`uv run python -m bench [--patients N] [--runs R] [--database-url URL]`
+"""`uv run python -m bench fields [--patients N] [--runs R] [--database-url URL]`
+(`uv run python -m bench scale --help` for the scale benchmark, bench/scale.py)
 
 Field encryption and access-log costs, through the whole request path in process (ASGI, token
 check, Casbin, tenant filter, decryption, access log):
@@ -172,11 +173,24 @@ async def run(patients: int, runs: int, url: str | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    if len(sys.argv) < 2 or sys.argv[1] not in ("fields", "scale"):
+        print(
+            "usage: python -m bench {fields,scale} [options]  (--help after either)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    if sys.argv[1] == "scale":
+        from bench.scale import main as scale
+
+        scale(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(
+        prog="python -m bench fields", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--patients", type=int, default=500)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--database-url", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(sys.argv[2:])
     if args.patients < 100 or args.runs < 5:
         parser.error("--patients must be at least 100 and --runs at least 5")
     print(asyncio.run(run(args.patients, args.runs, args.database_url)))

@@ -1,0 +1,408 @@
+"""`uv run python -m bench scale [--scale S] [--database-url OWNER_URL] [--requests N]`
+
+Loads the synthetic chains (resumable, with rows/s), serves the app over real HTTP (uvicorn on
+loopback, one worker, production settings: token check, Casbin, RLS on PostgreSQL, decryption,
+access log all on), drives the operations signed in as real roles at concurrency 1 and 8, and
+runs the floor for the same work (hand-written SQL, same driver, same decryption, in process).
+Prints a Markdown table and writes JSON next to it (bench/results/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from api.app import create_app
+from api.context import AppState
+from api.settings import Settings
+from auth.access_log import AccessLogEntry
+from auth.signing_keys import SigningKeys
+from bench.dataset import PASSWORD, load, plan
+from bench.harness import StatementCounter, percentile
+from domain.patients.service import TABLE
+from domain.tenants.models import Tenant
+from migrations.runner import upgrade
+from tenancy.keyring import LocalKeyProvider, generate_master_key_text
+from tenancy.keystore import load_cipher
+from tenancy.rls import APP_ROLE
+from tenancy.session import bind_tenant, make_engine, session_factory
+
+RESULTS = Path(__file__).parent / "results"
+SIGN_IN = (
+    "mutation($t: String!, $e: String!, $p: String!) { "
+    "signIn(tenant: $t, email: $e, password: $p) { accessToken } }"
+)
+SEALED = {"name", "phone", "wechatId", "medicalHistory", "allergies", "diagnoses", "notes"}
+
+OPERATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    # name: (role, query, variables)
+    "patient list: first 50 with tags, score, 3 contact fields": (
+        "hq_admin",
+        "query PatientList { patients(first: 50) { edges { node { id name phone wechatId "
+        "leadScore lifecycleStage tags { label: name } } } } }",
+        {},
+    ),
+    "segment count": (
+        "hq_admin",
+        "query SegmentCount($f: SegmentFilterInput!) { previewSegment(filter: $f) { count } }",
+        {"f": {"scoreMin": 60, "channels": ["xiaohongshu", "douyin"]}},
+    ),
+    "segment first page of 50": (
+        "hq_admin",
+        "query SegmentPage($f: SegmentFilterInput!) { previewSegment(filter: $f) { "
+        "members(first: 50) { edges { node { id name leadScore } } } } }",
+        {"f": {"scoreMin": 60, "channels": ["xiaohongshu", "douyin"]}},
+    ),
+    "chain dashboard (pool metrics, a year)": (
+        "hq_admin",
+        "query Dashboard { poolMetrics { total byTier { key count } byStage { key count } "
+        "byBranch { key count } newByChannel { key period count } "
+        "scoreDistribution { key count } } }",
+        {},
+    ),
+    "hostile: query too deep (refused)": (
+        "hq_admin",
+        "query Deep { me { tenant { slug } } "
+        + "patients { edges { node { " * 6
+        + "id"
+        + " } } }" * 6
+        + " }",
+        {},
+    ),
+}
+
+
+@dataclass
+class Row:
+    operation: str
+    concurrency: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    req_per_s: float
+    server_cpu_ms: float
+    sql_per_request: float
+    decrypted_per_request: float
+    log_entries_per_request: float
+    floor_p50_ms: float | None
+    ratio: float | None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _count_sealed(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum((k in SEALED and v is not None) + _count_sealed(v) for k, v in value.items())
+    if isinstance(value, list):
+        return sum(_count_sealed(v) for v in value)
+    return 0
+
+
+async def _app_url(owner_url: str) -> str:
+    """On PostgreSQL, a login role inside the application group role (RLS applies)."""
+    if not owner_url.startswith("postgresql"):
+        return owner_url
+    engine = create_async_engine(owner_url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        exists = await conn.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname='pp_bench_app'")
+        if exists.first() is None:
+            await conn.exec_driver_sql(
+                f"CREATE ROLE pp_bench_app LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE {APP_ROLE}"
+            )
+    await engine.dispose()
+    return (
+        make_url(owner_url)
+        .set(username="pp_bench_app", password=None)
+        .render_as_string(hide_password=False)
+    )
+
+
+async def _drive(
+    client: httpx.AsyncClient, token: str, query: str, variables: dict[str, Any], n: int, c: int
+) -> tuple[list[float], float, list[dict[str, Any]]]:
+    samples: list[float] = []
+    bodies: list[dict[str, Any]] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    queue = list(range(n))
+
+    async def worker() -> None:
+        while queue:
+            queue.pop()
+            start = time.perf_counter()
+            r = await client.post(
+                "/graphql", json={"query": query, "variables": variables}, headers=headers
+            )
+            samples.append((time.perf_counter() - start) * 1000)
+            bodies.append(r.json())
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(c)))
+    return samples, n / (time.perf_counter() - began), bodies
+
+
+async def _floor(state: AppState, tenant_id: Any, operation: str, runs: int) -> float | None:
+    """The same work by hand: one or two SQL statements, same driver, same decryption."""
+    engine = state.sessions.kw["bind"]
+    async with state.sessions() as s, s.begin():
+        await bind_tenant(s, tenant_id)
+        cipher = await load_cipher(s, state.key_provider)
+    pg = engine.dialect.name == "postgresql"
+    tenant = str(tenant_id) if pg else tenant_id.hex
+    set_tenant = "SELECT set_config('app.tenant_id', :t, true)"
+    if operation.startswith("patient list"):
+        sql = [
+            "SELECT id, name_ct, phone_ct, wechat_id_ct, lead_score, lifecycle_stage "
+            "FROM patients WHERE tenant_id = :t AND erased_at IS NULL "
+            "ORDER BY created_at DESC, id DESC LIMIT 50",
+            "SELECT pt.patient_id, tags.name FROM patient_tags pt JOIN tags ON tags.id = pt.tag_id"
+            " AND tags.tenant_id = pt.tenant_id WHERE pt.tenant_id = :t AND pt.patient_id IN :ids",
+        ]
+        fields = ("name", "phone", "wechat_id")
+    elif operation == "segment count":
+        sql = [
+            "SELECT count(*) FROM patients WHERE tenant_id = :t AND lead_score >= 60 AND "
+            "source_channel IN ('xiaohongshu', 'douyin') AND erased_at IS NULL"
+        ]
+        fields = ()
+    elif operation.startswith("segment first page"):
+        sql = [
+            "SELECT id, name_ct, lead_score FROM patients WHERE tenant_id = :t AND "
+            "lead_score >= 60 AND source_channel IN ('xiaohongshu', 'douyin') AND erased_at IS"
+            " NULL ORDER BY created_at DESC, id DESC LIMIT 50"
+        ]
+        fields = ("name",)
+    elif operation.startswith("chain dashboard"):
+        sql = [
+            f"SELECT {col}, count(*) FROM patients WHERE tenant_id = :t GROUP BY {col}"
+            for col in (
+                "pool_tier",
+                "lifecycle_stage",
+                "home_branch_id",
+                "source_channel",
+                "lead_score / 20",
+            )
+        ]
+        fields = ()
+    else:
+        return None
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        async with engine.connect() as conn:
+            if pg:
+                await conn.execute(text(set_tenant), {"t": tenant})
+            rows = (await conn.execute(text(sql[0]), {"t": tenant})).all()
+            for row in rows if fields else []:
+                for i, name in enumerate(fields, start=1):
+                    if row[i] is not None:
+                        rid = row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(str(row[0]))
+                        cipher.decrypt(row[i], table=TABLE, column=name, row_id=rid)
+            if len(sql) > 1 and rows and "IN :ids" in sql[1]:
+                stmt = text(sql[1]).bindparams(bindparam("ids", expanding=True))
+                await conn.execute(stmt, {"t": tenant, "ids": [r[0] for r in rows]})
+            else:
+                for extra in sql[1:]:
+                    await conn.execute(text(extra), {"t": tenant})
+            await conn.commit()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+async def run(scale: float, owner_url: str | None, requests: int) -> str:
+    work = RESULTS / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    owner_url = owner_url or f"sqlite+aiosqlite:///{work / 'bench.db'}"
+    keyfile, jwks = work / "master.key", work / "signing-keys.json"
+    if not keyfile.exists():
+        keyfile.write_text(generate_master_key_text())
+        jwks.write_text(SigningKeys.generate_jwks_json())
+    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    await asyncio.to_thread(upgrade, owner_url)
+    owner_engine = make_engine(owner_url)
+    keys = LocalKeyProvider.from_text(keyfile.read_text())
+    owner = AppState(
+        Settings(data_dir=work),
+        session_factory(owner_engine),
+        keys,
+        SigningKeys.from_jwks_json(jwks.read_text()),
+    )
+    plans = plan(scale)
+    await load(owner.sessions, keys, plans, say)
+    app_url = await _app_url(owner_url)
+    largest = plans[0].slug
+    async with owner.sessions() as s:
+        tenant_id = await s.scalar(select(Tenant.id).where(Tenant.slug == largest))
+
+    env = {
+        **os.environ,
+        "PATIENTPOOL_ENV": "production",
+        "PATIENTPOOL_DATABASE_URL": app_url,
+        "PATIENTPOOL_MASTER_KEY_FILE": str(keyfile),
+        "PATIENTPOOL_SIGNING_KEYS_FILE": str(jwks),
+        "PATIENTPOOL_DATA_DIR": str(work),
+    }
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rows: list[Row] = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            for _ in range(200):
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+            tokens: dict[str, str] = {}
+            for role, _q, _v in OPERATIONS.values():
+                if role not in tokens:
+                    signed = await client.post(
+                        "/graphql",
+                        json={
+                            "query": SIGN_IN,
+                            "variables": {
+                                "t": largest,
+                                "e": f"{role}@{largest}.bench",
+                                "p": PASSWORD,
+                            },
+                        },
+                    )
+                    tokens[role] = signed.json()["data"]["signIn"]["accessToken"]
+            app_engine = make_engine(app_url)
+            counter = StatementCounter().attach(app_engine)
+            in_process = AppState(
+                Settings(data_dir=work),
+                session_factory(app_engine),
+                keys,
+                SigningKeys.from_jwks_json(jwks.read_text()),
+            )
+            transport = httpx.ASGITransport(app=create_app(in_process.settings, in_process))
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as local:
+                for name, (role, query, variables) in OPERATIONS.items():
+                    say(f"driving: {name}")
+                    await _drive(client, tokens[role], query, variables, 5, 1)  # warm-up
+                    before = counter.count
+                    await _drive(local, tokens[role], query, variables, 5, 1)
+                    sql_per = (counter.count - before) / 5
+                    floor = await _floor(
+                        owner if "sqlite" in app_url else in_process, tenant_id, name, 30
+                    )
+                    for c in (1, 8):
+                        async with owner.sessions() as s, s.begin():
+                            await bind_tenant(s, tenant_id)
+                            logged = len((await s.scalars(select(AccessLogEntry.seq))).all())
+                        cpu = _cpu_seconds(server.pid)
+                        samples, rps, bodies = await _drive(
+                            client, tokens[role], query, variables, requests, c
+                        )
+                        cpu = (_cpu_seconds(server.pid) - cpu) / requests * 1000
+                        async with owner.sessions() as s, s.begin():
+                            await bind_tenant(s, tenant_id)
+                            logged = (
+                                len((await s.scalars(select(AccessLogEntry.seq))).all()) - logged
+                            )
+                        p50 = statistics.median(samples)
+                        rows.append(
+                            Row(
+                                name,
+                                c,
+                                p50,
+                                percentile(samples, 95),
+                                percentile(samples, 99),
+                                rps,
+                                cpu,
+                                sql_per,
+                                sum(map(_count_sealed, bodies)) / len(bodies),
+                                logged / requests,
+                                floor,
+                                (p50 / floor) if floor else None,
+                            )
+                        )
+            await app_engine.dispose()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        await owner_engine.dispose()
+    return _report(rows, scale, owner_url, plans)
+
+
+def _report(rows: list[Row], scale: float, url: str, plans: list[Any]) -> str:
+    db = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    head = (
+        f"{db}; largest tenant {plans[0].patients:,} patients, {len(plans)} tenants; "
+        f"{os.cpu_count()} cores; uvicorn, 1 worker, production settings"
+    )
+    lines = [
+        head,
+        "",
+        "| operation | c | p50 ms | p95 ms | p99 ms | req/s | server CPU ms/req | SQL/req "
+        "| decrypted/req | log entries/req | floor p50 ms | API ÷ floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        floor = f"{r.floor_p50_ms:.2f}" if r.floor_p50_ms else "–"
+        ratio = f"{r.ratio:.1f}×" if r.ratio else "–"
+        lines.append(
+            f"| {r.operation} | {r.concurrency} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | "
+            f"{r.p99_ms:.1f} | {r.req_per_s:.0f} | {r.server_cpu_ms:.1f} | "
+            f"{r.sql_per_request:.0f} | {r.decrypted_per_request:.0f} | "
+            f"{r.log_entries_per_request:.1f} | {floor} | {ratio} |"
+        )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"scale-{db.lower()}-{stamp}.json").write_text(
+        json.dumps({"database": db, "scale": scale, "rows": [asdict(r) for r in rows]}, indent=2)
+    )
+    table = "\n".join(lines)
+    (RESULTS / f"scale-{db.lower()}-{stamp}.md").write_text(table + "\n")
+    return table
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench scale")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="1.0: 100,000 patients in the largest tenant, 50,000 in 4 others",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="owner URL of a PostgreSQL database (default: SQLite file)",
+    )
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args(argv)
+    print(asyncio.run(run(args.scale, args.database_url, args.requests)))
