@@ -61,6 +61,14 @@ async def patients(
     ctx = info.context
     principal = await ctx.principal()
     scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    return await page_patients(info, scope, await _row_filter(info, filter), first, after)
+
+
+async def page_patients(
+    info: Info, scope: PatientScope, row_filter: RowFilter, first: int | None, after: str | None
+) -> Connection[Patient]:
+    """One page of patients, newest first, logged as a list of exactly the ids returned."""
+    ctx = info.context
     limit = check_first(first)
     key = decode_cursor(after, 2)
     page_key = None
@@ -69,7 +77,6 @@ async def patients(
             page_key = PageKey(datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
         except ValueError:
             raise BadInput("after is not a valid cursor", field="after") from None
-    row_filter = await _row_filter(info, filter)
     repo = PatientRepository(ctx.session)
     rows = await repo.page(scope, row_filter, limit + 1, page_key)
     has_next = len(rows) > limit

@@ -15,6 +15,7 @@ from strawberry.types import Info
 
 from api.ids import parse_global_id, to_global_id
 from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
+from api.patients.resolvers import page_patients
 from api.patients.types import Patient
 from api.pool.inputs import EventInput, ScoringRulesInput, SegmentFilterInput, filter_to_json
 from api.pool.types import (
@@ -34,8 +35,7 @@ from auth.guard import Visibility, field_visibility, require, require_patient_sc
 from auth.principal import Principal
 from domain.errors import BadInput, Conflict, Forbidden, NotFound
 from domain.patients.models import FieldGroup
-from domain.patients.models import Patient as PatientRow
-from domain.patients.repository import PageKey, PatientFilter, PatientRepository
+from domain.patients.repository import PatientFilter, PatientRepository
 from domain.patients.scope import PatientScope
 from domain.pool import identity
 from domain.pool.metrics import pool_figures
@@ -150,32 +150,31 @@ def _patient_ids(values: list[strawberry.ID]) -> list[uuid.UUID]:
     return [parse_global_id(v, "Patient", "patientIds") for v in values]
 
 
-async def tag_patients(
+async def _tagging(
     info: Info, tag_id: strawberry.ID, patient_ids: list[strawberry.ID]
-) -> TaggingPayload:
+) -> tuple[TagService, TagRow, PatientScope, list[uuid.UUID]]:
     ctx = info.context
     principal = await ctx.principal()
     require(principal, "tags", "write")
     scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
     tag, _group = await _tag(info, tag_id)
     ids = _patient_ids(patient_ids)
-    added = await TagService(ctx.session).tag(tag, scope, ids)
     ctx.trail.changed(Action.UPDATE, ids)
-    return TaggingPayload(added=added, removed=0)
+    return TagService(ctx.session), tag, scope, ids
+
+
+async def tag_patients(
+    info: Info, tag_id: strawberry.ID, patient_ids: list[strawberry.ID]
+) -> TaggingPayload:
+    service, tag, scope, ids = await _tagging(info, tag_id, patient_ids)
+    return TaggingPayload(added=await service.tag(tag, scope, ids), removed=0)
 
 
 async def untag_patients(
     info: Info, tag_id: strawberry.ID, patient_ids: list[strawberry.ID]
 ) -> TaggingPayload:
-    ctx = info.context
-    principal = await ctx.principal()
-    require(principal, "tags", "write")
-    scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
-    tag, _group = await _tag(info, tag_id)
-    ids = _patient_ids(patient_ids)
-    removed = await TagService(ctx.session).untag(tag, scope, ids)
-    ctx.trail.changed(Action.UPDATE, ids)
-    return TaggingPayload(added=0, removed=removed)
+    service, tag, scope, ids = await _tagging(info, tag_id, patient_ids)
+    return TaggingPayload(added=0, removed=await service.untag(tag, scope, ids))
 
 
 async def apply_auto_tag(info: Info, tag_id: strawberry.ID) -> TaggingPayload:
@@ -377,27 +376,8 @@ async def _check_filter(session: Any, principal: Principal, flt: dict[str, Any])
 async def segment_members(
     info: Info, scope: PatientScope, flt: dict[str, Any], first: int | None, after: str | None
 ) -> Connection[Patient]:
-    ctx = info.context
-    limit = check_first(first)
-    key = decode_cursor(after, 2)
-    page_key = None
-    if key is not None:
-        try:
-            page_key = PageKey(datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
-        except ValueError:
-            raise BadInput("after is not a valid cursor", field="after") from None
     row_filter = PatientFilter(extra=(compile_filter(flt, datetime.now(UTC)),))
-    repo = PatientRepository(ctx.session)
-    rows: list[PatientRow] = await repo.page(scope, row_filter, limit + 1, page_key)
-    has_next = len(rows) > limit
-    rows = rows[:limit]
-    ctx.trail.returned(Action.LIST, [r.id for r in rows])
-    return make_connection(
-        [Patient(_row=r) for r in rows],
-        [encode_cursor([r.created_at.isoformat(), str(r.id)]) for r in rows],
-        has_next,
-        lambda: repo.count(scope, row_filter),
-    )
+    return await page_patients(info, scope, row_filter, first, after)
 
 
 async def segment_count(info: Info, flt: dict[str, Any]) -> int:
