@@ -192,7 +192,8 @@ def normalise_phone(raw: str) -> str:
 
 
 def mask_phone(canonical: str) -> str:
-    digits = canonical[3:] if canonical.startswith("+86") else canonical.lstrip("+")
-    if re.fullmatch(r"1\d{10}", digits):
-        return f"{digits[:3]}****{digits[-4:]}"
+    """138****8000 for a mainland mobile; otherwise only the last four digits show."""
+    if canonical.startswith("+86") and re.fullmatch(r"1\d{10}", canonical[3:]):
+        return f"{canonical[3:6]}****{canonical[-4:]}"
+    digits = canonical.lstrip("+")
     return "*" * max(len(digits) - 4, 0) + digits[-4:]
