@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
-    DateTime,
     Index,
     Integer,
     LargeBinary,
@@ -32,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from tenancy.orm import Base, TenantScoped, utcnow
+from tenancy.orm import Base, TenantScoped, UtcDateTime, utcnow
 from tenancy.session import TenantSession, stamp_rows
 
 GENESIS = b"\x00" * 32
@@ -62,7 +61,7 @@ class AccessLogEntry(TenantScoped, Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
     actor_type: Mapped[str] = mapped_column(String(10))
     actor_id: Mapped[str] = mapped_column(String(64))
     actor_roles: Mapped[str] = mapped_column(String(200))
@@ -87,7 +86,7 @@ class AccessLogHead(TenantScoped, Base):
 
     seq: Mapped[int] = mapped_column(Integer, default=0)
     last_hash: Mapped[bytes] = mapped_column(LargeBinary(32), default=GENESIS)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 @event.listens_for(TenantSession, "before_flush")

@@ -22,6 +22,7 @@ class AccessTrail:
         self._action_of: dict[uuid.UUID, Action] = {}
         self._groups: dict[tuple[Action, Outcome], dict[uuid.UUID, set[str]]] = defaultdict(dict)
         self._reasons: dict[tuple[Action, Outcome], str] = {}
+        self._exports = False
 
     def returned(self, action: Action, patient_ids: Iterable[uuid.UUID]) -> None:
         """Patients handed to the caller by a root field (their fields may follow)."""
@@ -43,6 +44,12 @@ class AccessTrail:
             bucket.setdefault(pid, set()).update(groups)
             self._action_of.setdefault(pid, action)
 
+    def exported(self, patient_ids: Iterable[uuid.UUID]) -> None:
+        """An export (of data or of log entries about these patients): always logged, even
+        when it covers no patient."""
+        self._groups[(Action.EXPORT, Outcome.ALLOWED)].update({pid: set() for pid in patient_ids})
+        self._exports = True
+
     def denied(self, action: Action, patient_ids: Iterable[uuid.UUID], reason: str) -> None:
         bucket = self._groups[(action, Outcome.DENIED)]
         for pid in patient_ids:
@@ -52,7 +59,8 @@ class AccessTrail:
     def events(self, *, reads_only: bool = False) -> list[AccessEvent]:
         out: list[AccessEvent] = []
         for (action, outcome), by_patient in self._groups.items():
-            if not by_patient or (reads_only and action not in READ_ACTIONS):
+            empty_export = action is Action.EXPORT and self._exports
+            if (not by_patient and not empty_export) or (reads_only and action not in READ_ACTIONS):
                 continue
             groups = set().union(*by_patient.values())
             out.append(

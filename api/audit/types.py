@@ -1,0 +1,140 @@
+"""GraphQL types of the access log (访问日志) for auditors: references only, never patient data."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+import strawberry
+
+from api.ids import to_global_id
+from auth import access_log
+from auth.access_log import AccessLogEntry as EntryRow
+
+AccessAction = strawberry.enum(
+    access_log.Action,
+    description="What was done: read, list, create, update, delete, export, decrypt_denied "
+    "(a field group was refused), erase, merge.",
+)
+AccessOutcome = strawberry.enum(
+    access_log.Outcome, description="allowed, masked (a masked form was shown) or denied."
+)
+
+
+class ExportFormatValue(StrEnum):
+    JSONL = "jsonl"
+    CSV = "csv"
+
+
+ExportFormat = strawberry.enum(
+    ExportFormatValue, description="JSONL: one JSON object per line; CSV: a header and rows."
+)
+
+
+@strawberry.type(
+    description="One access-log entry: who did what to which patients, when, "
+    "from where, and whether it was allowed. Hash-chained per tenant."
+)
+class AccessLogEntry:
+    _row: strawberry.Private[EntryRow]
+
+    @strawberry.field(description="Opaque global id.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("AccessLogEntry", self._row.id))
+
+    @strawberry.field(description="Position in the tenant's chain (1, 2, 3, …).")
+    def seq(self) -> int:
+        return self._row.seq
+
+    @strawberry.field(description="When it happened (UTC).")
+    def occurred_at(self) -> datetime:
+        return self._row.occurred_at
+
+    @strawberry.field(description="user, service or system.")
+    def actor_type(self) -> str:
+        return self._row.actor_type
+
+    @strawberry.field(description="Who: a Staff id for users, the token or process id otherwise.")
+    def actor_id(self) -> strawberry.ID:
+        if self._row.actor_type == "user":
+            return strawberry.ID(to_global_id("Staff", uuid.UUID(self._row.actor_id)))
+        return strawberry.ID(self._row.actor_id)
+
+    @strawberry.field(description="The actor's roles at the time.")
+    def actor_roles(self) -> list[str]:
+        return [r for r in self._row.actor_roles.split(",") if r]
+
+    @strawberry.field(description="What was done.")
+    def action(self) -> AccessAction:  # type: ignore[valid-type]
+        return access_log.Action(self._row.action)
+
+    @strawberry.field(description="Which patients (the ids actually returned or changed).")
+    def patient_ids(self) -> list[strawberry.ID]:
+        return [
+            strawberry.ID(to_global_id("Patient", uuid.UUID(p)))
+            for p in json.loads(self._row.patient_ids)
+        ]
+
+    @strawberry.field(description="Field groups touched: contact, health.")
+    def field_groups(self) -> list[str]:
+        return [g for g in self._row.field_groups.split(",") if g]
+
+    @strawberry.field(description="The GraphQL operation name the client sent.")
+    def operation_name(self) -> str:
+        return self._row.operation_name
+
+    @strawberry.field(description="Request id (also in error responses and server logs).")
+    def request_id(self) -> str:
+        return self._row.request_id
+
+    @strawberry.field(description="Client address.")
+    def client_addr(self) -> str:
+        return self._row.client_addr
+
+    @strawberry.field(description="Client user agent.")
+    def user_agent(self) -> str:
+        return self._row.user_agent
+
+    @strawberry.field(description="allowed, masked or denied.")
+    def outcome(self) -> AccessOutcome:  # type: ignore[valid-type]
+        return access_log.Outcome(self._row.outcome)
+
+    @strawberry.field(description="Why it was denied, when it was.")
+    def reason(self) -> str:
+        return self._row.reason
+
+    @strawberry.field(description="This entry's hash (hex): SHA-256 over it and the previous one.")
+    def entry_hash(self) -> str:
+        return self._row.entry_hash.hex()
+
+
+@strawberry.input(description="Which entries: every field given must hold.")
+class AccessLogFilter:
+    patient_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Entries about this patient."
+    )
+    actor_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Entries by this staff member (Staff id) or token id."
+    )
+    actions: list[AccessAction] | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Any of these actions."
+    )
+    outcomes: list[AccessOutcome] | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Any of these outcomes."
+    )
+    field_group: str | None = strawberry.field(
+        default=None, description="Entries that touched this field group (contact or health)."
+    )
+    from_: datetime | None = strawberry.field(
+        default=None, name="from", description="At or after this moment."
+    )
+    to: datetime | None = strawberry.field(default=None, description="Strictly before this.")
+
+
+@strawberry.type(description="An export of access-log entries (itself logged).")
+class AccessLogExport:
+    format: ExportFormat = strawberry.field(description="The format.")  # type: ignore[valid-type]
+    entries: int = strawberry.field(description="How many entries it holds.")
+    content: str = strawberry.field(description="The export itself.")
