@@ -19,12 +19,15 @@ from api.settings import Settings
 from auth.models import StaffUser
 from auth.policy import assign_role
 from auth.provisioning import add_staff, create_tenant
+from domain.care.orders import NewLine, OrderService
+from domain.care.visits import VisitService
 from domain.patients.models import Gender, LifecycleStage, Patient, PoolTier, TrustLevel
 from domain.patients.scope import PatientScope
 from domain.patients.service import PatientService
 from domain.pool.models import Channel, EventType
 from domain.pool.service import NewEvent, PoolService
 from domain.pool.tags import TagService
+from domain.referrals.models import Referral, RewardRule, RewardTrigger
 from domain.tenants.models import Branch, Tenant
 from tenancy.keyring import KeyProvider
 from tenancy.keystore import load_cipher
@@ -246,6 +249,7 @@ async def _load_chain(
         patients.append(patient)
     await session.flush()
     await _load_pool(session, chain, patients, rng, now)
+    await _load_care(session, chain, patients, carers, rng)
     return accounts
 
 
@@ -289,6 +293,64 @@ async def _load_pool(
     pool = PoolService(session, "system")
     for start in range(0, len(events), 500):
         await pool.record_events(events[start : start + 500])
+
+
+VISITED_STAGES = {
+    LifecycleStage.VISITED,
+    LifecycleStage.CONVERTED,
+    LifecycleStage.RETURNING,
+    LifecycleStage.REFERRER,
+}
+PAID_STAGES = VISITED_STAGES - {LifecycleStage.VISITED}
+
+
+async def _load_care(
+    session: AsyncSession,
+    chain: Chain,
+    patients: list[Patient],
+    carers: dict[str, list[StaffUser]],
+    rng: random.Random,
+) -> None:
+    """Referral links (as made at sign-up), reward rules, past visits and paid orders."""
+    session.add(RewardRule(trigger=RewardTrigger.FIRST_VISIT, points=100))
+    session.add(RewardRule(trigger=RewardTrigger.REFERRED_COUNT, threshold=3, coupon="洁牙券"))
+    by_age = sorted(patients, key=lambda p: p.created_at)
+    for i, patient in enumerate(by_age[10:], start=10):
+        if rng.random() < 0.3:
+            referrer = by_age[rng.randrange(i)]
+            session.add(
+                Referral(
+                    referred_id=patient.id,
+                    referrer_id=referrer.id,
+                    channel="old_brings_new",
+                    created_at=patient.created_at,
+                )
+            )
+            referrer.referral_count += 1
+    await session.flush()
+    branch_of = {b.id: b for b in await session.scalars(select(Branch))}
+    visits, orders = VisitService(session, "system"), OrderService(session, "system")
+    for patient in patients:
+        if LifecycleStage(patient.lifecycle_stage) not in VISITED_STAGES:
+            continue
+        stage = patient.lifecycle_stage
+        doctors = carers[branch_of[patient.home_branch_id].code]
+        day = patient.created_at + timedelta(days=rng.randrange(1, 30))
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            visit = await visits.book(patient, patient.home_branch_id, rng.choice(doctors).id, day)
+            await visits.arrive(visit, patient, day)
+            day += timedelta(days=rng.randrange(7, 90))
+        if LifecycleStage(stage) in PAID_STAGES:
+            for _ in range(rng.choice([1, 1, 2])):
+                item = rng.choice(chain.treatments)
+                order = await orders.create(
+                    patient,
+                    patient.home_branch_id,
+                    [NewLine(item, 1, rng.randrange(200, 20_000) * 100)],
+                )
+                await orders.pay(order, patient, day)
+        # The stage the demo chose stays (visits and orders would move it on).
+        patient.lifecycle_stage = stage
 
 
 async def load_demo(

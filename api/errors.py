@@ -4,8 +4,10 @@ as INTERNAL with the request id, and its stack goes to the server log (never to 
 from __future__ import annotations
 
 import logging
+import re
 
 from graphql import GraphQLError
+from sqlalchemy.orm.exc import StaleDataError
 
 CODES = frozenset(
     {
@@ -24,6 +26,11 @@ _ALIASES = {"DECRYPTION_FAILED": "INTERNAL", "KEY_SHREDDED": "NOT_FOUND"}
 
 log = logging.getLogger("patientpool.errors")
 
+# What Strawberry's depth, alias and token limiters say (they set no code of their own).
+_TOO_COMPLEX = re.compile(
+    r"exceeds maximum operation depth|aliases found\. Allowed|contains more than \d+ tokens"
+)
+
 
 class ApiError(Exception):
     def __init__(self, message: str, code: str, **extra: object) -> None:
@@ -38,8 +45,12 @@ def code_of(error: GraphQLError) -> str | None:
     if original is None:
         # graphql-core's own errors: syntax, validation, variable coercion; our limiters set
         # their code in extensions.
+        if _TOO_COMPLEX.search(error.message):
+            return "QUERY_TOO_COMPLEX"
         given = (error.extensions or {}).get("code")
         return given if given in CODES else "BAD_USER_INPUT"
+    if isinstance(original, StaleDataError):
+        return "CONFLICT"  # an optimistic-lock miss: someone else changed the row first
     code = getattr(original, "code", None)
     if isinstance(code, str):
         code = _ALIASES.get(code, code)
@@ -48,7 +59,14 @@ def code_of(error: GraphQLError) -> str | None:
     return None
 
 
-def format_error(error: GraphQLError, request_id: str) -> GraphQLError:
+_SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
+
+
+def format_error(
+    error: GraphQLError, request_id: str, hide_suggestions: bool = False
+) -> GraphQLError:
+    """The error as the client sees it. In production, graphql-core's "Did you mean …?" hints
+    are cut: they would map the schema for a caller who has no introspection."""
     code = code_of(error)
     if code is None:
         log.error(
@@ -67,6 +85,8 @@ def format_error(error: GraphQLError, request_id: str) -> GraphQLError:
     original = error.original_error
     if original is not None:
         message = str(getattr(original, "message", None) or original)
+        if isinstance(original, StaleDataError):
+            message = "changed by someone else meanwhile; reload and try again"
         field = getattr(original, "field", None)
         if field:
             extensions["field"] = field
@@ -76,4 +96,6 @@ def format_error(error: GraphQLError, request_id: str) -> GraphQLError:
             message = "this data was crypto-shredded and can no longer be read"
     else:
         message = error.message
+        if hide_suggestions:
+            message = _SUGGESTION.sub("", message)
     return GraphQLError(message, nodes=error.nodes, path=error.path, extensions=extensions)

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
-    DateTime,
     ForeignKeyConstraint,
     Integer,
     LargeBinary,
@@ -18,7 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.tenants.models import branch_fk
-from tenancy.orm import Base, TenantScoped, Timestamped, new_id
+from tenancy.orm import Base, TenantScoped, Timestamped, UtcDateTime, new_id
 
 
 class StaffUser(TenantScoped, Timestamped, Base):
@@ -33,7 +32,7 @@ class StaffUser(TenantScoped, Timestamped, Base):
     # Bumped on password change or disabling: every token minted before stops working.
     token_version: Mapped[int] = mapped_column(Integer, default=1)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
 
 def staff_fk(column: str) -> ForeignKeyConstraint:
@@ -61,8 +60,8 @@ class RefreshSession(TenantScoped, Timestamped, Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     staff_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     token_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
 
 class ServiceToken(TenantScoped, Timestamped, Base):
@@ -75,7 +74,7 @@ class ServiceToken(TenantScoped, Timestamped, Base):
     name: Mapped[str] = mapped_column(String(100))
     token_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
     # What it may do lives in Casbin as rules for the subject `service:<id>`.
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
 
 class CasbinRule(TenantScoped, Base):

@@ -69,6 +69,15 @@ CATALOGUE: frozenset[Permission] = frozenset(
         ("metrics", "read"),
         ("events", "write"),
         ("scoring", "write"),
+        ("visits", "read"),
+        ("visits", "write"),
+        ("orders", "read"),
+        ("orders", "write"),
+        ("followups", "read"),
+        ("followups", "write"),
+        ("referrals", "read"),
+        ("referrals", "write"),
+        ("rewards", "write"),
     }
 )
 
@@ -101,6 +110,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("branches", "read"),
         ("staff", "read"),
         ("events", "write"),
+        *((obj, a) for obj in ("visits", "orders", "followups", "referrals") for a in _RW),
     },
     "doctor": {
         *(("patients:assigned", a) for a in _RW),
@@ -109,6 +119,10 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("fields:health", "write"),
         ("tags", "read"),
         ("branches", "read"),
+        *(("visits", a) for a in _RW),
+        *(("followups", a) for a in _RW),
+        ("orders", "read"),
+        ("referrals", "read"),
     },
     "health_manager": {
         *(("patients:assigned", a) for a in _RW),
@@ -120,6 +134,10 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("tags", "write"),
         ("branches", "read"),
         ("events", "write"),
+        *(("visits", a) for a in _RW),
+        *(("followups", a) for a in _RW),
+        ("orders", "read"),
+        *(("referrals", a) for a in _RW),
     },
     "operator": {
         *(("patients:branch", a) for a in _RW),
@@ -128,6 +146,9 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         *(("tags", a) for a in _RW),
         ("branches", "read"),
         ("events", "write"),
+        *(("visits", a) for a in _RW),
+        *(("followups", a) for a in _RW),
+        *(("referrals", a) for a in _RW),
     },
     "marketing": {
         ("patients:chain", "read"),
@@ -136,6 +157,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         *(("segments", a) for a in _RW),
         ("metrics", "read"),
         ("branches", "read"),
+        ("referrals", "read"),
     },
     "auditor": {
         ("accesslog", "read"),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.policy import assign_role
@@ -107,6 +107,11 @@ async def load(
                 rows_written += len(patients) + len(links) + len(events)
                 rate = rows_written / (time.perf_counter() - started)
                 progress(f"{p.slug}: {stop}/{p.patients} patients ({rate:,.0f} rows/s)")
+    # Fresh statistics, as autovacuum would give a live database after a while: without them
+    # the planner guesses a bulk-loaded table is tiny and scans it whole.
+    async with sessions() as s, s.begin():
+        await s.execute(text("ANALYZE"))
+    progress("statistics refreshed (ANALYZE)")
 
 
 def _rows(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, LargeBinary, String, delete, select
+from sqlalchemy import Integer, LargeBinary, String, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,7 +21,7 @@ from tenancy.keyring import (
     new_data_key,
     wrap_context,
 )
-from tenancy.orm import Base, TenantScoped, utcnow
+from tenancy.orm import Base, TenantScoped, UtcDateTime, utcnow
 from tenancy.session import current_tenant
 
 DATA = "data"
@@ -35,7 +35,7 @@ class TenantKey(TenantScoped, Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     provider_id: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 def _tenant(session: AsyncSession) -> uuid.UUID:

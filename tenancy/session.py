@@ -202,3 +202,17 @@ def stamp_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[s
         if row.setdefault(TENANT_KEY, tenant_id) != tenant_id:
             raise TenantContextError("row stamped with another tenant")
     return rows
+
+
+async def lock_tenant(session: AsyncSession, purpose: str) -> None:
+    """Serialise one kind of write per tenant until the transaction ends (checks that read
+    before they write, such as referral cycle checks). PostgreSQL takes a transaction-level
+    advisory lock; SQLite needs none, its BEGIN IMMEDIATE already serialises writers."""
+    tenant_id = current_tenant(session)
+    if tenant_id is None:
+        raise TenantContextError("lock_tenant needs a bound tenant")
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"{purpose}:{tenant_id}"},
+        )

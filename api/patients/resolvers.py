@@ -15,6 +15,7 @@ from api.ids import parse_global_id
 from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
 from api.patients.inputs import CreatePatientInput, PatientFilter, UpdatePatientInput
 from api.patients.types import Patient
+from api.referrals.resolvers import make_link
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope, writable_groups
 from auth.models import StaffUser
@@ -154,11 +155,16 @@ async def create_patient(info: Info, input: CreatePatientInput) -> CreatePatient
     principal = await ctx.principal()
     scope = require_patient_scope(principal, ctx.trail, "write", Action.CREATE)
     values = await _values(info, input, creating=True)
+    code = values.pop("referral_code", None)
+    channel = values.pop("referral_channel", None) or ""
     groups = _check_field_groups(info, principal, values)
     row = await PatientService(ctx.session, await ctx.cipher()).create(values)
     if not _in_scope(scope, row):
         raise Forbidden("not allowed to create patients outside your scope")
     ctx.trail.changed(Action.CREATE, [row.id], groups)
+    if code:
+        require(principal, "referrals", "write")
+        await make_link(info, scope, row, code, channel)
     return CreatePatientPayload(patient=Patient(_row=row))
 
 

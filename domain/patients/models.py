@@ -7,7 +7,6 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import (
-    DateTime,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -19,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.tenants.models import branch_fk
-from tenancy.orm import Base, TenantScoped, Timestamped, new_id, utcnow
+from tenancy.orm import Base, TenantScoped, Timestamped, UtcDateTime, new_id, utcnow
 
 
 class Gender(StrEnum):
@@ -119,19 +118,15 @@ class Patient(TenantScoped, Timestamped, Base):
     lifecycle_stage: Mapped[str] = mapped_column(String(20), default=LifecycleStage.LEAD)
     trust_level: Mapped[str] = mapped_column(String(10), default=TrustLevel.NONE)
     referral_code: Mapped[str] = mapped_column(String(16))
-    consent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
-    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    consent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     # Set when this record was merged into another (one patient, one record).
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     # Kept here, not computed per query, so segments filter and sort on plain columns.
     lead_score: Mapped[int] = mapped_column(Integer, default=0)
-    last_interaction_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), default=None
-    )
-    last_visit_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    last_interaction_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    last_visit_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     referral_count: Mapped[int] = mapped_column(Integer, default=0)
     order_total_fen: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=1)

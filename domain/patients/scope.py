@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, false, or_, true
+from sqlalchemy import ColumnElement, false, or_, select, true
 
+from domain.care.models import Visit, VisitStatus
 from domain.patients.models import Patient
 
 
@@ -29,5 +30,10 @@ class PatientScope:
         if self.branch_ids:
             parts.append(Patient.home_branch_id.in_(sorted(self.branch_ids)))
         if self.staff_id is not None:
+            # "My patients": assigned to me, or seen by me (an arrived visit with me as doctor).
             parts.append(Patient.assigned_staff_id == self.staff_id)
+            seen = select(Visit.patient_id).where(
+                Visit.doctor_id == self.staff_id, Visit.status == VisitStatus.ARRIVED
+            )
+            parts.append(Patient.id.in_(seen))
         return or_(*parts) if parts else false()

@@ -10,7 +10,6 @@ from enum import StrEnum
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.tenants.models import branch_fk
-from tenancy.orm import Base, TenantScoped, Timestamped, new_id, utcnow
+from tenancy.orm import Base, TenantScoped, Timestamped, UtcDateTime, new_id, utcnow
 
 
 def patient_fk(column: str = "patient_id") -> ForeignKeyConstraint:
@@ -63,7 +62,7 @@ class StageChange(TenantScoped, Base):
     to_stage: Mapped[str] = mapped_column(String(20))
     changed_by: Mapped[str] = mapped_column(String(64))  # "user:<id>", "service:<id>", "system"
     reason: Mapped[str] = mapped_column(String(200), default="")
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class TagGroup(TenantScoped, Timestamped, Base):
@@ -109,7 +108,7 @@ class PatientTag(TenantScoped, Base):
     patient_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     tag_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     source: Mapped[str] = mapped_column(String(10), default="manual")  # manual | auto
-    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class EventType(StrEnum):
@@ -136,8 +135,8 @@ class InteractionEvent(TenantScoped, Base):
     client_event_id: Mapped[str] = mapped_column(String(100))
     patient_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     type: Mapped[str] = mapped_column(String(30))
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     source: Mapped[str] = mapped_column(String(64), default="")
 
 
@@ -192,7 +191,7 @@ class Job(TenantScoped, Timestamped, Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
     done: Mapped[int] = mapped_column(Integer, default=0)
     cursor: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
 
 class FollowUpKind(StrEnum):
@@ -224,7 +223,7 @@ class FollowUp(TenantScoped, Timestamped, Base):
     assignee_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     kind: Mapped[str] = mapped_column(String(30))
     status: Mapped[str] = mapped_column(String(10), default=FollowUpStatus.OPEN)
-    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())
     outcome: Mapped[str] = mapped_column(String(500), default="")
     # Idempotency for rule-made tasks: one task per (rule, subject).
     dedupe_key: Mapped[str | None] = mapped_column(String(100), default=None)

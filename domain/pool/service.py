@@ -5,17 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.care import follow_ups
+from domain.care.models import FollowUpTrigger
 from domain.errors import BadInput
 from domain.patients.models import LifecycleStage, Patient
 from domain.pool.models import (
     EventType,
-    FollowUp,
-    FollowUpKind,
     InteractionEvent,
     Job,
     JobStatus,
@@ -163,22 +163,15 @@ class PoolService:
         patient.lifecycle_stage = to
 
     async def _call_task(self, patient: Patient) -> None:
-        """A qualified lead becomes a call task for its branch, once."""
-        key = f"qualified:{patient.id}"
-        exists = await self.session.scalar(
-            select(func.count()).select_from(FollowUp).where(FollowUp.dedupe_key == key)
+        """A qualified lead becomes a call task for its branch, once (see follow-up rules)."""
+        await follow_ups.from_rule(
+            self.session,
+            FollowUpTrigger.LEAD_QUALIFIED,
+            patient,
+            patient.id,
+            _now(),
+            patient.assigned_staff_id,
         )
-        if not exists:
-            self.session.add(
-                FollowUp(
-                    patient_id=patient.id,
-                    branch_id=patient.home_branch_id,
-                    assignee_id=patient.assigned_staff_id,
-                    kind=FollowUpKind.QUALIFIED_LEAD_CALL,
-                    due_at=_now() + timedelta(days=1),
-                    dedupe_key=key,
-                )
-            )
 
     async def set_rules(
         self, rows: Sequence[tuple[str, int, int | None, int]], settings: tuple[int, int, int]

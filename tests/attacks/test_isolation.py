@@ -28,6 +28,122 @@ from tests.support import World, build_world, codes, gql, sign_in
 # `test_every_root_field_is_attacked` until it is added here.
 Attack = Callable[[World], tuple[str, dict[str, Any]]]
 ATTACKS: dict[str, Attack] = {
+    "referralTree": lambda b: (
+        "query($p: ID!) { referralTree(patientId: $p, depth: 5) { nodes { patient { id name } "
+        "subtreeSize } referrers { patient { id } } } }",
+        {"p": b.gid("b1")},
+    ),
+    "topReferrers": lambda b: (
+        'query($b: ID) { topReferrers(from: "2020-01-01T00:00:00Z", '
+        'to: "2020-12-31T00:00:00Z", branchId: $b) { patient { id name } referredCount } }',
+        {"b": b.branch_gid("b1")},
+    ),
+    "rewardRules": lambda b: ("{ rewardRules { id trigger points } }", {}),
+    "rewards": lambda b: (
+        "query($p: ID!) { rewards(patientId: $p) { status points } }",
+        {"p": b.gid("b1")},
+    ),
+    "visits": lambda b: (
+        "query($f: VisitFilter) { visits(filter: $f) { totalCount edges { node { id "
+        "patient { id name } } } } }",
+        {"f": {"patientId": b.gid("b1"), "branchId": b.branch_gid("b1")}},
+    ),
+    "orders": lambda b: (
+        "query($f: OrderFilter) { orders(filter: $f) { totalCount edges { node { id net "
+        "patient { id } } } } }",
+        {"f": {"patientId": b.gid("b1")}},
+    ),
+    "followUps": lambda b: (
+        "query($p: ID) { followUps(filter: {patientId: $p, statuses: [OPEN, DONE]}) { "
+        "totalCount edges { node { id patient { id name } } } } }",
+        {"p": b.gid("b1")},
+    ),
+    "followUpRules": lambda b: ("{ followUpRules { trigger delayDays } }", {}),
+    "metrics": lambda b: (
+        'query($b: ID) { metrics(from: "2026-01-01T00:00:00Z", to: "2026-12-31T00:00:00Z", '
+        "branchId: $b) { total { leads revenue } byBranch { branch { id } } } }",
+        {"b": b.branch_gid("b1")},
+    ),
+    "linkReferral": lambda b: (
+        "mutation($p: ID!, $c: String!) { linkReferral(patientId: $p, referralCode: $c) { "
+        "eligible } }",
+        {"p": b.gid("b2"), "c": b.patients["b1"].referral_code},
+    ),
+    "setRewardRule": lambda b: (
+        "mutation($id: ID) { setRewardRule(input: {id: $id, trigger: FIRST_VISIT, points: 5}) "
+        "{ id } }",
+        {"id": to_global_id("RewardRule", b.tenant_id)},
+    ),
+    "bookVisit": lambda b: (
+        "mutation($p: ID!, $br: ID!) { bookVisit(patientId: $p, branchId: $br, "
+        'scheduledAt: "2026-12-01T09:00:00+08:00") { id } }',
+        {"p": b.gid("b1"), "br": b.branch_gid("b1")},
+    ),
+    "rescheduleVisit": lambda b: (
+        "mutation($id: ID!) { rescheduleVisit(id: $id, "
+        'scheduledAt: "2026-12-01T09:00:00+08:00") { id } }',
+        {"id": to_global_id("Visit", b.patients["b1"].id)},
+    ),
+    "cancelVisit": lambda b: (
+        "mutation($id: ID!) { cancelVisit(id: $id) { id } }",
+        {"id": to_global_id("Visit", b.patients["b1"].id)},
+    ),
+    "markArrived": lambda b: (
+        "mutation($id: ID!) { markArrived(id: $id) { id } }",
+        {"id": to_global_id("Visit", b.patients["b1"].id)},
+    ),
+    "markNoShow": lambda b: (
+        "mutation($id: ID!) { markNoShow(id: $id) { id } }",
+        {"id": to_global_id("Visit", b.patients["b1"].id)},
+    ),
+    "createOrder": lambda b: (
+        "mutation($p: ID!, $br: ID!) { createOrder(patientId: $p, branchId: $br, "
+        'lines: [{service: "x", unitPrice: "1.00"}]) { id } }',
+        {"p": b.gid("b1"), "br": b.branch_gid("b1")},
+    ),
+    "payOrder": lambda b: (
+        "mutation($id: ID!) { payOrder(id: $id) { id } }",
+        {"id": to_global_id("Order", b.patients["b1"].id)},
+    ),
+    "cancelOrder": lambda b: (
+        "mutation($id: ID!) { cancelOrder(id: $id) { id } }",
+        {"id": to_global_id("Order", b.patients["b1"].id)},
+    ),
+    "refundOrder": lambda b: (
+        'mutation($id: ID!) { refundOrder(id: $id, amount: "1.00") { id } }',
+        {"id": to_global_id("Order", b.patients["b1"].id)},
+    ),
+    "createFollowUp": lambda b: (
+        "mutation($p: ID!) { createFollowUp(patientId: $p, kind: HEALTH_EDUCATION, "
+        'dueAt: "2026-12-01T09:00:00+08:00") { id } }',
+        {"p": b.gid("b1")},
+    ),
+    "completeFollowUp": lambda b: (
+        'mutation($id: ID!) { completeFollowUp(id: $id, outcome: "done") { id } }',
+        {"id": to_global_id("FollowUp", b.patients["b1"].id)},
+    ),
+    "cancelFollowUp": lambda b: (
+        "mutation($id: ID!) { cancelFollowUp(id: $id) { id } }",
+        {"id": to_global_id("FollowUp", b.patients["b1"].id)},
+    ),
+    "setFollowUpRule": lambda b: (
+        "mutation { setFollowUpRule(trigger: VISIT_ARRIVED, delayDays: 9) { delayDays } }",
+        {},
+    ),
+    "accessLog": lambda b: (
+        "query($f: AccessLogFilter) { accessLog(filter: $f) { totalCount edges { node { "
+        "actorId patientIds action } } } }",
+        {"f": {"patientId": b.gid("b1")}},
+    ),
+    "patientAccessHistory": lambda b: (
+        "query($p: ID!) { patientAccessHistory(patientId: $p) { totalCount edges { node { "
+        "patientIds } } } }",
+        {"p": b.gid("b1")},
+    ),
+    "exportAccessLog": lambda b: (
+        "mutation { exportAccessLog { entries content } }",
+        {},
+    ),
     "tags": lambda b: ("{ tags { id name group { name } } }", {}),
     "tagGroups": lambda b: ("{ tagGroups { id name } }", {}),
     "channels": lambda b: ("{ channels { id code } }", {}),

@@ -1,0 +1,497 @@
+"""Root fields for visits, orders, follow-ups and the chain's conversion metrics.
+
+Every list joins patients under the caller's scope, so a row about a patient you may not see
+never leaves the database; every change is logged against its patient."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import strawberry
+from sqlalchemy import Select, func, select
+from strawberry.types import Info
+
+from api.care.types import (
+    BranchFigures,
+    ChainMetrics,
+    ConversionFigures,
+    FollowUp,
+    FollowUpKind,
+    FollowUpRule,
+    FollowUpStatus,
+    FollowUpTrigger,
+    Order,
+    OrderStatus,
+    Visit,
+    VisitStatus,
+)
+from api.ids import parse_global_id
+from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
+from api.tenants.types import Branch
+from auth.access_log import Action
+from auth.guard import require, require_patient_scope
+from auth.models import StaffUser
+from domain.care import follow_ups
+from domain.care import models as cm
+from domain.care.metrics import chain_figures
+from domain.care.orders import NewLine, OrderService, to_fen
+from domain.care.visits import VisitService
+from domain.errors import BadInput, Forbidden, NotFound
+from domain.patients.models import Patient as PatientRow
+from domain.patients.repository import PatientRepository
+from domain.pool import models as pm
+from domain.tenants.models import Branch as BranchRow
+
+# "Today" for follow-ups is a clinic's day; the chains we serve keep China time.
+CLINIC_TZ = ZoneInfo("Asia/Shanghai")
+MAX_METRIC_DAYS = 366
+
+
+async def _patient(info: Info, patient_id: strawberry.ID, obj: str, field: str) -> PatientRow:
+    """A patient the caller may change, for a write on `obj` (visits, orders, followups)."""
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, obj, "write")
+    scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
+    row = await PatientRepository(ctx.session).get(
+        scope, parse_global_id(patient_id, "Patient", field)
+    )
+    if row is None:
+        raise NotFound("no such patient", field=field)
+    return row
+
+
+async def _owned(info: Info, model: type, id: strawberry.ID, type_name: str, obj: str) -> tuple:
+    """A visit, order or follow-up whose patient the caller may change, with that patient."""
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, obj, "write")
+    scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
+    row = (
+        await ctx.session.execute(
+            select(model, PatientRow)
+            .join(PatientRow, PatientRow.id == model.patient_id)
+            .where(model.id == parse_global_id(id, type_name), scope.clause())
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no such {type_name[0].lower()}{type_name[1:]}")
+    ctx.trail.changed(Action.UPDATE, [row[1].id])
+    return row[0], row[1]
+
+
+async def _staff_id(info: Info, raw: strawberry.ID | None, field: str) -> uuid.UUID | None:
+    if raw is None:
+        return None
+    staff_id = parse_global_id(raw, "Staff", field)
+    found = await info.context.session.scalar(select(StaffUser.id).where(StaffUser.id == staff_id))
+    if found is None:
+        raise NotFound("no such staff member", field=field)
+    return staff_id
+
+
+async def _page(
+    info: Info,
+    stmt: Select,
+    model: type,
+    time_column: object,
+    first: int | None,
+    after: str | None,
+) -> tuple[list, list[str], bool, object]:
+    """Keyset paging on (time, id) over a statement already scoped to the caller."""
+    limit = check_first(first)
+    key = decode_cursor(after, 2)
+    count_stmt = select(func.count()).select_from(stmt.subquery())
+    if key is not None:
+        try:
+            at, last = datetime.fromisoformat(key[0]), uuid.UUID(key[1])
+        except ValueError:
+            raise BadInput("after is not a valid cursor", field="after") from None
+        stmt = stmt.where(
+            (time_column > at) | ((time_column == at) & (model.id > last))  # type: ignore[operator]
+        )
+    rows = list(
+        await info.context.session.scalars(stmt.order_by(time_column, model.id).limit(limit + 1))
+    )
+    has_next = len(rows) > limit
+    rows = rows[:limit]
+    cursors = [
+        encode_cursor([getattr(r, time_column.key).isoformat(), str(r.id)])  # type: ignore[attr-defined]
+        for r in rows
+    ]
+
+    async def count() -> int:
+        return int(await info.context.session.scalar(count_stmt) or 0)
+
+    return rows, cursors, has_next, count
+
+
+def _utc(at: datetime, field: str) -> datetime:
+    if at.tzinfo is None:
+        raise BadInput("give a time with a timezone offset", field=field)
+    return at.astimezone(UTC)
+
+
+# --- visits ---
+
+
+@strawberry.input(description="Which visits to list; all given parts must match.")
+class VisitFilter:
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description="One patient.")
+    branch_id: strawberry.ID | None = strawberry.field(default=None, description="One branch.")
+    doctor_id: strawberry.ID | None = strawberry.field(default=None, description="One doctor.")
+    statuses: list[VisitStatus] | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Status is one of these."
+    )
+    from_: datetime | None = strawberry.field(
+        default=None, name="from", description="Booked at or after."
+    )
+    to: datetime | None = strawberry.field(default=None, description="Booked before.")
+
+
+async def visits(
+    info: Info,
+    filter: VisitFilter | None = None,
+    first: int | None = None,
+    after: str | None = None,
+) -> Connection[Visit]:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "visits", "read")
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    flt = filter or VisitFilter()
+    stmt = (
+        select(cm.Visit)
+        .join(PatientRow, PatientRow.id == cm.Visit.patient_id)
+        .where(scope.clause())
+    )
+    if flt.patient_id:
+        stmt = stmt.where(cm.Visit.patient_id == parse_global_id(flt.patient_id, "Patient"))
+    if flt.branch_id:
+        stmt = stmt.where(cm.Visit.branch_id == parse_global_id(flt.branch_id, "Branch"))
+    if flt.doctor_id:
+        stmt = stmt.where(cm.Visit.doctor_id == parse_global_id(flt.doctor_id, "Staff"))
+    if flt.statuses:
+        stmt = stmt.where(cm.Visit.status.in_([str(s) for s in flt.statuses]))
+    if flt.from_ is not None:
+        stmt = stmt.where(cm.Visit.scheduled_at >= _utc(flt.from_, "from"))
+    if flt.to is not None:
+        stmt = stmt.where(cm.Visit.scheduled_at < _utc(flt.to, "to"))
+    rows, cursors, has_next, count = await _page(
+        info, stmt, cm.Visit, cm.Visit.scheduled_at, first, after
+    )
+    ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in rows}))
+    return make_connection([Visit(_row=r) for r in rows], cursors, has_next, count)
+
+
+async def book_visit(
+    info: Info,
+    patient_id: strawberry.ID,
+    branch_id: strawberry.ID,
+    scheduled_at: datetime,
+    doctor_id: strawberry.ID | None = None,
+) -> Visit:
+    ctx = info.context
+    patient = await _patient(info, patient_id, "visits", "patientId")
+    doctor = await _staff_id(info, doctor_id, "doctorId")
+    principal = await ctx.principal()
+    visit = await VisitService(ctx.session, principal.subject).book(
+        patient, parse_global_id(branch_id, "Branch", "branchId"), doctor, scheduled_at
+    )
+    ctx.trail.changed(Action.UPDATE, [patient.id])
+    return Visit(_row=visit)
+
+
+async def _visit_change(info: Info, id: strawberry.ID) -> tuple[VisitService, cm.Visit, PatientRow]:
+    visit, patient = await _owned(info, cm.Visit, id, "Visit", "visits")
+    principal = await info.context.principal()
+    return VisitService(info.context.session, principal.subject), visit, patient
+
+
+async def reschedule_visit(info: Info, id: strawberry.ID, scheduled_at: datetime) -> Visit:
+    service, visit, _patient_row = await _visit_change(info, id)
+    return Visit(_row=await service.reschedule(visit, scheduled_at))
+
+
+async def cancel_visit(info: Info, id: strawberry.ID) -> Visit:
+    service, visit, _patient_row = await _visit_change(info, id)
+    return Visit(_row=await service.cancel(visit))
+
+
+async def mark_no_show(info: Info, id: strawberry.ID) -> Visit:
+    service, visit, _patient_row = await _visit_change(info, id)
+    return Visit(_row=await service.no_show(visit))
+
+
+async def mark_arrived(info: Info, id: strawberry.ID, arrived_at: datetime | None = None) -> Visit:
+    service, visit, patient = await _visit_change(info, id)
+    return Visit(_row=await service.arrive(visit, patient, arrived_at))
+
+
+# --- orders ---
+
+
+@strawberry.input(description="One service line of a new order.")
+class OrderLineInput:
+    service: str = strawberry.field(description="Service or product (1-200 characters).")
+    quantity: int = strawberry.field(default=1, description="Quantity, 1-10000.")
+    unit_price: Decimal = strawberry.field(description='Price per unit in yuan, e.g. "1280.50".')
+
+
+@strawberry.input(description="Which orders to list; all given parts must match.")
+class OrderFilter:
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description="One patient.")
+    branch_id: strawberry.ID | None = strawberry.field(default=None, description="One branch.")
+    statuses: list[OrderStatus] | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Status is one of these."
+    )
+
+
+async def _order(info: Info, row: cm.Order) -> Order:
+    lines = await info.context.session.scalars(
+        select(cm.OrderLine).where(cm.OrderLine.order_id == row.id).order_by(cm.OrderLine.line_no)
+    )
+    refunds = await info.context.session.scalars(
+        select(cm.Refund).where(cm.Refund.order_id == row.id).order_by(cm.Refund.refunded_at)
+    )
+    return Order(_row=row, _lines=list(lines), _refunds=list(refunds))
+
+
+async def _orders(info: Info, rows: list[cm.Order]) -> list[Order]:
+    """Lines and refunds of a page of orders: two queries for the whole page."""
+    ids = [r.id for r in rows]
+    if not ids:
+        return []
+    session = info.context.session
+    lines: dict[uuid.UUID, list[cm.OrderLine]] = {i: [] for i in ids}
+    refunds: dict[uuid.UUID, list[cm.Refund]] = {i: [] for i in ids}
+    for line in await session.scalars(
+        select(cm.OrderLine).where(cm.OrderLine.order_id.in_(ids)).order_by(cm.OrderLine.line_no)
+    ):
+        lines[line.order_id].append(line)
+    for refund in await session.scalars(
+        select(cm.Refund).where(cm.Refund.order_id.in_(ids)).order_by(cm.Refund.refunded_at)
+    ):
+        refunds[refund.order_id].append(refund)
+    return [Order(_row=r, _lines=lines[r.id], _refunds=refunds[r.id]) for r in rows]
+
+
+async def orders(
+    info: Info,
+    filter: OrderFilter | None = None,
+    first: int | None = None,
+    after: str | None = None,
+) -> Connection[Order]:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "orders", "read")
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    flt = filter or OrderFilter()
+    stmt = (
+        select(cm.Order)
+        .join(PatientRow, PatientRow.id == cm.Order.patient_id)
+        .where(scope.clause())
+    )
+    if flt.patient_id:
+        stmt = stmt.where(cm.Order.patient_id == parse_global_id(flt.patient_id, "Patient"))
+    if flt.branch_id:
+        stmt = stmt.where(cm.Order.branch_id == parse_global_id(flt.branch_id, "Branch"))
+    if flt.statuses:
+        stmt = stmt.where(cm.Order.status.in_([str(s) for s in flt.statuses]))
+    rows, cursors, has_next, count = await _page(
+        info, stmt, cm.Order, cm.Order.created_at, first, after
+    )
+    ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in rows}))
+    return make_connection(await _orders(info, rows), cursors, has_next, count)
+
+
+async def create_order(
+    info: Info, patient_id: strawberry.ID, branch_id: strawberry.ID, lines: list[OrderLineInput]
+) -> Order:
+    ctx = info.context
+    patient = await _patient(info, patient_id, "orders", "patientId")
+    principal = await ctx.principal()
+    row = await OrderService(ctx.session, principal.subject).create(
+        patient,
+        parse_global_id(branch_id, "Branch", "branchId"),
+        [NewLine(x.service, x.quantity, to_fen(x.unit_price, "unitPrice")) for x in lines],
+    )
+    ctx.trail.changed(Action.UPDATE, [patient.id])
+    return await _order(info, row)
+
+
+async def pay_order(info: Info, id: strawberry.ID) -> Order:
+    order, patient = await _owned(info, cm.Order, id, "Order", "orders")
+    principal = await info.context.principal()
+    await OrderService(info.context.session, principal.subject).pay(order, patient)
+    return await _order(info, order)
+
+
+async def cancel_order(info: Info, id: strawberry.ID) -> Order:
+    order, _patient_row = await _owned(info, cm.Order, id, "Order", "orders")
+    principal = await info.context.principal()
+    await OrderService(info.context.session, principal.subject).cancel(order)
+    return await _order(info, order)
+
+
+async def refund_order(info: Info, id: strawberry.ID, amount: Decimal, reason: str = "") -> Order:
+    order, patient = await _owned(info, cm.Order, id, "Order", "orders")
+    principal = await info.context.principal()
+    await OrderService(info.context.session, principal.subject).refund(
+        order, patient, to_fen(amount, "amount"), reason
+    )
+    return await _order(info, order)
+
+
+# --- follow-ups ---
+
+
+@strawberry.input(description="Which follow-ups to list; all given parts must match.")
+class FollowUpFilter:
+    mine: bool = strawberry.field(default=False, description="Only those assigned to me.")
+    due_today: bool = strawberry.field(
+        default=False,
+        description="Only those due by the end of today (China time), overdue included.",
+    )
+    statuses: list[FollowUpStatus] | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Status is one of these (default: OPEN)."
+    )
+    kinds: list[FollowUpKind] | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Kind is one of these."
+    )
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description="One patient.")
+    due_before: datetime | None = strawberry.field(default=None, description="Due before.")
+
+
+def end_of_today(now: datetime | None = None) -> datetime:
+    local = (now or datetime.now(UTC)).astimezone(CLINIC_TZ).date()
+    return datetime.combine(local + timedelta(days=1), time.min, CLINIC_TZ).astimezone(UTC)
+
+
+async def follow_ups_list(
+    info: Info,
+    filter: FollowUpFilter | None = None,
+    first: int | None = None,
+    after: str | None = None,
+) -> Connection[FollowUp]:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "followups", "read")
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    flt = filter or FollowUpFilter()
+    statuses = [str(s) for s in flt.statuses or [pm.FollowUpStatus.OPEN]]
+    stmt = (
+        select(pm.FollowUp)
+        .join(PatientRow, PatientRow.id == pm.FollowUp.patient_id)
+        .where(scope.clause(), pm.FollowUp.status.in_(statuses))
+    )
+    if flt.mine:
+        stmt = stmt.where(pm.FollowUp.assignee_id == principal.id)
+    if flt.due_today:
+        stmt = stmt.where(pm.FollowUp.due_at < end_of_today())
+    if flt.due_before is not None:
+        stmt = stmt.where(pm.FollowUp.due_at < _utc(flt.due_before, "dueBefore"))
+    if flt.kinds:
+        stmt = stmt.where(pm.FollowUp.kind.in_([str(k) for k in flt.kinds]))
+    if flt.patient_id:
+        stmt = stmt.where(pm.FollowUp.patient_id == parse_global_id(flt.patient_id, "Patient"))
+    rows, cursors, has_next, count = await _page(
+        info, stmt, pm.FollowUp, pm.FollowUp.due_at, first, after
+    )
+    ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in rows}))
+    return make_connection([FollowUp(_row=r) for r in rows], cursors, has_next, count)
+
+
+async def create_follow_up(
+    info: Info,
+    patient_id: strawberry.ID,
+    kind: FollowUpKind,  # type: ignore[valid-type]
+    due_at: datetime,
+    assignee_id: strawberry.ID | None = None,
+) -> FollowUp:
+    ctx = info.context
+    patient = await _patient(info, patient_id, "followups", "patientId")
+    assignee = await _staff_id(info, assignee_id, "assigneeId")
+    task = follow_ups.create(ctx.session, patient, str(kind), _utc(due_at, "dueAt"), assignee)
+    await ctx.session.flush()
+    ctx.trail.changed(Action.UPDATE, [patient.id])
+    return FollowUp(_row=task)
+
+
+async def complete_follow_up(info: Info, id: strawberry.ID, outcome: str) -> FollowUp:
+    task, _patient_row = await _owned(info, pm.FollowUp, id, "FollowUp", "followups")
+    follow_ups.close(task, pm.FollowUpStatus.DONE, outcome)
+    await info.context.session.flush()
+    return FollowUp(_row=task)
+
+
+async def cancel_follow_up(info: Info, id: strawberry.ID, reason: str = "") -> FollowUp:
+    task, _patient_row = await _owned(info, pm.FollowUp, id, "FollowUp", "followups")
+    follow_ups.close(task, pm.FollowUpStatus.CANCELLED, reason)
+    await info.context.session.flush()
+    return FollowUp(_row=task)
+
+
+async def follow_up_rules(info: Info) -> list[FollowUpRule]:
+    ctx = info.context
+    require(await ctx.principal(), "followups", "read")
+    return [
+        FollowUpRule(trigger=s.trigger, delay_days=s.delay_days, active=s.active)
+        for s in await follow_ups.rule_settings(ctx.session)
+    ]
+
+
+async def set_follow_up_rule(
+    info: Info,
+    trigger: FollowUpTrigger,  # type: ignore[valid-type]
+    delay_days: int,
+    active: bool = True,
+) -> FollowUpRule:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "followups", "write")
+    if not principal.allows("patients:chain", "write"):
+        raise Forbidden("follow-up rules are set for the whole chain, by HQ")
+    s = await follow_ups.set_rule(ctx.session, cm.FollowUpTrigger(trigger), delay_days, active)
+    return FollowUpRule(trigger=s.trigger, delay_days=s.delay_days, active=s.active)
+
+
+# --- metrics ---
+
+
+async def metrics(
+    info: Info,
+    from_: Annotated[datetime, strawberry.argument(name="from", description="Start (inclusive).")],
+    to: Annotated[
+        datetime, strawberry.argument(description="End (exclusive); at most 366 days on.")
+    ],
+    branch_id: strawberry.ID | None = None,
+) -> ChainMetrics:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "metrics", "read")
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    since, until = _utc(from_, "from"), _utc(to, "to")
+    if not since < until <= since + timedelta(days=MAX_METRIC_DAYS):
+        raise BadInput("the period runs forward, at most 366 days", field="to")
+    branch = parse_global_id(branch_id, "Branch", "branchId") if branch_id else None
+    figures = await chain_figures(ctx.session, scope, since, until, branch)
+    branches = {
+        b.id: b
+        for b in await ctx.session.scalars(
+            select(BranchRow).where(BranchRow.id.in_(list(figures.by_branch)))
+        )
+    }
+    return ChainMetrics(
+        since=since,
+        until=until,
+        total=ConversionFigures(_f=figures.total),
+        by_branch=[
+            BranchFigures(branch=Branch(_row=branches[b]), figures=ConversionFigures(_f=f))
+            for b, f in sorted(figures.by_branch.items(), key=lambda kv: branches[kv[0]].name)
+        ],
+    )

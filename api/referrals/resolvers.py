@@ -1,0 +1,240 @@
+"""Root fields of referrals: trees, top referrers, links and the reward programme."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.ids import parse_global_id
+from api.patients.types import Patient
+from api.referrals.types import (
+    Referral,
+    ReferralNode,
+    ReferralTree,
+    ReferrerFigures,
+    ReferrerLink,
+    Reward,
+    RewardRule,
+    RewardTrigger,
+)
+from api.tenants.loaders import branch_loader
+from api.tenants.types import Branch
+from auth.access_log import Action
+from auth.guard import require, require_patient_scope
+from domain.care.orders import to_yuan
+from domain.errors import BadInput, NotFound
+from domain.patients.models import Patient as PatientRow
+from domain.patients.repository import PatientRepository
+from domain.patients.scope import PatientScope
+from domain.referrals import models as rm
+from domain.referrals import tree
+from domain.referrals.service import ReferralService
+
+MAX_DEPTH = 50
+MAX_NODES = 10_000
+
+
+async def _visible(
+    info: Info, scope: PatientScope, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, PatientRow]:
+    """The visible patients of an answer, in one query; each is logged as returned."""
+    rows = await PatientRepository(info.context.session).get_many(scope, ids)
+    info.context.trail.returned(Action.LIST, sorted(rows))
+    return rows
+
+
+async def referral_tree(
+    info: Info,
+    patient_id: strawberry.ID,
+    depth: int = 3,
+    max_nodes: int = 1000,
+) -> ReferralTree:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "referrals", "read")
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    if not 0 <= depth <= MAX_DEPTH:
+        raise BadInput(f"depth must be between 0 and {MAX_DEPTH}", field="depth")
+    if not 1 <= max_nodes <= MAX_NODES:
+        raise BadInput(f"maxNodes must be between 1 and {MAX_NODES}", field="maxNodes")
+    root = await PatientRepository(ctx.session).get(
+        scope, parse_global_id(patient_id, "Patient", "patientId")
+    )
+    if root is None:
+        raise NotFound("no such patient", field="patientId")
+    sub = await tree.subtree(ctx.session, root.id, depth, scope, max_nodes)
+    up = await tree.ancestors(ctx.session, root.id, scope)
+    rows = await _visible(
+        info,
+        scope,
+        [n.patient_id for n in sub.nodes if n.visible] + [pid for pid, seen in up if seen],
+    )
+    index = {n.patient_id: i for i, n in enumerate(sub.nodes)}
+
+    def patient(pid: uuid.UUID) -> Patient | None:
+        return Patient(_row=rows[pid]) if pid in rows else None
+
+    return ReferralTree(
+        referrers=[
+            ReferrerLink(hops=i, patient=patient(pid), anonymous=pid not in rows)
+            for i, (pid, _seen) in enumerate(up, start=1)
+        ],
+        nodes=[
+            ReferralNode(
+                index=i,
+                parent_index=index.get(n.parent_id) if n.parent_id else None,
+                depth=n.depth,
+                patient=patient(n.patient_id),
+                anonymous=n.patient_id not in rows,
+                subtree_size=n.subtree_size,
+                converted_count=n.converted,
+                converted_value=to_yuan(n.converted_fen),
+            )
+            for i, n in enumerate(sub.nodes)
+        ],
+        truncated=sub.truncated,
+    )
+
+
+async def top_referrers(
+    info: Info,
+    from_: Annotated[datetime, strawberry.argument(name="from", description="Start (inclusive).")],
+    to: Annotated[
+        datetime, strawberry.argument(description="End (exclusive); at most 366 days on.")
+    ],
+    branch_id: strawberry.ID | None = None,
+    first: int = 20,
+) -> list[ReferrerFigures]:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "referrals", "read")
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    if from_.tzinfo is None or to.tzinfo is None:
+        raise BadInput("give times with a timezone offset", field="from")
+    since, until = from_.astimezone(UTC), to.astimezone(UTC)
+    if not since < until <= since + timedelta(days=366):
+        raise BadInput("the period runs forward, at most 366 days", field="to")
+    if not 1 <= first <= 100:
+        raise BadInput("first must be between 1 and 100", field="first")
+    branch = parse_global_id(branch_id, "Branch", "branchId") if branch_id else None
+    figures = await tree.top_referrers(ctx.session, scope, since, until, branch, first)
+    rows = await _visible(info, scope, [f.referrer_id for f in figures if f.visible])
+    branches = ctx.loader("branch", lambda: branch_loader(ctx.session))
+    found = await branches.load_many([f.branch_id for f in figures])
+    return [
+        ReferrerFigures(
+            patient=Patient(_row=rows[f.referrer_id]) if f.referrer_id in rows else None,
+            anonymous=f.referrer_id not in rows,
+            branch=Branch(_row=b) if b is not None else None,
+            referred_count=f.referred,
+            converted_count=f.converted,
+            converted_value=to_yuan(f.converted_fen),
+        )
+        for f, b in zip(figures, found, strict=True)
+    ]
+
+
+async def link_referral(
+    info: Info, patient_id: strawberry.ID, referral_code: str, channel: str = ""
+) -> Referral:
+    """Record who referred an existing patient, by the referrer's referral code."""
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "referrals", "write")
+    scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
+    referred = await PatientRepository(ctx.session).get(
+        scope, parse_global_id(patient_id, "Patient", "patientId")
+    )
+    if referred is None:
+        raise NotFound("no such patient", field="patientId")
+    return await make_link(info, scope, referred, referral_code, channel)
+
+
+async def make_link(
+    info: Info, scope: PatientScope, referred: PatientRow, code: str, channel: str
+) -> Referral:
+    """Shared by linkReferral and createPatient(referralCode): link, log both patients."""
+    ctx = info.context
+    service = ReferralService(ctx.session)
+    referrer = await service.by_code(code)
+    link = await service.link(referrer, referred, channel)
+    ctx.trail.changed(Action.UPDATE, [referrer.id, referred.id])
+    visible = await PatientRepository(ctx.session).get_many(scope, [referrer.id])
+    return Referral(
+        referrer=Patient(_row=referrer) if referrer.id in visible else None,
+        referred=Patient(_row=referred),
+        channel=link.channel,
+        eligible=link.eligible,
+        ineligible_reason=link.ineligible_reason,
+        created_at=link.created_at,
+    )
+
+
+async def reward_rules(info: Info) -> list[RewardRule]:
+    ctx = info.context
+    require(await ctx.principal(), "referrals", "read")
+    rows = await ctx.session.scalars(
+        select(rm.RewardRule).order_by(rm.RewardRule.trigger, rm.RewardRule.threshold)
+    )
+    return [RewardRule(_row=r) for r in rows]
+
+
+@strawberry.input(description="A reward rule; give `id` to change an existing one.")
+class RewardRuleInput:
+    id: strawberry.ID | None = strawberry.field(default=None, description="Rule to change.")
+    trigger: RewardTrigger = strawberry.field(description="What earns it.")  # type: ignore[valid-type]
+    threshold: int = strawberry.field(default=1, description="N for REFERRED_COUNT (1-1000).")
+    points: int = strawberry.field(default=0, description="Points granted (0-100000).")
+    coupon: str = strawberry.field(default="", description="Coupon code or name (≤100).")
+    active: bool = strawberry.field(default=True, description="Whether it grants rewards.")
+
+
+async def set_reward_rule(info: Info, input: RewardRuleInput) -> RewardRule:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "rewards", "write")
+    if not 1 <= input.threshold <= 1000:
+        raise BadInput("threshold must be between 1 and 1000", field="threshold")
+    if not 0 <= input.points <= 100_000 or len(input.coupon) > 100:
+        raise BadInput("points 0-100000, coupon at most 100 characters", field="points")
+    if input.points == 0 and not input.coupon.strip():
+        raise BadInput("a reward grants points or a coupon", field="points")
+    if input.id is not None:
+        row = await ctx.session.scalar(
+            select(rm.RewardRule).where(rm.RewardRule.id == parse_global_id(input.id, "RewardRule"))
+        )
+        if row is None:
+            raise NotFound("no such reward rule")
+    else:
+        row = rm.RewardRule()
+        ctx.session.add(row)
+    row.trigger = str(input.trigger)
+    row.threshold = input.threshold if input.trigger == rm.RewardTrigger.REFERRED_COUNT else 1
+    row.points, row.coupon, row.active = input.points, input.coupon.strip(), input.active
+    await ctx.session.flush()
+    return RewardRule(_row=row)
+
+
+async def rewards(info: Info, patient_id: strawberry.ID) -> list[Reward]:
+    """Rewards recorded on a referrer in your scope, newest first."""
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "referrals", "read")
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.READ)
+    referrer = await PatientRepository(ctx.session).get(
+        scope, parse_global_id(patient_id, "Patient", "patientId")
+    )
+    if referrer is None:
+        raise NotFound("no such patient", field="patientId")
+    ctx.trail.returned(Action.READ, [referrer.id])
+    rows = await ctx.session.scalars(
+        select(rm.Reward)
+        .where(rm.Reward.referrer_id == referrer.id)
+        .order_by(rm.Reward.created_at.desc())
+    )
+    return [Reward(_row=r) for r in rows]
