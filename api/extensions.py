@@ -48,4 +48,5 @@ class OperationBoundary(SchemaExtension):
             finally:
                 await ctx.close()
         if result is not None and errors:
-            result.errors = [format_error(e, request_id) for e in errors]
+            hide = ctx is not None and ctx.app.settings.is_production
+            result.errors = [format_error(e, request_id, hide) for e in errors]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, ValidationRule
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -15,7 +17,19 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from api.argdocs import describe_arguments
+from api.audit import resolvers as audit
+from api.audit.types import AccessLogEntry, AccessLogExport
+from api.care import resolvers as care
+from api.care.types import ChainMetrics, FollowUp, FollowUpRule, Order, Visit
 from api.extensions import OperationBoundary
+from api.limits import (
+    CostLimiter,
+    Registry,
+    RootFieldLimit,
+    persisted_queries,
+    registered_only,
+)
 from api.pagination import Connection
 from api.patients import resolvers as patients
 from api.patients.types import Patient
@@ -32,11 +46,14 @@ from api.pool.types import (
     TaggingPayload,
     TagGroup,
 )
+from api.referrals import resolvers as referrals
+from api.referrals.types import Referral, ReferralTree, ReferrerFigures, Reward, RewardRule
 from api.sessions import resolvers as sessions
 from api.settings import Settings
 from api.tenants import resolvers as tenants
 from api.tenants.types import Branch, Tenant
 
+OPERATIONS = Path(__file__).resolve().parent.parent / "frontend-schema" / "operations"
 MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
@@ -87,6 +104,49 @@ class Query:
     )
     pool_metrics: PoolMetrics = strawberry.field(
         resolver=pool.pool_metrics, description="Pool size, stages, channels and scores."
+    )
+    access_log: Connection[AccessLogEntry] = strawberry.field(
+        resolver=audit.access_log,
+        description="The access log, newest first (auditors): who did what to which patients.",
+    )
+    patient_access_history: Connection[AccessLogEntry] = strawberry.field(
+        resolver=audit.patient_access_history,
+        description="Who has seen or changed this patient, newest first (auditors).",
+    )
+    referral_tree: ReferralTree = strawberry.field(
+        resolver=referrals.referral_tree,
+        description="A patient's referrers up to the root and referral subtree to `depth`, "
+        "with sizes, conversions and value per node (转介绍 / 裂变).",
+    )
+    top_referrers: list[ReferrerFigures] = strawberry.field(
+        resolver=referrals.top_referrers,
+        description="Referrers ranked by the referred patients who paid in the period, then "
+        "by what those paid.",
+    )
+    reward_rules: list[RewardRule] = strawberry.field(
+        resolver=referrals.reward_rules, description="The referral reward rules."
+    )
+    rewards: list[Reward] = strawberry.field(
+        resolver=referrals.rewards, description="Rewards recorded on a referrer, newest first."
+    )
+    visits: Connection[Visit] = strawberry.field(
+        resolver=care.visits, description="Appointments and visits within your scope, by time."
+    )
+    orders: Connection[Order] = strawberry.field(
+        resolver=care.orders, description="Orders within your scope, oldest first."
+    )
+    follow_ups: Connection[FollowUp] = strawberry.field(
+        resolver=care.follow_ups_list,
+        description="Follow-up tasks within your scope, by due date; "
+        '`filter: {mine: true, dueToday: true}` is "my follow-ups due today".',
+    )
+    follow_up_rules: list[FollowUpRule] = strawberry.field(
+        resolver=care.follow_up_rules, description="The rules that make follow-up tasks."
+    )
+    metrics: ChainMetrics = strawberry.field(
+        resolver=care.metrics,
+        description="Conversion metrics for a period (at most 366 days), in total and by "
+        "branch: lead → visit, visit → deal, return visits, repurchase, referral, follow-ups.",
     )
     roles: list[Role] = strawberry.field(
         resolver=policies.roles, description="The chain's roles and their permissions."
@@ -159,6 +219,60 @@ class Mutation:
     create_segment: pool.Segment = strawberry.field(
         resolver=pool.create_segment, description="Save a segment."
     )
+    link_referral: Referral = strawberry.field(
+        resolver=referrals.link_referral,
+        description="Record who referred a patient, by the referrer's referral code; refuses "
+        "a second referrer and cycles (CONFLICT).",
+    )
+    set_reward_rule: RewardRule = strawberry.field(
+        resolver=referrals.set_reward_rule, description="Add or change a referral reward rule."
+    )
+    book_visit: Visit = strawberry.field(
+        resolver=care.book_visit, description="Book an appointment (预约)."
+    )
+    reschedule_visit: Visit = strawberry.field(
+        resolver=care.reschedule_visit, description="Move a booked appointment."
+    )
+    cancel_visit: Visit = strawberry.field(
+        resolver=care.cancel_visit, description="Cancel a booked appointment."
+    )
+    mark_arrived: Visit = strawberry.field(
+        resolver=care.mark_arrived,
+        description="The patient arrived (到诊): first or return visit, post-visit follow-up, "
+        "referral reward.",
+    )
+    mark_no_show: Visit = strawberry.field(
+        resolver=care.mark_no_show, description="The patient did not come (爽约)."
+    )
+    create_order: Order = strawberry.field(
+        resolver=care.create_order, description="Open an order with its service lines."
+    )
+    pay_order: Order = strawberry.field(
+        resolver=care.pay_order,
+        description="Mark an order paid: first order or repurchase, referral reward.",
+    )
+    cancel_order: Order = strawberry.field(
+        resolver=care.cancel_order, description="Cancel an unpaid order."
+    )
+    refund_order: Order = strawberry.field(
+        resolver=care.refund_order, description="Refund part or all of a paid order."
+    )
+    create_follow_up: FollowUp = strawberry.field(
+        resolver=care.create_follow_up, description="Add a follow-up task."
+    )
+    complete_follow_up: FollowUp = strawberry.field(
+        resolver=care.complete_follow_up, description="Close a follow-up with its outcome."
+    )
+    cancel_follow_up: FollowUp = strawberry.field(
+        resolver=care.cancel_follow_up, description="Cancel a follow-up."
+    )
+    set_follow_up_rule: FollowUpRule = strawberry.field(
+        resolver=care.set_follow_up_rule, description="Change a follow-up rule (HQ)."
+    )
+    export_access_log: AccessLogExport = strawberry.field(
+        resolver=audit.export_access_log,
+        description="Export access-log entries as JSON lines or CSV (the export is logged).",
+    )
     change_password: bool = strawberry.field(
         resolver=sessions.change_password_mutation,
         description="Change your password; every other sign-in of yours ends.",
@@ -192,20 +306,29 @@ class PatientPoolSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    registry = Registry.from_folder(OPERATIONS)
+    rules: list[type[ValidationRule]] = [RootFieldLimit]
+    if settings is not None and settings.persisted_queries == "only":
+        rules.append(registered_only(registry))
     extensions: list[object] = [
         OperationBoundary,
+        persisted_queries(registry),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        CostLimiter,
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: AddValidationRules(rules),
     ]
     if settings is not None and not settings.introspection_enabled:
         extensions.append(DisableIntrospection)
-    return PatientPoolSchema(
+    schema = PatientPoolSchema(
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(auto_camel_case=True),
         extensions=extensions,  # type: ignore[arg-type]
     )
+    describe_arguments(schema._schema)
+    return schema
 
 
 logging.getLogger("strawberry.execution").setLevel(logging.CRITICAL)

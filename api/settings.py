@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,9 @@ class Settings(BaseSettings):
     introspection: bool | None = None
     sql_echo: bool = False
     pool_size: int = Field(default=10, ge=1, le=200)
+    # "only": accept registered operations alone (frontend-schema/operations, by SHA-256);
+    # "allow": any operation, and registered ones may also be sent by hash.
+    persisted_queries: Literal["allow", "only"] = "allow"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -56,3 +56,66 @@ def test_frontend_sdl_is_current() -> None:
     assert committed == export_sdl(), (
         "frontend-schema/schema.graphql is stale: run `uv run patientpool export-schema`"
     )
+
+
+def test_every_type_and_field_is_described() -> None:
+    """Frontend developers live by the SDL: each type, field, input field and argument says
+    what it is."""
+    from graphql import GraphQLInputObjectType, GraphQLObjectType
+
+    from api.schema import build_schema
+
+    schema = build_schema()._schema
+    builtin = {"String", "Int", "Float", "Boolean", "ID"}
+    missing: list[str] = []
+    for name, gql_type in schema.type_map.items():
+        if name.startswith("__") or name in builtin:
+            continue
+        if not gql_type.description:
+            missing.append(name)
+        if isinstance(gql_type, GraphQLObjectType | GraphQLInputObjectType):
+            missing += [f"{name}.{f}" for f, v in gql_type.fields.items() if not v.description]
+        if isinstance(gql_type, GraphQLObjectType):
+            missing += [
+                f"{name}.{f}({a})"
+                for f, v in gql_type.fields.items()
+                for a, arg in v.args.items()
+                if not arg.description
+            ]
+    assert missing == [], f"describe these in the schema: {missing}"
+
+
+def test_example_operations_validate() -> None:
+    """Every example operation in frontend-schema/operations is valid against the schema."""
+    from graphql import parse, validate
+
+    from api.schema import build_schema
+
+    schema = build_schema()._schema
+    files = sorted((ROOT / "frontend-schema" / "operations").glob("*.graphql"))
+    assert len(files) >= 5
+    for path in files:
+        errors = validate(schema, parse(path.read_text(encoding="utf-8")))
+        assert errors == [], f"{path.name}: {errors}"
+
+
+def test_no_undeclared_breaking_changes() -> None:
+    """The SDL may grow; removing or changing what frontends use must be declared."""
+    from graphql import build_schema as parse_sdl
+    from graphql import find_breaking_changes
+
+    from api.schema import build_schema
+
+    folder = ROOT / "frontend-schema"
+    released = parse_sdl((folder / "released.graphql").read_text(encoding="utf-8"))
+    declared = {
+        line.strip()
+        for line in (folder / "declared-breaking-changes.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    breaking = [c.description for c in find_breaking_changes(released, build_schema()._schema)]
+    undeclared = [b for b in breaking if b not in declared]
+    assert undeclared == [], (
+        "breaking changes against frontend-schema/released.graphql; undo them, or declare "
+        f"them in frontend-schema/declared-breaking-changes.txt: {undeclared}"
+    )

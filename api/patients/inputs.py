@@ -54,6 +54,14 @@ class CreatePatientInput:
     consent: bool | None = strawberry.field(
         default=None, description="The patient consented to being contacted."
     )
+    referral_code: str | None = strawberry.field(
+        default=None,
+        description="The referral code (推荐码) the patient signed up with: links them to the "
+        "referrer in the same transaction.",
+    )
+    referral_channel: str | None = strawberry.field(
+        default=None, description="Campaign or channel code of the referral."
+    )
 
 
 @strawberry.input(
@@ -61,21 +69,48 @@ class CreatePatientInput:
     "null clears an optional field."
 )
 class UpdatePatientInput:
-    name: str | None = strawberry.UNSET
-    home_branch_id: strawberry.ID | None = strawberry.UNSET
-    phone: str | None = strawberry.UNSET
-    wechat_id: str | None = strawberry.UNSET
-    wecom_external_id: str | None = strawberry.UNSET
-    national_id: str | None = strawberry.UNSET
-    medical_history: str | None = strawberry.UNSET
-    allergies: str | None = strawberry.UNSET
-    diagnoses: str | None = strawberry.UNSET
-    notes: str | None = strawberry.UNSET
-    gender: Gender | None = strawberry.UNSET  # type: ignore[valid-type]
-    birth_year: int | None = strawberry.UNSET
-    source_channel: str | None = strawberry.UNSET
-    pool_tier: PoolTier | None = strawberry.UNSET  # type: ignore[valid-type]
-    lifecycle_stage: LifecycleStage | None = strawberry.UNSET  # type: ignore[valid-type]
-    trust_level: TrustLevel | None = strawberry.UNSET  # type: ignore[valid-type]
-    assigned_staff_id: strawberry.ID | None = strawberry.UNSET
-    consent: bool | None = strawberry.UNSET
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Name (cannot be cleared)."
+    )
+    home_branch_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="Home branch."
+    )
+    phone: str | None = strawberry.field(default=strawberry.UNSET, description="Mobile phone.")
+    wechat_id: str | None = strawberry.field(
+        default=strawberry.UNSET, description="WeChat id / openid."
+    )
+    wecom_external_id: str | None = strawberry.field(
+        default=strawberry.UNSET, description="WeCom external contact id."
+    )
+    national_id: str | None = strawberry.field(
+        default=strawberry.UNSET, description="National id number."
+    )
+    medical_history: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Medical history."
+    )
+    allergies: str | None = strawberry.field(default=strawberry.UNSET, description="Allergies.")
+    diagnoses: str | None = strawberry.field(default=strawberry.UNSET, description="Diagnoses.")
+    notes: str | None = strawberry.field(default=strawberry.UNSET, description="Clinical notes.")
+    gender: Gender | None = strawberry.field(default=strawberry.UNSET, description="Gender.")  # type: ignore[valid-type]
+    birth_year: int | None = strawberry.field(
+        default=strawberry.UNSET, description="Year of birth."
+    )
+    source_channel: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Source channel."
+    )
+    pool_tier: PoolTier | None = strawberry.field(
+        default=strawberry.UNSET, description="Pool tier."
+    )  # type: ignore[valid-type]
+    lifecycle_stage: LifecycleStage | None = strawberry.field(
+        default=strawberry.UNSET, description="Lifecycle stage."
+    )  # type: ignore[valid-type]
+    trust_level: TrustLevel | None = strawberry.field(
+        default=strawberry.UNSET, description="Trust level."
+    )  # type: ignore[valid-type]
+    assigned_staff_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="Staff member to assign (null unassigns)."
+    )
+    consent: bool | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The patient consented to being contacted (false withdraws it).",
+    )

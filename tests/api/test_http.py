@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from api.context import AppState
 from tests.support import build_world, codes, gql, sign_in
@@ -62,3 +63,21 @@ async def test_query_mutation_and_bad_input(
 async def test_no_token_is_unauthenticated(client: httpx.AsyncClient) -> None:
     result = await gql(client, "{ patients { totalCount } }")
     assert codes(result) == ["UNAUTHENTICATED"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # more aliases than allowed
+        "{ " + " ".join(f"a{i}: tenant {{ slug }}" for i in range(40)) + " }",
+        # more tokens than allowed
+        "{ " + "tenant { slug } " * 700 + "}",
+    ],
+    ids=["aliases", "tokens"],
+)
+async def test_costly_queries_are_refused_with_their_code(
+    client: httpx.AsyncClient, query: str
+) -> None:
+    result = await gql(client, query)
+    assert codes(result) == ["QUERY_TOO_COMPLEX"], result
+    assert result.get("data") is None

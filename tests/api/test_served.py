@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -101,10 +102,89 @@ def test_demo_command_serves_and_stops(tmp_path: Path) -> None:
         ).json()
         assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
         assert httpx.get(f"{url}/graphql", headers={"accept": "text/html"}).status_code == 200
+        _run_example_operations(url, accounts)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode is not None
+
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "frontend-schema" / "operations"
+
+
+def _run_example_operations(url: str, accounts: list[dict]) -> None:
+    """Every example operation for frontend developers runs on the demo data, as the role
+    it is written for, without errors."""
+
+    def account(role: str) -> dict:
+        return next(a for a in accounts if a["tenant"] == "smile-dental" and role in a["roles"])
+
+    def call(doc: str, variables: dict, token: str | None = None, op: str | None = None) -> dict:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        body = {"query": doc, "variables": variables, "operationName": op}
+        result = httpx.post(f"{url}/graphql", json=body, headers=headers, timeout=30).json()
+        assert "errors" not in result, (op, result)
+        return result["data"]
+
+    ops = {p.name: p.read_text(encoding="utf-8") for p in OPERATIONS.glob("*.graphql")}
+    tokens = {}
+    for role in ("hq_admin", "health_manager", "auditor"):
+        who = account(role)
+        signed = call(
+            ops["sign-in.graphql"],
+            {"tenant": who["tenant"], "email": who["email"], "password": who["password"]},
+        )
+        tokens[role] = signed["signIn"]["accessToken"]
+    hq = tokens["hq_admin"]
+    ids = call(
+        "{ patients(first: 1) { edges { node { id referralCode } } } branches { id } }", {}, hq
+    )
+    patient = ids["patients"]["edges"][0]["node"]
+    branch = ids["branches"][0]["id"]
+    now = datetime.now(UTC)
+    year = {"from": (now - timedelta(days=365)).isoformat(), "to": now.isoformat()}
+    listed = call(ops["patient-list.graphql"], {"first": 50}, hq)
+    assert len(listed["patients"]["edges"]) == 50
+    call(ops["my-follow-ups-today.graphql"], {}, tokens["health_manager"])
+    tree = call(ops["referral-tree.graphql"], {"patientId": patient["id"]}, hq)
+    assert tree["referralTree"]["nodes"][0]["depth"] == 0
+    call(ops["top-referrers.graphql"], year, hq)
+    metrics = call(ops["chain-metrics.graphql"], year, hq)
+    assert metrics["metrics"]["byBranch"]
+    created = call(
+        ops["sign-up-with-referral.graphql"],
+        {
+            "input": {
+                "name": "新朋友",
+                "homeBranchId": branch,
+                "referralCode": patient["referralCode"],
+            }
+        },
+        hq,
+    )
+    new_id = created["createPatient"]["patient"]["id"]
+    booked = call(
+        ops["book-and-arrive.graphql"],
+        {"patientId": new_id, "branchId": branch, "at": (now + timedelta(days=1)).isoformat()},
+        hq,
+        "BookVisit",
+    )
+    call(ops["book-and-arrive.graphql"], {"visitId": booked["bookVisit"]["id"]}, hq, "MarkArrived")
+    history = call(
+        ops["who-saw-this-patient.graphql"], {"patientId": new_id, **year}, tokens["auditor"]
+    )
+    assert history["patientAccessHistory"]["totalCount"] >= 2
+    assert set(ops) == {
+        "sign-in.graphql",
+        "patient-list.graphql",
+        "my-follow-ups-today.graphql",
+        "referral-tree.graphql",
+        "top-referrers.graphql",
+        "chain-metrics.graphql",
+        "sign-up-with-referral.graphql",
+        "book-and-arrive.graphql",
+        "who-saw-this-patient.graphql",
+    }, "a new example operation needs a run here"
 
 
 def test_production_refuses_to_start_without_keys(tmp_path: Path) -> None:

@@ -1,0 +1,81 @@
+"""Descriptions of resolver arguments, for the SDL frontend developers read.
+
+Most arguments mean the same wherever they appear (`first`, `after`, `id`, `patientId`), so
+they are described once here by name; `Field.argument` entries say what differs for one field.
+`build_schema` applies them; a test fails when an argument has no description.
+"""
+
+from __future__ import annotations
+
+from graphql import GraphQLObjectType, GraphQLSchema
+
+BY_NAME: dict[str, str] = {
+    "active": "Whether the rule is in force.",
+    "after": "Cursor from the previous page's `pageInfo.endCursor`; omit for the first page.",
+    "amount": 'Amount in yuan as a decimal string with at most two places, e.g. "99.50".',
+    "arrivedAt": "When the patient arrived (with a timezone offset); default now.",
+    "assigneeId": "Staff member who should do it (global id).",
+    "autoRule": "A segment filter: the tag then follows the patients who match it.",
+    "branchId": "A branch (global id).",
+    "channel": "Campaign or channel code (渠道).",
+    "code": "Short unique code: letters, digits, - or _ (at most 64).",
+    "currentPassword": "Your password now.",
+    "delayDays": "Days from the trigger to the task's due date (0-365).",
+    "depth": "Levels below the patient to return (0-50).",
+    "doctorId": "The doctor (global id of a staff member).",
+    "dueAt": "When it is due (with a timezone offset).",
+    "email": "Sign-in email.",
+    "events": "Events to record (at most 1000); each is idempotent by its clientEventId.",
+    "filter": "Only items matching every part given.",
+    "first": "Page size: 0-100 (default 20); past 100 answers BAD_USER_INPUT.",
+    "format": "JSON_LINES or CSV.",
+    "groupId": "The tag group (global id).",
+    "id": "Opaque global id (from an `id` field).",
+    "input": "The values to set.",
+    "isHealth": "Tags in this group reveal health data (hidden from roles without it).",
+    "keepId": "The record that stays.",
+    "kind": "The kind (see the enum).",
+    "lines": "Service lines (1-100).",
+    "maxNodes": "At most this many nodes in the answer (1-10000); figures still count all.",
+    "mergeId": "The duplicate record that is merged into `keepId` and retired.",
+    "name": "Display name.",
+    "newPassword": "The new password (at least 10 characters).",
+    "outcome": "What came of it (required to complete).",
+    "password": "Password.",
+    "patientId": "A patient (global id); another tenant's answers NOT_FOUND like a missing one.",
+    "patientIds": "Patients (global ids), at most 10,000.",
+    "permissions": "Permissions as object and action pairs, from `permissionCatalogue`.",
+    "reason": "Why (kept in history).",
+    "referralCode": "The referrer's referral code (推荐码), case-insensitive.",
+    "refreshToken": "The refresh token from signIn or the previous refresh.",
+    "role": "Role name, e.g. branch_manager.",
+    "roles": "Role names; replaces the current ones.",
+    "scheduledAt": "Appointment time (with a timezone offset).",
+    "staffId": "A staff member (global id).",
+    "stage": "Lifecycle stage, e.g. qualified.",
+    "tagId": "The tag (global id).",
+    "tenant": "Your chain's slug, e.g. smile-dental.",
+    "trigger": "What makes the task.",
+}
+
+BY_FIELD: dict[str, str] = {
+    "Query.topReferrers.first": "How many referrers (1-100, default 20).",
+    "Query.possibleDuplicates.first": "How many groups (0-100, default 20).",
+    "Mutation.createTagGroup.name": "Group name, unique in the chain.",
+    "Mutation.createSegment.name": "Segment name, unique in the chain (1-100 characters).",
+    "Mutation.linkReferral.patientId": "The referred patient (global id), in your scope.",
+    "Query.rewards.patientId": "The referrer (global id).",
+    "Mutation.createChannel.kind": "platform, campaign, offline_event, referral or qr_code.",
+}
+
+
+def describe_arguments(schema: GraphQLSchema) -> None:
+    for type_name, gql_type in schema.type_map.items():
+        if type_name.startswith("__") or not isinstance(gql_type, GraphQLObjectType):
+            continue
+        for field_name, field in gql_type.fields.items():
+            for arg_name, arg in field.args.items():
+                if arg.description:
+                    continue
+                key = f"{type_name}.{field_name}.{arg_name}"
+                arg.description = BY_FIELD.get(key) or BY_NAME.get(arg_name)

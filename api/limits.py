@@ -1,0 +1,192 @@
+"""Defences against expensive or hostile documents, checked while validating (before any
+resolver or SQL runs): a cost limit, a limit on root fields, and "registered operations only".
+
+Cost: each field costs 1; a field's selection costs as many times as the list it returns may
+hold: `first` for connections (default 20), `maxNodes` for referral trees (default 1000), 20
+for other lists. Nested lists multiply. A page of 100 patients with tags costs about 100 × 20.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationRule,
+    VariableNode,
+    get_named_type,
+    get_nullable_type,
+    is_list_type,
+    parse,
+    print_ast,
+)
+from strawberry.extensions import SchemaExtension
+
+MAX_COST = 100_000
+MAX_ROOT_FIELDS = 15
+LIST_GUESS = 20
+# Arguments that size a list, with the size assumed when they are left out.
+SIZE_ARGUMENTS = {"first": 20, "maxNodes": 1000}
+TOO_COMPLEX = {"code": "QUERY_TOO_COMPLEX"}
+
+
+def _size(node: FieldNode, variables: dict[str, Any]) -> int | None:
+    for arg in node.arguments or ():
+        default = SIZE_ARGUMENTS.get(arg.name.value)
+        if default is None:
+            continue
+        value = arg.value
+        if isinstance(value, IntValueNode):
+            return int(value.value)
+        if isinstance(value, VariableNode):
+            given = variables.get(value.name.value)
+            return given if isinstance(given, int) else default
+        return default
+    return None
+
+
+def estimate_cost(schema: GraphQLSchema, document: DocumentNode, variables: dict[str, Any]) -> int:
+    """The cost of the costliest operation in the document."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+
+    def cost(selection: SelectionSetNode | None, parent: Any, depth: int) -> int:
+        if selection is None or parent is None or depth > 30:
+            return 0
+        total = 0
+        for sel in selection.selections:
+            if isinstance(sel, FieldNode):
+                field = getattr(parent, "fields", {}).get(sel.name.value)
+                if field is None:
+                    continue
+                size = _size(sel, variables)
+                if size is None:
+                    # A connection's size is its `first`; its `edges` list adds nothing more.
+                    in_connection = parent.name.endswith("Connection")
+                    listed = is_list_type(get_nullable_type(field.type))
+                    size = LIST_GUESS if listed and not in_connection else 1
+                child = cost(sel.selection_set, get_named_type(field.type), depth + 1)
+                total += 1 + max(size, 0) * child
+            elif isinstance(sel, InlineFragmentNode):
+                target = parent
+                if sel.type_condition is not None:
+                    target = schema.get_type(sel.type_condition.name.value)
+                total += cost(sel.selection_set, target, depth + 1)
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value in fragments:
+                frag = fragments[sel.name.value]
+                total += cost(
+                    frag.selection_set, schema.get_type(frag.type_condition.name.value), depth + 1
+                )
+        return total
+
+    return max(
+        (
+            cost(op.selection_set, schema.get_root_type(op.operation), 0)
+            for op in document.definitions
+            if isinstance(op, OperationDefinitionNode)
+        ),
+        default=0,
+    )
+
+
+class CostLimiter(SchemaExtension):
+    """Refuses a document whose estimated cost passes MAX_COST, before validation runs the
+    rest of the rules and before any resolver: variables are known here, so `first: $n` is
+    costed at the value sent."""
+
+    def on_validate(self) -> Iterator[None]:
+        ec = self.execution_context
+        if ec.graphql_document is not None and ec.pre_execution_errors is None:
+            cost = estimate_cost(ec.schema._schema, ec.graphql_document, ec.variables or {})
+            if cost > MAX_COST:
+                ec.pre_execution_errors = [
+                    GraphQLError(
+                        f"query cost {cost} exceeds the limit of {MAX_COST}: ask for smaller "
+                        "pages or fewer nested lists",
+                        extensions=TOO_COMPLEX,
+                    )
+                ]
+        yield
+
+
+class RootFieldLimit(ValidationRule):
+    """Refuses an operation that asks for more than MAX_ROOT_FIELDS root fields at once."""
+
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
+        count = sum(1 for s in node.selection_set.selections if isinstance(s, FieldNode))
+        if count > MAX_ROOT_FIELDS:
+            self.context.report_error(
+                GraphQLError(
+                    f"{count} root fields in one operation; at most {MAX_ROOT_FIELDS}",
+                    node,
+                    extensions=TOO_COMPLEX,
+                )
+            )
+
+
+def normalise(document: DocumentNode | str) -> str:
+    """One text per document whatever its spacing and comments, for the registry."""
+    return print_ast(parse(document) if isinstance(document, str) else document)
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Registry:
+    """Registered operations (frontend-schema/operations by default), by SHA-256 of their
+    normalised text."""
+
+    def __init__(self, documents: Iterable[str]) -> None:
+        self.by_hash = {digest(normalise(d)): normalise(d) for d in documents}
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> Registry:
+        return cls(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.graphql")))
+
+    def knows(self, document: DocumentNode) -> bool:
+        return digest(normalise(document)) in self.by_hash
+
+
+def registered_only(registry: Registry) -> type[ValidationRule]:
+    class RegisteredOnly(ValidationRule):
+        def enter_document(self, node: DocumentNode, *_args: Any) -> None:
+            if not registry.knows(node):
+                self.context.report_error(
+                    GraphQLError(
+                        "only registered operations are accepted here",
+                        extensions={"code": "FORBIDDEN"},
+                    )
+                )
+
+    return RegisteredOnly
+
+
+def persisted_queries(registry: Registry) -> type[SchemaExtension]:
+    """Registered operations may be sent by hash alone (Apollo's `persistedQuery` extension:
+    `{"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "…"}}}`), which saves a
+    mini-program the bytes of the document on every call."""
+
+    class PersistedQueries(SchemaExtension):
+        def on_operation(self) -> Iterator[None]:
+            ec = self.execution_context
+            given = (ec.operation_extensions or {}).get("persistedQuery")
+            wanted = given.get("sha256Hash") if isinstance(given, dict) else None
+            if ec.query is None and isinstance(wanted, str):
+                ec.query = registry.by_hash.get(wanted)
+            yield
+
+    return PersistedQueries

@@ -1,0 +1,136 @@
+"""The API's defences: refused before any resolver or SQL runs, each with its code."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from api.app import create_app
+from api.context import AppState
+from api.limits import MAX_COST, Registry, digest, estimate_cost, normalise
+from api.schema import OPERATIONS, build_schema
+from api.settings import Environment
+from tests.support import PASSWORD, World, build_world, codes, gql, sign_in
+
+COSTLY = """{ possibleDuplicates(first: 100) { patients { id name tags { id name group {
+  id name } } } } }"""
+
+
+@pytest.fixture
+async def world(owner_state: AppState, unique: str) -> World:
+    return await build_world(owner_state, f"l-{unique}")
+
+
+@contextmanager
+def statements(state: AppState) -> Iterator[list[str]]:
+    seen: list[str] = []
+    engine = state.sessions.kw["bind"].sync_engine
+
+    def hit(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", hit)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", hit)
+
+
+HOSTILE = {
+    "cost": COSTLY,
+    "root fields": "{ " + " ".join(f"t{i}: tenant {{ slug }}" for i in range(16)) + " }",
+    "aliases": "{ me { " + " ".join(f"a{i}: roles" for i in range(31)) + " } }",
+    "tokens": "{ " + "me { roles } " * 600 + "}",
+}
+
+
+def test_the_costly_query_is_over_the_limit_and_a_page_is_not() -> None:
+    from graphql import parse
+
+    schema = build_schema()._schema
+    assert estimate_cost(schema, parse(COSTLY), {}) > MAX_COST
+    page = "query($n: Int) { patients(first: $n) { edges { node { id name tags { name } } } } }"
+    assert estimate_cost(schema, parse(page), {"n": 100}) < MAX_COST
+    # Variables are costed at the value sent, not at a guess.
+    assert estimate_cost(schema, parse(page), {"n": 100}) > estimate_cost(
+        schema, parse(page), {"n": 10}
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+async def test_hostile_documents_are_refused_before_any_sql(
+    client: httpx.AsyncClient, state: AppState, world: World, kind: str
+) -> None:
+    token = await sign_in(client, world, "hq_admin")
+    with statements(state) as seen:
+        result = await gql(client, HOSTILE[kind], token=token)
+    assert codes(result) == ["QUERY_TOO_COMPLEX"], result
+    assert result.get("data") is None
+    assert seen == [], f"{kind}: SQL ran before the refusal"
+
+
+async def test_batches_are_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql", json=[{"query": "{ me { roles } }"}, {"query": "{ me { roles } }"}]
+    )
+    assert response.status_code == 400
+
+
+async def test_registered_operations_by_hash(client: httpx.AsyncClient, world: World) -> None:
+    token = await sign_in(client, world, "hq_admin")
+    text = (OPERATIONS / "patient-list.graphql").read_text(encoding="utf-8")
+    body = {
+        "variables": {"first": 2},
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest(normalise(text))}},
+    }
+    response = await client.post(
+        "/graphql", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    data = response.json()
+    assert "errors" not in data, data
+    assert len(data["data"]["patients"]["edges"]) == 2
+    unknown = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}}
+    assert (await client.post("/graphql", json=unknown)).status_code == 400
+
+
+@pytest.fixture
+async def production(state: AppState) -> Any:
+    settings = state.settings.model_copy(
+        update={"env": Environment.PRODUCTION, "persisted_queries": "only"}
+    )
+    app = create_app(settings, dataclasses.replace(state, settings=settings))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://prod"
+    ) as c:
+        yield c
+
+
+async def test_production_accepts_registered_operations_only(
+    production: httpx.AsyncClient, world: World
+) -> None:
+    signed = await gql(
+        production,
+        (OPERATIONS / "sign-in.graphql").read_text(encoding="utf-8"),
+        {"tenant": world.slug, "email": world.email("hq_admin"), "password": PASSWORD},
+    )
+    token = signed["data"]["signIn"]["accessToken"]
+    ad_hoc = await gql(production, "{ patients(first: 1) { totalCount } }", token=token)
+    assert codes(ad_hoc) == ["FORBIDDEN"]
+    text = (OPERATIONS / "my-follow-ups-today.graphql").read_text(encoding="utf-8")
+    registered = await gql(production, text, token=token)
+    assert "errors" not in registered, registered
+    # Typos get no "did you mean" hints that would map the schema.
+    typo = await gql(production, "{ patiens { totalCount } }", token=token)
+    assert codes(typo) and "Did you mean" not in json.dumps(typo)
+
+
+def test_every_example_operation_is_registered() -> None:
+    registry = Registry.from_folder(OPERATIONS)
+    assert len(registry.by_hash) == len(list(OPERATIONS.glob("*.graphql")))
