@@ -194,22 +194,48 @@ def keys_shred(
 
 @audit_app.command("verify")
 def audit_verify(tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> None:
-    """Walk the access log's hash chain; exit 0 when whole, 1 at the first broken entry."""
+    """Walk the access log's hash chain, archived segments included; exit 0 when whole, 1 at
+    the first broken entry."""
     from api.operator import verify_command
 
+    cfg = settings()
     try:
-        results = asyncio.run(verify_command(settings(), tenant))
+        results = asyncio.run(verify_command(cfg, tenant))
     except ValueError as exc:
         fail(str(exc))
     broken = False
-    for slug, result in results:
+    for slug, checked in results:
+        result = checked.result
+        archived = (
+            f" ({checked.archived_entries} in {checked.segments} archived segments)"
+            if checked.segments
+            else ""
+        )
         if result.ok:
-            typer.echo(f"{slug}: ok, {result.entries} entries")
+            typer.echo(f"{slug}: ok, {result.entries} entries{archived}")
         else:
             broken = True
             typer.echo(f"{slug}: BROKEN at entry {result.broken_seq}: {result.reason}")
     if broken:
         raise typer.Exit(1)
+
+
+@audit_app.command("archive")
+def audit_archive(tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> None:
+    """Move entries older than each tenant's retention into archived segments (under
+    PATIENTPOOL_AUDIT_ARCHIVE_DIR); resumable, and `audit verify` still proves the chain."""
+    from api.operator import archive_command
+    from auth.access_log_archive import ArchiveError
+
+    cfg = settings()
+    try:
+        results = asyncio.run(archive_command(cfg, tenant, lambda m: typer.echo(m, err=True)))
+    except ValueError as exc:
+        fail(str(exc))
+    except ArchiveError as exc:
+        fail(str(exc), 1)
+    for slug, result in results:
+        typer.echo(f"{slug}: {result.entries} entries archived in {result.segments} segments")
 
 
 @app.command("export-schema")

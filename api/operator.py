@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.settings import Settings
-from auth.access_log import VerifyResult, verify_chain
+from auth.access_log_archive import ArchiveResult, LogVerifyResult, archive_log, verify_log
 from auth.provisioning import create_tenant
 from domain.errors import DomainError
 from domain.patients.reencrypt import reencrypt_patients
@@ -90,18 +90,34 @@ async def shred_command(cfg: Settings, slug: str) -> None:
         await shred_tenant_keys(session)
 
 
-async def verify_command(cfg: Settings, slug: str | None) -> list[tuple[str, VerifyResult]]:
-    out: list[tuple[str, VerifyResult]] = []
-    async with owner_session(cfg) as session:
-        async with session.begin():
-            stmt = select(Tenant.id, Tenant.slug).order_by(Tenant.slug)
-            if slug is not None:
-                stmt = stmt.where(Tenant.slug == slug)
-            tenants = (await session.execute(stmt)).all()
-        if slug is not None and not tenants:
-            raise ValueError(f"no tenant with slug {slug!r}")
-        for tenant_id, tenant_slug in tenants:
-            async with session_factory(session.bind)() as tsession, tsession.begin():  # type: ignore[arg-type]
-                await bind_tenant(tsession, tenant_id)
-                out.append((tenant_slug, await verify_chain(tsession)))
+async def _each_tenant(cfg: Settings, slug: str | None) -> list[tuple[uuid.UUID, str]]:
+    async with owner_session(cfg) as session, session.begin():
+        stmt = select(Tenant.id, Tenant.slug).order_by(Tenant.slug)
+        if slug is not None:
+            stmt = stmt.where(Tenant.slug == slug)
+        tenants = [(t.id, t.slug) for t in (await session.execute(stmt)).all()]
+    if slug is not None and not tenants:
+        raise ValueError(f"no tenant with slug {slug!r}")
+    return tenants
+
+
+async def verify_command(cfg: Settings, slug: str | None) -> list[tuple[str, LogVerifyResult]]:
+    out: list[tuple[str, LogVerifyResult]] = []
+    for tenant_id, tenant_slug in await _each_tenant(cfg, slug):
+        async with owner_session(cfg) as session, session.begin():
+            await bind_tenant(session, tenant_id)
+            out.append((tenant_slug, await verify_log(session, cfg.archive_dir)))
+    return out
+
+
+async def archive_command(
+    cfg: Settings, slug: str | None, progress: Callable[[str], None]
+) -> list[tuple[str, ArchiveResult]]:
+    out: list[tuple[str, ArchiveResult]] = []
+    for tenant_id, tenant_slug in await _each_tenant(cfg, slug):
+        async with owner_session(cfg) as session:
+            await bind_tenant(session, tenant_id)
+            progress(f"{tenant_slug}: archiving")
+            result = await archive_log(session, cfg.archive_dir, progress=progress)
+            out.append((tenant_slug, result))
     return out

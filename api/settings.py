@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # "only": accept registered operations alone (frontend-schema/operations, by SHA-256);
     # "allow": any operation, and registered ones may also be sent by hash.
     persisted_queries: Literal["allow", "only"] = "allow"
+    # Where `patientpool audit archive` writes the access log's archived segments.
+    audit_archive_dir: Path | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -80,6 +82,10 @@ class Settings(BaseSettings):
     @property
     def owner_database_url(self) -> str:
         return self.migration_database_url or self.app_database_url
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.audit_archive_dir or self.data_dir / "audit-archive"
 
     def master_key_text(self) -> str:
         if self.master_key:

@@ -89,10 +89,28 @@ class AccessLogHead(TenantScoped, Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
+class AccessLogSegment(TenantScoped, Base):
+    """An archived run of entries (`auth.access_log_archive`): the entries live in a file, this
+    row holds their boundaries and the file's digest, and the chain goes on through it."""
+
+    __tablename__ = "access_log_segments"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    first_seq: Mapped[int] = mapped_column(Integer)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    first_prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    oldest_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    newest_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    file_name: Mapped[str] = mapped_column(String(200))
+    file_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    archived_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 @event.listens_for(TenantSession, "before_flush")
 def _append_only(session: Session, _ctx: object, _instances: object) -> None:
     for obj in (*session.dirty, *session.deleted):
-        if isinstance(obj, AccessLogEntry):
+        if isinstance(obj, AccessLogEntry | AccessLogSegment):
             raise PermissionError("the access log is append-only")
 
 
@@ -121,7 +139,7 @@ class AccessEvent:
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def _canonical_time(value: datetime) -> str:
+def canonical_time(value: datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(timespec="microseconds")
@@ -133,14 +151,14 @@ def entry_hash(row: dict[str, object], prev_hash: bytes) -> bytes:
         "tenant_id": str(row["tenant_id"]),
         "seq": row["seq"],
         "id": str(row["id"]),
-        "occurred_at": _canonical_time(row["occurred_at"]),  # type: ignore[arg-type]
-        **{k: row[k] for k in _HASHED_TEXT},
+        "occurred_at": canonical_time(row["occurred_at"]),  # type: ignore[arg-type]
+        **{k: row[k] for k in HASHED_TEXT},
         "prev_hash": prev_hash.hex(),
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).digest()
 
 
-_HASHED_TEXT = (
+HASHED_TEXT = (
     "actor_type",
     "actor_id",
     "actor_roles",
@@ -213,9 +231,33 @@ class VerifyResult:
     reason: str = ""
 
 
-async def verify_chain(session: AsyncSession, batch: int = 5000) -> VerifyResult:
-    """Walk the bound tenant's chain: every hash, every link, no gap, and the head at the end."""
-    prev, expected_seq, count = GENESIS, 1, 0
+def hashed_fields(entry: AccessLogEntry) -> dict[str, object]:
+    """The fields `entry_hash` covers, read off a stored entry."""
+    names = ("tenant_id", "seq", "id", "occurred_at", *HASHED_TEXT)
+    return {name: getattr(entry, name) for name in names}
+
+
+def check_link(
+    row: dict[str, object], expected_seq: int, prev: bytes, stored_prev: bytes, stored: bytes
+) -> str:
+    """Why one entry breaks the chain ("" when it does not)."""
+    if row["seq"] != expected_seq:
+        return "entry missing"
+    if stored_prev != prev:
+        return "link to previous entry broken"
+    if entry_hash(row, prev) != stored:
+        return "entry altered"
+    return ""
+
+
+async def verify_chain(
+    session: AsyncSession, batch: int = 5000, start: tuple[int, bytes] = (1, GENESIS)
+) -> VerifyResult:
+    """Walk the bound tenant's live entries from `start` (the first live sequence number and
+    the hash it must link to): every hash, every link, no gap, and the head at the end.
+    `auth.access_log_archive.verify_log` checks the archived segments before them."""
+    expected_seq, prev = start
+    count = 0
     while True:
         stmt = (
             select(AccessLogEntry)
@@ -225,18 +267,13 @@ async def verify_chain(session: AsyncSession, batch: int = 5000) -> VerifyResult
         )
         entries = (await session.scalars(stmt)).all()
         for e in entries:
-            if e.seq != expected_seq:
-                return VerifyResult(False, count, expected_seq, "entry missing")
-            if e.prev_hash != prev:
-                return VerifyResult(False, count, e.seq, "link to previous entry broken")
-            row = {c: getattr(e, c) for c in ("tenant_id", "seq", "id", "occurred_at")}
-            row.update({k: getattr(e, k) for k in _HASHED_TEXT})
-            if entry_hash(row, prev) != e.entry_hash:
-                return VerifyResult(False, count, e.seq, "entry altered")
+            reason = check_link(hashed_fields(e), expected_seq, prev, e.prev_hash, e.entry_hash)
+            if reason:
+                return VerifyResult(False, count, expected_seq, reason)
             prev, expected_seq, count = e.entry_hash, expected_seq + 1, count + 1
         if len(entries) < batch:
             break
     head = await session.scalar(select(AccessLogHead))
-    if head is None or head.seq != count or head.last_hash != prev:
-        return VerifyResult(False, count, count + 1, "entries missing at the end of the chain")
+    if head is None or head.seq != expected_seq - 1 or head.last_hash != prev:
+        return VerifyResult(False, count, expected_seq, "entries missing at the end of the chain")
     return VerifyResult(True, count)

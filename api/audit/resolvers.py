@@ -8,20 +8,26 @@ import json
 import uuid
 
 import strawberry
+from sqlalchemy import select, update
 from strawberry.types import Info
 
 from api.audit.types import (
+    AccessLogArchive,
     AccessLogEntry,
     AccessLogExport,
     AccessLogFilter,
+    AccessLogSegment,
     ExportFormat,
     ExportFormatValue,
 )
 from api.ids import parse_global_id, type_of_global_id
 from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
 from auth import access_log_queries as queries
+from auth.access_log import AccessLogSegment as SegmentRow
+from auth.access_log_archive import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
 from auth.guard import require
 from domain.errors import BadInput
+from domain.tenants.models import Tenant
 
 MAX_EXPORT = 10_000
 
@@ -131,3 +137,33 @@ async def export_access_log(
     covered = sorted({uuid.UUID(p) for rec in records for p in rec["patient_ids"]})
     ctx.trail.exported(covered)
     return AccessLogExport(format=format, entries=len(records), content=content)
+
+
+async def _archive(info: Info) -> AccessLogArchive:
+    ctx = info.context
+    principal = await ctx.principal()
+    days = await ctx.session.scalar(
+        select(Tenant.audit_retention_days).where(Tenant.id == principal.tenant_id)
+    )
+    rows = await ctx.session.scalars(select(SegmentRow).order_by(SegmentRow.number))
+    return AccessLogArchive(retention_days=days, segments=[AccessLogSegment(_row=r) for r in rows])
+
+
+async def access_log_archive(info: Info) -> AccessLogArchive:
+    require(await info.context.principal(), "accesslog", "read")
+    return await _archive(info)
+
+
+async def set_access_log_retention(info: Info, days: int | None) -> AccessLogArchive:
+    principal = await info.context.principal()
+    require(principal, "policies", "write")
+    if days is not None and not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
+        raise BadInput(
+            f"days must be between {MIN_RETENTION_DAYS} (six months, the legal minimum) "
+            f"and {MAX_RETENTION_DAYS}, or null to keep the log for ever",
+            field="days",
+        )
+    await info.context.session.execute(
+        update(Tenant).where(Tenant.id == principal.tenant_id).values(audit_retention_days=days)
+    )
+    return await _archive(info)

@@ -12,6 +12,7 @@ import strawberry
 from api.ids import to_global_id
 from auth import access_log
 from auth.access_log import AccessLogEntry as EntryRow
+from auth.access_log import AccessLogSegment as SegmentRow
 
 AccessAction = strawberry.enum(
     access_log.Action,
@@ -138,3 +139,61 @@ class AccessLogExport:
     format: ExportFormat = strawberry.field(description="The format.")  # type: ignore[valid-type]
     entries: int = strawberry.field(description="How many entries it holds.")
     content: str = strawberry.field(description="The export itself.")
+
+
+@strawberry.type(
+    description="A run of old entries moved out of the database by `patientpool audit archive` "
+    "(归档段): kept in a file whose digest is recorded here; `audit verify` re-hashes it."
+)
+class AccessLogSegment:
+    _row: strawberry.Private[SegmentRow]
+
+    @strawberry.field(description="1, 2, 3, … in chain order.")
+    def number(self) -> int:
+        return self._row.number
+
+    @strawberry.field(description="Sequence number of its first entry.")
+    def first_seq(self) -> int:
+        return self._row.first_seq
+
+    @strawberry.field(description="Sequence number of its last entry.")
+    def last_seq(self) -> int:
+        return self._row.last_seq
+
+    @strawberry.field(description="How many entries it holds.")
+    def entries(self) -> int:
+        return self._row.last_seq - self._row.first_seq + 1
+
+    @strawberry.field(description="When its oldest entry happened.")
+    def oldest_at(self) -> datetime:
+        return self._row.oldest_at
+
+    @strawberry.field(description="When its newest entry happened.")
+    def newest_at(self) -> datetime:
+        return self._row.newest_at
+
+    @strawberry.field(description="Its file, relative to the archive directory.")
+    def file_name(self) -> str:
+        return self._row.file_name
+
+    @strawberry.field(description="SHA-256 of the file (hex).")
+    def file_sha256(self) -> str:
+        return self._row.file_sha256.hex()
+
+    @strawberry.field(description="Hash of its last entry (hex): the next entry links to it.")
+    def last_hash(self) -> str:
+        return self._row.last_hash.hex()
+
+    @strawberry.field(description="When it was archived.")
+    def archived_at(self) -> datetime:
+        return self._row.archived_at
+
+
+@strawberry.type(description="How long the access log stays in the database, and what has left.")
+class AccessLogArchive:
+    retention_days: int | None = strawberry.field(
+        description="Entries older than this many days are archived; null: kept for ever."
+    )
+    segments: list[AccessLogSegment] = strawberry.field(
+        description="The archived segments, oldest first."
+    )
