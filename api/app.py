@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
 
 from api.context import AppState, Context, new_request_id
+from api.jobs import resume_jobs
 from api.schema import build_schema
 from api.settings import Settings
+from api.wecom.routes import wecom_router
 from auth.access_log import RequestInfo
 from auth.signing_keys import SigningKeys
 from migrations.runner import head_revision
 from tenancy.keyring import LocalKeyProvider
 from tenancy.session import make_engine, session_factory
 
+log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -40,10 +45,16 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await resume_jobs(state.sessions)
+        except Exception:
+            log.exception("could not resume background jobs")
         yield
         await state.sessions.kw["bind"].dispose()
 
-    async def get_context(request: Request) -> Context:
+    async def get_context(request: HTTPConnection) -> Context:
+        # HTTPConnection, not Request: a WebSocket handshake reaches here too, and is then
+        # refused by the router (no subprotocols are offered).
         auth = request.headers.get("authorization", "")
         bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
         given = request.headers.get("x-request-id", "")
@@ -68,8 +79,11 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=False,
         multipart_uploads_enabled=False,
+        # No subscriptions, so no WebSocket endpoint: nothing to authenticate on connect.
+        subscription_protocols=(),
     )
     app.include_router(router, prefix="/graphql")
+    app.include_router(wecom_router(state))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

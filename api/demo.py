@@ -21,6 +21,9 @@ from auth.policy import assign_role
 from auth.provisioning import add_staff, create_tenant
 from domain.care.orders import NewLine, OrderService
 from domain.care.visits import VisitService
+from domain.consent import service as consent
+from domain.consent.models import ContactChannel, Purpose
+from domain.consent.service import ConsentChange
 from domain.patients.models import Gender, LifecycleStage, Patient, PoolTier, TrustLevel
 from domain.patients.scope import PatientScope
 from domain.patients.service import PatientService
@@ -250,7 +253,34 @@ async def _load_chain(
     await session.flush()
     await _load_pool(session, chain, patients, rng, now)
     await _load_care(session, chain, patients, carers, rng)
+    await _load_consents(session, patients, rng)
     return accounts
+
+
+async def _load_consents(
+    session: AsyncSession, patients: list[Patient], rng: random.Random
+) -> None:
+    """Most patients agreed to health-data processing at their first visit (paper form);
+    many to marketing on WeCom or SMS; a few withdrew one later."""
+    for p in patients:
+        changes = [
+            ConsentChange(Purpose.HEALTH_DATA, ContactChannel.ANY, True, "2026-01", "paper_form")
+        ]
+        if p.consent_at is not None:
+            for channel in rng.sample(
+                [ContactChannel.WECOM, ContactChannel.SMS], k=rng.randint(1, 2)
+            ):
+                changes.append(
+                    ConsentChange(Purpose.MARKETING, channel, True, "2026-01", "mini_program")
+                )
+            if rng.random() < 0.1:
+                changes.append(
+                    ConsentChange(
+                        Purpose.MARKETING, changes[-1].channel, False, "2026-01", "wecom_chat"
+                    )
+                )
+        for change in changes:
+            await consent.record(session, p, change, "system:demo")
 
 
 async def _load_pool(

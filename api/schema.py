@@ -19,9 +19,11 @@ from strawberry.types import ExecutionContext
 
 from api.argdocs import describe_arguments
 from api.audit import resolvers as audit
-from api.audit.types import AccessLogEntry, AccessLogExport
+from api.audit.types import AccessLogArchive, AccessLogEntry, AccessLogExport
 from api.care import resolvers as care
 from api.care.types import ChainMetrics, FollowUp, FollowUpRule, Order, Visit
+from api.consent import resolvers as consent
+from api.consent.types import PatientConsents, PatientDataExport
 from api.extensions import OperationBoundary
 from api.limits import (
     CostLimiter,
@@ -52,6 +54,8 @@ from api.sessions import resolvers as sessions
 from api.settings import Settings
 from api.tenants import resolvers as tenants
 from api.tenants.types import Branch, Tenant
+from api.wecom import resolvers as wecom
+from api.wecom.types import WecomSettings
 
 OPERATIONS = Path(__file__).resolve().parent.parent / "frontend-schema" / "operations"
 MAX_DEPTH = 10
@@ -112,6 +116,19 @@ class Query:
     patient_access_history: Connection[AccessLogEntry] = strawberry.field(
         resolver=audit.patient_access_history,
         description="Who has seen or changed this patient, newest first (auditors).",
+    )
+    patient_consents: PatientConsents = strawberry.field(
+        resolver=consent.patient_consents,
+        description="A patient's consents (知情同意): in force by purpose and channel, "
+        "and their history.",
+    )
+    wecom_settings: WecomSettings | None = strawberry.field(
+        resolver=wecom.wecom_settings,
+        description="The WeCom (企业微信) callback app, if configured (HQ).",
+    )
+    access_log_archive: AccessLogArchive = strawberry.field(
+        resolver=audit.access_log_archive,
+        description="The access log's retention and its archived segments (auditors).",
     )
     referral_tree: ReferralTree = strawberry.field(
         resolver=referrals.referral_tree,
@@ -272,6 +289,26 @@ class Mutation:
     export_access_log: AccessLogExport = strawberry.field(
         resolver=audit.export_access_log,
         description="Export access-log entries as JSON lines or CSV (the export is logged).",
+    )
+    record_consent: PatientConsents = strawberry.field(
+        resolver=consent.record_consent,
+        description="Record that a patient gave or withdrew consent for a purpose on a channel; "
+        "a withdrawal holds from this moment for every audience and send.",
+    )
+    export_patient_data: PatientDataExport = strawberry.field(
+        resolver=consent.export_patient_data,
+        description="A copy of everything held on one patient, decrypted, for their access "
+        "request under PIPL (个人信息副本); the export is logged.",
+    )
+    configure_wecom: WecomSettings = strawberry.field(
+        resolver=wecom.configure_wecom,
+        description="Set the WeCom app that sends external-contact callbacks: corp id, the "
+        "callback token and EncodingAESKey (stored sealed), and the branch new contacts join.",
+    )
+    set_access_log_retention: AccessLogArchive = strawberry.field(
+        resolver=audit.set_access_log_retention,
+        description="How many days the access log stays in the database before it is archived "
+        "(at least 180; null keeps it for ever). HQ.",
     )
     change_password: bool = strawberry.field(
         resolver=sessions.change_password_mutation,

@@ -78,6 +78,9 @@ CATALOGUE: frozenset[Permission] = frozenset(
         ("referrals", "read"),
         ("referrals", "write"),
         ("rewards", "write"),
+        ("consents", "read"),
+        ("consents", "write"),
+        ("patients", "export"),
     }
 )
 
@@ -111,6 +114,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("staff", "read"),
         ("events", "write"),
         *((obj, a) for obj in ("visits", "orders", "followups", "referrals") for a in _RW),
+        *(("consents", a) for a in _RW),
     },
     "doctor": {
         *(("patients:assigned", a) for a in _RW),
@@ -123,6 +127,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         *(("followups", a) for a in _RW),
         ("orders", "read"),
         ("referrals", "read"),
+        ("consents", "read"),
     },
     "health_manager": {
         *(("patients:assigned", a) for a in _RW),
@@ -138,6 +143,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         *(("followups", a) for a in _RW),
         ("orders", "read"),
         *(("referrals", a) for a in _RW),
+        *(("consents", a) for a in _RW),
     },
     "operator": {
         *(("patients:branch", a) for a in _RW),
@@ -149,6 +155,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         *(("visits", a) for a in _RW),
         *(("followups", a) for a in _RW),
         *(("referrals", a) for a in _RW),
+        *(("consents", a) for a in _RW),
     },
     "marketing": {
         ("patients:chain", "read"),

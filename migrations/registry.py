@@ -3,10 +3,12 @@
 import auth.access_log
 import auth.models  # noqa: F401
 import domain.care.models
+import domain.consent.models
 import domain.patients.models
 import domain.pool.models
 import domain.referrals.models
-import domain.tenants.models  # noqa: F401
+import domain.tenants.models
+import domain.wecom.models  # noqa: F401
 import tenancy.keystore  # noqa: F401
 from tenancy.orm import Base
 

@@ -26,6 +26,7 @@ from domain.patients.repository import PageKey, PatientRepository
 from domain.patients.repository import PatientFilter as RowFilter
 from domain.patients.scope import PatientScope
 from domain.patients.service import PatientService, phone_digest
+from domain.rights.erasure import erase
 
 
 @strawberry.type(description="Result of createPatient.")
@@ -202,6 +203,6 @@ async def erase_patient(info: Info, id: strawberry.ID) -> ErasePatientPayload:
     row = await PatientRepository(ctx.session).get(scope, parse_global_id(id, "Patient"))
     if row is None:
         raise NotFound("no such patient")
-    await PatientService(ctx.session, await ctx.cipher()).erase(row)
+    await erase(ctx.session, await ctx.cipher(), row)
     ctx.trail.changed(Action.ERASE, [row.id], {str(g) for g in set(SEALED_FIELDS.values())})
     return ErasePatientPayload(patient=Patient(_row=row))

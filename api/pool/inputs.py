@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.utils.str_converters import to_camel_case
 
+from api.consent.types import ContactChannelEnum
 from api.ids import parse_global_id
 from api.patients.types import Gender, LifecycleStage, PoolTier
 from domain.pool.models import EventType
@@ -82,6 +83,10 @@ class SegmentFilterInput:
     )
     consent: bool | None = strawberry.field(
         default=None, description="Has (true) or has not (false) consented to contact."
+    )
+    reachable_by: list[ContactChannelEnum] | None = strawberry.field(  # type: ignore[valid-type]
+        default=None,
+        description="Marketing consent (营销同意) in force on any of these channels.",
     )
     order_total_min_fen: int | None = strawberry.field(
         default=None, description="Order total ≥ this, in fen (分)."

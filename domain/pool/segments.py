@@ -11,6 +11,7 @@ A filter is a dict; every key present must hold (AND). Keys:
   createdBefore / createdAfter: ISO datetime (before: strictly earlier; after: at or later;
   a patient with no such date never matches)
   hasReferred: bool        consent: bool
+  reachableBy: [channel, …]  (marketing consent in force on any of them: domain/consent)
   orderTotalMinFen / orderTotalMaxFen: int (fen, inclusive)
 Nothing is evaluated in Python: counts and members come straight from SQL.
 """
@@ -24,11 +25,23 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, true
 
+from domain.consent.models import ContactChannel, Purpose
+from domain.consent.service import reachable
 from domain.errors import BadInput
 from domain.patients.models import Patient
 from domain.pool.models import PatientTag
 
-LIST_KEYS = {"stages", "tiers", "channels", "genders", "branchIds", "tagsAny", "tagsAll"}
+LIST_KEYS = {
+    "stages",
+    "tiers",
+    "channels",
+    "genders",
+    "branchIds",
+    "tagsAny",
+    "tagsAll",
+    "reachableBy",
+}
+CONTACT_CHANNELS = {c.value for c in ContactChannel} - {ContactChannel.ANY.value}
 INT_KEYS = {"scoreMin", "scoreMax", "ageMin", "ageMax", "orderTotalMinFen", "orderTotalMaxFen"}
 DATE_KEYS = {
     "lastInteractionBefore": ("last_interaction_at", "before"),
@@ -79,6 +92,9 @@ def validate(flt: Mapping[str, Any], depth: int = 0, budget: list[int] | None = 
             validate(value, depth + 1, budget)
         elif key in LIST_KEYS and not isinstance(value, list):
             raise BadInput(f"{key} takes a list", field=key)
+        elif key == "reachableBy" and not set(map(str, value)) <= CONTACT_CHANNELS:
+            allowed = ", ".join(sorted(CONTACT_CHANNELS))
+            raise BadInput(f"reachableBy takes channels among {allowed}", field=key)
         elif key in INT_KEYS and (not isinstance(value, int) or isinstance(value, bool)):
             raise BadInput(f"{key} takes a whole number", field=key)
         elif key in BOOL_KEYS and not isinstance(value, bool):
@@ -154,6 +170,9 @@ def compile_filter(flt: Mapping[str, Any], now: datetime) -> ColumnElement[bool]
             parts.append(Patient.referral_count > 0 if value else Patient.referral_count == 0)
         elif key == "consent":
             parts.append(Patient.consent_at.is_not(None) if value else Patient.consent_at.is_(None))
+        elif key == "reachableBy":
+            channels = [ContactChannel(str(v)) for v in value]
+            parts.append(reachable(Purpose.MARKETING, channels))
         elif key == "orderTotalMinFen":
             parts.append(Patient.order_total_fen >= value)
         elif key == "orderTotalMaxFen":

@@ -5,12 +5,12 @@ Revises: 0002
 Create Date: 2026-11-24 18:38:39.086407
 """
 
-import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.policy_data import grant_to_default_roles
 from tenancy import rls
 
 revision: str = "0003"
@@ -302,53 +302,7 @@ NEW_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
 
 
 def _grant_new_permissions() -> None:
-    """Existing tenants' default roles get the new permissions (roles a chain has deleted
-    or never had are left alone); each tenant's policy version moves so processes reload."""
-    bind = op.get_bind()
-    on_pg = bind.dialect.name == "postgresql"
-    rules = sa.table(
-        "casbin_rules",
-        sa.column("tenant_id", sa.Uuid()),
-        sa.column("id", sa.Uuid()),
-        *(sa.column(c) for c in ("ptype", "v0", "v1", "v2", "v3", "v4", "v5")),
-    )
-    tenants = sa.table("tenants", sa.column("id", sa.Uuid()), sa.column("policy_version"))
-    for (tid,) in bind.execute(sa.select(tenants.c.id)).all():
-        if on_pg:
-            bind.execute(sa.text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tid)})
-        existing = {
-            (r.v0, r.v2, r.v3)
-            for r in bind.execute(
-                sa.select(rules.c.v0, rules.c.v2, rules.c.v3).where(
-                    rules.c.tenant_id == tid, rules.c.ptype == "p"
-                )
-            )
-        }
-        roles = {role for role, _obj, _act in existing}
-        rows = [
-            {
-                "tenant_id": tid,
-                "id": uuid.uuid4(),
-                "ptype": "p",
-                "v0": role,
-                "v1": str(tid),
-                "v2": obj,
-                "v3": act,
-                "v4": "",
-                "v5": "",
-            }
-            for role, perms in NEW_PERMISSIONS.items()
-            if role in roles
-            for obj, act in perms
-            if (role, obj, act) not in existing
-        ]
-        if rows:
-            bind.execute(rules.insert(), rows)
-            bind.execute(
-                tenants.update()
-                .where(tenants.c.id == tid)
-                .values(policy_version=tenants.c.policy_version + 1)
-            )
+    grant_to_default_roles(op.get_bind(), NEW_PERMISSIONS)
 
 
 def downgrade() -> None:

@@ -174,7 +174,25 @@ def _run_example_operations(url: str, accounts: list[dict]) -> None:
         ops["who-saw-this-patient.graphql"], {"patientId": new_id, **year}, tokens["auditor"]
     )
     assert history["patientAccessHistory"]["totalCount"] >= 2
+    detail = call(ops["patient-detail.graphql"], {"id": patient["id"]}, hq)
+    assert detail["patient"]["name"]
+    preview = call(
+        ops["segment-preview.graphql"], {"filter": {"reachableBy": ["WECOM"]}, "first": 5}, hq
+    )
+    assert preview["previewSegment"]["count"] > 0  # the demo has consents
+    consent = {"patientId": new_id, "purpose": "MARKETING", "channel": "SMS"}
+    call(
+        ops["consent.graphql"],
+        {**consent, "granted": True, "textVersion": "2026-09", "method": "mini_program"},
+        hq,
+        "RecordConsent",
+    )
+    held = call(ops["consent.graphql"], {"patientId": new_id}, hq, "PatientConsents")
+    assert held["patientConsents"]["current"][0]["granted"] is True
     assert set(ops) == {
+        "patient-detail.graphql",
+        "segment-preview.graphql",
+        "consent.graphql",
         "sign-in.graphql",
         "patient-list.graphql",
         "my-follow-ups-today.graphql",

@@ -140,6 +140,34 @@ ATTACKS: dict[str, Attack] = {
         "patientIds } } } }",
         {"p": b.gid("b1")},
     ),
+    "patientConsents": lambda b: (
+        "query($p: ID!) { patientConsents(patientId: $p) { current { granted } } }",
+        {"p": b.gid("b1")},
+    ),
+    "recordConsent": lambda b: (
+        "mutation($p: ID!) { recordConsent(patientId: $p, purpose: MARKETING, channel: SMS, "
+        'granted: true, textVersion: "v1", method: "paper_form") { current { granted } } }',
+        {"p": b.gid("b1")},
+    ),
+    "exportPatientData": lambda b: (
+        "mutation($p: ID!) { exportPatientData(patientId: $p) { content } }",
+        {"p": b.gid("b1")},
+    ),
+    "wecomSettings": lambda b: ("{ wecomSettings { corpId callbackPath } }", {}),
+    "configureWecom": lambda b: (
+        'mutation($b: ID!) { configureWecom(corpId: "ww1", token: "tok3n", '
+        'encodingAesKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", '
+        "defaultBranchId: $b) { corpId callbackPath } }",
+        {"b": b.branch_gid("b1")},
+    ),
+    "accessLogArchive": lambda b: (
+        "{ accessLogArchive { retentionDays segments { number fileName lastHash } } }",
+        {},
+    ),
+    "setAccessLogRetention": lambda b: (
+        "mutation { setAccessLogRetention(days: 400) { retentionDays } }",
+        {},
+    ),
     "exportAccessLog": lambda b: (
         "mutation { exportAccessLog { entries content } }",
         {},

@@ -1,0 +1,68 @@
+"""Root fields for the WeCom integration (HQ): configure the callback app, read its settings."""
+
+from __future__ import annotations
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.ids import parse_global_id
+from api.tenants.types import Branch
+from api.wecom.types import WecomSettings
+from auth.guard import require
+from domain.errors import BadInput, NotFound
+from domain.tenants.models import Branch as BranchRow
+from domain.tenants.models import Tenant
+from domain.wecom.callbacks import seal_secrets
+from domain.wecom.models import WecomApp
+from tenancy.session import current_tenant
+
+
+async def _settings(info: Info, app: WecomApp) -> WecomSettings:
+    session = info.context.session
+    slug = await session.scalar(select(Tenant.slug).where(Tenant.id == app.tenant_id))
+    branch = await session.scalar(select(BranchRow).where(BranchRow.id == app.default_branch_id))
+    return WecomSettings(
+        corp_id=app.corp_id,
+        callback_path=f"/wecom/{slug}/callback",
+        default_branch=Branch(_row=branch),
+    )
+
+
+async def wecom_settings(info: Info) -> WecomSettings | None:
+    require(await info.context.principal(), "policies", "read")
+    app = await info.context.session.scalar(select(WecomApp))
+    return None if app is None else await _settings(info, app)
+
+
+async def configure_wecom(
+    info: Info,
+    corp_id: str,
+    token: str,
+    encoding_aes_key: str,
+    default_branch_id: strawberry.ID,
+) -> WecomSettings:
+    ctx = info.context
+    require(await ctx.principal(), "policies", "write")
+    corp_id, token, encoding_aes_key = corp_id.strip(), token.strip(), encoding_aes_key.strip()
+    if not 1 <= len(corp_id) <= 64:
+        raise BadInput("corpId must be 1-64 characters", field="corpId")
+    if not 3 <= len(token) <= 32 or not token.isalnum():
+        raise BadInput("token must be 3-32 letters or digits, as WeCom makes it", field="token")
+    if len(encoding_aes_key) != 43 or not encoding_aes_key.isalnum():
+        raise BadInput(
+            "encodingAesKey must be WeCom's 43 letters and digits", field="encodingAesKey"
+        )
+    branch_id = parse_global_id(default_branch_id, "Branch", "defaultBranchId")
+    if await ctx.session.scalar(select(BranchRow.id).where(BranchRow.id == branch_id)) is None:
+        raise NotFound("no such branch", field="defaultBranchId")
+    cipher = await ctx.cipher()
+    app = await ctx.session.scalar(select(WecomApp)) or WecomApp()
+    app.corp_id, app.default_branch_id = corp_id, branch_id
+    try:
+        seal_secrets(cipher, app, token, encoding_aes_key, current_tenant(ctx.session))
+    except (ValueError, AssertionError):
+        raise BadInput("encodingAesKey is not a valid key", field="encodingAesKey") from None
+    ctx.session.add(app)
+    await ctx.session.flush()
+    return await _settings(info, app)

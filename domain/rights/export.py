@@ -1,0 +1,166 @@
+"""A patient's rights under PIPL: a copy of everything held on them (个人信息副本).
+
+`patient_copy` gathers, for one patient, the decrypted fields and every row about them:
+tags, interaction events, stage history, visits, orders with their lines and refunds,
+follow-ups, referrals either way, rewards and consents. A fixed number of statements, however
+much there is. After erasure the sealed fields read as null: nothing readable is left to copy.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.care.models import Order, OrderLine, Refund, Visit
+from domain.consent.models import ConsentRecord
+from domain.patients.models import SEALED_FIELDS, Patient
+from domain.patients.service import unseal
+from domain.pool.models import FollowUp, InteractionEvent, PatientTag, StageChange, Tag
+from domain.referrals.models import Referral, Reward
+from tenancy.keyring import FieldCipher
+
+ORDER_COLUMNS = ("id", "branch_id", "status", "total_fen", "refunded_fen", "paid_at")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _rows(rows: Any, *columns: str) -> list[dict[str, Any]]:
+    return [{c: _plain(getattr(r, c)) for c in columns} for r in rows]
+
+
+async def patient_copy(session: AsyncSession, cipher: FieldCipher, patient: Patient) -> dict:
+    pid = patient.id
+    scalars = session.scalars
+    orders = list(await scalars(select(Order).where(Order.patient_id == pid)))
+    order_ids = [o.id for o in orders]
+    lines = list(await scalars(select(OrderLine).where(OrderLine.order_id.in_(order_ids))))
+    refunds = list(await scalars(select(Refund).where(Refund.order_id.in_(order_ids))))
+    tags = await session.execute(
+        select(Tag.name, PatientTag.source, PatientTag.added_at)
+        .join(Tag, Tag.id == PatientTag.tag_id)
+        .where(PatientTag.patient_id == pid)
+    )
+    return {
+        "patient": {
+            "id": str(pid),
+            **{name: unseal(cipher, patient, name) for name in SEALED_FIELDS},
+            **{
+                c: _plain(getattr(patient, c))
+                for c in (
+                    "gender",
+                    "birth_year",
+                    "home_branch_id",
+                    "source_channel",
+                    "pool_tier",
+                    "lifecycle_stage",
+                    "trust_level",
+                    "referral_code",
+                    "lead_score",
+                    "created_at",
+                    "updated_at",
+                    "erased_at",
+                )
+            },
+        },
+        "tags": _rows(tags, "name", "source", "added_at"),
+        "events": _rows(
+            await scalars(
+                select(InteractionEvent)
+                .where(InteractionEvent.patient_id == pid)
+                .order_by(InteractionEvent.occurred_at)
+            ),
+            "type",
+            "occurred_at",
+            "source",
+        ),
+        "stage_history": _rows(
+            await scalars(
+                select(StageChange)
+                .where(StageChange.patient_id == pid)
+                .order_by(StageChange.occurred_at)
+            ),
+            "from_stage",
+            "to_stage",
+            "reason",
+            "occurred_at",
+        ),
+        "visits": _rows(
+            await scalars(
+                select(Visit).where(Visit.patient_id == pid).order_by(Visit.scheduled_at)
+            ),
+            "id",
+            "branch_id",
+            "doctor_id",
+            "scheduled_at",
+            "status",
+            "arrived_at",
+            "is_first",
+        ),
+        "orders": [
+            {
+                **_rows([o], *ORDER_COLUMNS)[0],
+                "lines": _rows(
+                    [x for x in lines if x.order_id == o.id],
+                    "service",
+                    "quantity",
+                    "unit_price_fen",
+                ),
+                "refunds": _rows(
+                    [r for r in refunds if r.order_id == o.id],
+                    "amount_fen",
+                    "reason",
+                    "refunded_at",
+                ),
+            }
+            for o in orders
+        ],
+        "follow_ups": _rows(
+            await scalars(select(FollowUp).where(FollowUp.patient_id == pid)),
+            "kind",
+            "status",
+            "due_at",
+            "outcome",
+        ),
+        "referrals": _rows(
+            await scalars(
+                select(Referral).where(
+                    or_(Referral.referred_id == pid, Referral.referrer_id == pid)
+                )
+            ),
+            "referrer_id",
+            "referred_id",
+            "channel",
+            "created_at",
+        ),
+        "rewards": _rows(
+            await scalars(select(Reward).where(Reward.referrer_id == pid)),
+            "status",
+            "points",
+            "coupon",
+            "reason",
+            "created_at",
+        ),
+        "consents": _rows(
+            await scalars(
+                select(ConsentRecord)
+                .where(ConsentRecord.patient_id == pid)
+                .order_by(ConsentRecord.recorded_at)
+            ),
+            "purpose",
+            "channel",
+            "granted",
+            "text_version",
+            "method",
+            "recorded_at",
+        ),
+    }
