@@ -1,7 +1,11 @@
 """The synthetic multi-tenant dataset for the scale benchmark, loaded with bulk inserts.
 
-Patient ids are derived from (tenant, index), so an interrupted load resumes: it counts what
-is there and continues from that index. Progress lines report rows/s.
+Each patient comes with tags, events, visits (初诊 then 复诊), paid orders and, for some, a
+referrer: patients 1 … TREE-1 form one referral tree under patient 0 (three referred each, so
+10,000 nodes about eight levels deep), and a fifth of the rest were referred by a recent
+patient. Ids are derived from (tenant, index), and a patient's rows go in
+with it in one transaction, so an interrupted load resumes: it counts the patients there and
+continues from that index. Progress lines report rows/s.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.policy import assign_role
 from auth.provisioning import add_staff, create_tenant
+from domain.care.models import Order, OrderLine, OrderStatus, Visit, VisitStatus
 from domain.patients.models import SEALED_FIELDS, LifecycleStage, Patient, PoolTier
 from domain.patients.service import TABLE
 from domain.pool.models import EventType, InteractionEvent, PatientTag, Tag, TagGroup
+from domain.referrals.models import Referral
 from domain.tenants.models import Branch, Tenant
 from tenancy.keyring import KeyProvider
 from tenancy.keystore import load_cipher
@@ -31,6 +37,14 @@ CHUNK = 2000
 CHANNELS = ["xiaohongshu", "douyin", "wechat_official", "referral", "offline_event"]
 TAGS = ["正畸", "种植", "洁牙", "未转化", "已转化", "VIP"]
 ROLES = ["hq_admin", "branch_manager", "doctor", "marketing", "auditor"]
+SERVICES = [("洁牙", 19_900), ("种植牙", 880_000), ("正畸", 2_580_000), ("补牙", 45_000)]
+# Insert order: a row's references go in before it.
+TABLES = [Patient, PatientTag, InteractionEvent, Referral, Visit, Order, OrderLine]
+
+
+# Patients 0 … TREE-1 of each tenant form one referral tree (fixed, so a resumed load that
+# asks for more patients grows the same tree).
+TREE = 10_000
 
 
 @dataclass(frozen=True)
@@ -99,12 +113,13 @@ async def load(
             started, rows_written = time.perf_counter(), 0
             for start in range(have, p.patients, CHUNK):
                 stop = min(start + CHUNK, p.patients)
-                patients, links, events = _rows(cipher, tenant_id, start, stop, branches, tags)
+                rows = _rows(cipher, tenant_id, start, stop, branches, tags)
                 async with s.begin():
-                    await s.execute(Patient.__table__.insert(), stamp_rows(s, patients))
-                    await s.execute(PatientTag.__table__.insert(), stamp_rows(s, links))
-                    await s.execute(InteractionEvent.__table__.insert(), stamp_rows(s, events))
-                rows_written += len(patients) + len(links) + len(events)
+                    for model in TABLES:
+                        if rows[model.__tablename__]:
+                            batch = stamp_rows(s, rows[model.__tablename__])
+                            await s.execute(model.__table__.insert(), batch)
+                rows_written += sum(map(len, rows.values()))
                 rate = rows_written / (time.perf_counter() - started)
                 progress(f"{p.slug}: {stop}/{p.patients} patients ({rate:,.0f} rows/s)")
     # Fresh statistics, as autovacuum would give a live database after a while: without them
@@ -121,11 +136,12 @@ def _rows(
     stop: int,
     branches: list[uuid.UUID],
     tags: list[uuid.UUID],
-) -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
+) -> dict[str, list[dict[str, object]]]:
     rng = random.Random(f"{tenant_id}-{start}")
     now = datetime.now(UTC)
-    patients, links, events = [], [], []
+    out: dict[str, list[dict[str, object]]] = {m.__tablename__: [] for m in TABLES}
     stages = [s.value for s in LifecycleStage]
+    tree = TREE
     for i in range(start, stop):
         pid = patient_id(tenant_id, i)
         values = {
@@ -136,9 +152,11 @@ def _rows(
             "allergies": rng.choice(["无", "青霉素过敏"]),
             "diagnoses": "慢性牙周炎",
         }
+        created = now - timedelta(days=rng.randrange(365), seconds=i)
+        branch = branches[i % len(branches)]
         row: dict[str, object] = {
             "id": pid,
-            "home_branch_id": branches[i % len(branches)],
+            "home_branch_id": branch,
             "referral_code": f"R{i:09d}",
             "gender": rng.choice(["female", "male"]),
             "birth_year": rng.randrange(1950, 2012),
@@ -148,7 +166,7 @@ def _rows(
             "trust_level": "weak",
             "lead_score": rng.randrange(0, 150),
             "last_interaction_at": now - timedelta(days=rng.randrange(60)),
-            "created_at": now - timedelta(days=rng.randrange(365), seconds=i),
+            "created_at": created,
             "updated_at": now,
             "consent_at": now if rng.random() < 0.8 else None,
         }
@@ -160,11 +178,13 @@ def _rows(
                 else cipher.encrypt(value, table=TABLE, column=name, row_id=pid)  # type: ignore[attr-defined]
             )
         row["phone_bidx"] = cipher.blind_index(values["phone"], kind="phone")  # type: ignore[attr-defined]
-        patients.append(row)
+        out["patients"].append(row)
         for tag in rng.sample(list(tags), k=rng.randrange(0, 3)):
-            links.append({"patient_id": pid, "tag_id": tag, "source": "manual", "added_at": now})
+            out["patient_tags"].append(
+                {"patient_id": pid, "tag_id": tag, "source": "manual", "added_at": now}
+            )
         for n in range(rng.randrange(0, 3)):
-            events.append(
+            out["interaction_events"].append(
                 {
                     "id": uuid.uuid5(pid, f"event-{n}"),
                     "client_event_id": f"{pid}-{n}",
@@ -175,4 +195,82 @@ def _rows(
                     "source": "bench",
                 }
             )
-    return patients, links, events
+        referrer = None
+        if 0 < i < tree:
+            referrer = (i - 1) // 3
+        elif i > tree and rng.random() < 0.2:
+            referrer = rng.randrange(max(tree, i - 5000), i)
+        if referrer is not None:
+            out["referrals"].append(
+                {
+                    "referred_id": pid,
+                    "referrer_id": patient_id(tenant_id, referrer),
+                    "channel": "old-brings-new",
+                    "created_at": created,
+                    "eligible": True,
+                    "ineligible_reason": "",
+                }
+            )
+        row["order_total_fen"] = _care(rng, out, pid, branch, created, now)
+    return out
+
+
+def _care(
+    rng: random.Random,
+    out: dict[str, list[dict[str, object]]],
+    pid: uuid.UUID,
+    branch: uuid.UUID,
+    created: datetime,
+    now: datetime,
+) -> int:
+    """Half the patients visit (a first visit, then return visits); most visitors pay.
+    Returns the patient's paid total in fen."""
+    if rng.random() < 0.5:
+        return 0
+    days_left = max(1, (now - created).days)
+    count = rng.randint(1, 3)
+    visits = sorted(created + timedelta(days=rng.randrange(days_left)) for _ in range(count))
+    for n, at in enumerate(visits):
+        out["visits"].append(
+            {
+                "id": uuid.uuid5(pid, f"visit-{n}"),
+                "patient_id": pid,
+                "branch_id": branch,
+                "scheduled_at": at,
+                "status": VisitStatus.ARRIVED.value,
+                "arrived_at": at,
+                "is_first": n == 0,
+                "created_at": at - timedelta(days=3),
+                "updated_at": at,
+            }
+        )
+    total = 0
+    for n, at in enumerate(visits if rng.random() < 0.7 else []):
+        service, price = rng.choice(SERVICES)
+        oid = uuid.uuid5(pid, f"order-{n}")
+        out["orders"].append(
+            {
+                "id": oid,
+                "patient_id": pid,
+                "branch_id": branch,
+                "status": OrderStatus.PAID.value,
+                "total_fen": price,
+                "refunded_fen": 0,
+                "paid_at": at + timedelta(hours=1),
+                "is_first": n == 0,
+                "created_by": "bench",
+                "version": 1,
+                "created_at": at,
+            }
+        )
+        out["order_lines"].append(
+            {
+                "order_id": oid,
+                "line_no": 1,
+                "service": service,
+                "quantity": 1,
+                "unit_price_fen": price,
+            }
+        )
+        total += price
+    return total

@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.app import create_app
 from api.context import AppState
+from api.ids import to_global_id
 from api.settings import Settings
 from auth.access_log import AccessLogEntry
 from auth.signing_keys import SigningKeys
-from bench.dataset import PASSWORD, load, plan
+from bench.dataset import PASSWORD, load, patient_id, plan
 from bench.harness import StatementCounter, percentile
 from domain.patients.service import TABLE
 from domain.tenants.models import Tenant
@@ -74,6 +76,22 @@ OPERATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "byBranch { key count } newByChannel { key period count } "
         "scoreDistribution { key count } } }",
         {},
+    ),
+    "referral subtree of the big tree, figures per node": (
+        "hq_admin",
+        "query ReferralTree($p: ID!) { referralTree(patientId: $p, depth: 50, maxNodes: 10000) "
+        "{ truncated nodes { index parentIndex depth subtreeSize convertedCount convertedValue "
+        "} } }",
+        {"p": "<tree root>"},
+    ),
+    "chain metrics for a year, by branch": (
+        "hq_admin",
+        "query ChainMetrics($from: DateTime!, $to: DateTime!) { metrics(from: $from, to: $to) "
+        "{ total { leads leadToVisitRate visitToDealRate returnVisitRate repurchaseRate "
+        "referralRate revenue referredRevenue followUpCompletionRate } "
+        "byBranch { branch { name } figures { leads returnVisitRate repurchaseRate revenue } } "
+        "} }",
+        {"from": "<a year ago>", "to": "<now>"},
     ),
     "hostile: query too deep (refused)": (
         "hq_admin",
@@ -164,6 +182,66 @@ async def _drive(
     return samples, n / (time.perf_counter() - began), bodies
 
 
+def _sql_time(value: datetime, pg: bool) -> Any:
+    # SQLite keeps UTC times as text (tenancy.orm.UtcDateTime); compare like with like.
+    return value if pg else value.replace(tzinfo=None).isoformat(sep=" ")
+
+
+# The referral tree by hand: the subtree, every (ancestor, descendant) pair, figures per node.
+FLOOR_TREE = """
+WITH RECURSIVE down(id, parent, depth) AS (
+  SELECT id, CAST(NULL AS uuid), 0 FROM patients WHERE tenant_id = :t AND id = :root
+  UNION ALL SELECT r.referred_id, r.referrer_id, d.depth + 1 FROM referrals r
+    JOIN down d ON r.referrer_id = d.id WHERE r.tenant_id = :t AND d.depth < 50
+), pairs(anc, des, hops) AS (
+  SELECT id, id, 0 FROM down
+  UNION ALL SELECT p.anc, r.referred_id, p.hops + 1 FROM referrals r
+    JOIN pairs p ON r.referrer_id = p.des WHERE r.tenant_id = :t
+)
+SELECT d.id, d.parent, d.depth, f.size, f.converted, f.fen FROM down d JOIN (
+  SELECT p.anc, count(*) - 1 AS size,
+    sum(CASE WHEN p.hops > 0 AND pt.order_total_fen > 0 THEN 1 ELSE 0 END) AS converted,
+    sum(CASE WHEN p.hops > 0 THEN pt.order_total_fen ELSE 0 END) AS fen
+  FROM pairs p JOIN patients pt ON pt.tenant_id = :t AND pt.id = p.des GROUP BY p.anc
+) f ON f.anc = d.id ORDER BY d.depth, d.id LIMIT 10001
+"""
+
+# The year's conversion figures by hand, per home branch: leads, visits, orders, referrals.
+FLOOR_METRICS = [
+    "SELECT p.home_branch_id, count(*), count(v.patient_id) FROM patients p LEFT JOIN "
+    "(SELECT DISTINCT patient_id FROM visits WHERE tenant_id = :t AND status = 'arrived') v "
+    "ON v.patient_id = p.id WHERE p.tenant_id = :t AND p.created_at >= :since "
+    "AND p.created_at < :until GROUP BY p.home_branch_id",
+    "SELECT p.home_branch_id, count(DISTINCT v.patient_id), "
+    "count(DISTINCT CASE WHEN v.is_first THEN v.patient_id END), "
+    "count(DISTINCT CASE WHEN NOT v.is_first THEN v.patient_id END) FROM visits v "
+    "JOIN patients p ON p.tenant_id = v.tenant_id AND p.id = v.patient_id "
+    "WHERE v.tenant_id = :t AND v.status = 'arrived' AND v.arrived_at >= :since "
+    "AND v.arrived_at < :until GROUP BY p.home_branch_id",
+    "SELECT p.home_branch_id, count(DISTINCT o.patient_id), "
+    "count(DISTINCT CASE WHEN NOT o.is_first THEN o.patient_id END), "
+    "sum(o.total_fen - o.refunded_fen) FROM orders o "
+    "JOIN patients p ON p.tenant_id = o.tenant_id AND p.id = o.patient_id "
+    "WHERE o.tenant_id = :t AND o.status IN ('paid', 'refunded') AND o.paid_at >= :since "
+    "AND o.paid_at < :until GROUP BY p.home_branch_id",
+    "SELECT p.home_branch_id, count(*) FROM referrals r "
+    "JOIN patients p ON p.tenant_id = r.tenant_id AND p.id = r.referred_id "
+    "WHERE r.tenant_id = :t AND p.created_at >= :since AND p.created_at < :until "
+    "GROUP BY p.home_branch_id",
+]
+
+
+def _bind(variables: dict[str, Any], tenant_id: uuid.UUID) -> dict[str, Any]:
+    """Fill the placeholders of OPERATIONS' variables for this dataset and this moment."""
+    now = datetime.now(UTC)
+    known = {
+        "<tree root>": to_global_id("Patient", patient_id(tenant_id, 0)),
+        "<a year ago>": (now - timedelta(days=365)).isoformat(),
+        "<now>": now.isoformat(),
+    }
+    return {k: known.get(v, v) if isinstance(v, str) else v for k, v in variables.items()}
+
+
 async def _floor(state: AppState, tenant_id: Any, operation: str, runs: int) -> float | None:
     """The same work by hand: one or two SQL statements, same driver, same decryption."""
     engine = state.sessions.kw["bind"]
@@ -172,6 +250,7 @@ async def _floor(state: AppState, tenant_id: Any, operation: str, runs: int) -> 
         cipher = await load_cipher(s, state.key_provider)
     pg = engine.dialect.name == "postgresql"
     tenant = str(tenant_id) if pg else tenant_id.hex
+    tree_root = patient_id(tenant_id, 0)
     set_tenant = "SELECT set_config('app.tenant_id', :t, true)"
     if operation.startswith("patient list"):
         sql = [
@@ -207,15 +286,28 @@ async def _floor(state: AppState, tenant_id: Any, operation: str, runs: int) -> 
             )
         ]
         fields = ()
+    elif operation.startswith("referral subtree"):
+        sql = [FLOOR_TREE]
+        fields = ()
+    elif operation.startswith("chain metrics"):
+        sql = FLOOR_METRICS
+        fields = ()
     else:
         return None
+    now = datetime.now(UTC)
+    params: dict[str, Any] = {
+        "t": tenant,
+        "root": str(tree_root) if pg else tree_root.hex,
+        "since": _sql_time(now - timedelta(days=365), pg),
+        "until": _sql_time(now, pg),
+    }
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
         async with engine.connect() as conn:
             if pg:
                 await conn.execute(text(set_tenant), {"t": tenant})
-            rows = (await conn.execute(text(sql[0]), {"t": tenant})).all()
+            rows = (await conn.execute(text(sql[0]), params)).all()
             for row in rows if fields else []:
                 for i, name in enumerate(fields, start=1):
                     if row[i] is not None:
@@ -226,7 +318,7 @@ async def _floor(state: AppState, tenant_id: Any, operation: str, runs: int) -> 
                 await conn.execute(stmt, {"t": tenant, "ids": [r[0] for r in rows]})
             else:
                 for extra in sql[1:]:
-                    await conn.execute(text(extra), {"t": tenant})
+                    await conn.execute(text(extra), params)
             await conn.commit()
         samples.append((time.perf_counter() - start) * 1000)
     return statistics.median(samples)
@@ -235,7 +327,7 @@ async def _floor(state: AppState, tenant_id: Any, operation: str, runs: int) -> 
 async def run(scale: float, owner_url: str | None, requests: int) -> str:
     work = RESULTS / "work"
     work.mkdir(parents=True, exist_ok=True)
-    owner_url = owner_url or f"sqlite+aiosqlite:///{work / 'bench.db'}"
+    owner_url = owner_url or f"sqlite+aiosqlite:///{work / 'bench-v2.db'}"
     keyfile, jwks = work / "master.key", work / "signing-keys.json"
     if not keyfile.exists():
         keyfile.write_text(generate_master_key_text())
@@ -308,9 +400,13 @@ async def run(scale: float, owner_url: str | None, requests: int) -> str:
             )
             transport = httpx.ASGITransport(app=create_app(in_process.settings, in_process))
             async with httpx.AsyncClient(transport=transport, base_url="http://x") as local:
-                for name, (role, query, variables) in OPERATIONS.items():
+                for name, (role, query, template) in OPERATIONS.items():
                     say(f"driving: {name}")
-                    await _drive(client, tokens[role], query, variables, 5, 1)  # warm-up
+                    variables = _bind(template, tenant_id)
+                    _s, _r, warm = await _drive(client, tokens[role], query, variables, 5, 1)
+                    errors = warm[0].get("errors") if warm else None
+                    if errors and not name.startswith("hostile"):
+                        raise SystemExit(f"bench: {name} answered an error: {errors[0]}")
                     before = counter.count
                     await _drive(local, tokens[role], query, variables, 5, 1)
                     sql_per = (counter.count - before) / 5

@@ -134,3 +134,34 @@ async def test_production_accepts_registered_operations_only(
 def test_every_example_operation_is_registered() -> None:
     registry = Registry.from_folder(OPERATIONS)
     assert len(registry.by_hash) == len(list(OPERATIONS.glob("*.graphql")))
+
+
+def test_a_tree_is_costed_by_its_nodes() -> None:
+    """`maxNodes` sizes the tree's node list, not the one tree: a 10,000-node tree with its
+    figures is allowed, the same tree with every node's tags is not."""
+    from graphql import parse
+
+    schema = build_schema()._schema
+    figures = (
+        'query($n: Int!) { referralTree(patientId: "x", maxNodes: $n) { truncated '
+        "nodes { index parentIndex depth subtreeSize convertedCount convertedValue } } }"
+    )
+    assert estimate_cost(schema, parse(figures), {"n": 10_000}) < MAX_COST
+    small = estimate_cost(schema, parse(figures), {"n": 10})
+    assert estimate_cost(schema, parse(figures), {"n": 10_000}) > 500 * small
+    tagged = figures.replace("convertedValue", "convertedValue patient { name tags { name } }")
+    assert estimate_cost(schema, parse(tagged), {"n": 10_000}) > MAX_COST
+
+
+async def test_no_websocket_endpoint(state: AppState) -> None:
+    """With no subscriptions there is no WebSocket endpoint to authenticate: a connection to
+    /graphql over either GraphQL WebSocket protocol is refused."""
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    client = TestClient(create_app(state.settings, state))
+    for protocol in ("graphql-transport-ws", "graphql-ws"):
+        with pytest.raises(WebSocketDisconnect):  # noqa: SIM117 - the connect itself must fail
+            with client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
+                ws.send_json({"type": "connection_init", "payload": {}})
+                ws.receive_json()

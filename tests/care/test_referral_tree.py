@@ -26,7 +26,7 @@ from domain.referrals.models import Referral
 from tenancy.session import bind_tenant, stamp_rows
 from tests.support import World, build_world, codes, gql, sign_in
 
-TREE = """query($p: ID!, $d: Int!) { referralTree(patientId: $p, depth: $d, maxNodes: 10000) {
+TREE = """query($p: ID!, $d: Int!) { referralTree(patientId: $p, depth: $d, maxNodes: 5000) {
   truncated referrers { hops anonymous patient { id } }
   nodes { index parentIndex depth anonymous subtreeSize convertedCount convertedValue
     patient { id name } } } }"""
