@@ -75,7 +75,8 @@ class Context(BaseContext):
     @property
     def _principal(self) -> Principal | None:
         loaded = self._once.get("principal")
-        if loaded is None or not loaded.done() or loaded.exception() is not None:
+        # cancelled: graphql-core cancels what a failing operation left pending
+        if loaded is None or not loaded.done() or loaded.cancelled() or loaded.exception():
             return None
         return loaded.result()
 

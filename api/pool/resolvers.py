@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,6 +12,7 @@ from sqlalchemy import func, select
 from strawberry.types import Info
 
 from api.ids import parse_global_id, to_global_id
+from api.jobs import start_rescore
 from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
 from api.patients.resolvers import page_patients
 from api.patients.types import Patient
@@ -46,12 +45,8 @@ from domain.pool.models import Segment as SegmentRow
 from domain.pool.models import Tag as TagRow
 from domain.pool.models import TagGroup as TagGroupRow
 from domain.pool.segments import compile_filter, tag_ids, validate
-from domain.pool.service import NewEvent, PoolService, run_rescore
+from domain.pool.service import NewEvent, PoolService
 from domain.pool.tags import TagService
-from tenancy.session import bind_tenant
-
-log = logging.getLogger("patientpool.jobs")
-_background: set[asyncio.Task[Any]] = set()
 
 
 def sees_health(principal: Principal) -> bool:
@@ -236,22 +231,10 @@ async def set_scoring_rules(info: Info, input: ScoringRulesInput) -> Job:
         [(str(r.event_type), r.points, r.cap, r.cap_period_days) for r in input.rules],
         (input.idle_days, input.idle_points, input.threshold),
     )
-    ctx.after_commit(lambda: _start_rescore(ctx.app.sessions, principal, job.id))
+    ctx.after_commit(
+        lambda: start_rescore(ctx.app.sessions, principal.tenant_id, job.id, principal.subject)
+    )
     return Job(_row=job)
-
-
-def _start_rescore(sessions: Any, principal: Principal, job_id: uuid.UUID) -> None:
-    async def go() -> None:
-        try:
-            async with sessions() as session:
-                await bind_tenant(session, principal.tenant_id)
-                await run_rescore(session, job_id, principal.subject)
-        except Exception:  # a failed job stays `running` and resumes from its cursor
-            log.exception("rescore job %s failed", job_id)
-
-    task = asyncio.get_running_loop().create_task(go())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
 
 
 async def job(info: Info, id: strawberry.ID) -> Job:

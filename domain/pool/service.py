@@ -216,7 +216,8 @@ async def run_rescore(
     batches = 0
     while True:
         async with session.begin():
-            job = await session.scalar(select(Job).where(Job.id == job_id))
+            # the lock serialises batches when two processes run the same job
+            job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
             if job is None or job.status != JobStatus.RUNNING:
                 return job  # type: ignore[return-value]
             rules = await service.rules()

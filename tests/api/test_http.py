@@ -68,8 +68,8 @@ async def test_no_token_is_unauthenticated(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     "query",
     [
-        # more aliases than allowed
-        "{ " + " ".join(f"a{i}: tenant {{ slug }}" for i in range(40)) + " }",
+        # more aliases than allowed (inside one root field, so only the alias limit trips)
+        "{ tenant { " + " ".join(f"a{i}: slug" for i in range(40)) + " } }",
         # more tokens than allowed
         "{ " + "tenant { slug } " * 700 + "}",
     ],

@@ -13,8 +13,10 @@ from sqlalchemy import event, func, select
 
 from api.context import AppState
 from api.ids import to_global_id
+from api.jobs import resume_jobs
 from domain.patients.models import Patient
 from domain.pool.models import PatientTag
+from domain.pool.service import PoolService, run_rescore
 from tenancy.session import bind_tenant, stamp_rows
 from tests.support import World, build_world, codes, gql, sign_in
 
@@ -190,6 +192,32 @@ async def test_rules_change_rescores_in_the_background(
         token=token,
     )
     assert score["data"]["patient"]["leadScore"] == 7
+
+
+async def test_a_job_cut_off_resumes_when_a_process_starts(
+    client: httpx.AsyncClient, state: AppState, owner_state: AppState, world: World
+) -> None:
+    """A rescoring job stopped half-way (a crash, a deploy) is picked up by the next process
+    at start and finishes from its cursor, not from the beginning."""
+    async with owner_state.sessions() as s:
+        await bind_tenant(s, world.tenant_id)
+        async with s.begin():
+            job = await PoolService(s, "user:test").set_rules(
+                [("interaction", 5, None, 1)], (30, 0, 100)
+            )
+        cut = await run_rescore(s, job.id, "user:test", batch=1, stop_after_batches=2)
+    assert (cut.status, cut.done) == ("running", 2)
+    tasks = await resume_jobs(state.sessions)
+    await asyncio.gather(*tasks)
+    token = await sign_in(client, world, "hq_admin")
+    seen = await gql(
+        client,
+        "query($id: ID!) { job(id: $id) { status done total } }",
+        {"id": to_global_id("Job", job.id)},
+        token=token,
+    )
+    total = len(world.patients)
+    assert seen["data"]["job"] == {"status": "done", "done": total, "total": total}
 
 
 async def _bulk_patients(owner: AppState, world: World, n: int) -> list[uuid.UUID]:
