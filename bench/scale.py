@@ -189,21 +189,22 @@ def _sql_time(value: datetime, pg: bool) -> Any:
 
 # The referral tree by hand: the subtree, every (ancestor, descendant) pair, figures per node.
 FLOOR_TREE = """
-WITH RECURSIVE down(id, parent, depth) AS (
+WITH RECURSIVE full_tree(id, parent, depth) AS (
   SELECT id, CAST(NULL AS uuid), 0 FROM patients WHERE tenant_id = :t AND id = :root
-  UNION ALL SELECT r.referred_id, r.referrer_id, d.depth + 1 FROM referrals r
-    JOIN down d ON r.referrer_id = d.id WHERE r.tenant_id = :t AND d.depth < 50
-), pairs(anc, des, hops) AS (
-  SELECT id, id, 0 FROM down
-  UNION ALL SELECT p.anc, r.referred_id, p.hops + 1 FROM referrals r
-    JOIN pairs p ON r.referrer_id = p.des WHERE r.tenant_id = :t
+  UNION ALL SELECT r.referred_id, r.referrer_id, f.depth + 1 FROM referrals r
+    JOIN full_tree f ON r.referrer_id = f.id WHERE r.tenant_id = :t AND f.depth < 1000
+), walked AS (
+  SELECT f.id, f.parent, f.depth, p.order_total_fen AS fen FROM full_tree f
+    JOIN patients p ON p.tenant_id = :t AND p.id = f.id
+), pairs(anc, parent, depth, des, fen, hops) AS (
+  SELECT id, parent, depth, id, fen, 0 FROM walked WHERE depth <= 50
+  UNION ALL SELECT p.anc, p.parent, p.depth, c.id, c.fen, p.hops + 1 FROM pairs p
+    JOIN walked c ON c.parent = p.des
 )
-SELECT d.id, d.parent, d.depth, f.size, f.converted, f.fen FROM down d JOIN (
-  SELECT p.anc, count(*) - 1 AS size,
-    sum(CASE WHEN p.hops > 0 AND pt.order_total_fen > 0 THEN 1 ELSE 0 END) AS converted,
-    sum(CASE WHEN p.hops > 0 THEN pt.order_total_fen ELSE 0 END) AS fen
-  FROM pairs p JOIN patients pt ON pt.tenant_id = :t AND pt.id = p.des GROUP BY p.anc
-) f ON f.anc = d.id ORDER BY d.depth, d.id LIMIT 10001
+SELECT anc, parent, depth, count(*) - 1,
+  sum(CASE WHEN hops > 0 AND fen > 0 THEN 1 ELSE 0 END),
+  sum(CASE WHEN hops > 0 THEN fen ELSE 0 END)
+FROM pairs GROUP BY anc, parent, depth ORDER BY depth, anc LIMIT 10001
 """
 
 # The year's conversion figures by hand, per home branch: leads, visits, orders, referrals.

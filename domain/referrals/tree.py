@@ -50,59 +50,77 @@ async def subtree(
     scope: PatientScope,
     max_nodes: int,
 ) -> Subtree:
-    """The root and its descendants down to `depth`, with whole-subtree figures per node."""
-    down = select(
+    """The root and its descendants down to `depth`, with whole-subtree figures per node.
+
+    One statement: walk the whole subtree once (with each node's paid total), then pair every
+    returned node with its descendants by walking that walked set, not the tables again, so
+    the work is the number of (ancestor, descendant) pairs, with no index probe per pair."""
+    full = select(
         literal(root_id, Referral.referred_id.type).label("id"),
         literal(None, Referral.referrer_id.type).label("parent"),
         literal(0).label("depth"),
-    ).cte("down", recursive=True)
-    down = down.union_all(
-        select(Referral.referred_id, Referral.referrer_id, down.c.depth + 1)
-        .join(down, Referral.referrer_id == down.c.id)
-        .where(down.c.depth < depth)
+    ).cte("full_tree", recursive=True)
+    full = full.union_all(
+        select(Referral.referred_id, Referral.referrer_id, full.c.depth + 1)
+        .join(full, Referral.referrer_id == full.c.id)
+        .where(full.c.depth < MAX_DEPTH)
     )
-    # (ancestor, descendant) pairs under every returned node, to any depth.
-    pairs = select(down.c.id.label("anc"), down.c.id.label("des"), literal(0).label("hops")).cte(
-        "pairs", recursive=True
+    walked = (
+        select(full.c.id, full.c.parent, full.c.depth, Patient.order_total_fen.label("fen"))
+        .join(Patient, Patient.id == full.c.id)
+        .cte("nodes")
     )
+    # (ancestor, descendant) pairs, carrying what the answer needs, so that nothing is joined
+    # afterwards (the planner cannot size a recursive result and would loop over it).
+    pairs = (
+        select(
+            walked.c.id.label("anc"),
+            walked.c.parent,
+            walked.c.depth,
+            walked.c.id.label("des"),
+            walked.c.fen,
+            literal(0).label("hops"),
+        )
+        .where(walked.c.depth <= depth)
+        .cte("pairs", recursive=True)
+    )
+    child = walked.alias("child")
     pairs = pairs.union_all(
-        select(pairs.c.anc, Referral.referred_id, pairs.c.hops + 1)
-        .join(pairs, Referral.referrer_id == pairs.c.des)
-        .where(pairs.c.hops < MAX_DEPTH)
+        select(
+            pairs.c.anc, pairs.c.parent, pairs.c.depth, child.c.id, child.c.fen, pairs.c.hops + 1
+        ).join(child, child.c.parent == pairs.c.des)
     )
-    net = Patient.order_total_fen
+    below = pairs.c.hops > 0
     figures = (
         select(
             pairs.c.anc,
+            pairs.c.parent,
+            pairs.c.depth,
             (func.count() - 1).label("size"),
-            func.coalesce(
-                func.sum(case((pairs.c.hops > 0, case((net > 0, 1), else_=0)), else_=0)), 0
-            ).label("converted"),
-            func.coalesce(func.sum(case((pairs.c.hops > 0, net), else_=0)), 0).label("fen"),
+            func.sum(case((below & (pairs.c.fen > 0), 1), else_=0)).label("converted"),
+            func.sum(case((below, pairs.c.fen), else_=0)).label("fen"),
         )
-        .join(Patient, Patient.id == pairs.c.des)
-        .group_by(pairs.c.anc)
+        .group_by(pairs.c.anc, pairs.c.parent, pairs.c.depth)
         .subquery("figures")
     )
     rows = (
         await session.execute(
             select(
-                down.c.id,
-                down.c.parent,
-                down.c.depth,
+                figures.c.anc,
+                figures.c.parent,
+                figures.c.depth,
                 figures.c.size,
                 figures.c.converted,
                 figures.c.fen,
                 case((scope.clause(), True), else_=False).label("visible"),
             )
-            .join(figures, figures.c.anc == down.c.id)
-            .join(Patient, Patient.id == down.c.id)
-            .order_by(down.c.depth, down.c.id)
+            .join(Patient, Patient.id == figures.c.anc)
+            .order_by(figures.c.depth, figures.c.anc)
             .limit(max_nodes + 1)
         )
     ).all()
     nodes = [
-        Node(r.id, r.parent, r.depth, int(r.size), int(r.converted), int(r.fen), bool(r.visible))
+        Node(r.anc, r.parent, r.depth, int(r.size), int(r.converted), int(r.fen), bool(r.visible))
         for r in rows[:max_nodes]
     ]
     return Subtree(nodes=nodes, truncated=len(rows) > max_nodes)
