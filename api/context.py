@@ -66,6 +66,14 @@ class Context(BaseContext):
             lambda: principal_from_bearer(self.session, self.app.signing_keys, bearer),
         )
 
+    def loaded(self, name: str) -> Any:
+        """A per-request value already loaded (principal, cipher), else None: lets hot field
+        resolvers answer without an await once the root resolver has loaded what they need."""
+        fut = self._once.get(name)
+        if fut is None or not fut.done() or fut.cancelled() or fut.exception():
+            return None
+        return fut.result()
+
     async def cipher(self) -> FieldCipher:
         await self.principal()
         return await self._load_once(

@@ -10,6 +10,7 @@ from typing import Any
 import strawberry
 from sqlalchemy import select
 from strawberry.types import Info
+from strawberry.utils.str_converters import to_camel_case
 
 from api.ids import parse_global_id
 from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
@@ -66,6 +67,19 @@ async def patients(
     return await page_patients(info, scope, await _row_filter(info, filter), first, after)
 
 
+SEALED_NAMES = frozenset(to_camel_case(n) for n in SEALED_FIELDS)
+
+
+def _asks_sealed(selections: list[Any]) -> bool:
+    """Whether a selection (fragments included) asks for any sealed patient field."""
+    for sel in selections:
+        if getattr(sel, "name", None) in SEALED_NAMES:
+            return True
+        if _asks_sealed(getattr(sel, "selections", None) or []):
+            return True
+    return False
+
+
 async def page_patients(
     info: Info, scope: PatientScope, row_filter: RowFilter, first: int | None, after: str | None
 ) -> Connection[Patient]:
@@ -81,6 +95,10 @@ async def page_patients(
             raise BadInput("after is not a valid cursor", field="after") from None
     repo = PatientRepository(ctx.session)
     rows = await repo.page(scope, row_filter, limit + 1, page_key)
+    if rows and _asks_sealed(info.selected_fields):
+        # Load the cipher now, once, so each sealed field of the page resolves without an
+        # await (see api.patients.types._sealed); it is cached for the request either way.
+        await ctx.cipher()
     has_next = len(rows) > limit
     rows = rows[:limit]
     ctx.trail.returned(Action.LIST, [r.id for r in rows])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from api.pool.types import ScoreExplanation, ScoreLine, StageChange, Tag
 from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Staff
 from auth.guard import Visibility, field_visibility, mask_value, record_field
+from auth.principal import Principal
 from domain.errors import Forbidden
 from domain.patients import models as m
 from domain.patients.models import SEALED_FIELDS
@@ -22,6 +24,7 @@ from domain.patients.models import Patient as PatientRow
 from domain.patients.service import unseal
 from domain.pool.models import StageChange as StageChangeRow
 from domain.pool.service import PoolService
+from tenancy.keyring import FieldCipher
 
 Gender = strawberry.enum(m.Gender, description="Gender as recorded by the clinic.")
 PoolTier = strawberry.enum(
@@ -39,16 +42,35 @@ TrustLevel = strawberry.enum(
 )
 
 
-async def _sealed(patient: PatientRow, info: Info, name: str) -> str | None:
-    ctx = info.context
-    principal = await ctx.principal()
+def _reveal(
+    ctx: Any, principal: Principal, cipher: FieldCipher, patient: PatientRow, name: str
+) -> str | None:
     group = SEALED_FIELDS[name]
     visibility = field_visibility(principal, group)
     record_field(ctx.trail, patient.id, group, visibility)
     if visibility is Visibility.DENIED:
         raise Forbidden(f"not allowed to read {group} fields")
-    value = unseal(await ctx.cipher(), patient, name)
+    value = unseal(cipher, patient, name)
     return mask_value(name, value) if visibility is Visibility.MASKED else value
+
+
+async def _sealed_async(patient: PatientRow, info: Info, name: str) -> str | None:
+    ctx = info.context
+    principal = await ctx.principal()
+    if field_visibility(principal, SEALED_FIELDS[name]) is Visibility.DENIED:
+        return _reveal(ctx, principal, None, patient, name)  # type: ignore[arg-type]  # raises
+    return _reveal(ctx, principal, await ctx.cipher(), patient, name)
+
+
+def _sealed(patient: PatientRow, info: Info, name: str) -> Any:
+    """The field's value, or an awaitable of it. Once the root resolver has loaded the
+    principal and the cipher (`page_patients` does), no await and no task per field:
+    a page of 50 patients with 3 sealed fields is 150 plain calls."""
+    ctx = info.context
+    principal, cipher = ctx.loaded("principal"), ctx.loaded("cipher")
+    if principal is None or cipher is None:
+        return _sealed_async(patient, info, name)
+    return _reveal(ctx, principal, cipher, patient, name)
 
 
 @strawberry.type(
@@ -64,43 +86,43 @@ class Patient:
         return strawberry.ID(to_global_id("Patient", self._row.id))
 
     @strawberry.field(description="Name (contact group; masked for some roles).")
-    async def name(self, info: Info) -> str | None:
-        return await _sealed(self._row, info, "name")
+    def name(self, info: Info) -> str | None:
+        return _sealed(self._row, info, "name")
 
     @strawberry.field(
         description="Mobile phone, normalised, e.g. +8613800138000 (contact group; "
         "masked as 138****8000 for some roles)."
     )
-    async def phone(self, info: Info) -> str | None:
-        return await _sealed(self._row, info, "phone")
+    def phone(self, info: Info) -> str | None:
+        return _sealed(self._row, info, "phone")
 
     @strawberry.field(description="WeChat id / mini-program openid (contact group).")
-    async def wechat_id(self, info: Info) -> str | None:
-        return await _sealed(self._row, info, "wechat_id")
+    def wechat_id(self, info: Info) -> str | None:
+        return _sealed(self._row, info, "wechat_id")
 
     @strawberry.field(description="WeCom external contact id (企业微信外部联系人, contact group).")
-    async def wecom_external_id(self, info: Info) -> str | None:
-        return await _sealed(self._row, info, "wecom_external_id")
+    def wecom_external_id(self, info: Info) -> str | None:
+        return _sealed(self._row, info, "wecom_external_id")
 
     @strawberry.field(description="National id number (身份证号; health group: most restricted).")
-    async def national_id(self, info: Info) -> str | None:
-        return await _sealed(self._row, info, "national_id")
+    def national_id(self, info: Info) -> str | None:
+        return _sealed(self._row, info, "national_id")
 
     @strawberry.field(description="Medical history (既往史, health group).")
-    async def medical_history(self, info: Info) -> str | None:
-        return await _sealed(self._row, info, "medical_history")
+    def medical_history(self, info: Info) -> str | None:
+        return _sealed(self._row, info, "medical_history")
 
     @strawberry.field(description="Allergies (过敏史, health group).")
-    async def allergies(self, info: Info) -> str | None:
-        return await _sealed(self._row, info, "allergies")
+    def allergies(self, info: Info) -> str | None:
+        return _sealed(self._row, info, "allergies")
 
     @strawberry.field(description="Diagnoses (诊断, health group).")
-    async def diagnoses(self, info: Info) -> str | None:
-        return await _sealed(self._row, info, "diagnoses")
+    def diagnoses(self, info: Info) -> str | None:
+        return _sealed(self._row, info, "diagnoses")
 
     @strawberry.field(description="Free-text clinical notes (health group).")
-    async def notes(self, info: Info) -> str | None:
-        return await _sealed(self._row, info, "notes")
+    def notes(self, info: Info) -> str | None:
+        return _sealed(self._row, info, "notes")
 
     @strawberry.field(description="Gender.")
     def gender(self) -> Gender:  # type: ignore[valid-type]
