@@ -17,6 +17,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from api import lookup
 from api.argdocs import describe_arguments
 from api.audit import resolvers as audit
 from api.audit.types import AccessLogArchive, AccessLogEntry, AccessLogExport
@@ -32,6 +33,7 @@ from api.limits import (
     persisted_queries,
     registered_only,
 )
+from api.node import Node
 from api.pagination import Connection
 from api.patients import resolvers as patients
 from api.patients.types import Patient
@@ -73,6 +75,11 @@ class Query:
     )
     branches: list[Branch] = strawberry.field(
         resolver=tenants.branches, description="The branches of your chain."
+    )
+    node: Node = strawberry.field(
+        resolver=lookup.node,
+        description="Fetch a Patient, Segment, Job, Branch or Staff member again by its global "
+        "id (Relay), with the same rules and logging as its own root field.",
     )
     patient: Patient = strawberry.field(
         resolver=patients.patient,

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.ids import to_global_id
+from api.node import Node
 from api.pool.loaders import patient_tags_loader
 from api.pool.types import ScoreExplanation, ScoreLine, StageChange, Tag
 from api.tenants.loaders import branch_loader, staff_loader
@@ -78,7 +79,7 @@ def _sealed(patient: PatientRow, info: Info, name: str) -> Any:
     "encrypted at rest; fields you may not see come back null with a FORBIDDEN error, "
     "or masked where your role allows only that."
 )
-class Patient:
+class Patient(Node):
     _row: strawberry.Private[PatientRow]
 
     @strawberry.field(description="Opaque global id.")

@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from api.ids import parse_global_id, to_global_id
 from api.jobs import start_rescore
+from api.node import Node
 from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
 from api.patients.resolvers import page_patients
 from api.patients.types import Patient
@@ -371,7 +372,7 @@ async def segment_count(info: Info, flt: dict[str, Any]) -> int:
 
 
 @strawberry.type(description="A saved, named filter over patients (人群分组), evaluated live.")
-class Segment:
+class Segment(Node):
     _row: strawberry.Private[SegmentRow]
 
     @strawberry.field(description="Opaque global id.")

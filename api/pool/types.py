@@ -8,6 +8,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.ids import to_global_id
+from api.node import Node
 from domain.pool.models import Channel as ChannelRow
 from domain.pool.models import Job as JobRow
 from domain.pool.models import StageChange as StageChangeRow
@@ -120,7 +121,7 @@ class StageChange:
 
 
 @strawberry.type(description="A background job (rescoring) and its progress.")
-class Job:
+class Job(Node):
     _row: strawberry.Private[JobRow]
 
     @strawberry.field(description="Opaque global id.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from api.ids import to_global_id
+from api.node import Node
 from auth.models import StaffUser
 from domain.tenants.models import Branch as BranchRow
 from domain.tenants.models import Tenant as TenantRow
@@ -32,7 +33,7 @@ class Tenant:
 
 
 @strawberry.type(description="One clinic of the chain (门店 / 医馆).")
-class Branch:
+class Branch(Node):
     _row: strawberry.Private[BranchRow]
 
     @strawberry.field(description="Opaque global id.")
@@ -53,7 +54,7 @@ class Branch:
 
 
 @strawberry.type(description="A staff member who signs in (员工).")
-class Staff:
+class Staff(Node):
     _row: strawberry.Private[StaffUser]
 
     @strawberry.field(description="Opaque global id.")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 
 from api.context import AppState
+from api.ids import to_global_id
 from tests.support import build_world, codes, gql, sign_in
 
 
@@ -81,3 +84,34 @@ async def test_costly_queries_are_refused_with_their_code(
     result = await gql(client, query)
     assert codes(result) == ["QUERY_TOO_COMPLEX"], result
     assert result.get("data") is None
+
+
+async def test_node_fetches_each_type_within_its_rules(
+    client: httpx.AsyncClient, owner_state: AppState, unique: str
+) -> None:
+    """`node(id:)` answers like the type's own root field: same scope, same NOT_FOUND."""
+    world = await build_world(owner_state, f"n-{unique}")
+    other = await build_world(owner_state, f"n2-{unique}")
+    admin = await sign_in(client, world, "hq_admin")
+    q = "query($id: ID!) { node(id: $id) { __typename id ... on Patient { name } } }"
+    for gid, typename in (
+        (world.gid("b1"), "Patient"),
+        (world.branch_gid("b1"), "Branch"),
+        (world.staff_gid("doctor"), "Staff"),
+    ):
+        got = await gql(client, q, {"id": gid}, token=admin)
+        assert got["data"]["node"]["__typename"] == typename, got
+        assert got["data"]["node"]["id"] == gid
+    assert (await gql(client, q, {"id": world.gid("b1")}, token=admin))["data"]["node"][
+        "name"
+    ] == world.plaintext["b1"]["name"]
+    missing = await gql(client, q, {"id": to_global_id("Patient", uuid.uuid4())}, token=admin)
+    foreign = await gql(client, q, {"id": other.gid("b1")}, token=admin)
+    assert codes(missing) == codes(foreign) == ["NOT_FOUND"]
+    assert missing["errors"][0]["message"] == foreign["errors"][0]["message"]
+    not_a_node = await gql(client, q, {"id": to_global_id("Tag", uuid.uuid4())}, token=admin)
+    assert codes(not_a_node) == ["NOT_FOUND"]
+    # A doctor's node() sees only their patients, as patient() does.
+    doctor = await sign_in(client, world, "doctor")
+    assert codes(await gql(client, q, {"id": world.gid("b2")}, token=doctor)) == ["NOT_FOUND"]
+    assert codes(await gql(client, q, {"id": world.gid("assigned")}, token=doctor)) == []

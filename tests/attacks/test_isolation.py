@@ -140,6 +140,10 @@ ATTACKS: dict[str, Attack] = {
         "patientIds } } } }",
         {"p": b.gid("b1")},
     ),
+    "node": lambda b: (
+        "query($id: ID!) { node(id: $id) { id ... on Patient { name phone } } }",
+        {"id": b.gid("b1")},
+    ),
     "patientConsents": lambda b: (
         "query($p: ID!) { patientConsents(patientId: $p) { current { granted } } }",
         {"p": b.gid("b1")},

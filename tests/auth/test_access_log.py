@@ -200,6 +200,11 @@ CASES: dict[str, tuple[str, dict[str, Any], list[tuple[str, str, set[str] | None
         {"_prep": "linked:b1>b2", "f": "days:-200", "t": "days:100"},
         [("list", "allowed", {"b1"}, "")],
     ),
+    "node": (
+        "query($id: ID!) { node(id: $id) { ... on Patient { name } } }",
+        {"id": "b1"},
+        [("read", "allowed", {"b1"}, "contact")],
+    ),
     "patientConsents": (
         "query($p: ID!) { patientConsents(patientId: $p) { current { granted } } }",
         {"p": "b1"},

@@ -1,0 +1,47 @@
+"""`node(id:)`: fetch any Node by its global id, through the same resolver (and so the same
+scope, field rules and access log) as the type's own root field. Another tenant's id, an id of
+a type that is not a Node, and a missing id all answer NOT_FOUND alike."""
+
+from __future__ import annotations
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.ids import parse_global_id, type_of_global_id
+from api.node import Node
+from api.patients.resolvers import patient
+from api.pool.resolvers import job, segment
+from api.tenants.types import Branch, Staff
+from auth.guard import require
+from auth.models import StaffUser
+from domain.errors import NotFound
+from domain.tenants.models import Branch as BranchRow
+
+NODE_TYPES = ("Patient", "Segment", "Job", "Branch", "Staff")
+
+
+async def node(info: Info, id: strawberry.ID) -> Node:
+    kind = type_of_global_id(id)
+    if kind == "Patient":
+        return await patient(info, id)  # type: ignore[return-value]
+    if kind == "Segment":
+        return await segment(info, id)  # type: ignore[return-value]
+    if kind == "Job":
+        return await job(info, id)  # type: ignore[return-value]
+    ctx = info.context
+    principal = await ctx.principal()
+    if kind == "Branch":
+        row = await ctx.session.scalar(
+            select(BranchRow).where(BranchRow.id == parse_global_id(id, "Branch"))
+        )
+        if row is not None:
+            return Branch(_row=row)
+    elif kind == "Staff":
+        require(principal, "staff", "read")
+        row = await ctx.session.scalar(
+            select(StaffUser).where(StaffUser.id == parse_global_id(id, "Staff"))
+        )
+        if row is not None:
+            return Staff(_row=row)
+    raise NotFound("no such node")
