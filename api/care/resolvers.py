@@ -31,10 +31,12 @@ from api.care.types import (
 )
 from api.ids import parse_global_id
 from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
+from api.patients.loaders import patient_in_scope
 from api.tenants.types import Branch
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope
 from auth.models import StaffUser
+from auth.principal import Principal
 from domain.care import follow_ups
 from domain.care import models as cm
 from domain.care.metrics import chain_figures
@@ -42,7 +44,6 @@ from domain.care.orders import NewLine, OrderService, to_fen
 from domain.care.visits import VisitService
 from domain.errors import BadInput, Forbidden, NotFound
 from domain.patients.models import Patient as PatientRow
-from domain.patients.repository import PatientRepository
 from domain.pool import models as pm
 from domain.tenants.models import Branch as BranchRow
 
@@ -57,12 +58,7 @@ async def _patient(info: Info, patient_id: strawberry.ID, obj: str, field: str) 
     principal = await ctx.principal()
     require(principal, obj, "write")
     scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
-    row = await PatientRepository(ctx.session).get(
-        scope, parse_global_id(patient_id, "Patient", field)
-    )
-    if row is None:
-        raise NotFound("no such patient", field=field)
-    return row
+    return await patient_in_scope(info, scope, patient_id, field)
 
 
 async def _owned(info: Info, model: type, id: strawberry.ID, type_name: str, obj: str) -> tuple:
@@ -82,6 +78,17 @@ async def _owned(info: Info, model: type, id: strawberry.ID, type_name: str, obj
         raise NotFound(f"no such {type_name[0].lower()}{type_name[1:]}")
     ctx.trail.changed(Action.UPDATE, [row[1].id])
     return row[0], row[1]
+
+
+async def _listed(info: Info, obj: str, model: type) -> tuple[Principal, Select]:
+    """Rows of `model` (visits, orders, follow-ups) whose patient the caller may read, as a
+    select to filter further; the caller must hold `obj` read."""
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, obj, "read")
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    stmt = select(model).join(PatientRow, PatientRow.id == model.patient_id).where(scope.clause())
+    return principal, stmt
 
 
 async def _staff_id(info: Info, raw: strawberry.ID | None, field: str) -> uuid.UUID | None:
@@ -160,15 +167,8 @@ async def visits(
     after: str | None = None,
 ) -> Connection[Visit]:
     ctx = info.context
-    principal = await ctx.principal()
-    require(principal, "visits", "read")
-    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    _principal, stmt = await _listed(info, "visits", cm.Visit)
     flt = filter or VisitFilter()
-    stmt = (
-        select(cm.Visit)
-        .join(PatientRow, PatientRow.id == cm.Visit.patient_id)
-        .where(scope.clause())
-    )
     if flt.patient_id:
         stmt = stmt.where(cm.Visit.patient_id == parse_global_id(flt.patient_id, "Patient"))
     if flt.branch_id:
@@ -287,15 +287,8 @@ async def orders(
     after: str | None = None,
 ) -> Connection[Order]:
     ctx = info.context
-    principal = await ctx.principal()
-    require(principal, "orders", "read")
-    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    _principal, stmt = await _listed(info, "orders", cm.Order)
     flt = filter or OrderFilter()
-    stmt = (
-        select(cm.Order)
-        .join(PatientRow, PatientRow.id == cm.Order.patient_id)
-        .where(scope.clause())
-    )
     if flt.patient_id:
         stmt = stmt.where(cm.Order.patient_id == parse_global_id(flt.patient_id, "Patient"))
     if flt.branch_id:
@@ -379,16 +372,10 @@ async def follow_ups_list(
     after: str | None = None,
 ) -> Connection[FollowUp]:
     ctx = info.context
-    principal = await ctx.principal()
-    require(principal, "followups", "read")
-    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    principal, stmt = await _listed(info, "followups", pm.FollowUp)
     flt = filter or FollowUpFilter()
     statuses = [str(s) for s in flt.statuses or [pm.FollowUpStatus.OPEN]]
-    stmt = (
-        select(pm.FollowUp)
-        .join(PatientRow, PatientRow.id == pm.FollowUp.patient_id)
-        .where(scope.clause(), pm.FollowUp.status.in_(statuses))
-    )
+    stmt = stmt.where(pm.FollowUp.status.in_(statuses))
     if flt.mine:
         stmt = stmt.where(pm.FollowUp.assignee_id == principal.id)
     if flt.due_today:

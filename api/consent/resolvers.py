@@ -17,14 +17,12 @@ from api.consent.types import (
     PatientDataExport,
     PurposeEnum,
 )
-from api.ids import parse_global_id
+from api.patients.loaders import patient_in_scope
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope
 from domain.consent import service as consent
-from domain.errors import NotFound
 from domain.patients.models import SEALED_FIELDS
 from domain.patients.models import Patient as PatientRow
-from domain.patients.repository import PatientRepository
 from domain.rights.export import patient_copy
 from tenancy.orm import utcnow
 
@@ -32,12 +30,7 @@ from tenancy.orm import utcnow
 async def _patient(info: Info, patient_id: strawberry.ID, act: str, action: Action) -> PatientRow:
     ctx = info.context
     scope = require_patient_scope(await ctx.principal(), ctx.trail, act, action)
-    row = await PatientRepository(ctx.session).get(
-        scope, parse_global_id(patient_id, "Patient", "patientId")
-    )
-    if row is None:
-        raise NotFound("no such patient", field="patientId")
-    return row
+    return await patient_in_scope(info, scope, patient_id)
 
 
 async def _consents(info: Info, patient: PatientRow) -> PatientConsents:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
+from api.ids import parse_global_id
 from api.patients.types import Patient
 from auth.access_log import Action
 from auth.guard import patient_scope
+from domain.errors import NotFound
 from domain.patients.models import Patient as PatientRow
 from domain.patients.repository import PatientRepository
+from domain.patients.scope import PatientScope
 
 
 async def scoped_patient(info: Info, patient_id: uuid.UUID) -> Patient | None:
@@ -32,3 +36,16 @@ async def scoped_patient(info: Info, patient_id: uuid.UUID) -> Patient | None:
         return None
     ctx.trail.returned(Action.READ, [row.id])
     return Patient(_row=row)
+
+
+async def patient_in_scope(
+    info: Info, scope: PatientScope, patient_id: strawberry.ID, field: str = "patientId"
+) -> PatientRow:
+    """The patient `patient_id` names if it lies in `scope`; else NOT_FOUND on `field`, the
+    same for another tenant's id as for a missing one."""
+    row = await PatientRepository(info.context.session).get(
+        scope, parse_global_id(patient_id, "Patient", field)
+    )
+    if row is None:
+        raise NotFound("no such patient", field=field)
+    return row

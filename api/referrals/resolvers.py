@@ -11,6 +11,7 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.ids import parse_global_id
+from api.patients.loaders import patient_in_scope
 from api.patients.types import Patient
 from api.referrals.types import (
     Referral,
@@ -62,11 +63,7 @@ async def referral_tree(
         raise BadInput(f"depth must be between 0 and {MAX_DEPTH}", field="depth")
     if not 1 <= max_nodes <= MAX_NODES:
         raise BadInput(f"maxNodes must be between 1 and {MAX_NODES}", field="maxNodes")
-    root = await PatientRepository(ctx.session).get(
-        scope, parse_global_id(patient_id, "Patient", "patientId")
-    )
-    if root is None:
-        raise NotFound("no such patient", field="patientId")
+    root = await patient_in_scope(info, scope, patient_id)
     sub = await tree.subtree(ctx.session, root.id, depth, scope, max_nodes)
     up = await tree.ancestors(ctx.session, root.id, scope)
     rows = await _visible(
@@ -147,11 +144,7 @@ async def link_referral(
     principal = await ctx.principal()
     require(principal, "referrals", "write")
     scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
-    referred = await PatientRepository(ctx.session).get(
-        scope, parse_global_id(patient_id, "Patient", "patientId")
-    )
-    if referred is None:
-        raise NotFound("no such patient", field="patientId")
+    referred = await patient_in_scope(info, scope, patient_id)
     return await make_link(info, scope, referred, referral_code, channel)
 
 
@@ -226,11 +219,7 @@ async def rewards(info: Info, patient_id: strawberry.ID) -> list[Reward]:
     principal = await ctx.principal()
     require(principal, "referrals", "read")
     scope = require_patient_scope(principal, ctx.trail, "read", Action.READ)
-    referrer = await PatientRepository(ctx.session).get(
-        scope, parse_global_id(patient_id, "Patient", "patientId")
-    )
-    if referrer is None:
-        raise NotFound("no such patient", field="patientId")
+    referrer = await patient_in_scope(info, scope, patient_id)
     ctx.trail.returned(Action.READ, [referrer.id])
     rows = await ctx.session.scalars(
         select(rm.Reward)
