@@ -31,6 +31,11 @@ BY_NAME: dict[str, str] = {
     "encodingAesKey": "The callback EncodingAESKey WeCom generated (43 characters).",
     "events": "Events to record (at most 1000); each is idempotent by its clientEventId.",
     "filter": "Only items matching every part given.",
+    "frequencyCap": "At most this many campaign messages per patient (1-50)…",
+    "frequencyDays": "…within this many days (1-90), all channels together.",
+    "quietStart": "Quiet hours start, local time HH:MM (equal to quietEnd: none).",
+    "quietEnd": "Quiet hours end, local time HH:MM.",
+    "timezone": "IANA time zone of the quiet hours, e.g. Asia/Shanghai.",
     "first": "Page size: 0-100 (default 20); past 100 answers BAD_USER_INPUT.",
     "format": "JSON_LINES or CSV.",
     "granted": "True when consent is given, false when it is withdrawn.",
@@ -76,6 +81,9 @@ BY_FIELD: dict[str, str] = {
     "Query.rewards.patientId": "The referrer (global id).",
     "Mutation.createChannel.kind": "platform, campaign, offline_event, referral or qr_code.",
     "Mutation.recordConsent.channel": "The channel it covers (ANY for HEALTH_DATA).",
+    "Mutation.configureWecom.secret": "The customer-contact Secret (客户联系 Secret) for "
+    "group-message tasks; stored sealed; omit to keep the current one.",
+    "Mutation.createCampaign.input": "The campaign.",
 }
 
 

@@ -19,9 +19,11 @@ app = typer.Typer(
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenants (clinic chains).")
 keys_app = typer.Typer(no_args_is_help=True, help="Per-tenant data keys.")
 audit_app = typer.Typer(no_args_is_help=True, help="The access log.")
+campaigns_app = typer.Typer(no_args_is_help=True, help="Campaigns (群发): the sender.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(campaigns_app, name="campaigns")
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the SQLite file and dev keys live.")
@@ -236,6 +238,29 @@ def audit_archive(tenant: Annotated[str | None, typer.Option("--tenant")] = None
         fail(str(exc), 1)
     for slug, result in results:
         typer.echo(f"{slug}: {result.entries} entries archived in {result.segments} segments")
+
+
+@campaigns_app.command("send")
+def campaigns_send(
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    interval: Annotated[float, typer.Option("--interval", min=1, max=3600)] = 15,
+) -> None:
+    """Queue campaigns whose window opened, send their outbox (SMS gateway, WeCom tasks) and
+    read results back; runs until stopped (or one pass with --once). Safe to stop at any point
+    and to run more than one."""
+    from api.operator import campaigns_send_command
+
+    try:
+        asyncio.run(
+            campaigns_send_command(
+                settings(), tenant, once, interval, lambda m: typer.echo(m, err=True)
+            )
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("stopped; the next run resumes from the outbox", err=True)
 
 
 @app.command("export-schema")

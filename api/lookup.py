@@ -8,6 +8,7 @@ import strawberry
 from sqlalchemy import select
 from strawberry.types import Info
 
+from api.campaigns.resolvers import campaign
 from api.ids import parse_global_id, type_of_global_id
 from api.node import Node
 from api.patients.resolvers import patient
@@ -18,7 +19,7 @@ from auth.models import StaffUser
 from domain.errors import NotFound
 from domain.tenants.models import Branch as BranchRow
 
-NODE_TYPES = ("Patient", "Segment", "Job", "Branch", "Staff")
+NODE_TYPES = ("Patient", "Segment", "Job", "Branch", "Staff", "Campaign")
 
 
 async def node(info: Info, id: strawberry.ID) -> Node:
@@ -29,6 +30,8 @@ async def node(info: Info, id: strawberry.ID) -> Node:
         return await segment(info, id)  # type: ignore[return-value]
     if kind == "Job":
         return await job(info, id)  # type: ignore[return-value]
+    if kind == "Campaign":
+        return await campaign(info, id)  # type: ignore[return-value]
     ctx = info.context
     principal = await ctx.principal()
     if kind == "Branch":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -121,3 +123,42 @@ async def archive_command(
             result = await archive_log(session, cfg.archive_dir, progress=progress)
             out.append((tenant_slug, result))
     return out
+
+
+async def campaigns_send_command(
+    cfg: Settings, slug: str | None, once: bool, interval: float, progress: Callable[[str], None]
+) -> None:
+    """The sender loop, as the application role (row-level security applies)."""
+    from api.campaigns.worker import Backends, run_tenant
+    from domain.campaigns.backends import SmsGateway
+
+    tenants = await _each_tenant(cfg, slug)
+    keys = provider(cfg)
+    engine = make_engine(cfg.app_database_url)
+    sms = SmsGateway(cfg.sms_api_url, cfg.sms_api_key or "") if cfg.sms_api_url else None
+    backends = Backends(sms, cfg.wecom_api_url)
+    try:
+        sessions = session_factory(engine)
+        while True:
+            for tenant_id, tenant_slug in tenants:
+                result = await run_tenant(
+                    sessions,
+                    keys,
+                    tenant_id,
+                    backends,
+                    datetime.now(UTC),
+                    lambda m, t=tenant_slug: progress(f"{t}: {m}"),
+                )
+                if result.queued or result.outcomes or result.expired:
+                    sent = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
+                    progress(
+                        f"{tenant_slug}: queued {result.queued}; {sent or 'nothing sent'}; "
+                        f"expired {result.expired}"
+                    )
+            if once:
+                return
+            await asyncio.sleep(interval)
+    finally:
+        if sms is not None:
+            await sms.aclose()
+        await engine.dispose()

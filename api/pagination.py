@@ -6,10 +6,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Generic, TypeVar
 
 import strawberry
+from sqlalchemy import Select, func, select
+from strawberry.types import Info
 
 from domain.errors import BadInput
 
@@ -89,3 +93,39 @@ def make_connection(
         ),
         _count=count,
     )
+
+
+async def keyset_page(
+    info: Info,
+    stmt: Select,
+    model: type,
+    time_column: object,
+    first: int | None,
+    after: str | None,
+) -> tuple[list, list[str], bool, object]:
+    """Keyset paging on (time, id) over a statement already scoped to the caller."""
+    limit = check_first(first)
+    key = decode_cursor(after, 2)
+    count_stmt = select(func.count()).select_from(stmt.subquery())
+    if key is not None:
+        try:
+            at, last = datetime.fromisoformat(key[0]), uuid.UUID(key[1])
+        except ValueError:
+            raise BadInput("after is not a valid cursor", field="after") from None
+        stmt = stmt.where(
+            (time_column > at) | ((time_column == at) & (model.id > last))  # type: ignore[operator]
+        )
+    rows = list(
+        await info.context.session.scalars(stmt.order_by(time_column, model.id).limit(limit + 1))
+    )
+    has_next = len(rows) > limit
+    rows = rows[:limit]
+    cursors = [
+        encode_cursor([getattr(r, time_column.key).isoformat(), str(r.id)])  # type: ignore[attr-defined]
+        for r in rows
+    ]
+
+    async def count() -> int:
+        return int(await info.context.session.scalar(count_stmt) or 0)
+
+    return rows, cursors, has_next, count

@@ -21,6 +21,8 @@ from api import lookup
 from api.argdocs import describe_arguments
 from api.audit import resolvers as audit
 from api.audit.types import AccessLogArchive, AccessLogEntry, AccessLogExport
+from api.campaigns import resolvers as campaign_api
+from api.campaigns.types import Campaign, ContactRules
 from api.care import resolvers as care
 from api.care.types import ChainMetrics, FollowUp, FollowUpRule, Order, Visit
 from api.consent import resolvers as consent
@@ -123,6 +125,17 @@ class Query:
     patient_access_history: Connection[AccessLogEntry] = strawberry.field(
         resolver=audit.patient_access_history,
         description="Who has seen or changed this patient, newest first (auditors).",
+    )
+    campaigns: Connection[Campaign] = strawberry.field(
+        resolver=campaign_api.campaigns,
+        description="Campaigns (群发), oldest first, with what each reached and brought in.",
+    )
+    campaign: Campaign = strawberry.field(
+        resolver=campaign_api.campaign, description="One campaign by id."
+    )
+    contact_rules: ContactRules = strawberry.field(
+        resolver=campaign_api.contact_rules_query,
+        description="The frequency cap and quiet hours every campaign obeys.",
     )
     patient_consents: PatientConsents = strawberry.field(
         resolver=consent.patient_consents,
@@ -296,6 +309,24 @@ class Mutation:
     export_access_log: AccessLogExport = strawberry.field(
         resolver=audit.export_access_log,
         description="Export access-log entries as JSON lines or CSV (the export is logged).",
+    )
+    create_campaign: Campaign = strawberry.field(
+        resolver=campaign_api.create_campaign,
+        description="Plan a campaign: a segment, a channel, a message and a send window. The "
+        "audience is computed when the window opens (or at launchCampaign), not now.",
+    )
+    launch_campaign: Campaign = strawberry.field(
+        resolver=campaign_api.launch_campaign,
+        description="Compute the audience now (consenting, addressed, under the frequency cap) "
+        "and queue one delivery per patient; the window must be open.",
+    )
+    cancel_campaign: Campaign = strawberry.field(
+        resolver=campaign_api.cancel_campaign,
+        description="Stop a campaign: deliveries still in the outbox are not sent.",
+    )
+    set_contact_rules: ContactRules = strawberry.field(
+        resolver=campaign_api.set_contact_rules,
+        description="Set the frequency cap (all channels together) and quiet hours (免打扰). HQ.",
     )
     record_consent: PatientConsents = strawberry.field(
         resolver=consent.record_consent,

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     persisted_queries: Literal["allow", "only"] = "allow"
     # Where `patientpool audit archive` writes the access log's archived segments.
     audit_archive_dir: Path | None = None
+    # Campaign senders (`patientpool campaigns send`): the SMS gateway (JSON API, docs in
+    # docs/campaigns.md) and WeCom's API host (a stand-in in tests).
+    sms_api_url: str | None = None
+    sms_api_key: str | None = Field(default=None, repr=False)
+    wecom_api_url: str = "https://qyapi.weixin.qq.com"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -55,6 +60,12 @@ class Settings(BaseSettings):
                 raise ValueError("production needs PATIENTPOOL_SIGNING_KEYS_FILE")
         if self.master_key and self.master_key_file:
             raise ValueError("set PATIENTPOOL_MASTER_KEY or PATIENTPOOL_MASTER_KEY_FILE, not both")
+        for name in ("sms_api_url", "wecom_api_url"):
+            value = getattr(self, name)
+            if value and not value.startswith(("https://", "http://")):
+                raise ValueError(f"PATIENTPOOL_{name.upper()} must be an http(s) URL")
+        if self.sms_api_url and not self.sms_api_key:
+            raise ValueError("PATIENTPOOL_SMS_API_URL needs PATIENTPOOL_SMS_API_KEY")
         url = self.database_url
         if url and not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError(

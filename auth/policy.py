@@ -81,6 +81,8 @@ CATALOGUE: frozenset[Permission] = frozenset(
         ("consents", "read"),
         ("consents", "write"),
         ("patients", "export"),
+        ("campaigns", "read"),
+        ("campaigns", "write"),
     }
 )
 
@@ -165,6 +167,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("metrics", "read"),
         ("branches", "read"),
         ("referrals", "read"),
+        *(("campaigns", a) for a in _RW),
     },
     "auditor": {
         ("accesslog", "read"),

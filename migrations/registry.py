@@ -2,6 +2,7 @@
 
 import auth.access_log
 import auth.models  # noqa: F401
+import domain.campaigns.models
 import domain.care.models
 import domain.consent.models
 import domain.patients.models

@@ -12,7 +12,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import strawberry
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from strawberry.types import Info
 
 from api.care.types import (
@@ -30,7 +30,7 @@ from api.care.types import (
     VisitStatus,
 )
 from api.ids import parse_global_id
-from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
+from api.pagination import Connection, keyset_page, make_connection
 from api.patients.loaders import patient_in_scope
 from api.tenants.types import Branch
 from auth.access_log import Action
@@ -101,42 +101,6 @@ async def _staff_id(info: Info, raw: strawberry.ID | None, field: str) -> uuid.U
     return staff_id
 
 
-async def _page(
-    info: Info,
-    stmt: Select,
-    model: type,
-    time_column: object,
-    first: int | None,
-    after: str | None,
-) -> tuple[list, list[str], bool, object]:
-    """Keyset paging on (time, id) over a statement already scoped to the caller."""
-    limit = check_first(first)
-    key = decode_cursor(after, 2)
-    count_stmt = select(func.count()).select_from(stmt.subquery())
-    if key is not None:
-        try:
-            at, last = datetime.fromisoformat(key[0]), uuid.UUID(key[1])
-        except ValueError:
-            raise BadInput("after is not a valid cursor", field="after") from None
-        stmt = stmt.where(
-            (time_column > at) | ((time_column == at) & (model.id > last))  # type: ignore[operator]
-        )
-    rows = list(
-        await info.context.session.scalars(stmt.order_by(time_column, model.id).limit(limit + 1))
-    )
-    has_next = len(rows) > limit
-    rows = rows[:limit]
-    cursors = [
-        encode_cursor([getattr(r, time_column.key).isoformat(), str(r.id)])  # type: ignore[attr-defined]
-        for r in rows
-    ]
-
-    async def count() -> int:
-        return int(await info.context.session.scalar(count_stmt) or 0)
-
-    return rows, cursors, has_next, count
-
-
 def _utc(at: datetime, field: str) -> datetime:
     if at.tzinfo is None:
         raise BadInput("give a time with a timezone offset", field=field)
@@ -181,7 +145,7 @@ async def visits(
         stmt = stmt.where(cm.Visit.scheduled_at >= _utc(flt.from_, "from"))
     if flt.to is not None:
         stmt = stmt.where(cm.Visit.scheduled_at < _utc(flt.to, "to"))
-    rows, cursors, has_next, count = await _page(
+    rows, cursors, has_next, count = await keyset_page(
         info, stmt, cm.Visit, cm.Visit.scheduled_at, first, after
     )
     ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in rows}))
@@ -295,7 +259,7 @@ async def orders(
         stmt = stmt.where(cm.Order.branch_id == parse_global_id(flt.branch_id, "Branch"))
     if flt.statuses:
         stmt = stmt.where(cm.Order.status.in_([str(s) for s in flt.statuses]))
-    rows, cursors, has_next, count = await _page(
+    rows, cursors, has_next, count = await keyset_page(
         info, stmt, cm.Order, cm.Order.created_at, first, after
     )
     ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in rows}))
@@ -386,7 +350,7 @@ async def follow_ups_list(
         stmt = stmt.where(pm.FollowUp.kind.in_([str(k) for k in flt.kinds]))
     if flt.patient_id:
         stmt = stmt.where(pm.FollowUp.patient_id == parse_global_id(flt.patient_id, "Patient"))
-    rows, cursors, has_next, count = await _page(
+    rows, cursors, has_next, count = await keyset_page(
         info, stmt, pm.FollowUp, pm.FollowUp.due_at, first, after
     )
     ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in rows}))

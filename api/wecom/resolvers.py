@@ -13,7 +13,7 @@ from auth.guard import require
 from domain.errors import BadInput, NotFound
 from domain.tenants.models import Branch as BranchRow
 from domain.tenants.models import Tenant
-from domain.wecom.callbacks import seal_secrets
+from domain.wecom.callbacks import seal_api_secret, seal_secrets
 from domain.wecom.models import WecomApp
 from tenancy.session import current_tenant
 
@@ -26,6 +26,7 @@ async def _settings(info: Info, app: WecomApp) -> WecomSettings:
         corp_id=app.corp_id,
         callback_path=f"/wecom/{slug}/callback",
         default_branch=Branch(_row=branch),
+        bulk_send_enabled=app.secret_ct is not None,
     )
 
 
@@ -41,6 +42,7 @@ async def configure_wecom(
     token: str,
     encoding_aes_key: str,
     default_branch_id: strawberry.ID,
+    secret: str | None = None,
 ) -> WecomSettings:
     ctx = info.context
     require(await ctx.principal(), "policies", "write")
@@ -53,6 +55,8 @@ async def configure_wecom(
         raise BadInput(
             "encodingAesKey must be WeCom's 43 letters and digits", field="encodingAesKey"
         )
+    if secret is not None and not 1 <= len(secret.strip()) <= 128:
+        raise BadInput("secret must be 1-128 characters", field="secret")
     branch_id = parse_global_id(default_branch_id, "Branch", "defaultBranchId")
     if await ctx.session.scalar(select(BranchRow.id).where(BranchRow.id == branch_id)) is None:
         raise NotFound("no such branch", field="defaultBranchId")
@@ -63,6 +67,8 @@ async def configure_wecom(
         seal_secrets(cipher, app, token, encoding_aes_key, current_tenant(ctx.session))
     except (ValueError, AssertionError):
         raise BadInput("encodingAesKey is not a valid key", field="encodingAesKey") from None
+    if secret is not None:
+        seal_api_secret(cipher, app, secret.strip(), current_tenant(ctx.session))
     ctx.session.add(app)
     await ctx.session.flush()
     return await _settings(info, app)

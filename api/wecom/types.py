@@ -17,3 +17,7 @@ class WecomSettings:
     default_branch: Branch = strawberry.field(
         description="Where new contacts join the pool until staff move them."
     )
+    bulk_send_enabled: bool = strawberry.field(
+        description="Whether the customer-contact secret is set, so WeCom campaigns (企业群发) "
+        "can create group-message tasks."
+    )

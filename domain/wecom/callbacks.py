@@ -67,6 +67,17 @@ def seal_secrets(
     app.aes_key_ct = cipher.encrypt(aes_key, table=TABLE, column="aes_key", row_id=row)
 
 
+def seal_api_secret(cipher: FieldCipher, app: WecomApp, secret: str, tenant_id: uuid.UUID) -> None:
+    """Store the customer-contact secret (for group-message tasks) sealed like the others."""
+    app.secret_ct = cipher.encrypt(secret, table=TABLE, column="secret", row_id=tenant_id)
+
+
+def api_secret(cipher: FieldCipher, app: WecomApp) -> str | None:
+    if app.secret_ct is None:
+        return None
+    return cipher.decrypt(app.secret_ct, table=TABLE, column="secret", row_id=app.tenant_id)
+
+
 def crypto_for(cipher: FieldCipher, app: WecomApp) -> WeChatCrypto:
     row = app.tenant_id
     token = cipher.decrypt(app.token_ct, table=TABLE, column="token", row_id=row)

@@ -25,6 +25,9 @@ class WecomApp(TenantScoped, Timestamped, Base):
     corp_id: Mapped[str] = mapped_column(String(64))
     token_ct: Mapped[bytes] = mapped_column(LargeBinary)
     aes_key_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    # The customer-contact secret (客户联系 Secret) for WeCom's API: group-message tasks.
+    # Unset until bulk sending is configured.
+    secret_ct: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     # New contacts join the pool at this branch until staff move them.
     default_branch_id: Mapped[uuid.UUID] = mapped_column(Uuid)
 

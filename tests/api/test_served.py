@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.campaigns.standin import SMS_KEY, Served, StandIn
 from tests.support import SIGN_IN
 
 
@@ -40,6 +41,9 @@ def test_demo_command_serves_and_stops(tmp_path: Path) -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATIENTPOOL_")}
+    provider = StandIn()
+    sms = Served(provider.app()).__enter__()
+    env.update(PATIENTPOOL_SMS_API_URL=sms.url, PATIENTPOOL_SMS_API_KEY=SMS_KEY)
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "demo", "--data-dir", str(tmp_path), "--port", str(port)],
         env=env,
@@ -103,22 +107,22 @@ def test_demo_command_serves_and_stops(tmp_path: Path) -> None:
         assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
         assert httpx.get(f"{url}/graphql", headers={"accept": "text/html"}).status_code == 200
         _run_example_operations(url, accounts)
+        _run_a_campaign(url, accounts, {**env, "PATIENTPOOL_DATA_DIR": str(tmp_path)}, provider)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        sms.__exit__()
     assert proc.returncode is not None
 
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "frontend-schema" / "operations"
 
 
-def _run_example_operations(url: str, accounts: list[dict]) -> None:
-    """Every example operation for frontend developers runs on the demo data, as the role
-    it is written for, without errors."""
+def _account(accounts: list[dict], role: str) -> dict:
+    return next(a for a in accounts if a["tenant"] == "smile-dental" and role in a["roles"])
 
-    def account(role: str) -> dict:
-        return next(a for a in accounts if a["tenant"] == "smile-dental" and role in a["roles"])
 
+def _caller(url: str):  # type: ignore[no-untyped-def]
     def call(doc: str, variables: dict, token: str | None = None, op: str | None = None) -> dict:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         body = {"query": doc, "variables": variables, "operationName": op}
@@ -126,6 +130,17 @@ def _run_example_operations(url: str, accounts: list[dict]) -> None:
         assert "errors" not in result, (op, result)
         return result["data"]
 
+    return call
+
+
+def _run_example_operations(url: str, accounts: list[dict]) -> None:
+    """Every example operation for frontend developers runs on the demo data, as the role
+    it is written for, without errors."""
+
+    def account(role: str) -> dict:
+        return _account(accounts, role)
+
+    call = _caller(url)
     ops = {p.name: p.read_text(encoding="utf-8") for p in OPERATIONS.glob("*.graphql")}
     tokens = {}
     for role in ("hq_admin", "health_manager", "auditor"):
@@ -202,7 +217,54 @@ def _run_example_operations(url: str, accounts: list[dict]) -> None:
         "sign-up-with-referral.graphql",
         "book-and-arrive.graphql",
         "who-saw-this-patient.graphql",
+        "campaign.graphql",  # in _run_a_campaign
     }, "a new example operation needs a run here"
+
+
+def _run_a_campaign(url: str, accounts: list[dict], env: dict, provider: StandIn) -> None:
+    """An SMS campaign on the demo chain through the example operations, sent by the real
+    `patientpool campaigns send --once` process to the stand-in gateway."""
+    call = _caller(url)
+    ops = (OPERATIONS / "campaign.graphql").read_text(encoding="utf-8")
+    who = _account(accounts, "hq_admin")
+    hq = call(SIGN_IN, {"t": who["tenant"], "e": who["email"], "p": who["password"]})
+    hq = hq["signIn"]["accessToken"]
+    call(
+        'mutation { setContactRules(frequencyCap: 3, frequencyDays: 7, quietStart: "00:00", '
+        'quietEnd: "00:00") { frequencyCap } }',
+        {},
+        hq,
+    )
+    segment = call(
+        'mutation($f: SegmentFilterInput!) { createSegment(name: "短信可达", filter: $f) { id } }',
+        {"f": {"reachableBy": ["SMS"]}},
+        hq,
+    )["createSegment"]["id"]
+    now = datetime.now(UTC)
+    campaign = {
+        "name": "冬季洁牙季",
+        "segmentId": segment,
+        "channel": "SMS",
+        "content": "冬季洁牙季：本周到店洁牙8折，回复TD退订",
+        "windowStart": (now - timedelta(minutes=1)).isoformat(),
+        "windowEnd": (now + timedelta(days=2)).isoformat(),
+    }
+    created = call(ops, {"input": campaign}, hq, "CreateCampaign")["createCampaign"]
+    launched = call(ops, {"id": created["id"]}, hq, "LaunchCampaign")["launchCampaign"]
+    assert launched["status"] == "SENDING" and launched["matched"] > 0
+    sent = subprocess.run(
+        [sys.executable, "-m", "api.cli", "campaigns", "send", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert sent.returncode == 0, sent.stderr
+    listed = call(ops, {"first": 10}, hq, "Campaigns")["campaigns"]
+    reach = listed["edges"][0]["node"]["reach"]
+    assert reach["delivered"] == len(provider.messages) > 0
+    assert reach["audience"] == reach["delivered"] + reach["withdrawn"] + reach["failed"]
+    assert listed["edges"][0]["node"]["status"] == "DONE"
 
 
 def test_production_refuses_to_start_without_keys(tmp_path: Path) -> None:
@@ -227,3 +289,22 @@ def test_production_refuses_to_start_without_keys(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 2 and "env" in done.stderr
+
+
+def test_the_sender_refuses_bad_provider_settings(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATIENTPOOL_")}
+    env.update(PATIENTPOOL_DATA_DIR=str(tmp_path))
+    for bad, reason in (
+        ({"PATIENTPOOL_SMS_API_URL": "http://127.0.0.1:9"}, "SMS_API_KEY"),
+        ({"PATIENTPOOL_SMS_API_URL": "ftp://x", "PATIENTPOOL_SMS_API_KEY": "k"}, "http(s)"),
+        ({"PATIENTPOOL_WECOM_API_URL": "qyapi.weixin.qq.com"}, "WECOM_API_URL"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", "campaigns", "send", "--once"],
+            env={**env, **bad},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().count("\n") == 0 and reason in done.stderr

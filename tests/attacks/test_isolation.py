@@ -164,6 +164,34 @@ ATTACKS: dict[str, Attack] = {
         "defaultBranchId: $b) { corpId callbackPath } }",
         {"b": b.branch_gid("b1")},
     ),
+    "campaigns": lambda b: (
+        "{ campaigns { totalCount edges { node { id name reach { audience delivered } } } } }",
+        {},
+    ),
+    "campaign": lambda b: (
+        "query($id: ID!) { campaign(id: $id) { name reach { audience } } }",
+        {"id": to_global_id("Campaign", b.tenant_id)},
+    ),
+    "contactRules": lambda b: ("{ contactRules { frequencyCap quietStart } }", {}),
+    "createCampaign": lambda b: (
+        'mutation($s: ID!) { createCampaign(input: {name: "x", segmentId: $s, '
+        'channel: SMS, content: "x", windowStart: "2026-12-01T00:00:00Z", '
+        'windowEnd: "2099-01-01T00:00:00Z"}) { id } }',
+        {"s": to_global_id("Segment", b.tenant_id)},
+    ),
+    "launchCampaign": lambda b: (
+        "mutation($id: ID!) { launchCampaign(id: $id) { id matched } }",
+        {"id": to_global_id("Campaign", b.tenant_id)},
+    ),
+    "cancelCampaign": lambda b: (
+        "mutation($id: ID!) { cancelCampaign(id: $id) { id } }",
+        {"id": to_global_id("Campaign", b.tenant_id)},
+    ),
+    "setContactRules": lambda b: (
+        'mutation { setContactRules(frequencyCap: 3, frequencyDays: 7, quietStart: "22:00", '
+        'quietEnd: "08:00") { frequencyCap } }',
+        {},
+    ),
     "accessLogArchive": lambda b: (
         "{ accessLogArchive { retentionDays segments { number fileName lastHash } } }",
         {},

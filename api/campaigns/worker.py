@@ -1,0 +1,132 @@
+"""The campaign sender process (`patientpool campaigns send`): for each tenant, queue the
+campaigns whose window opened, send the outbox through the configured back-ends, read WeCom
+task results back, and close what is finished. Every step is its own transaction, so an
+interrupted run resumes where it stopped; what it reads of patients is logged as the system
+actor `campaigns`."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from auth import access_log
+from auth.access_log import AccessEvent, Action, Actor, RequestInfo
+from domain.campaigns import audience, sender
+from domain.campaigns.backends import SendError, SmsGateway, WecomTasks
+from domain.campaigns.models import CampaignChannel
+from domain.wecom.callbacks import api_secret
+from domain.wecom.models import WecomApp
+from tenancy.keyring import FieldCipher, KeyProvider
+from tenancy.keystore import load_cipher
+from tenancy.session import bind_tenant
+
+ACTOR = Actor("system", sender.SENDER)
+MAX_BATCHES = 10_000  # per channel per tick: a bound, not a target
+
+
+@dataclass
+class Backends:
+    sms: SmsGateway | None
+    wecom_api_url: str
+
+
+@dataclass
+class TickResult:
+    queued: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    expired: int = 0
+
+
+async def _log(
+    session: AsyncSession, action: Action, patient_ids: list[uuid.UUID], what: str
+) -> None:
+    if patient_ids:
+        await access_log.append(
+            session,
+            ACTOR,
+            RequestInfo(operation_name=what[:100]),
+            [AccessEvent(action, patient_ids, ["contact"] if action is Action.READ else [])],
+        )
+
+
+async def run_tenant(
+    sessions: async_sessionmaker[AsyncSession],
+    keys: KeyProvider,
+    tenant_id: uuid.UUID,
+    backends: Backends,
+    now: datetime,
+    progress: Callable[[str], None] = lambda _m: None,
+    *,
+    stale_after: timedelta = sender.STALE_AFTER,
+) -> TickResult:
+    result = TickResult()
+
+    async def bound() -> AsyncSession:
+        s = sessions()
+        await bind_tenant(s, tenant_id)
+        return s
+
+    s = await bound()
+    async with s, s.begin():
+        for campaign in await audience.due_campaigns(s, now):
+            if now >= campaign.window_end:
+                continue  # closed before it could start: `finish` marks it done
+            queued = await audience.materialize(s, campaign, now)
+            await _log(s, Action.LIST, queued, f"campaign:{campaign.id}:audience")
+            result.queued += len(queued)
+            progress(f"campaign {campaign.name}: {len(queued)} deliveries queued")
+        cipher: FieldCipher = await load_cipher(s, keys)
+        app = await s.scalar(select(WecomApp))
+        secret = api_secret(cipher, app) if app is not None else None
+
+    wecom = (
+        WecomTasks(backends.wecom_api_url, app.corp_id, secret)
+        if app is not None and secret
+        else None
+    )
+    try:
+        for channel, backend in (
+            (CampaignChannel.SMS, backends.sms),
+            (CampaignChannel.WECOM, wecom),
+        ):
+            for _ in range(MAX_BATCHES):
+                if backend is None:
+                    break
+                s = await bound()
+                async with s, s.begin():
+                    claim = await sender.claim(s, now, channel, stale_after=stale_after)
+                    if claim is not None:
+                        what = f"campaign:{claim.campaign_id}:send"
+                        await _log(s, Action.READ, claim.patient_ids, what)
+                if claim is None:
+                    break
+                s = await bound()
+                async with s, s.begin():
+                    if channel is CampaignChannel.SMS:
+                        tally = await sender.send_sms(s, cipher, backend, claim, now)  # type: ignore[arg-type]
+                    else:
+                        tally = await sender.send_wecom(s, cipher, backend, claim, now)  # type: ignore[arg-type]
+                result.outcomes.update(tally.outcomes)
+                done = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
+                progress(f"{channel}: {done}")
+        if wecom is not None:
+            try:
+                s = await bound()
+                async with s, s.begin():
+                    tally = await sender.track_wecom(s, cipher, wecom, now)
+                result.outcomes.update(tally.outcomes)
+            except SendError as exc:  # WeCom unreachable: the next tick reads the results
+                progress(f"wecom task results not read: {exc.code}")
+    finally:
+        if wecom is not None:
+            await wecom.aclose()
+    s = await bound()
+    async with s, s.begin():
+        result.expired = await sender.finish(s, now, stale_after)
+    return result

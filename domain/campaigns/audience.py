@@ -1,0 +1,199 @@
+"""Creating campaigns and computing their audience at send time, into the outbox.
+
+The audience is computed when the window opens (or when an admin launches it), never at
+creation: segment members within the creator's scope, with marketing consent in force on the
+campaign's channel, an address on it, and room under the frequency cap that counts every
+channel. Computing it and writing one delivery per patient happen in one transaction, under a
+per-tenant lock, so two campaigns launched at once cannot both use a patient's last slot.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.campaigns import rules as contact_rules
+from domain.campaigns.models import (
+    COUNTED,
+    Campaign,
+    CampaignChannel,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+)
+from domain.consent.models import ContactChannel, Purpose
+from domain.consent.service import reachable
+from domain.errors import BadInput, Conflict
+from domain.patients.models import Patient
+from domain.patients.scope import PatientScope
+from domain.pool.models import Segment
+from domain.pool.segments import compile_filter
+from tenancy.session import lock_tenant, stamp_rows
+
+MAX_CONTENT = 500
+MAX_WINDOW = timedelta(days=30)
+# The column that must hold an address for the channel.
+ADDRESS = {
+    CampaignChannel.SMS: Patient.phone_ct,
+    CampaignChannel.WECOM: Patient.wecom_external_id_ct,
+}
+INSERT_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class NewCampaign:
+    name: str
+    segment_id: uuid.UUID
+    channel: CampaignChannel
+    content: str
+    window_start: datetime
+    window_end: datetime
+    attribution_days: int = 7
+
+
+def _check(new: NewCampaign, now: datetime) -> None:
+    if not 1 <= len(new.name.strip()) <= 100:
+        raise BadInput("name must be 1-100 characters", field="name")
+    if not 1 <= len(new.content.strip()) <= MAX_CONTENT:
+        raise BadInput(f"content must be 1-{MAX_CONTENT} characters", field="content")
+    if new.window_end <= new.window_start:
+        raise BadInput("windowEnd must be after windowStart", field="windowEnd")
+    if new.window_end - new.window_start > MAX_WINDOW:
+        raise BadInput("a send window is at most 30 days", field="windowEnd")
+    if new.window_end <= now:
+        raise BadInput("the send window has already closed", field="windowEnd")
+    if not 1 <= new.attribution_days <= 90:
+        raise BadInput("attributionDays must be 1-90", field="attributionDays")
+
+
+async def create(
+    session: AsyncSession, new: NewCampaign, scope: PatientScope, actor: str, now: datetime
+) -> Campaign:
+    _check(new, now)
+    if scope.staff_id is not None and not scope.chain and not scope.branch_ids:
+        raise BadInput("campaigns reach a chain or branches, not assigned patients")
+    if await session.scalar(select(Segment.id).where(Segment.id == new.segment_id)) is None:
+        raise BadInput("no such segment", field="segmentId")
+    campaign = Campaign(
+        name=new.name.strip(),
+        segment_id=new.segment_id,
+        channel=str(new.channel),
+        content=new.content.strip(),
+        window_start=new.window_start,
+        window_end=new.window_end,
+        attribution_days=new.attribution_days,
+        status=CampaignStatus.SCHEDULED,
+        branch_ids=None if scope.chain else sorted(str(b) for b in scope.branch_ids),
+        created_by=actor,
+    )
+    session.add(campaign)
+    await session.flush()
+    return campaign
+
+
+def _scope_clause(campaign: Campaign) -> ColumnElement[bool]:
+    if campaign.branch_ids is None:
+        return PatientScope(chain=True).clause()
+    return PatientScope(branch_ids=frozenset(uuid.UUID(b) for b in campaign.branch_ids)).clause()
+
+
+async def _count(session: AsyncSession, *where: ColumnElement[bool]) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Patient).where(*where)) or 0)
+
+
+async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) -> list[uuid.UUID]:
+    """Compute the audience now and write it to the outbox; returns the patients queued."""
+    if campaign.status != CampaignStatus.SCHEDULED:
+        raise Conflict(f"the campaign is {campaign.status}, not scheduled")
+    if now >= campaign.window_end:
+        raise Conflict("the send window has closed")
+    await lock_tenant(session, "campaign-audience")
+    rules = await contact_rules.load(session)
+    segment = await session.scalar(select(Segment).where(Segment.id == campaign.segment_id))
+    if segment is None:
+        raise Conflict("the campaign's segment no longer exists")
+    channel = CampaignChannel(campaign.channel)
+    members = (
+        compile_filter(segment.filter, now),
+        _scope_clause(campaign),
+        Patient.erased_at.is_(None),
+        Patient.merged_into_id.is_(None),
+    )
+    consenting = (*members, reachable(Purpose.MARKETING, [ContactChannel(channel.value)]))
+    addressed = (*consenting, ADDRESS[channel].is_not(None))
+    capped = (
+        select(Delivery.patient_id)
+        .where(
+            Delivery.status.in_([str(s) for s in COUNTED]),
+            Delivery.queued_at > now - timedelta(days=rules.frequency_days),
+        )
+        .group_by(Delivery.patient_id)
+        .having(func.count() >= rules.frequency_cap)
+    )
+    audience = (*addressed, Patient.id.not_in(capped))
+
+    campaign.matched = await _count(session, *members)
+    with_consent = await _count(session, *consenting)
+    with_address = await _count(session, *addressed)
+    patient_ids = list(
+        (await session.scalars(select(Patient.id).where(*audience).order_by(Patient.id))).all()
+    )
+    campaign.excluded_no_consent = campaign.matched - with_consent
+    campaign.excluded_no_address = with_consent - with_address
+    campaign.excluded_by_cap = with_address - len(patient_ids)
+    campaign.audience = len(patient_ids)
+    campaign.status = CampaignStatus.SENDING
+    campaign.launched_at = now
+
+    start = rules.next_allowed(max(now, campaign.window_start))
+    for i in range(0, len(patient_ids), INSERT_BATCH):
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "campaign_id": campaign.id,
+                "patient_id": pid,
+                "channel": str(channel),
+                "status": str(DeliveryStatus.PENDING),
+                "queued_at": now,
+                "next_attempt_at": start,
+                "attempts": 0,
+                "last_error": "",
+                "provider_ref": "",
+            }
+            for pid in patient_ids[i : i + INSERT_BATCH]
+        ]
+        await session.execute(Delivery.__table__.insert(), stamp_rows(session, rows))
+    await session.flush()
+    return patient_ids
+
+
+async def due_campaigns(session: AsyncSession, now: datetime) -> list[Campaign]:
+    """Scheduled campaigns whose window has opened (and not yet closed)."""
+    rows = await session.scalars(
+        select(Campaign)
+        .where(
+            Campaign.status == CampaignStatus.SCHEDULED,
+            Campaign.window_start <= now,
+        )
+        .order_by(Campaign.window_start, Campaign.id)
+    )
+    return list(rows)
+
+
+async def cancel(session: AsyncSession, campaign: Campaign) -> int:
+    """Stop a campaign: deliveries not yet handed to a provider are cancelled."""
+    if campaign.status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
+        raise Conflict(f"the campaign is already {campaign.status}")
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign.id, Delivery.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
+    campaign.status = CampaignStatus.CANCELLED
+    await session.flush()
+    return int(result.rowcount or 0)
