@@ -182,29 +182,44 @@ def _failed(d: Delivery, error: SendError, now: datetime) -> None:
         d.status = DeliveryStatus.FAILED
 
 
-async def send_sms(
-    session: AsyncSession, cipher: FieldCipher, gateway: SmsGateway, claim: Claim, now: datetime
-) -> Tally:
+async def _addressed(
+    session: AsyncSession, cipher: FieldCipher, claim: Claim, address: str
+) -> tuple[Campaign, list[tuple[Delivery, Patient, str]], Tally]:
+    """The claimed deliveries that may go, with their patient and decrypted address; the
+    others are settled here (`withdrawn` without consent, `failed` without an address)."""
     tally = Tally()
     campaign = await session.scalar(select(Campaign).where(Campaign.id == claim.campaign_id))
     assert campaign is not None
     allowed = await _consenting(session, claim)
+    ready = []
     for d in await _deliveries(session, claim):
         patient = allowed.get(d.patient_id)
-        phone = unseal(cipher, patient, "phone") if patient is not None else None
-        if patient is None or phone is None:
-            d.status = DeliveryStatus.WITHDRAWN if patient is None else DeliveryStatus.FAILED
-            d.last_error = "no_consent" if patient is None else "no_address"
+        value = unseal(cipher, patient, address) if patient is not None else None
+        if patient is None:
+            d.status, d.last_error = DeliveryStatus.WITHDRAWN, "no_consent"
+        elif value is None:
+            d.status, d.last_error = DeliveryStatus.FAILED, "no_address"
         else:
-            try:
-                sent = await gateway.send(str(d.id), phone, campaign.content)
-            except OptedOut as exc:
-                _failed(d, exc, now)
-                await _withdraw(session, patient, claim.channel)
-            except SendError as exc:
-                _failed(d, exc, now)
-            else:
-                _delivered(d, campaign, now, sent.provider_ref)
+            ready.append((d, patient, value))
+            continue
+        tally.add(d.status)
+    return campaign, ready, tally
+
+
+async def send_sms(
+    session: AsyncSession, cipher: FieldCipher, gateway: SmsGateway, claim: Claim, now: datetime
+) -> Tally:
+    campaign, ready, tally = await _addressed(session, cipher, claim, "phone")
+    for d, patient, phone in ready:
+        try:
+            sent = await gateway.send(str(d.id), phone, campaign.content)
+        except OptedOut as exc:
+            _failed(d, exc, now)
+            await _withdraw(session, patient, claim.channel)
+        except SendError as exc:
+            _failed(d, exc, now)
+        else:
+            _delivered(d, campaign, now, sent.provider_ref)
         tally.add(d.status)
     await session.flush()
     return tally
@@ -231,20 +246,8 @@ async def send_wecom(
     session: AsyncSession, cipher: FieldCipher, tasks: WecomTasks, claim: Claim, now: datetime
 ) -> Tally:
     """Create (or, after a crash, adopt) the WeCom task for the claimed deliveries."""
-    tally = Tally()
-    campaign = await session.scalar(select(Campaign).where(Campaign.id == claim.campaign_id))
-    assert campaign is not None
-    allowed = await _consenting(session, claim)
-    by_external: dict[str, Delivery] = {}
-    for d in await _deliveries(session, claim):
-        patient = allowed.get(d.patient_id)
-        external = unseal(cipher, patient, "wecom_external_id") if patient is not None else None
-        if patient is None or external is None:
-            d.status = DeliveryStatus.WITHDRAWN if patient is None else DeliveryStatus.FAILED
-            d.last_error = "no_consent" if patient is None else "no_address"
-            tally.add(d.status)
-        else:
-            by_external[external] = d
+    campaign, ready, tally = await _addressed(session, cipher, claim, "wecom_external_id")
+    by_external = {external: d for d, _patient, external in ready}
     if by_external:
         try:
             msgid, refused = await _task(session, tasks, campaign, claim, list(by_external))

@@ -44,6 +44,18 @@ async def _deliveries(owner: AppState, world: World) -> list[Delivery]:
         return list((await s.scalars(select(Delivery))).all())
 
 
+async def _ready(client: httpx.AsyncClient, world: World) -> tuple[str, str, str]:
+    """HQ and marketing tokens, no quiet hours, a cap of 5, and a segment of branch b1."""
+    admin = await sign_in(client, world, "hq_admin")
+    marketing = await sign_in(client, world, "marketing")
+    await _rules(client, admin, 5, "00:00", "00:00")
+    return (
+        admin,
+        marketing,
+        await segment(client, marketing, {"branchIds": [world.branch_gid("b1")]}),
+    )
+
+
 async def _rules(client: httpx.AsyncClient, token: str, cap: int, qs: str, qe: str) -> None:
     variables = {"cap": cap, "days": 7, "qs": qs, "qe": qe}
     result = await gql(client, RULES, variables, token)
@@ -58,11 +70,8 @@ async def test_sms_campaign_reaches_only_consenting_patients_and_counts_what_it_
     provider: tuple[StandIn, str],
 ) -> None:
     fake, url = provider
-    admin = await sign_in(cclient, world, "hq_admin")
-    marketing = await sign_in(cclient, world, "marketing")
-    await _rules(cclient, admin, 5, "00:00", "00:00")  # no quiet hours for this test
+    admin, marketing, seg = await _ready(cclient, world)
     people = await add_patients(owner_state, world, 5)
-    seg = await segment(cclient, marketing, {"branchIds": [world.branch_gid("b1")]})
     cid = await campaign(cclient, marketing, seg)
 
     launched = await launch(cclient, marketing, cid)
@@ -372,11 +381,8 @@ async def test_a_sender_crash_loses_no_delivery_and_sends_none_twice(
     provider: tuple[StandIn, str],
 ) -> None:
     fake, url = provider
-    admin = await sign_in(cclient, world, "hq_admin")
-    marketing = await sign_in(cclient, world, "marketing")
-    await _rules(cclient, admin, 5, "00:00", "00:00")
+    _admin, marketing, seg = await _ready(cclient, world)
     people = await add_patients(owner_state, world, 12)
-    seg = await segment(cclient, marketing, {"branchIds": [world.branch_gid("b1")]})
     cid = await campaign(cclient, marketing, seg)
     await launch(cclient, marketing, cid)
 
@@ -408,12 +414,9 @@ async def test_failures_are_retried_then_given_up_and_opt_outs_recorded(
     provider: tuple[StandIn, str],
 ) -> None:
     fake, url = provider
-    admin = await sign_in(cclient, world, "hq_admin")
-    marketing = await sign_in(cclient, world, "marketing")
-    await _rules(cclient, admin, 5, "00:00", "00:00")
+    admin, marketing, seg = await _ready(cclient, world)
     people = await add_patients(owner_state, world, 4)
     fake.opted_out.add(people[0].phone)
-    seg = await segment(cclient, marketing, {"branchIds": [world.branch_gid("b1")]})
     cid = await campaign(cclient, marketing, seg)
     await launch(cclient, marketing, cid)
 
@@ -463,11 +466,8 @@ async def test_window_closing_expires_what_is_left_and_cancel_stops_sending(
     provider: tuple[StandIn, str],
 ) -> None:
     fake, url = provider
-    admin = await sign_in(cclient, world, "hq_admin")
-    marketing = await sign_in(cclient, world, "marketing")
-    await _rules(cclient, admin, 5, "00:00", "00:00")
+    _admin, marketing, seg = await _ready(cclient, world)
     await add_patients(owner_state, world, 3)
-    seg = await segment(cclient, marketing, {"branchIds": [world.branch_gid("b1")]})
     late = await campaign(cclient, marketing, seg, days=1)
     await launch(cclient, marketing, late)
     after_window = datetime.now(UTC) + timedelta(days=2)
@@ -504,11 +504,8 @@ async def test_scheduled_campaign_is_queued_by_the_sender_when_its_window_opens(
     provider: tuple[StandIn, str],
 ) -> None:
     fake, url = provider
-    admin = await sign_in(cclient, world, "hq_admin")
-    marketing = await sign_in(cclient, world, "marketing")
-    await _rules(cclient, admin, 5, "00:00", "00:00")
+    _admin, marketing, seg = await _ready(cclient, world)
     people = await add_patients(owner_state, world, 2)
-    seg = await segment(cclient, marketing, {"branchIds": [world.branch_gid("b1")]})
     opens = datetime.now(UTC) + timedelta(hours=1)
     cid = await campaign(cclient, marketing, seg, start=opens)
     early = await gql(
@@ -619,11 +616,8 @@ async def test_two_senders_at_once_send_each_message_once(
     provider: tuple[StandIn, str],
 ) -> None:
     fake, url = provider
-    admin = await sign_in(cclient, world, "hq_admin")
-    marketing = await sign_in(cclient, world, "marketing")
-    await _rules(cclient, admin, 5, "00:00", "00:00")
+    _admin, marketing, seg = await _ready(cclient, world)
     people = await add_patients(owner_state, world, 150)  # two claims' worth
-    seg = await segment(cclient, marketing, {"branchIds": [world.branch_gid("b1")]})
     await launch(cclient, marketing, await campaign(cclient, marketing, seg))
     results = await asyncio.gather(*(tick(sending_state, world, url) for _ in range(2)))
     assert sum(r.outcomes["delivered"] for r in results) == 150
