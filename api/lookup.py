@@ -9,29 +9,35 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.campaigns.resolvers import campaign
+from api.care import resolvers as care
 from api.ids import parse_global_id, type_of_global_id
 from api.node import Node
 from api.patients.resolvers import patient
-from api.pool.resolvers import job, segment
+from api.pool.resolvers import job, segment, tag
 from api.tenants.types import Branch, Staff
 from auth.guard import require
 from auth.models import StaffUser
 from domain.errors import NotFound
 from domain.tenants.models import Branch as BranchRow
 
-NODE_TYPES = ("Patient", "Segment", "Job", "Branch", "Staff", "Campaign")
+# Each kind is fetched through the resolver its own list or root field uses.
+RESOLVERS = {
+    "Patient": patient,
+    "Segment": segment,
+    "Job": job,
+    "Campaign": campaign,
+    "Tag": tag,
+    "Visit": care.visit,
+    "Order": care.order,
+    "FollowUp": care.follow_up,
+}
+NODE_TYPES = (*RESOLVERS, "Branch", "Staff")
 
 
 async def node(info: Info, id: strawberry.ID) -> Node:
     kind = type_of_global_id(id)
-    if kind == "Patient":
-        return await patient(info, id)  # type: ignore[return-value]
-    if kind == "Segment":
-        return await segment(info, id)  # type: ignore[return-value]
-    if kind == "Job":
-        return await job(info, id)  # type: ignore[return-value]
-    if kind == "Campaign":
-        return await campaign(info, id)  # type: ignore[return-value]
+    if kind in RESOLVERS:
+        return await RESOLVERS[kind](info, id)  # type: ignore[operator,no-any-return]
     ctx = info.context
     principal = await ctx.principal()
     if kind == "Branch":

@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import uuid
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -129,3 +130,49 @@ async def keyset_page(
         return int(await info.context.session.scalar(count_stmt) or 0)
 
     return rows, cursors, has_next, count
+
+
+def held_connection(
+    items: list[tuple[tuple[str, ...], T]], width: int, first: int | None, after: str | None
+) -> Connection[T]:
+    """A connection over a small, bounded set read in full (tags, branches, roles…): items
+    come with a unique sort key of `width` strings, which is also their cursor, so a page
+    stays right when items are added or removed elsewhere in the list."""
+    limit = check_first(first)
+    ordered = sorted(items, key=lambda kv: kv[0])
+    key = decode_cursor(after, width)
+    start = 0 if key is None else bisect_right([k for k, _ in ordered], tuple(key))
+    page = ordered[start : start + limit]
+    total = len(ordered)
+
+    async def count() -> int:
+        return total
+
+    return make_connection(
+        [node for _, node in page],
+        [encode_cursor(list(k)) for k, _ in page],
+        start + limit < total,
+        count,
+    )
+
+
+async def ranked_connection(
+    fetch: Callable[[int], Awaitable[list[T]]],
+    count: Callable[[], Awaitable[int]],
+    first: int | None,
+    after: str | None,
+) -> Connection[T]:
+    """A connection over a ranking computed per request (top referrers, duplicate groups):
+    the cursor is the rank, `fetch(n)` returns the top n."""
+    limit = check_first(first)
+    key = decode_cursor(after, 1)
+    try:
+        start = 0 if key is None else int(key[0])
+    except ValueError:
+        raise BadInput("after is not a valid cursor", field="after") from None
+    if start < 0:
+        raise BadInput("after is not a valid cursor", field="after")
+    ranked = await fetch(start + limit + 1)
+    page = ranked[start : start + limit]
+    cursors = [encode_cursor([str(start + i + 1)]) for i in range(len(page))]
+    return make_connection(page, cursors, len(ranked) > start + limit, count)

@@ -75,7 +75,7 @@ class Query:
     tenant: Tenant = strawberry.field(
         resolver=tenants.tenant, description="The tenant you are signed in to."
     )
-    branches: list[Branch] = strawberry.field(
+    branches: Connection[Branch] = strawberry.field(
         resolver=tenants.branches, description="The branches of your chain."
     )
     node: Node = strawberry.field(
@@ -91,11 +91,11 @@ class Query:
         resolver=patients.patients,
         description="Patients within your scope, newest first, paged with first/after.",
     )
-    tags: list[Tag] = strawberry.field(resolver=pool.tags, description="The chain's tags.")
-    tag_groups: list[TagGroup] = strawberry.field(
+    tags: Connection[Tag] = strawberry.field(resolver=pool.tags, description="The chain's tags.")
+    tag_groups: Connection[TagGroup] = strawberry.field(
         resolver=pool.tag_groups, description="The chain's tag groups."
     )
-    channels: list[Channel] = strawberry.field(
+    channels: Connection[Channel] = strawberry.field(
         resolver=pool.channels, description="Where patients come from (渠道)."
     )
     segments: Connection[pool.Segment] = strawberry.field(
@@ -111,7 +111,7 @@ class Query:
         resolver=pool.scoring_rules, description="The lead-scoring rules in force."
     )
     job: Job = strawberry.field(resolver=pool.job, description="A background job's progress.")
-    possible_duplicates: list[pool.DuplicateGroup] = strawberry.field(
+    possible_duplicates: Connection[pool.DuplicateGroup] = strawberry.field(
         resolver=pool.possible_duplicates,
         description="Records that share a phone, WeChat or WeCom id (one person, two records?).",
     )
@@ -155,16 +155,16 @@ class Query:
         description="A patient's referrers up to the root and referral subtree to `depth`, "
         "with sizes, conversions and value per node (转介绍 / 裂变).",
     )
-    top_referrers: list[ReferrerFigures] = strawberry.field(
+    top_referrers: Connection[ReferrerFigures] = strawberry.field(
         resolver=referrals.top_referrers,
         description="Referrers ranked by the referred patients who paid in the period, then "
         "by what those paid.",
     )
-    reward_rules: list[RewardRule] = strawberry.field(
+    reward_rules: Connection[RewardRule] = strawberry.field(
         resolver=referrals.reward_rules, description="The referral reward rules."
     )
-    rewards: list[Reward] = strawberry.field(
-        resolver=referrals.rewards, description="Rewards recorded on a referrer, newest first."
+    rewards: Connection[Reward] = strawberry.field(
+        resolver=referrals.rewards, description="Rewards recorded on a referrer, oldest first."
     )
     visits: Connection[Visit] = strawberry.field(
         resolver=care.visits, description="Appointments and visits within your scope, by time."
@@ -177,7 +177,7 @@ class Query:
         description="Follow-up tasks within your scope, by due date; "
         '`filter: {mine: true, dueToday: true}` is "my follow-ups due today".',
     )
-    follow_up_rules: list[FollowUpRule] = strawberry.field(
+    follow_up_rules: Connection[FollowUpRule] = strawberry.field(
         resolver=care.follow_up_rules, description="The rules that make follow-up tasks."
     )
     metrics: ChainMetrics = strawberry.field(
@@ -185,10 +185,10 @@ class Query:
         description="Conversion metrics for a period (at most 366 days), in total and by "
         "branch: lead → visit, visit → deal, return visits, repurchase, referral, follow-ups.",
     )
-    roles: list[Role] = strawberry.field(
+    roles: Connection[Role] = strawberry.field(
         resolver=policies.roles, description="The chain's roles and their permissions."
     )
-    permission_catalogue: list[Permission] = strawberry.field(
+    permission_catalogue: Connection[Permission] = strawberry.field(
         resolver=policies.permission_catalogue,
         description="Every permission a rule may name.",
     )

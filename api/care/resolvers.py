@@ -30,7 +30,7 @@ from api.care.types import (
     VisitStatus,
 )
 from api.ids import parse_global_id
-from api.pagination import Connection, keyset_page, make_connection
+from api.pagination import Connection, held_connection, keyset_page, make_connection
 from api.patients.loaders import patient_in_scope
 from api.tenants.types import Branch
 from auth.access_log import Action
@@ -89,6 +89,30 @@ async def _listed(info: Info, obj: str, model: type) -> tuple[Principal, Select]
     scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
     stmt = select(model).join(PatientRow, PatientRow.id == model.patient_id).where(scope.clause())
     return principal, stmt
+
+
+async def _one(info: Info, obj: str, model: type, type_name: str, id: strawberry.ID) -> object:
+    """One visit, order or follow-up by id, under the same rule and scope as its list (for
+    `node(id:)`); another tenant's or an out-of-scope id is NOT_FOUND like a missing one."""
+    _principal, stmt = await _listed(info, obj, model)
+    row = await info.context.session.scalar(stmt.where(model.id == parse_global_id(id, type_name)))
+    if row is None:
+        raise NotFound("no such node")
+    info.context.trail.returned(Action.READ, [row.patient_id])
+    return row
+
+
+async def visit(info: Info, id: strawberry.ID) -> Visit:
+    return Visit(_row=await _one(info, "visits", cm.Visit, "Visit", id))  # type: ignore[arg-type]
+
+
+async def order(info: Info, id: strawberry.ID) -> Order:
+    return await _order(info, await _one(info, "orders", cm.Order, "Order", id))  # type: ignore[arg-type]
+
+
+async def follow_up(info: Info, id: strawberry.ID) -> FollowUp:
+    row = await _one(info, "followups", pm.FollowUp, "FollowUp", id)
+    return FollowUp(_row=row)  # type: ignore[arg-type]
 
 
 async def _staff_id(info: Info, raw: strawberry.ID | None, field: str) -> uuid.UUID | None:
@@ -387,13 +411,19 @@ async def cancel_follow_up(info: Info, id: strawberry.ID, reason: str = "") -> F
     return FollowUp(_row=task)
 
 
-async def follow_up_rules(info: Info) -> list[FollowUpRule]:
+async def follow_up_rules(
+    info: Info, first: int | None = None, after: str | None = None
+) -> Connection[FollowUpRule]:
     ctx = info.context
     require(await ctx.principal(), "followups", "read")
-    return [
-        FollowUpRule(trigger=s.trigger, delay_days=s.delay_days, active=s.active)
+    found = [
+        (
+            (str(s.trigger),),
+            FollowUpRule(trigger=s.trigger, delay_days=s.delay_days, active=s.active),
+        )
         for s in await follow_ups.rule_settings(ctx.session)
     ]
+    return held_connection(found, 1, first, after)
 
 
 async def set_follow_up_rule(

@@ -11,6 +11,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.ids import to_global_id
+from api.node import Node
 from api.patients.loaders import scoped_patient
 from api.patients.types import Patient
 from api.tenants.loaders import branch_loader, staff_loader
@@ -56,7 +57,7 @@ async def _staff(info: Info, staff_id: object) -> Staff | None:
 
 
 @strawberry.type(description="An appointment (预约) and, once the patient came, the visit.")
-class Visit:
+class Visit(Node):
     _row: strawberry.Private[cm.Visit]
 
     @strawberry.field(description="Opaque global id.")
@@ -110,7 +111,7 @@ class Refund:
 
 
 @strawberry.type(description="An order (成交): service lines, payment, refunds.")
-class Order:
+class Order(Node):
     _row: strawberry.Private[cm.Order]
     _lines: strawberry.Private[list[cm.OrderLine]]
     _refunds: strawberry.Private[list[cm.Refund]]
@@ -170,7 +171,7 @@ class Order:
 
 
 @strawberry.type(description="A follow-up task for staff (回访 / 随访).")
-class FollowUp:
+class FollowUp(Node):
     _row: strawberry.Private[pm.FollowUp]
 
     @strawberry.field(description="Opaque global id.")

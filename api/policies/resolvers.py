@@ -7,6 +7,7 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.ids import parse_global_id, to_global_id
+from api.pagination import Connection, held_connection
 from api.policies.types import (
     Permission,
     PermissionInput,
@@ -33,19 +34,24 @@ def _perms(pairs: set[tuple[str, str]]) -> list[Permission]:
     return [Permission(object=o, action=a) for o, a in sorted(pairs)]
 
 
-async def roles(info: Info) -> list[Role]:
+async def roles(info: Info, first: int | None = None, after: str | None = None) -> Connection[Role]:
     principal = await info.context.principal()
     require(principal, "policies", "read")
     policy = principal.policy
     # Subjects with a prefix (user:…, service:…) hold direct rules; the rest are roles.
     rules = policy.enforcer.get_filtered_policy(1, policy.domain)
     names = sorted({p[0] for p in rules if ":" not in p[0]})
-    return [Role(name=n, permissions=_perms(policy.permissions_of_role(n))) for n in names]
+    found = [((n,), Role(name=n, permissions=_perms(policy.permissions_of_role(n)))) for n in names]
+    return held_connection(found, 1, first, after)
 
 
-async def permission_catalogue(info: Info) -> list[Permission]:
+async def permission_catalogue(
+    info: Info, first: int | None = None, after: str | None = None
+) -> Connection[Permission]:
     await info.context.principal()
-    return _perms(set(CATALOGUE))
+    return held_connection(
+        [((o, a), Permission(object=o, action=a)) for o, a in CATALOGUE], 2, first, after
+    )
 
 
 async def _staff(info: Info, staff_id: strawberry.ID) -> StaffUser:

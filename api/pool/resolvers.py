@@ -14,7 +14,15 @@ from strawberry.types import Info
 from api.ids import parse_global_id, to_global_id
 from api.jobs import start_rescore
 from api.node import Node
-from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
+from api.pagination import (
+    Connection,
+    check_first,
+    decode_cursor,
+    encode_cursor,
+    held_connection,
+    make_connection,
+    ranked_connection,
+)
 from api.patients.resolvers import page_patients
 from api.patients.types import Patient
 from api.pool.inputs import EventInput, ScoringRulesInput, SegmentFilterInput, filter_to_json
@@ -68,32 +76,56 @@ async def _tag(info: Info, tag_id: strawberry.ID) -> tuple[TagRow, TagGroupRow]:
     return row[0], row[1]
 
 
-async def tags(info: Info) -> list[Tag]:
+async def tags(info: Info, first: int | None = None, after: str | None = None) -> Connection[Tag]:
     ctx = info.context
     principal = await ctx.principal()
     require(principal, "tags", "read")
     stmt = select(TagRow, TagGroupRow).join(TagGroupRow, TagGroupRow.id == TagRow.group_id)
     if not sees_health(principal):
         stmt = stmt.where(TagGroupRow.is_health.is_(False))
-    rows = await ctx.session.execute(stmt.order_by(TagGroupRow.name, TagRow.name))
-    return [Tag(_row=t, _group=g) for t, g in rows]
+    rows = await ctx.session.execute(stmt)
+    found = [((g.name, t.name, str(t.id)), Tag(_row=t, _group=g)) for t, g in rows]
+    return held_connection(found, 3, first, after)
 
 
-async def tag_groups(info: Info) -> list[TagGroup]:
+async def tag(info: Info, id: strawberry.ID) -> Tag:
+    """One tag by id (for `node(id:)`), hidden like in `tags` when it reveals health data."""
     ctx = info.context
     principal = await ctx.principal()
     require(principal, "tags", "read")
-    stmt = select(TagGroupRow).order_by(TagGroupRow.name)
+    stmt = (
+        select(TagRow, TagGroupRow)
+        .join(TagGroupRow, TagGroupRow.id == TagRow.group_id)
+        .where(TagRow.id == parse_global_id(id, "Tag"))
+    )
     if not sees_health(principal):
         stmt = stmt.where(TagGroupRow.is_health.is_(False))
-    return [TagGroup(_row=g) for g in await ctx.session.scalars(stmt)]
+    row = (await ctx.session.execute(stmt)).first()
+    if row is None:
+        raise NotFound("no such node")
+    return Tag(_row=row[0], _group=row[1])
 
 
-async def channels(info: Info) -> list[Channel]:
+async def tag_groups(
+    info: Info, first: int | None = None, after: str | None = None
+) -> Connection[TagGroup]:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "tags", "read")
+    stmt = select(TagGroupRow)
+    if not sees_health(principal):
+        stmt = stmt.where(TagGroupRow.is_health.is_(False))
+    found = [((g.name,), TagGroup(_row=g)) for g in await ctx.session.scalars(stmt)]
+    return held_connection(found, 1, first, after)
+
+
+async def channels(
+    info: Info, first: int | None = None, after: str | None = None
+) -> Connection[Channel]:
     ctx = info.context
     await ctx.principal()
-    rows = await ctx.session.scalars(select(ChannelRow).order_by(ChannelRow.code))
-    return [Channel(_row=c) for c in rows]
+    rows = await ctx.session.scalars(select(ChannelRow))
+    return held_connection([((c.code,), Channel(_row=c)) for c in rows], 1, first, after)
 
 
 async def create_channel(info: Info, code: str, name: str, kind: str = "platform") -> Channel:
@@ -290,22 +322,32 @@ class DuplicateGroup:
     patients: list[Patient] = strawberry.field(description="The records.")
 
 
-async def possible_duplicates(info: Info, first: int | None = None) -> list[DuplicateGroup]:
+async def possible_duplicates(
+    info: Info, first: int | None = None, after: str | None = None
+) -> Connection[DuplicateGroup]:
     ctx = info.context
     principal = await ctx.principal()
     scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
-    groups = await identity.possible_duplicates(ctx.session, scope, check_first(first))
+
+    async def fetch(n: int) -> list[identity.DuplicateGroup]:
+        return await identity.possible_duplicates(ctx.session, scope, n)
+
+    async def count() -> int:
+        return await identity.count_duplicate_groups(ctx.session, scope)
+
+    page = await ranked_connection(fetch, count, first, after)
+    groups = [e.node for e in page.edges]
     rows = await PatientRepository(ctx.session).get_many(
         scope, [pid for g in groups for pid in g.patient_ids]
     )
     ctx.trail.returned(Action.LIST, sorted(rows))
-    return [
-        DuplicateGroup(
+    for edge in page.edges:
+        g = edge.node
+        edge.node = DuplicateGroup(  # type: ignore[assignment]
             matched_on=g.matched_on,
             patients=[Patient(_row=rows[p]) for p in g.patient_ids if p in rows],
         )
-        for g in groups
-    ]
+    return page  # type: ignore[return-value]
 
 
 async def pool_metrics(info: Info) -> PoolMetrics:

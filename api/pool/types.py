@@ -37,7 +37,7 @@ class TagGroup:
 
 
 @strawberry.type(description="A label on patients (标签), manual or automatic.")
-class Tag:
+class Tag(Node):
     _row: strawberry.Private[TagRow]
     _group: strawberry.Private[TagGroupRow]
 

@@ -11,6 +11,13 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.ids import parse_global_id
+from api.pagination import (
+    Connection,
+    held_connection,
+    keyset_page,
+    make_connection,
+    ranked_connection,
+)
 from api.patients.loaders import patient_in_scope
 from api.patients.types import Patient
 from api.referrals.types import (
@@ -105,8 +112,9 @@ async def top_referrers(
         datetime, strawberry.argument(description="End (exclusive); at most 366 days on.")
     ],
     branch_id: strawberry.ID | None = None,
-    first: int = 20,
-) -> list[ReferrerFigures]:
+    first: int | None = None,
+    after: str | None = None,
+) -> Connection[ReferrerFigures]:
     ctx = info.context
     principal = await ctx.principal()
     require(principal, "referrals", "read")
@@ -116,15 +124,22 @@ async def top_referrers(
     since, until = from_.astimezone(UTC), to.astimezone(UTC)
     if not since < until <= since + timedelta(days=366):
         raise BadInput("the period runs forward, at most 366 days", field="to")
-    if not 1 <= first <= 100:
-        raise BadInput("first must be between 1 and 100", field="first")
     branch = parse_global_id(branch_id, "Branch", "branchId") if branch_id else None
-    figures = await tree.top_referrers(ctx.session, scope, since, until, branch, first)
+
+    async def fetch(n: int) -> list[tree.ReferrerFigures]:
+        return await tree.top_referrers(ctx.session, scope, since, until, branch, n)
+
+    async def count() -> int:
+        return await tree.count_referrers(ctx.session, scope, since, until, branch)
+
+    page = await ranked_connection(fetch, count, first, after)
+    figures = [e.node for e in page.edges]
     rows = await _visible(info, scope, [f.referrer_id for f in figures if f.visible])
     branches = ctx.loader("branch", lambda: branch_loader(ctx.session))
     found = await branches.load_many([f.branch_id for f in figures])
-    return [
-        ReferrerFigures(
+    for edge, b in zip(page.edges, found, strict=True):
+        f = edge.node
+        edge.node = ReferrerFigures(  # type: ignore[assignment]
             patient=Patient(_row=rows[f.referrer_id]) if f.referrer_id in rows else None,
             anonymous=f.referrer_id not in rows,
             branch=Branch(_row=b) if b is not None else None,
@@ -132,8 +147,7 @@ async def top_referrers(
             converted_count=f.converted,
             converted_value=to_yuan(f.converted_fen),
         )
-        for f, b in zip(figures, found, strict=True)
-    ]
+    return page  # type: ignore[return-value]
 
 
 async def link_referral(
@@ -168,13 +182,14 @@ async def make_link(
     )
 
 
-async def reward_rules(info: Info) -> list[RewardRule]:
+async def reward_rules(
+    info: Info, first: int | None = None, after: str | None = None
+) -> Connection[RewardRule]:
     ctx = info.context
     require(await ctx.principal(), "referrals", "read")
-    rows = await ctx.session.scalars(
-        select(rm.RewardRule).order_by(rm.RewardRule.trigger, rm.RewardRule.threshold)
-    )
-    return [RewardRule(_row=r) for r in rows]
+    rows = await ctx.session.scalars(select(rm.RewardRule))
+    found = [((r.trigger, f"{r.threshold:06d}", str(r.id)), RewardRule(_row=r)) for r in rows]
+    return held_connection(found, 3, first, after)
 
 
 @strawberry.input(description="A reward rule; give `id` to change an existing one.")
@@ -213,17 +228,18 @@ async def set_reward_rule(info: Info, input: RewardRuleInput) -> RewardRule:
     return RewardRule(_row=row)
 
 
-async def rewards(info: Info, patient_id: strawberry.ID) -> list[Reward]:
-    """Rewards recorded on a referrer in your scope, newest first."""
+async def rewards(
+    info: Info, patient_id: strawberry.ID, first: int | None = None, after: str | None = None
+) -> Connection[Reward]:
+    """Rewards recorded on a referrer in your scope, oldest first."""
     ctx = info.context
     principal = await ctx.principal()
     require(principal, "referrals", "read")
     scope = require_patient_scope(principal, ctx.trail, "read", Action.READ)
     referrer = await patient_in_scope(info, scope, patient_id)
     ctx.trail.returned(Action.READ, [referrer.id])
-    rows = await ctx.session.scalars(
-        select(rm.Reward)
-        .where(rm.Reward.referrer_id == referrer.id)
-        .order_by(rm.Reward.created_at.desc())
+    stmt = select(rm.Reward).where(rm.Reward.referrer_id == referrer.id)
+    rows, cursors, has_next, count = await keyset_page(
+        info, stmt, rm.Reward, rm.Reward.created_at, first, after
     )
-    return [Reward(_row=r) for r in rows]
+    return make_connection([Reward(_row=r) for r in rows], cursors, has_next, count)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from strawberry.types import Info
 
+from api.pagination import Connection, held_connection
 from api.tenants.types import Branch, Tenant
 from domain.tenants.models import Branch as BranchRow
 from domain.tenants.models import Tenant as TenantRow
@@ -17,8 +18,10 @@ async def tenant(info: Info) -> Tenant:
     return Tenant(_row=row)
 
 
-async def branches(info: Info) -> list[Branch]:
+async def branches(
+    info: Info, first: int | None = None, after: str | None = None
+) -> Connection[Branch]:
     ctx = info.context
     await ctx.principal()
-    rows = await ctx.session.scalars(select(BranchRow).order_by(BranchRow.code))
-    return [Branch(_row=b) for b in rows]
+    rows = await ctx.session.scalars(select(BranchRow))
+    return held_connection([((b.code,), Branch(_row=b)) for b in rows], 1, first, after)

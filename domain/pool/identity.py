@@ -56,6 +56,22 @@ async def possible_duplicates(
     return groups[:limit]
 
 
+async def count_duplicate_groups(session: AsyncSession, scope: PatientScope) -> int:
+    """How many groups `possible_duplicates` would list with no limit."""
+    total = 0
+    for name in MATCHED_ON:
+        column = getattr(Patient, f"{name}_bidx")
+        live = (Patient.erased_at.is_(None), Patient.merged_into_id.is_(None), scope.clause())
+        shared = (
+            select(column)
+            .where(column.is_not(None), *live)
+            .group_by(column)
+            .having(func.count() > 1)
+        )
+        total += int(await session.scalar(select(func.count()).select_from(shared.subquery())) or 0)
+    return total
+
+
 async def merge(session: AsyncSession, cipher: FieldCipher, keep: Patient, other: Patient) -> None:
     """Move `other`'s events, tags, tasks and stage history onto `keep`, fill `keep`'s empty
     sealed fields from `other` (re-sealed for keep's row), then retire `other`."""

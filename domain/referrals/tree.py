@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import Select, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care.models import Order, OrderStatus
@@ -178,16 +178,12 @@ class ReferrerFigures:
     visible: bool
 
 
-async def top_referrers(
-    session: AsyncSession,
-    scope: PatientScope,
-    since: datetime,
-    until: datetime,
-    branch_id: uuid.UUID | None,
-    limit: int,
-) -> list[ReferrerFigures]:
-    """Referrers ranked by the patients they brought in [since, until) who paid in that period,
-    then by what those patients paid (net of refunds) in it. Only eligible referrals count."""
+def _referrer_figures(
+    scope: PatientScope, since: datetime, until: datetime, branch_id: uuid.UUID | None
+) -> Select:
+    """One row per referrer with eligible referrals made in [since, until): referred, of
+    whom paid in the period, what they paid (net of refunds), and whether the referrer is
+    within the caller's scope."""
     paid = (
         select(
             Order.patient_id.label("pid"),
@@ -214,16 +210,40 @@ async def top_referrers(
             Referral.eligible.is_(True),
         )
         .group_by(Referral.referrer_id, Patient.home_branch_id, "visible")
-        .order_by(
-            func.count(paid.c.pid).desc(),
-            func.coalesce(func.sum(paid.c.fen), 0).desc(),
-            Referral.referrer_id,
-        )
-        .limit(limit)
     )
     if branch_id is not None:
         stmt = stmt.where(Patient.home_branch_id == branch_id)
+    return stmt
+
+
+async def top_referrers(
+    session: AsyncSession,
+    scope: PatientScope,
+    since: datetime,
+    until: datetime,
+    branch_id: uuid.UUID | None,
+    limit: int,
+) -> list[ReferrerFigures]:
+    """Referrers ranked by the patients they brought in [since, until) who paid in that period,
+    then by what those patients paid (net of refunds) in it. Only eligible referrals count."""
+    figures = _referrer_figures(scope, since, until, branch_id).subquery()
+    stmt = (
+        select(figures)
+        .order_by(figures.c.converted.desc(), figures.c.fen.desc(), figures.c.referrer_id)
+        .limit(limit)
+    )
     return [
         ReferrerFigures(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), bool(r[5]))
         for r in await session.execute(stmt)
     ]
+
+
+async def count_referrers(
+    session: AsyncSession,
+    scope: PatientScope,
+    since: datetime,
+    until: datetime,
+    branch_id: uuid.UUID | None,
+) -> int:
+    figures = _referrer_figures(scope, since, until, branch_id).subquery()
+    return int(await session.scalar(select(func.count()).select_from(figures)) or 0)

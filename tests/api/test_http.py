@@ -6,9 +6,12 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from api.context import AppState
 from api.ids import to_global_id
+from auth.access_log import AccessLogEntry
+from tenancy.session import bind_tenant
 from tests.support import build_world, codes, gql, sign_in
 
 
@@ -109,9 +112,137 @@ async def test_node_fetches_each_type_within_its_rules(
     foreign = await gql(client, q, {"id": other.gid("b1")}, token=admin)
     assert codes(missing) == codes(foreign) == ["NOT_FOUND"]
     assert missing["errors"][0]["message"] == foreign["errors"][0]["message"]
-    not_a_node = await gql(client, q, {"id": to_global_id("Tag", uuid.uuid4())}, token=admin)
+    not_a_node = await gql(client, q, {"id": to_global_id("Channel", uuid.uuid4())}, token=admin)
     assert codes(not_a_node) == ["NOT_FOUND"]
     # A doctor's node() sees only their patients, as patient() does.
     doctor = await sign_in(client, world, "doctor")
     assert codes(await gql(client, q, {"id": world.gid("b2")}, token=doctor)) == ["NOT_FOUND"]
     assert codes(await gql(client, q, {"id": world.gid("assigned")}, token=doctor)) == []
+
+
+async def _made(client: httpx.AsyncClient, token: str, doc: str, variables: dict) -> str:
+    result = await gql(client, doc, variables, token=token)
+    assert "errors" not in result, result
+    (payload,) = result["data"].values()
+    return payload["id"]
+
+
+async def test_node_fetches_tags_visits_orders_and_follow_ups_within_their_rules(
+    client: httpx.AsyncClient, owner_state: AppState, unique: str
+) -> None:
+    world = await build_world(owner_state, f"n3-{unique}")
+    other = await build_world(owner_state, f"n4-{unique}")
+    admin = await sign_in(client, world, "hq_admin")
+    group = await _made(
+        client, admin, 'mutation { createTagGroup(name: "诊断", isHealth: true) { id } }', {}
+    )
+    tag = await _made(
+        client,
+        admin,
+        'mutation($g: ID!) { createTag(groupId: $g, name: "牙周炎") { id } }',
+        {"g": group},
+    )
+    made = {"Tag": tag}
+    for key in ("b1", "b2"):
+        args = {"p": world.gid(key), "b": world.branch_gid(key)}
+        made[f"Visit:{key}"] = await _made(
+            client,
+            admin,
+            "mutation($p: ID!, $b: ID!) { bookVisit(patientId: $p, branchId: $b, "
+            'scheduledAt: "2026-12-01T09:00:00+08:00") { id } }',
+            args,
+        )
+        made[f"Order:{key}"] = await _made(
+            client,
+            admin,
+            "mutation($p: ID!, $b: ID!) { createOrder(patientId: $p, branchId: $b, "
+            'lines: [{service: "洁牙", unitPrice: "199.00"}]) { id } }',
+            args,
+        )
+        made[f"FollowUp:{key}"] = await _made(
+            client,
+            admin,
+            "mutation($p: ID!) { createFollowUp(patientId: $p, kind: HEALTH_EDUCATION, "
+            'dueAt: "2026-12-01T09:00:00+08:00") { id } }',
+            {"p": world.gid(key)},
+        )
+    q = (
+        "query($id: ID!) { node(id: $id) { __typename id ... on Tag { name } "
+        "... on Visit { patient { id } } ... on Order { net lines { service } } "
+        "... on FollowUp { kind } } }"
+    )
+    for key, gid in made.items():
+        got = await gql(client, q, {"id": gid}, token=admin)
+        assert got["data"]["node"]["__typename"] == key.split(":")[0], got
+        assert got["data"]["node"]["id"] == gid
+    # Each read is in the access log against its patient, as the type's list would log it.
+    async with owner_state.sessions() as session, session.begin():
+        await bind_tenant(session, world.tenant_id)
+        reads = (
+            await session.scalars(
+                select(AccessLogEntry.patient_ids).where(AccessLogEntry.action == "read")
+            )
+        ).all()
+    b2 = str(world.patients["b2"].id)
+    assert sum(b2 in ids for ids in reads) >= 3  # its visit, order and follow-up
+    # Another chain's admin: every one of them is missing.
+    theirs = await sign_in(client, other, "hq_admin")
+    for gid in made.values():
+        assert codes(await gql(client, q, {"id": gid}, token=theirs)) == ["NOT_FOUND"]
+    # An operator of branch b1 reaches b1's visits, orders and follow-ups, not b2's.
+    operator = await sign_in(client, world, "operator")
+    assert codes(await gql(client, q, {"id": made["Visit:b1"]}, token=operator)) == []
+    assert codes(await gql(client, q, {"id": made["FollowUp:b1"]}, token=operator)) == []
+    for key in ("Visit:b2", "FollowUp:b2"):
+        assert codes(await gql(client, q, {"id": made[key]}, token=operator)) == ["NOT_FOUND"]
+    # Orders need orders:read, which operators lack.
+    assert codes(await gql(client, q, {"id": made["Order:b1"]}, token=operator)) == ["FORBIDDEN"]
+    # A health tag stays hidden from marketing, as in `tags`.
+    marketing = await sign_in(client, world, "marketing")
+    assert codes(await gql(client, q, {"id": tag}, token=marketing)) == ["NOT_FOUND"]
+
+
+async def test_bounded_lists_are_connections_with_stable_cursors(
+    client: httpx.AsyncClient, owner_state: AppState, unique: str
+) -> None:
+    world = await build_world(owner_state, f"n5-{unique}")
+    admin = await sign_in(client, world, "hq_admin")
+    group = await _made(client, admin, 'mutation { createTagGroup(name: "项目") { id } }', {})
+    create = "mutation($g: ID!, $n: String!) { createTag(groupId: $g, name: $n) { id } }"
+    for name in ("b-洁牙", "d-种植", "f-正畸"):
+        await _made(client, admin, create, {"g": group, "n": name})
+    page = (
+        "query($after: String) { tags(first: 2, after: $after) { totalCount "
+        "pageInfo { hasNextPage endCursor } edges { cursor node { name } } } }"
+    )
+    first = (await gql(client, page, {}, token=admin))["data"]["tags"]
+    assert [e["node"]["name"] for e in first["edges"]] == ["b-洁牙", "d-种植"]
+    assert first["totalCount"] == 3 and first["pageInfo"]["hasNextPage"] is True
+    # A tag added before the cursor does not shift the next page; one after it shows up.
+    for name in ("a-美白", "e-贴面"):
+        await _made(client, admin, create, {"g": group, "n": name})
+    after = {"after": first["pageInfo"]["endCursor"]}
+    second = (await gql(client, page, after, token=admin))["data"]["tags"]
+    assert [e["node"]["name"] for e in second["edges"]] == ["e-贴面", "f-正畸"]
+    assert second["totalCount"] == 5 and second["pageInfo"]["hasNextPage"] is False
+    for bad in ({"after": "bm90LWEtY3Vyc29y"}, {"after": "!!"}):
+        assert codes(await gql(client, page, bad, token=admin)) == ["BAD_USER_INPUT"]
+    too_many = await gql(client, "{ branches(first: 101) { totalCount } }", token=admin)
+    assert codes(too_many) == ["BAD_USER_INPUT"]
+    # Small catalogues page the same way: the whole permission catalogue, 20 at a time.
+    seen, cursor = [], None
+    while True:
+        got = await gql(
+            client,
+            "query($a: String) { permissionCatalogue(after: $a) { totalCount "
+            "pageInfo { hasNextPage endCursor } edges { node { object action } } } }",
+            {"a": cursor},
+            token=admin,
+        )
+        catalogue = got["data"]["permissionCatalogue"]
+        seen += [(e["node"]["object"], e["node"]["action"]) for e in catalogue["edges"]]
+        if not catalogue["pageInfo"]["hasNextPage"]:
+            break
+        cursor = catalogue["pageInfo"]["endCursor"]
+    assert len(seen) == len(set(seen)) == catalogue["totalCount"]
+    assert seen == sorted(seen)

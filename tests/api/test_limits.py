@@ -19,8 +19,8 @@ from api.schema import OPERATIONS, build_schema
 from api.settings import Environment
 from tests.support import PASSWORD, World, build_world, codes, gql, sign_in
 
-COSTLY = """{ possibleDuplicates(first: 100) { patients { id name tags { id name group {
-  id name } } } } }"""
+COSTLY = """{ possibleDuplicates(first: 100) { edges { node { patients { id name tags { id
+  name group { id name } } } } } } }"""
 
 
 @pytest.fixture

@@ -152,10 +152,13 @@ def _run_example_operations(url: str, accounts: list[dict]) -> None:
         tokens[role] = signed["signIn"]["accessToken"]
     hq = tokens["hq_admin"]
     ids = call(
-        "{ patients(first: 1) { edges { node { id referralCode } } } branches { id } }", {}, hq
+        "{ patients(first: 1) { edges { node { id referralCode } } } "
+        "branches { edges { node { id } } } }",
+        {},
+        hq,
     )
     patient = ids["patients"]["edges"][0]["node"]
-    branch = ids["branches"][0]["id"]
+    branch = ids["branches"]["edges"][0]["node"]["id"]
     now = datetime.now(UTC)
     year = {"from": (now - timedelta(days=365)).isoformat(), "to": now.isoformat()}
     listed = call(ops["patient-list.graphql"], {"first": 50}, hq)

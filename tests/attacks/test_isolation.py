@@ -35,12 +35,13 @@ ATTACKS: dict[str, Attack] = {
     ),
     "topReferrers": lambda b: (
         'query($b: ID) { topReferrers(from: "2020-01-01T00:00:00Z", '
-        'to: "2020-12-31T00:00:00Z", branchId: $b) { patient { id name } referredCount } }',
+        'to: "2020-12-31T00:00:00Z", branchId: $b) { edges { node { patient { id name } '
+        "referredCount } } } }",
         {"b": b.branch_gid("b1")},
     ),
-    "rewardRules": lambda b: ("{ rewardRules { id trigger points } }", {}),
+    "rewardRules": lambda b: ("{ rewardRules { edges { node { id trigger points } } } }", {}),
     "rewards": lambda b: (
-        "query($p: ID!) { rewards(patientId: $p) { status points } }",
+        "query($p: ID!) { rewards(patientId: $p) { edges { node { status points } } } }",
         {"p": b.gid("b1")},
     ),
     "visits": lambda b: (
@@ -58,7 +59,7 @@ ATTACKS: dict[str, Attack] = {
         "totalCount edges { node { id patient { id name } } } } }",
         {"p": b.gid("b1")},
     ),
-    "followUpRules": lambda b: ("{ followUpRules { trigger delayDays } }", {}),
+    "followUpRules": lambda b: ("{ followUpRules { edges { node { trigger delayDays } } } }", {}),
     "metrics": lambda b: (
         'query($b: ID) { metrics(from: "2026-01-01T00:00:00Z", to: "2026-12-31T00:00:00Z", '
         "branchId: $b) { total { leads revenue } byBranch { branch { id } } } }",
@@ -204,9 +205,9 @@ ATTACKS: dict[str, Attack] = {
         "mutation { exportAccessLog { entries content } }",
         {},
     ),
-    "tags": lambda b: ("{ tags { id name group { name } } }", {}),
-    "tagGroups": lambda b: ("{ tagGroups { id name } }", {}),
-    "channels": lambda b: ("{ channels { id code } }", {}),
+    "tags": lambda b: ("{ tags { edges { node { id name group { name } } } } }", {}),
+    "tagGroups": lambda b: ("{ tagGroups { edges { node { id name } } } }", {}),
+    "channels": lambda b: ("{ channels { edges { node { id code } } } }", {}),
     "segments": lambda b: ("{ segments { totalCount edges { node { id name count } } } }", {}),
     "segment": lambda b: (
         "query($id: ID!) { segment(id: $id) { name count } }",
@@ -223,7 +224,7 @@ ATTACKS: dict[str, Attack] = {
         {"id": to_global_id("Job", b.tenant_id)},
     ),
     "possibleDuplicates": lambda b: (
-        "{ possibleDuplicates { matchedOn patients { id name } } }",
+        "{ possibleDuplicates { edges { node { matchedOn patients { id name } } } } }",
         {},
     ),
     "poolMetrics": lambda b: ("{ poolMetrics { total byBranch { key count } } }", {}),
@@ -278,8 +279,11 @@ ATTACKS: dict[str, Attack] = {
         "mutation($id: ID!) { erasePatient(id: $id) { patient { id erased } } }",
         {"id": b.gid("b1")},
     ),
-    "roles": lambda b: ("{ roles { name permissions { object action } } }", {}),
-    "permissionCatalogue": lambda b: ("{ permissionCatalogue { object action } }", {}),
+    "roles": lambda b: ("{ roles { edges { node { name permissions { object action } } } } }", {}),
+    "permissionCatalogue": lambda b: (
+        "{ permissionCatalogue { edges { node { object action } } } }",
+        {},
+    ),
     "changePassword": lambda b: (
         'mutation { changePassword(currentPassword: "x", newPassword: "yyyyyyyyyyyy") }',
         {},
@@ -303,7 +307,7 @@ ATTACKS: dict[str, Attack] = {
     ),
     "me": lambda b: ("{ me { tenant { slug } roles branches { id name } } }", {}),
     "tenant": lambda b: ("{ tenant { id slug name } }", {}),
-    "branches": lambda b: ("{ branches { id name code } }", {}),
+    "branches": lambda b: ("{ branches { edges { node { id name code } } } }", {}),
     "patient": lambda b: (
         "query($id: ID!) { patient(id: $id) { id name phone medicalHistory } }",
         {"id": b.gid("b1")},
@@ -347,7 +351,7 @@ def test_every_root_field_is_attacked() -> None:
 async def _snapshot(client: httpx.AsyncClient, token: str) -> Any:
     q = (
         "{ patients(first: 100) { totalCount edges { node { id name phone notes updatedAt } } }"
-        " roles { name permissions { object action } } }"
+        " roles { edges { node { name permissions { object action } } } } }"
     )
     return (await gql(client, q, token=token))["data"]
 

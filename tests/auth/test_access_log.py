@@ -97,7 +97,7 @@ CASES: dict[str, tuple[str, dict[str, Any], list[tuple[str, str, set[str] | None
         {"p": "b1"},
         [("update", "allowed", {"b1"}, "")],
     ),
-    "possibleDuplicates": ("{ possibleDuplicates { patients { id } } }", {}, []),
+    "possibleDuplicates": ("{ possibleDuplicates { edges { node { patients { id } } } } }", {}, []),
     "previewSegment": (
         "{ previewSegment(filter: {scoreMin: 0}) { members(first: 2) { edges { node { id } } } } }",
         {},
@@ -196,7 +196,8 @@ CASES: dict[str, tuple[str, dict[str, Any], list[tuple[str, str, set[str] | None
         [("list", "allowed", {"b1", "b2"}, "")],
     ),
     "topReferrers": (
-        "query($f: DateTime!, $t: DateTime!) { topReferrers(from: $f, to: $t) { patient { id } } }",
+        "query($f: DateTime!, $t: DateTime!) { topReferrers(from: $f, to: $t) { edges { node { "
+        "patient { id } } } } }",
         {"_prep": "linked:b1>b2", "f": "days:-200", "t": "days:100"},
         [("list", "allowed", {"b1"}, "")],
     ),
@@ -222,7 +223,7 @@ CASES: dict[str, tuple[str, dict[str, Any], list[tuple[str, str, set[str] | None
         [("export", "allowed", {"b1"}, "contact,health")],
     ),
     "rewards": (
-        "query($p: ID!) { rewards(patientId: $p) { id } }",
+        "query($p: ID!) { rewards(patientId: $p) { edges { node { id } } } }",
         {"p": "b1"},
         [("read", "allowed", {"b1"}, "")],
     ),

@@ -31,7 +31,10 @@ REFUND = """mutation($id: ID!, $a: Decimal!) { refundOrder(id: $id, amount: $a, 
 LINK = """mutation($p: ID!, $c: String!) {
   linkReferral(patientId: $p, referralCode: $c) { eligible } }"""
 RULE = """mutation($i: RewardRuleInput!) { setRewardRule(input: $i) { id trigger threshold } }"""
-REWARDS = "query($p: ID!) { rewards(patientId: $p) { status points coupon reason } }"
+REWARDS = (
+    "query($p: ID!) { rewards(patientId: $p) { totalCount edges { node { "
+    "status points coupon reason } } } }"
+)
 METRICS = """query($f: DateTime!, $t: DateTime!) { metrics(from: $f, to: $t) {
   total { leads visitedLeads leadToVisitRate firstVisits convertedVisitors visitors
     returnVisitors returnVisitRate buyers repeatBuyers repurchaseRate referredLeads
@@ -192,7 +195,11 @@ async def test_scripted_chain(client: httpx.AsyncClient, world: World, state: Ap
     # Rewards on the referrer: x and y each earned FIRST_VISIT, z was refused as a
     # self-referral, and two eligible referrals (x, y) met the REFERRED_COUNT rule once.
     rewards = ok(await gql(client, REWARDS, {"p": world.gid("b1")}, token=hq))["rewards"]
-    got = sorted((r["status"], r["points"], r["coupon"], r["reason"]) for r in rewards)
+    assert rewards["totalCount"] == 4
+    got = sorted(
+        (r["status"], r["points"], r["coupon"], r["reason"])
+        for r in (e["node"] for e in rewards["edges"])
+    )
     assert got == [
         ("GRANTED", 0, "洁牙券", ""),
         ("GRANTED", 100, "", ""),
