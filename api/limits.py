@@ -1,5 +1,7 @@
 """Defences against expensive or hostile documents, checked while validating (before any
-resolver or SQL runs): a cost limit, a limit on root fields, and "registered operations only".
+resolver or SQL runs), cheapest first (`checks_first`): Strawberry's depth and alias limiters,
+a limit on root fields and "registered operations only", then a cost limit, then the rest of
+graphql's validation.
 
 Cost: each field costs 1; a field's selection costs as many times as the list it returns may
 hold: `first` for connections (default 20), `maxNodes` for the node lists of a referral tree
@@ -33,7 +35,10 @@ from graphql import (
     parse,
     print_ast,
 )
+from graphql.validation import KnownFragmentNamesRule, specified_rules, validate
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 MAX_COST = 100_000
 MAX_ROOT_FIELDS = 15
@@ -120,24 +125,43 @@ def estimate_cost(schema: GraphQLSchema, document: DocumentNode, variables: dict
     )
 
 
-class CostLimiter(SchemaExtension):
-    """Refuses a document whose estimated cost passes MAX_COST, before validation runs the
-    rest of the rules and before any resolver: variables are known here, so `first: $n` is
-    costed at the value sent."""
+def checks_first(
+    limits: Iterable[type[ValidationRule]], hide_suggestions: bool
+) -> type[SchemaExtension]:
+    """Validation in order of cost, so a hostile document is refused cheaply: fragment names,
+    then the shape limits alone (depth, aliases, root fields, registered-only), then the cost
+    estimate (variables are known here: `first: $n` is costed at the value sent), and only
+    then graphql's full validation, which in production skips computing the "did you mean"
+    suggestions that would be hidden anyway. Nothing runs a resolver or SQL before all pass."""
+    # Fragment names first and alone: the depth limiter follows spreads and cannot meet a
+    # fragment that is not there.
+    named, shape = (KnownFragmentNamesRule,), tuple(limits)
+    full = (*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule)
 
-    def on_validate(self) -> Iterator[None]:
-        ec = self.execution_context
-        if ec.graphql_document is not None and ec.pre_execution_errors is None:
-            cost = estimate_cost(ec.schema._schema, ec.graphql_document, ec.variables or {})
-            if cost > MAX_COST:
-                ec.pre_execution_errors = [
-                    GraphQLError(
-                        f"query cost {cost} exceeds the limit of {MAX_COST}: ask for smaller "
-                        "pages or fewer nested lists",
-                        extensions=TOO_COMPLEX,
-                    )
-                ]
-        yield
+    class ChecksFirst(SchemaExtension):
+        def on_validate(self) -> Iterator[None]:
+            ec = self.execution_context
+            document = ec.graphql_document
+            if document is not None and ec.pre_execution_errors is None:
+                schema = ec.schema._schema
+                errors = validate(schema, document, named) or validate(schema, document, shape)
+                if not errors:
+                    cost = estimate_cost(schema, document, ec.variables or {})
+                    if cost > MAX_COST:
+                        errors = [
+                            GraphQLError(
+                                f"query cost {cost} exceeds the limit of {MAX_COST}: ask for "
+                                "smaller pages or fewer nested lists",
+                                extensions=TOO_COMPLEX,
+                            )
+                        ]
+                if not errors:
+                    errors = validate(schema, document, full, hide_suggestions=hide_suggestions)
+                # An empty list tells Strawberry validation has run (and passed).
+                ec.pre_execution_errors = errors
+            yield
+
+    return ChecksFirst
 
 
 class RootFieldLimit(ValidationRule):

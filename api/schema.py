@@ -8,7 +8,6 @@ from pathlib import Path
 import strawberry
 from graphql import GraphQLError, ValidationRule
 from strawberry.extensions import (
-    AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -29,9 +28,9 @@ from api.consent import resolvers as consent
 from api.consent.types import PatientConsents, PatientDataExport
 from api.extensions import OperationBoundary
 from api.limits import (
-    CostLimiter,
     Registry,
     RootFieldLimit,
+    checks_first,
     persisted_queries,
     registered_only,
 )
@@ -382,17 +381,20 @@ class PatientPoolSchema(strawberry.Schema):
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     registry = Registry.from_folder(OPERATIONS)
-    rules: list[type[ValidationRule]] = [RootFieldLimit]
+    # Strawberry's own depth and alias limiters, run by checks_first ahead of the rest.
+    limits: list[type[ValidationRule]] = [
+        *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+        RootFieldLimit,
+    ]
     if settings is not None and settings.persisted_queries == "only":
-        rules.append(registered_only(registry))
+        limits.append(registered_only(registry))
+    production = settings is not None and settings.is_production
     extensions: list[object] = [
         OperationBoundary,
         persisted_queries(registry),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        CostLimiter,
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: AddValidationRules(rules),
+        checks_first(limits, hide_suggestions=production),
     ]
     if settings is not None and not settings.introspection_enabled:
         extensions.append(DisableIntrospection)

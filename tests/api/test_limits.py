@@ -48,6 +48,9 @@ HOSTILE = {
     "root fields": "{ " + " ".join(f"t{i}: tenant {{ slug }}" for i in range(16)) + " }",
     "aliases": "{ me { " + " ".join(f"a{i}: roles" for i in range(31)) + " } }",
     "tokens": "{ " + "me { roles } " * 600 + "}",
+    # Too deep, and wrong on every level below: only the depth is reported, because the
+    # full validation (and its "did you mean" search) never runs on a refused document.
+    "depth": "{ " + "patients { edges { node { " * 4 + "name" + " } } }" * 4 + " }",
 }
 
 
@@ -165,3 +168,25 @@ async def test_no_websocket_endpoint(state: AppState) -> None:
             with client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
                 ws.send_json({"type": "connection_init", "payload": {}})
                 ws.receive_json()
+
+
+async def test_an_unknown_fragment_is_bad_input(client: httpx.AsyncClient, world: World) -> None:
+    token = await sign_in(client, world, "hq_admin")
+    result = await gql(client, "{ me { ...Missing } }", token=token)
+    assert codes(result) == ["BAD_USER_INPUT"]
+    assert result["errors"][0]["message"] == "Unknown fragment 'Missing'."
+
+
+async def test_production_validation_computes_no_suggestions() -> None:
+    """graphql-core's own message carries no "did you mean" list in production, so none is
+    computed (development keeps them for developers)."""
+    from api.settings import Settings
+
+    typo = "{ patiens { totalCount } }"
+    dev = await build_schema().execute(typo)
+    assert "Did you mean" in dev.errors[0].message and "'patients'" in dev.errors[0].message
+    prod = build_schema(
+        Settings(env="production", master_key="k" * 43, signing_keys_file="/dev/null")
+    )
+    refused = await prod.execute(typo)
+    assert refused.errors[0].message == "Cannot query field 'patiens' on type 'Query'."
