@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -49,6 +50,11 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
             await resume_jobs(state.sessions)
         except Exception:
             log.exception("could not resume background jobs")
+        # Everything built so far (schema, models, policy caches) lives as long as the process:
+        # freezing it keeps the collector from re-scanning it on every full collection, which
+        # otherwise pauses a request for tens of milliseconds now and then (the p99).
+        gc.collect()
+        gc.freeze()
         yield
         await state.sessions.kw["bind"].dispose()
 

@@ -57,6 +57,14 @@ async def _pg_reachable() -> str | None:
         await engine.dispose()
 
 
+async def drop_pg_database(name: str) -> None:
+    """Test databases are dropped when done, so runs do not pile them up on the server."""
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.dispose()
+
+
 async def _make_pg_database(name: str) -> Database:
     admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
@@ -102,11 +110,13 @@ def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> Database:
 
 
 @pytest.fixture(scope="session")
-def postgres_db() -> Database:
+def postgres_db() -> Iterator[Database]:
     reason = asyncio.run(_pg_reachable())
     if reason is not None:
         pg_unavailable(reason)
-    return asyncio.run(_make_pg_database(f"pp_test_{os.getpid()}"))
+    name = f"pp_test_{os.getpid()}"
+    yield asyncio.run(_make_pg_database(name))
+    asyncio.run(drop_pg_database(name))
 
 
 @pytest.fixture(

@@ -49,11 +49,17 @@ async def test_upgrade_downgrade_upgrade(db: Database, unique: str) -> None:
         from tests.conftest import _make_pg_database
 
         url = (await _make_pg_database(f"pp_scratch_{unique}")).owner_url
-    await asyncio.to_thread(upgrade, url)
-    assert set(tenant_tables()) <= await _tables(url)
-    await asyncio.to_thread(downgrade, url, "base")
-    assert await _tables(url) <= {"alembic_version"}
-    await asyncio.to_thread(upgrade, url)
-    assert set(tenant_tables()) <= await _tables(url)
-    assert await _diff(url) == []
-    assert head_revision() is not None
+    try:
+        await asyncio.to_thread(upgrade, url)
+        assert set(tenant_tables()) <= await _tables(url)
+        await asyncio.to_thread(downgrade, url, "base")
+        assert await _tables(url) <= {"alembic_version"}
+        await asyncio.to_thread(upgrade, url)
+        assert set(tenant_tables()) <= await _tables(url)
+        assert await _diff(url) == []
+        assert head_revision() is not None
+    finally:
+        if db.kind == "postgres":
+            from tests.conftest import drop_pg_database
+
+            await drop_pg_database(f"pp_scratch_{unique}")
