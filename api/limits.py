@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,24 @@ def estimate_cost(schema: GraphQLSchema, document: DocumentNode, variables: dict
     )
 
 
+VALIDATION_CACHE = 1024
+
+
+class _Document:
+    """A parsed document keyed by its text alone, for the validation caches."""
+
+    __slots__ = ("node", "schema", "text")
+
+    def __init__(self, text: str, node: DocumentNode, schema: GraphQLSchema) -> None:
+        self.text, self.node, self.schema = text, node, schema
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Document) and other.text == self.text
+
+
 def checks_first(
     limits: Iterable[type[ValidationRule]], hide_suggestions: bool
 ) -> type[SchemaExtension]:
@@ -138,13 +157,24 @@ def checks_first(
     named, shape = (KnownFragmentNamesRule,), tuple(limits)
     full = (*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule)
 
+    # What does not depend on variables is remembered per document text (frontends send the
+    # same few documents again and again); bounded, so unique hostile documents cannot grow it.
+    @lru_cache(maxsize=VALIDATION_CACHE)
+    def shape_errors(doc: _Document) -> tuple[GraphQLError, ...]:
+        return tuple(validate(doc.schema, doc.node, named) or validate(doc.schema, doc.node, shape))
+
+    @lru_cache(maxsize=VALIDATION_CACHE)
+    def rule_errors(doc: _Document) -> tuple[GraphQLError, ...]:
+        return tuple(validate(doc.schema, doc.node, full, hide_suggestions=hide_suggestions))
+
     class ChecksFirst(SchemaExtension):
         def on_validate(self) -> Iterator[None]:
             ec = self.execution_context
             document = ec.graphql_document
             if document is not None and ec.pre_execution_errors is None:
                 schema = ec.schema._schema
-                errors = validate(schema, document, named) or validate(schema, document, shape)
+                doc = _Document(ec.query or print_ast(document), document, schema)
+                errors = list(shape_errors(doc))
                 if not errors:
                     cost = estimate_cost(schema, document, ec.variables or {})
                     if cost > MAX_COST:
@@ -156,7 +186,7 @@ def checks_first(
                             )
                         ]
                 if not errors:
-                    errors = validate(schema, document, full, hide_suggestions=hide_suggestions)
+                    errors = list(rule_errors(doc))
                 # An empty list tells Strawberry validation has run (and passed).
                 ec.pre_execution_errors = errors
             yield

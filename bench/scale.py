@@ -325,7 +325,7 @@ async def _floor(state: AppState, tenant_id: Any, operation: str, runs: int) -> 
     return statistics.median(samples)
 
 
-async def run(scale: float, owner_url: str | None, requests: int) -> str:
+async def run(scale: float, owner_url: str | None, requests: int, only: str = "") -> str:
     work = RESULTS / "work"
     work.mkdir(parents=True, exist_ok=True)
     owner_url = owner_url or f"sqlite+aiosqlite:///{work / 'bench-v2.db'}"
@@ -402,6 +402,8 @@ async def run(scale: float, owner_url: str | None, requests: int) -> str:
             transport = httpx.ASGITransport(app=create_app(in_process.settings, in_process))
             async with httpx.AsyncClient(transport=transport, base_url="http://x") as local:
                 for name, (role, query, template) in OPERATIONS.items():
+                    if only not in name:
+                        continue
                     say(f"driving: {name}")
                     variables = _bind(template, tenant_id)
                     _s, _r, warm = await _drive(client, tokens[role], query, variables, 5, 1)
@@ -501,5 +503,8 @@ def main(argv: list[str]) -> None:
         help="owner URL of a PostgreSQL database (default: SQLite file)",
     )
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--only", default="", help="drive only the operations whose name contains this text"
+    )
     args = parser.parse_args(argv)
-    print(asyncio.run(run(args.scale, args.database_url, args.requests)))
+    print(asyncio.run(run(args.scale, args.database_url, args.requests, args.only)))

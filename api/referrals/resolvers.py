@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import select
@@ -56,6 +56,16 @@ async def _visible(
     return rows
 
 
+def _asks_for_patients(selections: list[Any]) -> bool:
+    """Whether the selection (fragments included) reaches a `patient` field anywhere below."""
+    for sel in selections:
+        if getattr(sel, "name", None) == "patient":
+            return True
+        if _asks_for_patients(getattr(sel, "selections", None) or []):
+            return True
+    return False
+
+
 async def referral_tree(
     info: Info,
     patient_id: strawberry.ID,
@@ -73,11 +83,14 @@ async def referral_tree(
     root = await patient_in_scope(info, scope, patient_id)
     sub = await tree.subtree(ctx.session, root.id, depth, scope, max_nodes)
     up = await tree.ancestors(ctx.session, root.id, scope)
-    rows = await _visible(
-        info,
-        scope,
-        [n.patient_id for n in sub.nodes if n.visible] + [pid for pid, seen in up if seen],
-    )
+    seen = {n.patient_id for n in sub.nodes if n.visible} | {pid for pid, ok in up if ok}
+    # The figures are about these patients: logged whether or not their records are asked
+    # for; the records themselves (10,000 rows for a big tree) are read only when they are.
+    if _asks_for_patients(info.selected_fields):
+        rows = await _visible(info, scope, sorted(seen))
+    else:
+        rows = {}
+        ctx.trail.returned(Action.LIST, sorted(seen))
     index = {n.patient_id: i for i, n in enumerate(sub.nodes)}
 
     def patient(pid: uuid.UUID) -> Patient | None:
@@ -85,7 +98,7 @@ async def referral_tree(
 
     return ReferralTree(
         referrers=[
-            ReferrerLink(hops=i, patient=patient(pid), anonymous=pid not in rows)
+            ReferrerLink(hops=i, patient=patient(pid), anonymous=pid not in seen)
             for i, (pid, _seen) in enumerate(up, start=1)
         ],
         nodes=[
@@ -94,7 +107,7 @@ async def referral_tree(
                 parent_index=index.get(n.parent_id) if n.parent_id else None,
                 depth=n.depth,
                 patient=patient(n.patient_id),
-                anonymous=n.patient_id not in rows,
+                anonymous=n.patient_id not in seen,
                 subtree_size=n.subtree_size,
                 converted_count=n.converted,
                 converted_value=to_yuan(n.converted_fen),

@@ -190,3 +190,18 @@ async def test_production_validation_computes_no_suggestions() -> None:
     )
     refused = await prod.execute(typo)
     assert refused.errors[0].message == "Cannot query field 'patiens' on type 'Query'."
+
+
+async def test_validation_remembered_per_document_still_costs_each_request(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """The same document text is validated once, but its cost is estimated for the
+    variables each request sends."""
+    token = await sign_in(client, world, "hq_admin")
+    doc = COSTLY.replace(
+        "{ possibleDuplicates(first: 100)", "query($n: Int) { possibleDuplicates(first: $n)"
+    )
+    for n, refused in ((1, False), (100, True), (1, False)):
+        result = await gql(client, doc, {"n": n}, token=token)
+        assert (codes(result) == ["QUERY_TOO_COMPLEX"]) is refused, (n, result)
+        assert refused or "errors" not in result
