@@ -112,6 +112,8 @@ async def run_tenant(
                         tally = await sender.send_sms(s, cipher, backend, claim, now)  # type: ignore[arg-type]
                     else:
                         tally = await sender.send_wecom(s, cipher, backend, claim, now)  # type: ignore[arg-type]
+                    what = f"campaign:{claim.campaign_id}:opt-out"
+                    await _log(s, Action.UPDATE, tally.withdrew, what)
                 result.outcomes.update(tally.outcomes)
                 done = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
                 progress(f"{channel}: {done}")

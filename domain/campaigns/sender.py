@@ -68,6 +68,9 @@ class Claim:
 @dataclass
 class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
+    # Patients whose consent the batch withdrew (a provider-reported opt-out): a change of
+    # patient data, for the access log.
+    withdrew: list[uuid.UUID] = field(default_factory=list)
 
     def add(self, status: str, n: int = 1) -> None:
         self.outcomes[status] += n
@@ -216,6 +219,7 @@ async def send_sms(
         except OptedOut as exc:
             _failed(d, exc, now)
             await _withdraw(session, patient, claim.channel)
+            tally.withdrew.append(patient.id)
         except SendError as exc:
             _failed(d, exc, now)
         else:

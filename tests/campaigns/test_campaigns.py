@@ -441,6 +441,16 @@ async def test_failures_are_retried_then_given_up_and_opt_outs_recorded(
         "method": "provider_opt_out",
         "recordedBy": "system:campaigns",
     }
+    async with owner_state.sessions() as s, s.begin():
+        await bind_tenant(s, world.tenant_id)
+        changes = (
+            await s.scalars(
+                select(AccessLogEntry.patient_ids).where(
+                    AccessLogEntry.actor_id == "campaigns", AccessLogEntry.action == "update"
+                )
+            )
+        ).all()
+    assert changes == [f'["{people[0].patient.id}"]']
     attempts = sorted(d.attempts for d in await _deliveries(owner_state, world))
     assert attempts == [1, 1, 2, 2]
 
