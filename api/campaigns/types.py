@@ -7,10 +7,10 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
+from api.campaigns.loaders import reach_loader
 from api.ids import to_global_id
 from api.node import Node
 from domain.campaigns import models as m
-from domain.campaigns.reach import reach
 
 CampaignChannelEnum = strawberry.enum(
     m.CampaignChannel,
@@ -165,7 +165,10 @@ class Campaign(Node):
 
     @strawberry.field(description="Deliveries, outcomes and conversions so far.")
     async def reach(self, info: Info) -> CampaignReach:
-        figures = await reach(info.context.session, self._row)
+        ctx = info.context
+        figures = await ctx.loader("campaign_reach", lambda: reach_loader(ctx.session)).load(
+            self._row.id
+        )
         s = figures.by_status
         D = m.DeliveryStatus
         return CampaignReach(

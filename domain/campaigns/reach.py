@@ -1,16 +1,18 @@
-"""What a campaign reached and brought in.
+"""What campaigns reached and brought in, for many campaigns at once (a page of them costs
+the same five statements as one).
 
 Deliveries by outcome; opt-outs (the provider said so, or the patient withdrew marketing
 consent on the campaign's channel between delivery and the end of the attribution window);
 and conversions credited to the campaign: arrived visits and paid orders of delivered
 patients between their delivery and `attributed_until` (delivery + the campaign's
-attribution days). Everything is counted in SQL, across the campaign's deliveries.
+attribution days). Everything is counted in SQL.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,82 +23,85 @@ from domain.care.models import Order, OrderStatus, Visit, VisitStatus
 from domain.consent.models import ConsentRecord, Purpose
 
 
-@dataclass(frozen=True)
+@dataclass
 class Reach:
-    by_status: dict[str, int]
-    opted_out: int
-    visits: int
-    orders: int
-    revenue_fen: int
-    converted_patients: int
+    by_status: dict[str, int] = field(default_factory=dict)
+    withdrew_after: int = 0  # delivered, then withdrew marketing consent within the window
+    visits: int = 0
+    orders: int = 0
+    revenue_fen: int = 0
+    converted_patients: int = 0
+
+    @property
+    def opted_out(self) -> int:
+        return self.by_status.get(str(DeliveryStatus.OPTED_OUT), 0) + self.withdrew_after
 
 
-async def reach(session: AsyncSession, campaign: Campaign) -> Reach:
-    cid: uuid.UUID = campaign.id
-    by_status = {
-        str(s): int(n)
-        for s, n in (
-            await session.execute(
-                select(Delivery.status, func.count())
-                .where(Delivery.campaign_id == cid)
-                .group_by(Delivery.status)
-            )
-        ).all()
-    }
-    delivered = aliased(Delivery)
-    in_window = and_(
-        delivered.campaign_id == cid,
-        delivered.status == str(DeliveryStatus.DELIVERED),
-    )
-    withdrew = await session.scalar(
-        select(func.count(func.distinct(delivered.patient_id)))
-        .select_from(delivered)
-        .join(ConsentRecord, ConsentRecord.patient_id == delivered.patient_id)
+async def reach(session: AsyncSession, campaign_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Reach]:
+    ids = sorted(set(campaign_ids))
+    out = {cid: Reach() for cid in ids}
+    if not ids:
+        return out
+    for cid, status, n in await session.execute(
+        select(Delivery.campaign_id, Delivery.status, func.count())
+        .where(Delivery.campaign_id.in_(ids))
+        .group_by(Delivery.campaign_id, Delivery.status)
+    ):
+        out[cid].by_status[str(status)] = int(n)
+
+    d = aliased(Delivery)
+    delivered = and_(d.campaign_id.in_(ids), d.status == str(DeliveryStatus.DELIVERED))
+    for cid, n in await session.execute(
+        select(d.campaign_id, func.count(func.distinct(d.patient_id)))
+        .join(Campaign, Campaign.id == d.campaign_id)
+        .join(ConsentRecord, ConsentRecord.patient_id == d.patient_id)
         .where(
-            in_window,
+            delivered,
             ConsentRecord.purpose == str(Purpose.MARKETING),
-            ConsentRecord.channel == campaign.channel,
+            ConsentRecord.channel == Campaign.channel,
             ConsentRecord.granted.is_(False),
-            ConsentRecord.recorded_at >= delivered.delivered_at,
-            ConsentRecord.recorded_at <= delivered.attributed_until,
+            ConsentRecord.recorded_at >= d.delivered_at,
+            ConsentRecord.recorded_at <= d.attributed_until,
         )
-    )
-    visit_rows = (
-        select(Visit.patient_id.label("patient_id"), Visit.id.label("id"))
-        .join(delivered, delivered.patient_id == Visit.patient_id)
+        .group_by(d.campaign_id)
+    ):
+        out[cid].withdrew_after = int(n)
+
+    visits = (
+        select(d.campaign_id.label("cid"), Visit.patient_id.label("pid"), Visit.id.label("id"))
+        .join(d, d.patient_id == Visit.patient_id)
         .where(
-            in_window,
+            delivered,
             Visit.status == str(VisitStatus.ARRIVED),
-            Visit.arrived_at >= delivered.delivered_at,
-            Visit.arrived_at <= delivered.attributed_until,
+            Visit.arrived_at >= d.delivered_at,
+            Visit.arrived_at <= d.attributed_until,
         )
     )
-    order_rows = (
+    orders = (
         select(
-            Order.patient_id.label("patient_id"),
-            Order.id.label("id"),
+            d.campaign_id.label("cid"),
+            Order.patient_id.label("pid"),
             (Order.total_fen - Order.refunded_fen).label("net"),
         )
-        .join(delivered, delivered.patient_id == Order.patient_id)
+        .join(d, d.patient_id == Order.patient_id)
         .where(
-            in_window,
+            delivered,
             or_(Order.status == str(OrderStatus.PAID), Order.status == str(OrderStatus.REFUNDED)),
-            Order.paid_at >= delivered.delivered_at,
-            Order.paid_at <= delivered.attributed_until,
+            Order.paid_at >= d.delivered_at,
+            Order.paid_at <= d.attributed_until,
         )
     )
-    visits = await session.scalar(select(func.count()).select_from(visit_rows.subquery()))
-    orders = order_rows.subquery()
-    order_count, revenue = (
-        await session.execute(select(func.count(), func.coalesce(func.sum(orders.c.net), 0)))
-    ).one()
-    converted_ids = select(visit_rows.subquery().c.patient_id).union(select(orders.c.patient_id))
-    converted = await session.scalar(select(func.count()).select_from(converted_ids.subquery()))
-    return Reach(
-        by_status=by_status,
-        opted_out=by_status.get(str(DeliveryStatus.OPTED_OUT), 0) + int(withdrew or 0),
-        visits=int(visits or 0),
-        orders=int(order_count or 0),
-        revenue_fen=int(revenue or 0),
-        converted_patients=int(converted or 0),
-    )
+    v = visits.subquery()
+    for cid, n in await session.execute(select(v.c.cid, func.count()).group_by(v.c.cid)):
+        out[cid].visits = int(n)
+    o = orders.subquery()
+    for cid, n, fen in await session.execute(
+        select(o.c.cid, func.count(), func.coalesce(func.sum(o.c.net), 0)).group_by(o.c.cid)
+    ):
+        out[cid].orders, out[cid].revenue_fen = int(n), int(fen)
+    converted = select(v.c.cid, v.c.pid).union(select(o.c.cid, o.c.pid)).subquery()
+    for cid, n in await session.execute(
+        select(converted.c.cid, func.count()).group_by(converted.c.cid)
+    ):
+        out[cid].converted_patients = int(n)
+    return out

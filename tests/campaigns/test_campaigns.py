@@ -633,3 +633,26 @@ async def test_two_senders_at_once_send_each_message_once(
     assert sum(r.outcomes["delivered"] for r in results) == 150
     assert sorted(fake.handed_to_carrier) == sorted(p.phone for p in people)
     assert set(fake.handed_to_carrier.values()) == {1} and fake.duplicates == 0
+
+
+async def test_a_page_of_campaigns_with_reach_costs_the_same_statements_as_one(
+    cclient: httpx.AsyncClient, owner_state: AppState, state: AppState, world: World
+) -> None:
+    from tests.api.test_limits import statements
+
+    _admin, marketing, seg = await _ready(cclient, world)
+    await add_patients(owner_state, world, 2)
+    page = (
+        "{ campaigns(first: 50) { edges { node { name reach { audience delivered optedOut "
+        "visits orders revenueFen convertedPatients } } } } }"
+    )
+    counts = []
+    for _ in range(2):
+        await launch(cclient, marketing, await campaign(cclient, marketing, seg))
+        await launch(cclient, marketing, await campaign(cclient, marketing, seg))
+        with statements(state) as seen:
+            result = await gql(cclient, page, token=marketing)
+        assert "errors" not in result, result
+        counts.append(len(seen))
+    assert len(result["data"]["campaigns"]["edges"]) == 4
+    assert counts[0] == counts[1]
