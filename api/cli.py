@@ -247,12 +247,12 @@ def campaigns_send(
     interval: Annotated[float, typer.Option("--interval", min=1, max=3600)] = 15,
 ) -> None:
     """Queue campaigns whose window opened, send their outbox (SMS gateway, WeCom tasks) and
-    read results back; runs until stopped (or one pass with --once). Safe to stop at any point
-    and to run more than one."""
+    read results back; runs until stopped (or one pass with --once, exit 1 if a tenant's pass
+    failed). Safe to stop at any point and to run more than one."""
     from api.operator import campaigns_send_command
 
     try:
-        asyncio.run(
+        clean = asyncio.run(
             campaigns_send_command(
                 settings(), tenant, once, interval, lambda m: typer.echo(m, err=True)
             )
@@ -261,6 +261,9 @@ def campaigns_send(
         fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("stopped; the next run resumes from the outbox", err=True)
+        return
+    if not clean:
+        fail("a tenant's pass failed (see above); the next run resumes from the outbox", 1)
 
 
 @app.command("export-schema")

@@ -127,12 +127,13 @@ async def archive_command(
 
 async def campaigns_send_command(
     cfg: Settings, slug: str | None, once: bool, interval: float, progress: Callable[[str], None]
-) -> None:
-    """The sender loop, as the application role (row-level security applies)."""
+) -> bool:
+    """The sender loop, as the application role (row-level security applies). A tenant whose
+    pass fails is reported in one line and retried on the next pass; the others go on.
+    Returns whether the last pass had no failure."""
     from api.campaigns.worker import Backends, run_tenant
     from domain.campaigns.backends import SmsGateway
 
-    tenants = await _each_tenant(cfg, slug)
     keys = provider(cfg)
     engine = make_engine(cfg.app_database_url)
     sms = SmsGateway(cfg.sms_api_url, cfg.sms_api_key or "") if cfg.sms_api_url else None
@@ -140,15 +141,22 @@ async def campaigns_send_command(
     try:
         sessions = session_factory(engine)
         while True:
-            for tenant_id, tenant_slug in tenants:
-                result = await run_tenant(
-                    sessions,
-                    keys,
-                    tenant_id,
-                    backends,
-                    datetime.now(UTC),
-                    lambda m, t=tenant_slug: progress(f"{t}: {m}"),
-                )
+            clean = True
+            for tenant_id, tenant_slug in await _each_tenant(cfg, slug):  # new tenants too
+                try:
+                    result = await run_tenant(
+                        sessions,
+                        keys,
+                        tenant_id,
+                        backends,
+                        datetime.now(UTC),
+                        lambda m, t=tenant_slug: progress(f"{t}: {m}"),
+                    )
+                except Exception as exc:  # noqa: BLE001 - one line, then the next tenant
+                    clean = False
+                    reason = str(exc).splitlines()[0][:200] if str(exc) else ""
+                    progress(f"{tenant_slug}: pass failed: {type(exc).__name__}: {reason}")
+                    continue
                 if result.queued or result.outcomes or result.expired:
                     sent = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
                     progress(
@@ -156,7 +164,7 @@ async def campaigns_send_command(
                         f"expired {result.expired}"
                     )
             if once:
-                return
+                return clean
             await asyncio.sleep(interval)
     finally:
         if sms is not None:

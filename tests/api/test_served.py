@@ -268,6 +268,23 @@ def _run_a_campaign(url: str, accounts: list[dict], env: dict, provider: StandIn
     assert reach["delivered"] == len(provider.messages) > 0
     assert reach["audience"] == reach["delivered"] + reach["withdrawn"] + reach["failed"]
     assert listed["edges"][0]["node"]["status"] == "DONE"
+    # One tenant's failure (its keys destroyed) is one line and exit 1; the others go on.
+    shred = [sys.executable, "-m", "api.cli", "keys", "shred", "--tenant", "renhe-tcm", "--yes"]
+    subprocess.run(shred, env=env, check=True, capture_output=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "api.cli", "campaigns", "send", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 1, again.stderr
+    lines = again.stderr.splitlines()
+    assert [x for x in lines if ": pass failed" in x] == [
+        "renhe-tcm: pass failed: KeyShreddedError: this tenant's keys have been destroyed"
+    ]
+    assert lines[-1].startswith("patientpool: a tenant's pass failed")
+    assert "Traceback" not in again.stderr
 
 
 def test_production_refuses_to_start_without_keys(tmp_path: Path) -> None:
