@@ -101,6 +101,9 @@ async def test_demo_leaves_no_plaintext_in_postgres(tmp_path: Path, unique: str)
                             hits += [v for v in plaintexts if v.encode() in blob]
     finally:
         await engine.dispose()
+        from tests.conftest import drop_pg_database
+
+        await drop_pg_database(f"pp_scan_{unique}")
     assert len(plaintexts) > 500
     assert hits == []
 
