@@ -31,7 +31,6 @@ RESOLVERS = {
     "Order": care.order,
     "FollowUp": care.follow_up,
 }
-NODE_TYPES = (*RESOLVERS, "Branch", "Staff")
 
 
 async def node(info: Info, id: strawberry.ID) -> Node:

@@ -158,10 +158,9 @@ async def campaigns_send_command(
                     progress(f"{tenant_slug}: pass failed: {type(exc).__name__}: {reason}")
                     continue
                 if result.queued or result.outcomes or result.expired:
-                    sent = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
                     progress(
-                        f"{tenant_slug}: queued {result.queued}; {sent or 'nothing sent'}; "
-                        f"expired {result.expired}"
+                        f"{tenant_slug}: queued {result.queued}; "
+                        f"{result.sent or 'nothing sent'}; expired {result.expired}"
                     )
             if once:
                 return clean

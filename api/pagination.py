@@ -19,6 +19,7 @@ from strawberry.types import Info
 from domain.errors import BadInput
 
 T = TypeVar("T")
+R = TypeVar("R")
 MAX_FIRST = 100
 DEFAULT_FIRST = 20
 
@@ -157,13 +158,15 @@ def held_connection(
 
 
 async def ranked_connection(
-    fetch: Callable[[int], Awaitable[list[T]]],
+    fetch: Callable[[int], Awaitable[list[R]]],
+    present: Callable[[list[R]], Awaitable[list[T]]],
     count: Callable[[], Awaitable[int]],
     first: int | None,
     after: str | None,
 ) -> Connection[T]:
     """A connection over a ranking computed per request (top referrers, duplicate groups):
-    the cursor is the rank, `fetch(n)` returns the top n."""
+    the cursor is the rank, `fetch(n)` returns the top n, `present` turns the page's items
+    into the API's (one batch for the page)."""
     limit = check_first(first)
     key = decode_cursor(after, 1)
     try:
@@ -175,4 +178,4 @@ async def ranked_connection(
     ranked = await fetch(start + limit + 1)
     page = ranked[start : start + limit]
     cursors = [encode_cursor([str(start + i + 1)]) for i in range(len(page))]
-    return make_connection(page, cursors, len(ranked) > start + limit, count)
+    return make_connection(await present(page), cursors, len(ranked) > start + limit, count)

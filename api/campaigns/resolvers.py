@@ -15,6 +15,7 @@ from strawberry.types import Info
 from api.campaigns.types import Campaign, CampaignInput, ContactRules
 from api.ids import parse_global_id
 from api.pagination import Connection, keyset_page, make_connection
+from api.times import to_utc
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope
 from domain.campaigns import audience
@@ -26,12 +27,6 @@ from domain.wecom.models import WecomApp
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(at: datetime, field: str) -> datetime:
-    if at.tzinfo is None:
-        raise BadInput(f"{field} needs a timezone offset", field=field)
-    return at.astimezone(UTC)
 
 
 def _hhmm(minute: int) -> str:
@@ -97,8 +92,8 @@ async def create_campaign(info: Info, input: CampaignInput) -> Campaign:
         segment_id=parse_global_id(input.segment_id, "Segment", "segmentId"),
         channel=m.CampaignChannel(input.channel),
         content=input.content,
-        window_start=_utc(input.window_start, "windowStart"),
-        window_end=_utc(input.window_end, "windowEnd"),
+        window_start=to_utc(input.window_start, "windowStart"),
+        window_end=to_utc(input.window_end, "windowEnd"),
         attribution_days=input.attribution_days,
     )
     await _check_sender(info, new.channel)

@@ -42,6 +42,11 @@ class TickResult:
     outcomes: Counter[str] = field(default_factory=Counter)
     expired: int = 0
 
+    @property
+    def sent(self) -> str:
+        """Outcomes so far, e.g. "delivered 12, withdrawn 1"."""
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
+
 
 async def _log(
     session: AsyncSession, action: Action, patient_ids: list[uuid.UUID], what: str
@@ -115,8 +120,7 @@ async def run_tenant(
                     what = f"campaign:{claim.campaign_id}:opt-out"
                     await _log(s, Action.UPDATE, tally.withdrew, what)
                 result.outcomes.update(tally.outcomes)
-                done = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
-                progress(f"{channel}: {done}")
+                progress(f"{channel}: {result.sent}")
         if wecom is not None:
             try:
                 s = await bound()

@@ -33,6 +33,7 @@ from api.ids import parse_global_id
 from api.pagination import Connection, held_connection, keyset_page, make_connection
 from api.patients.loaders import patient_in_scope
 from api.tenants.types import Branch
+from api.times import to_utc
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope
 from auth.models import StaffUser
@@ -125,12 +126,6 @@ async def _staff_id(info: Info, raw: strawberry.ID | None, field: str) -> uuid.U
     return staff_id
 
 
-def _utc(at: datetime, field: str) -> datetime:
-    if at.tzinfo is None:
-        raise BadInput("give a time with a timezone offset", field=field)
-    return at.astimezone(UTC)
-
-
 # --- visits ---
 
 
@@ -166,9 +161,9 @@ async def visits(
     if flt.statuses:
         stmt = stmt.where(cm.Visit.status.in_([str(s) for s in flt.statuses]))
     if flt.from_ is not None:
-        stmt = stmt.where(cm.Visit.scheduled_at >= _utc(flt.from_, "from"))
+        stmt = stmt.where(cm.Visit.scheduled_at >= to_utc(flt.from_, "from"))
     if flt.to is not None:
-        stmt = stmt.where(cm.Visit.scheduled_at < _utc(flt.to, "to"))
+        stmt = stmt.where(cm.Visit.scheduled_at < to_utc(flt.to, "to"))
     rows, cursors, has_next, count = await keyset_page(
         info, stmt, cm.Visit, cm.Visit.scheduled_at, first, after
     )
@@ -369,7 +364,7 @@ async def follow_ups_list(
     if flt.due_today:
         stmt = stmt.where(pm.FollowUp.due_at < end_of_today())
     if flt.due_before is not None:
-        stmt = stmt.where(pm.FollowUp.due_at < _utc(flt.due_before, "dueBefore"))
+        stmt = stmt.where(pm.FollowUp.due_at < to_utc(flt.due_before, "dueBefore"))
     if flt.kinds:
         stmt = stmt.where(pm.FollowUp.kind.in_([str(k) for k in flt.kinds]))
     if flt.patient_id:
@@ -391,7 +386,7 @@ async def create_follow_up(
     ctx = info.context
     patient = await _patient(info, patient_id, "followups", "patientId")
     assignee = await _staff_id(info, assignee_id, "assigneeId")
-    task = follow_ups.create(ctx.session, patient, str(kind), _utc(due_at, "dueAt"), assignee)
+    task = follow_ups.create(ctx.session, patient, str(kind), to_utc(due_at, "dueAt"), assignee)
     await ctx.session.flush()
     ctx.trail.changed(Action.UPDATE, [patient.id])
     return FollowUp(_row=task)
@@ -456,7 +451,7 @@ async def metrics(
     principal = await ctx.principal()
     require(principal, "metrics", "read")
     scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
-    since, until = _utc(from_, "from"), _utc(to, "to")
+    since, until = to_utc(from_, "from"), to_utc(to, "to")
     if not since < until <= since + timedelta(days=MAX_METRIC_DAYS):
         raise BadInput("the period runs forward, at most 366 days", field="to")
     branch = parse_global_id(branch_id, "Branch", "branchId") if branch_id else None

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from strawberry.types import Info
 
 from api.ids import parse_global_id, to_global_id
@@ -76,31 +76,26 @@ async def _tag(info: Info, tag_id: strawberry.ID) -> tuple[TagRow, TagGroupRow]:
     return row[0], row[1]
 
 
-async def tags(info: Info, first: int | None = None, after: str | None = None) -> Connection[Tag]:
-    ctx = info.context
-    principal = await ctx.principal()
+async def _visible_tags(info: Info) -> Select:
+    """Tags with their groups, without the health groups for a caller who may not see them."""
+    principal = await info.context.principal()
     require(principal, "tags", "read")
     stmt = select(TagRow, TagGroupRow).join(TagGroupRow, TagGroupRow.id == TagRow.group_id)
     if not sees_health(principal):
         stmt = stmt.where(TagGroupRow.is_health.is_(False))
-    rows = await ctx.session.execute(stmt)
+    return stmt
+
+
+async def tags(info: Info, first: int | None = None, after: str | None = None) -> Connection[Tag]:
+    rows = await info.context.session.execute(await _visible_tags(info))
     found = [((g.name, t.name, str(t.id)), Tag(_row=t, _group=g)) for t, g in rows]
     return held_connection(found, 3, first, after)
 
 
 async def tag(info: Info, id: strawberry.ID) -> Tag:
     """One tag by id (for `node(id:)`), hidden like in `tags` when it reveals health data."""
-    ctx = info.context
-    principal = await ctx.principal()
-    require(principal, "tags", "read")
-    stmt = (
-        select(TagRow, TagGroupRow)
-        .join(TagGroupRow, TagGroupRow.id == TagRow.group_id)
-        .where(TagRow.id == parse_global_id(id, "Tag"))
-    )
-    if not sees_health(principal):
-        stmt = stmt.where(TagGroupRow.is_health.is_(False))
-    row = (await ctx.session.execute(stmt)).first()
+    stmt = (await _visible_tags(info)).where(TagRow.id == parse_global_id(id, "Tag"))
+    row = (await info.context.session.execute(stmt)).first()
     if row is None:
         raise NotFound("no such node")
     return Tag(_row=row[0], _group=row[1])
@@ -335,19 +330,20 @@ async def possible_duplicates(
     async def count() -> int:
         return await identity.count_duplicate_groups(ctx.session, scope)
 
-    page = await ranked_connection(fetch, count, first, after)
-    groups = [e.node for e in page.edges]
-    rows = await PatientRepository(ctx.session).get_many(
-        scope, [pid for g in groups for pid in g.patient_ids]
-    )
-    ctx.trail.returned(Action.LIST, sorted(rows))
-    for edge in page.edges:
-        g = edge.node
-        edge.node = DuplicateGroup(  # type: ignore[assignment]
-            matched_on=g.matched_on,
-            patients=[Patient(_row=rows[p]) for p in g.patient_ids if p in rows],
+    async def present(groups: list[identity.DuplicateGroup]) -> list[DuplicateGroup]:
+        rows = await PatientRepository(ctx.session).get_many(
+            scope, [pid for g in groups for pid in g.patient_ids]
         )
-    return page  # type: ignore[return-value]
+        ctx.trail.returned(Action.LIST, sorted(rows))
+        return [
+            DuplicateGroup(
+                matched_on=g.matched_on,
+                patients=[Patient(_row=rows[p]) for p in g.patient_ids if p in rows],
+            )
+            for g in groups
+        ]
+
+    return await ranked_connection(fetch, present, count, first, after)
 
 
 async def pool_metrics(info: Info) -> PoolMetrics:

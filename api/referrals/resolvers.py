@@ -145,22 +145,23 @@ async def top_referrers(
     async def count() -> int:
         return await tree.count_referrers(ctx.session, scope, since, until, branch)
 
-    page = await ranked_connection(fetch, count, first, after)
-    figures = [e.node for e in page.edges]
-    rows = await _visible(info, scope, [f.referrer_id for f in figures if f.visible])
-    branches = ctx.loader("branch", lambda: branch_loader(ctx.session))
-    found = await branches.load_many([f.branch_id for f in figures])
-    for edge, b in zip(page.edges, found, strict=True):
-        f = edge.node
-        edge.node = ReferrerFigures(  # type: ignore[assignment]
-            patient=Patient(_row=rows[f.referrer_id]) if f.referrer_id in rows else None,
-            anonymous=f.referrer_id not in rows,
-            branch=Branch(_row=b) if b is not None else None,
-            referred_count=f.referred,
-            converted_count=f.converted,
-            converted_value=to_yuan(f.converted_fen),
-        )
-    return page  # type: ignore[return-value]
+    async def present(figures: list[tree.ReferrerFigures]) -> list[ReferrerFigures]:
+        rows = await _visible(info, scope, [f.referrer_id for f in figures if f.visible])
+        branches = ctx.loader("branch", lambda: branch_loader(ctx.session))
+        found = await branches.load_many([f.branch_id for f in figures])
+        return [
+            ReferrerFigures(
+                patient=Patient(_row=rows[f.referrer_id]) if f.referrer_id in rows else None,
+                anonymous=f.referrer_id not in rows,
+                branch=Branch(_row=b) if b is not None else None,
+                referred_count=f.referred,
+                converted_count=f.converted,
+                converted_value=to_yuan(f.converted_fen),
+            )
+            for f, b in zip(figures, found, strict=True)
+        ]
+
+    return await ranked_connection(fetch, present, count, first, after)
 
 
 async def link_referral(

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.campaigns import rules as contact_rules
@@ -101,8 +101,8 @@ def _scope_clause(campaign: Campaign) -> ColumnElement[bool]:
     return PatientScope(branch_ids=frozenset(uuid.UUID(b) for b in campaign.branch_ids)).clause()
 
 
-async def _count(session: AsyncSession, *where: ColumnElement[bool]) -> int:
-    return int(await session.scalar(select(func.count()).select_from(Patient).where(*where)) or 0)
+def _how_many(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
 async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) -> list[uuid.UUID]:
@@ -123,8 +123,8 @@ async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) 
         Patient.erased_at.is_(None),
         Patient.merged_into_id.is_(None),
     )
-    consenting = (*members, reachable(Purpose.MARKETING, [ContactChannel(channel.value)]))
-    addressed = (*consenting, ADDRESS[channel].is_not(None))
+    consent = reachable(Purpose.MARKETING, [ContactChannel(channel.value)])
+    address = ADDRESS[channel].is_not(None)
     capped = (
         select(Delivery.patient_id)
         .where(
@@ -134,11 +134,18 @@ async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) 
         .group_by(Delivery.patient_id)
         .having(func.count() >= rules.frequency_cap)
     )
-    audience = (*addressed, Patient.id.not_in(capped))
+    audience = (*members, consent, address, Patient.id.not_in(capped))
 
-    campaign.matched = await _count(session, *members)
-    with_consent = await _count(session, *consenting)
-    with_address = await _count(session, *addressed)
+    # Why members were left out, in one pass over them.
+    matched, with_consent, with_address = (
+        await session.execute(
+            select(func.count(), _how_many(consent), _how_many(consent & address))
+            .select_from(Patient)
+            .where(*members)
+        )
+    ).one()
+    campaign.matched = int(matched)
+    with_consent, with_address = int(with_consent), int(with_address)
     patient_ids = list(
         (await session.scalars(select(Patient.id).where(*audience).order_by(Patient.id))).all()
     )

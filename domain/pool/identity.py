@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import BadInput
@@ -24,6 +24,21 @@ class DuplicateGroup:
     patient_ids: list[uuid.UUID]
 
 
+def _live(scope: PatientScope) -> tuple[ColumnElement[bool], ...]:
+    return (Patient.erased_at.is_(None), Patient.merged_into_id.is_(None), scope.clause())
+
+
+def _shared_digests(name: str, scope: PatientScope) -> Select:
+    """Blind-index values of `name` held by more than one live record in scope."""
+    column = getattr(Patient, f"{name}_bidx")
+    return (
+        select(column)
+        .where(column.is_not(None), *_live(scope))
+        .group_by(column)
+        .having(func.count() > 1)
+    )
+
+
 async def possible_duplicates(
     session: AsyncSession, scope: PatientScope, limit: int
 ) -> list[DuplicateGroup]:
@@ -31,22 +46,15 @@ async def possible_duplicates(
     groups: list[DuplicateGroup] = []
     for name in MATCHED_ON:
         column = getattr(Patient, f"{name}_bidx")
-        live = (Patient.erased_at.is_(None), Patient.merged_into_id.is_(None), scope.clause())
-        digests = (
-            await session.scalars(
-                select(column)
-                .where(column.is_not(None), *live)
-                .group_by(column)
-                .having(func.count() > 1)
-                .order_by(column)
-                .limit(limit)
-            )
-        ).all()
+        shared = _shared_digests(name, scope).order_by(column).limit(limit)
+        digests = (await session.scalars(shared)).all()
         if not digests:
             continue
         rows = (
             await session.execute(
-                select(column, Patient.id).where(column.in_(digests), *live).order_by(Patient.id)
+                select(column, Patient.id)
+                .where(column.in_(digests), *_live(scope))
+                .order_by(Patient.id)
             )
         ).all()
         by_digest: dict[bytes, list[uuid.UUID]] = {}
@@ -60,15 +68,8 @@ async def count_duplicate_groups(session: AsyncSession, scope: PatientScope) -> 
     """How many groups `possible_duplicates` would list with no limit."""
     total = 0
     for name in MATCHED_ON:
-        column = getattr(Patient, f"{name}_bidx")
-        live = (Patient.erased_at.is_(None), Patient.merged_into_id.is_(None), scope.clause())
-        shared = (
-            select(column)
-            .where(column.is_not(None), *live)
-            .group_by(column)
-            .having(func.count() > 1)
-        )
-        total += int(await session.scalar(select(func.count()).select_from(shared.subquery())) or 0)
+        shared = _shared_digests(name, scope).subquery()
+        total += int(await session.scalar(select(func.count()).select_from(shared)) or 0)
     return total
 
 

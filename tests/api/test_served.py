@@ -255,13 +255,8 @@ def _run_a_campaign(url: str, accounts: list[dict], env: dict, provider: StandIn
     created = call(ops, {"input": campaign}, hq, "CreateCampaign")["createCampaign"]
     launched = call(ops, {"id": created["id"]}, hq, "LaunchCampaign")["launchCampaign"]
     assert launched["status"] == "SENDING" and launched["matched"] > 0
-    sent = subprocess.run(
-        [sys.executable, "-m", "api.cli", "campaigns", "send", "--once"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    send = [sys.executable, "-m", "api.cli", "campaigns", "send", "--once"]
+    sent = subprocess.run(send, env=env, capture_output=True, text=True, timeout=300)
     assert sent.returncode == 0, sent.stderr
     listed = call(ops, {"first": 10}, hq, "Campaigns")["campaigns"]
     reach = listed["edges"][0]["node"]["reach"]
@@ -271,13 +266,7 @@ def _run_a_campaign(url: str, accounts: list[dict], env: dict, provider: StandIn
     # One tenant's failure (its keys destroyed) is one line and exit 1; the others go on.
     shred = [sys.executable, "-m", "api.cli", "keys", "shred", "--tenant", "renhe-tcm", "--yes"]
     subprocess.run(shred, env=env, check=True, capture_output=True, timeout=120)
-    again = subprocess.run(
-        [sys.executable, "-m", "api.cli", "campaigns", "send", "--once"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = subprocess.run(send, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1, again.stderr
     lines = again.stderr.splitlines()
     assert [x for x in lines if ": pass failed" in x] == [
