@@ -30,6 +30,7 @@ from domain.patients.service import PatientService
 from domain.pool.models import Channel, EventType
 from domain.pool.service import NewEvent, PoolService
 from domain.pool.tags import TagService
+from domain.referrals import figures
 from domain.referrals.models import Referral, RewardRule, RewardTrigger
 from domain.tenants.models import Branch, Tenant
 from tenancy.keyring import KeyProvider
@@ -358,6 +359,7 @@ async def _load_care(
             )
             referrer.referral_count += 1
     await session.flush()
+    await figures.rebuild(session)  # the links above were written directly
     branch_of = {b.id: b for b in await session.scalars(select(Branch))}
     visits, orders = VisitService(session, "system"), OrderService(session, "system")
     for patient in patients:

@@ -26,6 +26,7 @@ from api.care import resolvers as care
 from api.care.types import ChainMetrics, FollowUp, FollowUpRule, Order, Visit
 from api.consent import resolvers as consent
 from api.consent.types import PatientConsents, PatientDataExport
+from api.execution import Execution
 from api.extensions import OperationBoundary
 from api.limits import (
     Registry,
@@ -403,6 +404,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         mutation=Mutation,
         config=StrawberryConfig(auto_camel_case=True),
         extensions=extensions,  # type: ignore[arg-type]
+        execution_context_class=Execution,
     )
     describe_arguments(schema._schema)
     return schema

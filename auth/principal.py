@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from auth.access_log import Actor
 from auth.policy import TenantPolicy
@@ -20,7 +20,6 @@ class Principal:
     branch_ids: frozenset[uuid.UUID]
     policy: TenantPolicy
     session_id: uuid.UUID | None = None
-    _decisions: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False)
 
     @property
     def subject(self) -> str:
@@ -31,7 +30,4 @@ class Principal:
         return Actor(self.kind, str(self.id), self.roles)
 
     def allows(self, obj: str, act: str) -> bool:
-        key = (obj, act)
-        if key not in self._decisions:
-            self._decisions[key] = self.policy.allows(self.subject, obj, act)
-        return self._decisions[key]
+        return self.policy.allows(self.subject, obj, act)

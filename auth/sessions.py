@@ -225,22 +225,27 @@ async def principal_from_bearer(session: AsyncSession, keys: SigningKeys, bearer
     if claims.kind != "user" or claims.user_id is None:
         raise AuthError("invalid token")
     await bind_tenant(session, claims.tenant_id)
-    row = (
+    # One round trip: the user, their tenant, their refresh session, one row per branch.
+    rows = (
         await session.execute(
-            select(StaffUser, Tenant.slug, Tenant.policy_version, RefreshSession.revoked_at)
+            select(
+                StaffUser,
+                Tenant.slug,
+                Tenant.policy_version,
+                RefreshSession.revoked_at,
+                StaffBranch.branch_id,
+            )
             .join(Tenant, Tenant.id == StaffUser.tenant_id)
             .outerjoin(RefreshSession, RefreshSession.id == claims.session_id)
+            .outerjoin(StaffBranch, StaffBranch.staff_id == StaffUser.id)
             .where(StaffUser.id == claims.user_id)
         )
-    ).one_or_none()
-    if row is None:
+    ).all()
+    if not rows:
         raise AuthError("invalid token")
-    user, slug, version, revoked_at = row
+    user, slug, version, revoked_at, _branch = rows[0]
     if not user.is_active or user.token_version != claims.token_version or revoked_at:
         raise AuthError("invalid token")
-    branches = await session.scalars(
-        select(StaffBranch.branch_id).where(StaffBranch.staff_id == user.id)
-    )
     policy = await load_policy(session, version)
     subject = f"user:{user.id}"
     return Principal(
@@ -250,7 +255,7 @@ async def principal_from_bearer(session: AsyncSession, keys: SigningKeys, bearer
         tenant_slug=slug,
         display_name=user.display_name,
         roles=tuple(policy.roles_of(subject)),
-        branch_ids=frozenset(branches.all()),
+        branch_ids=frozenset(r[4] for r in rows if r[4] is not None),
         policy=policy,
         session_id=claims.session_id,
     )

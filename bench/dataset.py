@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.policy import assign_role
@@ -26,7 +26,9 @@ from domain.care.models import Order, OrderLine, OrderStatus, Visit, VisitStatus
 from domain.patients.models import SEALED_FIELDS, LifecycleStage, Patient, PoolTier
 from domain.patients.service import TABLE
 from domain.pool.models import EventType, InteractionEvent, PatientTag, Tag, TagGroup
+from domain.referrals import figures
 from domain.referrals.models import Referral
+from domain.referrals.models import ReferralFigures as Figures
 from domain.tenants.models import Branch, Tenant
 from tenancy.keyring import KeyProvider
 from tenancy.keystore import load_cipher
@@ -122,11 +124,20 @@ async def load(
                 rows_written += sum(map(len, rows.values()))
                 rate = rows_written / (time.perf_counter() - started)
                 progress(f"{p.slug}: {stop}/{p.patients} patients ({rate:,.0f} rows/s)")
-    # Fresh statistics, as autovacuum would give a live database after a while: without them
-    # the planner guesses a bulk-loaded table is tiny and scans it whole.
-    async with sessions() as s, s.begin():
-        await s.execute(text("ANALYZE"))
-    progress("statistics refreshed (ANALYZE)")
+            async with s.begin():
+                # Links were written directly: compute the stored referral figures once.
+                if rows_written or not await s.scalar(select(func.count()).select_from(Figures)):
+                    referrers = await figures.rebuild(s)
+                    progress(f"{p.slug}: referral figures of {referrers:,} referrers")
+    # Fresh statistics and visibility maps, as autovacuum would give a live database after a
+    # while: without them the planner guesses a bulk-loaded table is tiny and scans it whole,
+    # and index-only scans still visit every row.
+    engine = sessions.kw["bind"]
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        pg = engine.dialect.name == "postgresql"
+        await conn.exec_driver_sql("VACUUM ANALYZE" if pg else "ANALYZE")
+    progress("statistics refreshed (VACUUM ANALYZE)")
 
 
 def _rows(

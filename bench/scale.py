@@ -84,6 +84,12 @@ OPERATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "} } }",
         {"p": "<tree root>"},
     ),
+    "referral subtree of the big tree, as columns": (
+        "hq_admin",
+        "query ReferralChart($p: ID!) { referralTree(patientId: $p, depth: 50, maxNodes: 10000) "
+        "{ truncated columns { parentIndex depth subtreeSize convertedCount convertedValue } } }",
+        {"p": "<tree root>"},
+    ),
     "chain metrics for a year, by branch": (
         "hq_admin",
         "query ChainMetrics($from: DateTime!, $to: DateTime!) { metrics(from: $from, to: $to) "
@@ -187,24 +193,18 @@ def _sql_time(value: datetime, pg: bool) -> Any:
     return value if pg else value.replace(tzinfo=None).isoformat(sep=" ")
 
 
-# The referral tree by hand: the subtree, every (ancestor, descendant) pair, figures per node.
+# The referral tree by hand, for HQ (every node visible): walk down to depth 50, each node's
+# stored figures.
 FLOOR_TREE = """
-WITH RECURSIVE full_tree(id, parent, depth) AS (
+WITH RECURSIVE walk(id, parent, depth) AS (
   SELECT id, CAST(NULL AS uuid), 0 FROM patients WHERE tenant_id = :t AND id = :root
-  UNION ALL SELECT r.referred_id, r.referrer_id, f.depth + 1 FROM referrals r
-    JOIN full_tree f ON r.referrer_id = f.id WHERE r.tenant_id = :t AND f.depth < 1000
-), walked AS (
-  SELECT f.id, f.parent, f.depth, p.order_total_fen AS fen FROM full_tree f
-    JOIN patients p ON p.tenant_id = :t AND p.id = f.id
-), pairs(anc, parent, depth, des, fen, hops) AS (
-  SELECT id, parent, depth, id, fen, 0 FROM walked WHERE depth <= 50
-  UNION ALL SELECT p.anc, p.parent, p.depth, c.id, c.fen, p.hops + 1 FROM pairs p
-    JOIN walked c ON c.parent = p.des
+  UNION ALL SELECT r.referred_id, r.referrer_id, w.depth + 1 FROM referrals r
+    JOIN walk w ON r.referrer_id = w.id WHERE r.tenant_id = :t AND w.depth < 50
 )
-SELECT anc, parent, depth, count(*) - 1,
-  sum(CASE WHEN hops > 0 AND fen > 0 THEN 1 ELSE 0 END),
-  sum(CASE WHEN hops > 0 THEN fen ELSE 0 END)
-FROM pairs GROUP BY anc, parent, depth ORDER BY depth, anc LIMIT 10001
+SELECT w.id, w.parent, w.depth, coalesce(f.descendants, 0), coalesce(f.converted, 0),
+  coalesce(f.converted_fen, 0)
+FROM walk w LEFT JOIN referral_figures f ON f.tenant_id = :t AND f.patient_id = w.id
+ORDER BY w.depth, w.id LIMIT 10001
 """
 
 # The year's conversion figures by hand, per home branch: leads, visits, orders, referrals.

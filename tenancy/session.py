@@ -204,15 +204,20 @@ def stamp_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[s
     return rows
 
 
-async def lock_tenant(session: AsyncSession, purpose: str) -> None:
+async def lock_tenant(session: AsyncSession, purpose: str, *, shared: bool = False) -> None:
     """Serialise one kind of write per tenant until the transaction ends (checks that read
-    before they write, such as referral cycle checks). PostgreSQL takes a transaction-level
-    advisory lock; SQLite needs none, its BEGIN IMMEDIATE already serialises writers."""
+    before they write, such as referral cycle checks); `shared` holders run together and only
+    exclude the exclusive ones. PostgreSQL takes a transaction-level advisory lock; SQLite needs
+    none, its BEGIN IMMEDIATE already serialises writers."""
     tenant_id = current_tenant(session)
     if tenant_id is None:
         raise TenantContextError("lock_tenant needs a bound tenant")
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            text(
+                "SELECT pg_advisory_xact_lock_shared(hashtext(:key))"
+                if shared
+                else "SELECT pg_advisory_xact_lock(hashtext(:key))"
+            ),
             {"key": f"{purpose}:{tenant_id}"},
         )

@@ -16,6 +16,7 @@ from api.ids import parse_global_id
 from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
 from api.patients.inputs import CreatePatientInput, PatientFilter, UpdatePatientInput
 from api.patients.types import Patient
+from api.pool.loaders import patient_tags_loader
 from api.referrals.resolvers import make_link
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope, writable_groups
@@ -67,15 +68,16 @@ async def patients(
     return await page_patients(info, scope, await _row_filter(info, filter), first, after)
 
 
+TAGS = frozenset({"tags"})
 SEALED_NAMES = frozenset(to_camel_case(n) for n in SEALED_FIELDS)
 
 
-def _asks_sealed(selections: list[Any]) -> bool:
-    """Whether a selection (fragments included) asks for any sealed patient field."""
+def _asks(selections: list[Any], names: frozenset[str]) -> bool:
+    """Whether a selection (fragments included) asks for any of these fields."""
     for sel in selections:
-        if getattr(sel, "name", None) in SEALED_NAMES:
+        if getattr(sel, "name", None) in names:
             return True
-        if _asks_sealed(getattr(sel, "selections", None) or []):
+        if _asks(getattr(sel, "selections", None) or [], names):
             return True
     return False
 
@@ -95,12 +97,15 @@ async def page_patients(
             raise BadInput("after is not a valid cursor", field="after") from None
     repo = PatientRepository(ctx.session)
     rows = await repo.page(scope, row_filter, limit + 1, page_key)
-    if rows and _asks_sealed(info.selected_fields):
-        # Load the cipher now, once, so each sealed field of the page resolves without an
-        # await (see api.patients.types._sealed); it is cached for the request either way.
-        await ctx.cipher()
     has_next = len(rows) > limit
     rows = rows[:limit]
+    # Load now, once, what the page's fields need (the cipher, the tags), so each field of
+    # each patient resolves without an await (see api.patients.types); cached either way.
+    if rows and _asks(info.selected_fields, SEALED_NAMES):
+        await ctx.cipher()
+    if rows and _asks(info.selected_fields, TAGS):
+        loader = ctx.loader("patient_tags", lambda: patient_tags_loader(ctx.session))
+        await loader.load_many([r.id for r in rows])
     ctx.trail.returned(Action.LIST, [r.id for r in rows])
     return make_connection(
         [Patient(_row=r) for r in rows],

@@ -74,6 +74,11 @@ def _sealed(patient: PatientRow, info: Info, name: str) -> Any:
     return _reveal(ctx, principal, cipher, patient, name)
 
 
+def _visible_tags(principal: Principal, found: list[tuple[Any, Any]]) -> list[Tag]:
+    sees_health = field_visibility(principal, m.FieldGroup.HEALTH) is Visibility.FULL
+    return [Tag(_row=t, _group=g) for t, g in found if sees_health or not g.is_health]
+
+
 @strawberry.type(
     description="A patient of the pool (患者 / 客户). Contact and health fields are "
     "encrypted at rest; fields you may not see come back null with a FORBIDDEN error, "
@@ -200,16 +205,20 @@ class Patient(Node):
     @strawberry.field(
         description="Tags on the patient; health tags only for roles that may read health data."
     )
-    async def tags(self, info: Info) -> list[Tag]:
+    def tags(self, info: Info) -> list[Tag]:
+        # Sync when the page's resolver prefetched the tags (see page_patients): no coroutine
+        # per patient, and graphql-core keeps the page on its synchronous path.
         ctx = info.context
-        principal = await ctx.principal()
         loader = ctx.loader("patient_tags", lambda: patient_tags_loader(ctx.session))
-        sees_health = field_visibility(principal, m.FieldGroup.HEALTH) is Visibility.FULL
-        return [
-            Tag(_row=t, _group=g)
-            for t, g in await loader.load(self._row.id)
-            if sees_health or not g.is_health
-        ]
+        principal = ctx.loaded("principal")
+        held, found = ctx.ready(loader, self._row.id)
+        if principal is None or not held:
+            return self._tags_async(info, loader)  # type: ignore[return-value]
+        return _visible_tags(principal, found)
+
+    async def _tags_async(self, info: Info, loader: Any) -> list[Tag]:
+        principal = await info.context.principal()
+        return _visible_tags(principal, await loader.load(self._row.id))
 
     @strawberry.field(description="How the lead score came about: which events gave which points.")
     async def score_explanation(self, info: Info) -> ScoreExplanation:

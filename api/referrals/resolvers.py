@@ -22,7 +22,6 @@ from api.patients.loaders import patient_in_scope
 from api.patients.types import Patient
 from api.referrals.types import (
     Referral,
-    ReferralNode,
     ReferralTree,
     ReferrerFigures,
     ReferrerLink,
@@ -91,30 +90,19 @@ async def referral_tree(
     else:
         rows = {}
         ctx.trail.returned(Action.LIST, sorted(seen))
-    index = {n.patient_id: i for i, n in enumerate(sub.nodes)}
-
-    def patient(pid: uuid.UUID) -> Patient | None:
-        return Patient(_row=rows[pid]) if pid in rows else None
-
     return ReferralTree(
         referrers=[
-            ReferrerLink(hops=i, patient=patient(pid), anonymous=pid not in seen)
+            ReferrerLink(
+                hops=i,
+                patient=Patient(_row=rows[pid]) if pid in rows else None,
+                anonymous=pid not in seen,
+            )
             for i, (pid, _seen) in enumerate(up, start=1)
         ],
-        nodes=[
-            ReferralNode(
-                index=i,
-                parent_index=index.get(n.parent_id) if n.parent_id else None,
-                depth=n.depth,
-                patient=patient(n.patient_id),
-                anonymous=n.patient_id not in seen,
-                subtree_size=n.subtree_size,
-                converted_count=n.converted,
-                converted_value=to_yuan(n.converted_fen),
-            )
-            for i, n in enumerate(sub.nodes)
-        ],
         truncated=sub.truncated,
+        _sub=sub,
+        _shown=seen,
+        _records=rows,
     )
 
 

@@ -1,7 +1,8 @@
 """Orders: exact amounts in fen (integers), payment, partial and full refunds.
 
 A patient's `order_total_fen` is the sum of their paid orders net of refunds; it is recomputed
-in SQL after each change, so it never drifts from the orders themselves.
+in SQL after each change, so it never drifts from the orders themselves, and its difference
+goes to the referrers' stored figures (domain.referrals.figures).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from domain.care.models import Order, OrderLine, OrderStatus, Refund
 from domain.errors import BadInput, Conflict, NotFound
 from domain.patients.models import LifecycleStage, Patient
 from domain.pool.service import PoolService
+from domain.referrals import figures
 from domain.referrals.models import RewardTrigger
 from domain.referrals.service import ReferralService
 from domain.tenants.models import Branch
@@ -143,6 +145,7 @@ class OrderService:
 
     async def _total(self, patient: Patient) -> None:
         await self.session.flush()
+        old = await figures.lock_paid_total(self.session, patient.id)
         net = await self.session.scalar(
             select(func.coalesce(func.sum(Order.total_fen - Order.refunded_fen), 0)).where(
                 Order.patient_id == patient.id, Order.status.in_(PAID_STATES)
@@ -150,3 +153,4 @@ class OrderService:
         )
         patient.order_total_fen = int(net or 0)
         await self.session.flush()
+        await figures.paid_total_changed(self.session, patient.id, old, patient.order_total_fen)

@@ -13,6 +13,7 @@ from domain.patients.models import SEALED_FIELDS, Patient
 from domain.patients.scope import PatientScope
 from domain.patients.service import seal, unseal
 from domain.pool.models import FollowUp, InteractionEvent, PatientTag, StageChange
+from domain.referrals import figures
 from tenancy.keyring import FieldCipher
 
 MATCHED_ON = ("phone", "wechat_id", "wecom_external_id")
@@ -101,6 +102,8 @@ async def merge(session: AsyncSession, cipher: FieldCipher, keep: Patient, other
     if keep.consent_at is None:
         keep.consent_at = other.consent_at
     keep.referral_count += other.referral_count
-    keep.order_total_fen += other.order_total_fen
+    old_total = await figures.lock_paid_total(session, keep.id)
+    keep.order_total_fen = old_total + other.order_total_fen
     other.merged_into_id = keep.id
     await session.flush()
+    await figures.paid_total_changed(session, keep.id, old_total, keep.order_total_fen)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,15 +39,19 @@ def month_of(session: AsyncSession, column: ColumnElement[datetime]) -> ColumnEl
 
 
 async def pool_figures(session: AsyncSession, scope: PatientScope) -> PoolFigures:
+    """Two passes over the pool, not one per breakdown: the four breakdowns come from one
+    grouping by all four keys (a few hundred groups), summed here."""
     live = (scope.clause(), Patient.erased_at.is_(None), Patient.merged_into_id.is_(None))
+    bucket = (Patient.lead_score // 20) * 20
+    keys = (Patient.pool_tier, Patient.lifecycle_stage, Patient.home_branch_id, bucket)
+    groups = (await session.execute(select(*keys, func.count()).where(*live).group_by(*keys))).all()
 
-    async def grouped(column: ColumnElement[object]) -> list[Count]:
-        rows = await session.execute(
-            select(column, func.count()).where(*live).group_by(column).order_by(column)
-        )
-        return [Count(str(k), int(n)) for k, n in rows]
+    def summed(i: int) -> list[Count]:
+        sums: dict[Any, int] = defaultdict(int)
+        for row in groups:
+            sums[row[i]] += int(row[-1])
+        return [Count(str(k), n) for k, n in sorted(sums.items())]
 
-    total = int(await session.scalar(select(func.count()).select_from(Patient).where(*live)) or 0)
     since = datetime.now(UTC) - timedelta(days=366)
     month = month_of(session, Patient.created_at)
     channel_rows = await session.execute(
@@ -54,12 +60,11 @@ async def pool_figures(session: AsyncSession, scope: PatientScope) -> PoolFigure
         .group_by(Patient.source_channel, month)
         .order_by(month, Patient.source_channel)
     )
-    bucket = (Patient.lead_score // 20) * 20
     return PoolFigures(
-        total=total,
-        by_tier=await grouped(Patient.pool_tier),
-        by_stage=await grouped(Patient.lifecycle_stage),
-        by_branch=await grouped(Patient.home_branch_id),
+        total=sum(int(row[-1]) for row in groups),
+        by_tier=summed(0),
+        by_stage=summed(1),
+        by_branch=summed(2),
         new_by_channel=[Count(str(c), int(n), str(m)) for c, m, n in channel_rows],
-        score_distribution=await grouped(bucket),
+        score_distribution=summed(3),
     )

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Index, Integer, String, UniqueConstraint, Uuid
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.pool.models import patient_fk
@@ -31,6 +31,20 @@ class Referral(TenantScoped, Base):
     # False when fraud checks failed: the link stays (the tree is the truth) but earns nothing.
     eligible: Mapped[bool] = mapped_column(Boolean, default=True)
     ineligible_reason: Mapped[str] = mapped_column(String(40), default="")
+
+
+class ReferralFigures(TenantScoped, Base):
+    """A referrer's whole-subtree figures, kept as links are made and payments change
+    (domain.referrals.figures): everyone they brought directly or indirectly, how many of those
+    have net paid orders, and what those paid (fen, net of refunds). No row: all zero."""
+
+    __tablename__ = "referral_figures"
+    __table_args__ = (patient_fk("patient_id"),)
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    descendants: Mapped[int] = mapped_column(Integer, default=0)
+    converted: Mapped[int] = mapped_column(Integer, default=0)
+    converted_fen: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class RewardTrigger(StrEnum):

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.care.models import Visit, VisitStatus
 from domain.errors import BadInput, Conflict, NotFound
 from domain.patients.models import BLIND_INDEXED, Patient
+from domain.referrals import figures
 from domain.referrals.models import (
     Referral,
     Reward,
@@ -79,7 +80,7 @@ class ReferralService:
         also when two requests race: links are made one at a time per tenant."""
         if len(channel) > 64:
             raise BadInput("channel is at most 64 characters", field="channel")
-        await lock_tenant(self.session, "referrals")
+        await lock_tenant(self.session, figures.LOCK)
         if await self.session.scalar(
             select(Referral.referrer_id).where(Referral.referred_id == referred.id)
         ):
@@ -100,6 +101,7 @@ class ReferralService:
                 await self.session.flush()
         except IntegrityError:
             raise Conflict("this patient already has a referrer", field="referredId") from None
+        await figures.linked(self.session, referred.id)
         referrer.referral_count += 1
         await self._count_rewards(referrer)
         return link

@@ -4,7 +4,8 @@ whatever the depth or size.
 
 Per node: `subtree_size` counts everyone the node brought directly or indirectly (not the node
 itself); `converted` counts those of them with net paid orders, `converted_fen` sums their net
-paid amounts; `visible` says whether the caller's scope covers the node's patient.
+paid amounts (stored, see domain.referrals.figures); `visible` says whether the caller's scope
+covers the node's patient.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, case, func, literal, select
+from sqlalchemy import CTE, Select, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care.models import Order, OrderStatus
 from domain.patients.models import Patient
 from domain.patients.scope import PatientScope
-from domain.referrals.models import Referral
+from domain.referrals.models import Referral, ReferralFigures
+from tenancy.session import current_tenant
 
 # Links form a forest (cycles are refused when made); this bound only stops a runaway query.
 MAX_DEPTH = 1000
@@ -52,78 +54,58 @@ async def subtree(
 ) -> Subtree:
     """The root and its descendants down to `depth`, with whole-subtree figures per node.
 
-    One statement: walk the whole subtree once (with each node's paid total), then pair every
-    returned node with its descendants by walking that walked set, not the tables again, so
-    the work is the number of (ancestor, descendant) pairs, with no index probe per pair."""
-    full = select(
+    One statement: walk down to `depth` and read each node's stored figures (kept by
+    domain.referrals.figures), so the work is the nodes returned, not every pair of a node and
+    a descendant."""
+    walk = select(
         literal(root_id, Referral.referred_id.type).label("id"),
         literal(None, Referral.referrer_id.type).label("parent"),
         literal(0).label("depth"),
-    ).cte("full_tree", recursive=True)
-    full = full.union_all(
-        select(Referral.referred_id, Referral.referrer_id, full.c.depth + 1)
-        .join(full, Referral.referrer_id == full.c.id)
-        .where(full.c.depth < MAX_DEPTH)
+    ).cte("walk", recursive=True)
+    walk = walk.union_all(
+        select(Referral.referred_id, Referral.referrer_id, walk.c.depth + 1)
+        .join(walk, Referral.referrer_id == walk.c.id)
+        .where(walk.c.depth < min(depth, MAX_DEPTH))
     )
-    walked = (
-        select(full.c.id, full.c.parent, full.c.depth, Patient.order_total_fen.label("fen"))
-        .join(Patient, Patient.id == full.c.id)
-        .cte("nodes")
+    figures = ReferralFigures
+    stmt = select(
+        walk.c.id,
+        walk.c.parent,
+        walk.c.depth,
+        func.coalesce(figures.descendants, 0),
+        func.coalesce(figures.converted, 0),
+        func.coalesce(figures.converted_fen, 0),
+        literal(True) if scope.chain else case((scope.clause(), True), else_=False),
     )
-    # (ancestor, descendant) pairs, carrying what the answer needs, so that nothing is joined
-    # afterwards (the planner cannot size a recursive result and would loop over it).
-    pairs = (
-        select(
-            walked.c.id.label("anc"),
-            walked.c.parent,
-            walked.c.depth,
-            walked.c.id.label("des"),
-            walked.c.fen,
-            literal(0).label("hops"),
-        )
-        .where(walked.c.depth <= depth)
-        .cte("pairs", recursive=True)
-    )
-    child = walked.alias("child")
-    pairs = pairs.union_all(
-        select(
-            pairs.c.anc, pairs.c.parent, pairs.c.depth, child.c.id, child.c.fen, pairs.c.hops + 1
-        ).join(child, child.c.parent == pairs.c.des)
-    )
-    below = pairs.c.hops > 0
-    figures = (
-        select(
-            pairs.c.anc,
-            pairs.c.parent,
-            pairs.c.depth,
-            (func.count() - 1).label("size"),
-            func.sum(case((below & (pairs.c.fen > 0), 1), else_=0)).label("converted"),
-            func.sum(case((below, pairs.c.fen), else_=0)).label("fen"),
-        )
-        .group_by(pairs.c.anc, pairs.c.parent, pairs.c.depth)
-        .subquery("figures")
-    )
+    if not scope.chain:  # whole-chain callers see every node: no patient row to look up
+        stmt = stmt.join(Patient, Patient.id == walk.c.id)
     rows = (
         await session.execute(
-            select(
-                figures.c.anc,
-                figures.c.parent,
-                figures.c.depth,
-                figures.c.size,
-                figures.c.converted,
-                figures.c.fen,
-                case((scope.clause(), True), else_=False).label("visible"),
-            )
-            .join(Patient, Patient.id == figures.c.anc)
-            .order_by(figures.c.depth, figures.c.anc)
+            stmt.outerjoin(figures, figures.patient_id == walk.c.id)
+            .order_by(walk.c.depth, walk.c.id)
             .limit(max_nodes + 1)
         )
     ).all()
     nodes = [
-        Node(r.anc, r.parent, r.depth, int(r.size), int(r.converted), int(r.fen), bool(r.visible))
+        Node(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5]), bool(r[6]))
         for r in rows[:max_nodes]
     ]
     return Subtree(nodes=nodes, truncated=len(rows) > max_nodes)
+
+
+def referrers_above(tenant_id: uuid.UUID | None, patient_id: uuid.UUID) -> CTE:
+    """The patient's referrer, theirs, … up to the root: columns `id` and `hops` (1 = the
+    referrer). Filtered by tenant here as well, for statements the ORM does not filter."""
+    up = (
+        select(Referral.referrer_id.label("id"), literal(1).label("hops"))
+        .where(Referral.tenant_id == tenant_id, Referral.referred_id == patient_id)
+        .cte("up", recursive=True)
+    )
+    return up.union_all(
+        select(Referral.referrer_id, up.c.hops + 1)
+        .join(up, Referral.referred_id == up.c.id)
+        .where(Referral.tenant_id == tenant_id, up.c.hops < MAX_DEPTH)
+    )
 
 
 async def ancestors(
@@ -131,16 +113,7 @@ async def ancestors(
 ) -> list[tuple[uuid.UUID, bool]]:
     """The referrer chain from the patient's referrer up to the root: (id, visible), nearest
     first."""
-    up = (
-        select(Referral.referrer_id.label("id"), literal(1).label("hops"))
-        .where(Referral.referred_id == patient_id)
-        .cte("up", recursive=True)
-    )
-    up = up.union_all(
-        select(Referral.referrer_id, up.c.hops + 1)
-        .join(up, Referral.referred_id == up.c.id)
-        .where(up.c.hops < MAX_DEPTH)
-    )
+    up = referrers_above(current_tenant(session), patient_id)
     rows = await session.execute(
         select(up.c.id, case((scope.clause(), True), else_=False))
         .join(Patient, Patient.id == up.c.id)
@@ -154,16 +127,7 @@ async def is_ancestor_or_self(session: AsyncSession, candidate: uuid.UUID, of: u
     `of → candidate` would then close a cycle)."""
     if candidate == of:
         return True
-    up = (
-        select(Referral.referrer_id.label("id"), literal(1).label("hops"))
-        .where(Referral.referred_id == of)
-        .cte("up", recursive=True)
-    )
-    up = up.union_all(
-        select(Referral.referrer_id, up.c.hops + 1)
-        .join(up, Referral.referred_id == up.c.id)
-        .where(up.c.hops < MAX_DEPTH)
-    )
+    up = referrers_above(current_tenant(session), of)
     found = await session.scalar(select(func.count()).select_from(up).where(up.c.id == candidate))
     return bool(found)
 

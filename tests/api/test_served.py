@@ -166,6 +166,9 @@ def _run_example_operations(url: str, accounts: list[dict]) -> None:
     call(ops["my-follow-ups-today.graphql"], {}, tokens["health_manager"])
     tree = call(ops["referral-tree.graphql"], {"patientId": patient["id"]}, hq)
     assert tree["referralTree"]["nodes"][0]["depth"] == 0
+    chart = call(ops["referral-chart.graphql"], {"patientId": patient["id"], "depth": 3}, hq)
+    columns = chart["referralTree"]["columns"]
+    assert columns["subtreeSize"] == [n["subtreeSize"] for n in tree["referralTree"]["nodes"]]
     call(ops["top-referrers.graphql"], year, hq)
     metrics = call(ops["chain-metrics.graphql"], year, hq)
     assert metrics["metrics"]["byBranch"]
@@ -215,6 +218,7 @@ def _run_example_operations(url: str, accounts: list[dict]) -> None:
         "patient-list.graphql",
         "my-follow-ups-today.graphql",
         "referral-tree.graphql",
+        "referral-chart.graphql",
         "top-referrers.graphql",
         "chain-metrics.graphql",
         "sign-up-with-referral.graphql",

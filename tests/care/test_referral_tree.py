@@ -21,7 +21,7 @@ from api.ids import to_global_id
 from auth.access_log import AccessLogEntry
 from domain.patients.models import Patient
 from domain.patients.scope import PatientScope
-from domain.referrals import tree
+from domain.referrals import figures, tree
 from domain.referrals.models import Referral
 from tenancy.session import bind_tenant, stamp_rows
 from tests.support import World, build_world, codes, gql, sign_in
@@ -80,6 +80,7 @@ async def grow(
             insert(Referral),
             stamp_rows(session, [{"referred_id": c, "referrer_id": p} for c, p in parent.items()]),
         )
+        await figures.rebuild(session)  # links written directly, as a bulk import would
     return parent
 
 
@@ -238,3 +239,29 @@ async def test_doctor_sees_the_shape_not_the_people(
     assert str(root.id) in logged
     assert logged.isdisjoint({str(p) for p in parent})
     assert to_global_id("Patient", root.id) == world.gid("assigned")
+
+
+COLUMNS = """query($p: ID!) { referralTree(patientId: $p, depth: 4, maxNodes: 5000) {
+  nodes { parentIndex depth anonymous subtreeSize convertedCount convertedValue patient { id } }
+  columns { parentIndex depth anonymous subtreeSize convertedCount convertedValue patientId }
+} }"""
+
+
+async def test_columns_are_the_nodes_side_by_side(
+    client: httpx.AsyncClient, owner_state: AppState, world: World
+) -> None:
+    """The compact form carries the same figures, shape and anonymity as `nodes`."""
+    await grow(owner_state, world, world.patients["assigned"].id, size=200, depth=4)
+    token = await sign_in(client, world, "doctor")
+    result = await gql(client, COLUMNS, {"p": world.gid("assigned")}, token=token)
+    assert "errors" not in result, result
+    answer = result["data"]["referralTree"]
+    nodes, columns = answer["nodes"], answer["columns"]
+    assert len(nodes) == 201
+    for name in ("parentIndex", "depth", "anonymous", "subtreeSize", "convertedCount"):
+        assert columns[name] == [n[name] for n in nodes], name
+    assert columns["convertedValue"] == [n["convertedValue"] for n in nodes]
+    assert columns["patientId"] == [n["patient"] and n["patient"]["id"] for n in nodes]
+    assert columns["patientId"][0] == world.gid("assigned")
+    assert columns["patientId"][1:] == [None] * 200  # the doctor has not seen them
+    assert sum(columns["subtreeSize"][1:]) > 0 and columns["subtreeSize"][0] == 200
