@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,11 +15,14 @@ import pytest
 from sqlalchemy import select
 
 from api.context import AppState
+from api.demo import load_demo
 from api.ids import parse_global_id
+from api.settings import Settings
 from domain.patients.models import Patient
 from domain.referrals import figures
 from domain.referrals.models import Referral, ReferralFigures
-from tenancy.session import bind_tenant
+from domain.tenants.models import Tenant
+from tenancy.session import bind_tenant, make_engine, session_factory
 from tests.care.test_referral_tree import oracle
 from tests.support import World, build_world, gql, sign_in
 
@@ -218,3 +222,40 @@ async def test_links_and_payments_racing_keep_figures_exact(
     await assert_exact(owner_state, world)
     top = parse_global_id(chain.ids["top"], "Patient")
     assert (await stored(owner_state, world))[top] == (32, 24, 8 * 600)
+
+
+async def test_demo_chain_figures_are_exact(tmp_path: Path) -> None:
+    """The demo writes its links directly, then pays orders through the service: both paths
+    must leave exact figures (the demo is what a newcomer first looks at)."""
+    from migrations.runner import upgrade
+
+    cfg = Settings(data_dir=tmp_path)
+    await asyncio.to_thread(upgrade, cfg.owner_database_url)
+    assert await load_demo(cfg)
+    engine = make_engine(cfg.owner_database_url)
+    try:
+        async with session_factory(engine)() as session:
+            tenants = (await session.scalars(select(Tenant.id))).all()
+        checked = 0
+        for tenant_id in tenants:
+            async with session_factory(engine)() as session:
+                await bind_tenant(session, tenant_id)
+                links = select(Referral.referred_id, Referral.referrer_id)
+                parent = dict((await session.execute(links)).all())
+                fen = dict(
+                    (await session.execute(select(Patient.id, Patient.order_total_fen))).all()
+                )
+                rows = await session.execute(
+                    select(
+                        ReferralFigures.patient_id,
+                        ReferralFigures.descendants,
+                        ReferralFigures.converted,
+                        ReferralFigures.converted_fen,
+                    )
+                )
+                have = {r[0]: (r[1], r[2], r[3]) for r in rows if tuple(r[1:]) != (0, 0, 0)}
+            assert have == oracle(parent, fen)
+            checked += sum(1 for f in have.values() if f[1])
+        assert checked > 0  # some referrers have paying descendants
+    finally:
+        await engine.dispose()
