@@ -151,5 +151,11 @@ async def sign_in(client: httpx.AsyncClient, world: World, role: str) -> str:
     return result["data"]["signIn"]["accessToken"]
 
 
+def ok(result: dict[str, Any]) -> dict[str, Any]:
+    """The data of a response that must have no errors."""
+    assert "errors" not in result, result
+    return result["data"]
+
+
 def codes(result: dict[str, Any]) -> list[str]:
     return [e["extensions"]["code"] for e in result.get("errors", [])]

@@ -16,7 +16,7 @@ from api.context import AppState
 from api.ids import parse_global_id
 from auth.access_log import AccessLogEntry
 from tenancy.session import bind_tenant
-from tests.support import World, build_world, codes, gql, sign_in
+from tests.support import World, build_world, codes, gql, ok, sign_in
 
 CREATE = """mutation($i: CreatePatientInput!) { createPatient(input: $i) { patient {
   id referralCode lifecycleStage } } }"""
@@ -45,11 +45,6 @@ METRICS = """query($f: DateTime!, $t: DateTime!) { metrics(from: $f, to: $t) {
 @pytest.fixture
 async def world(owner_state: AppState, unique: str) -> World:
     return await build_world(owner_state, f"c-{unique}")
-
-
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    assert "errors" not in result, result
-    return result["data"]
 
 
 async def _new_patient(

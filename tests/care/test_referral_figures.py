@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.context import AppState
 from api.demo import load_demo
@@ -24,7 +24,7 @@ from domain.referrals.models import Referral, ReferralFigures
 from domain.tenants.models import Tenant
 from tenancy.session import bind_tenant, make_engine, session_factory
 from tests.care.test_referral_tree import oracle
-from tests.support import World, build_world, gql, sign_in
+from tests.support import World, build_world, gql, ok, sign_in
 
 CREATE = """mutation($i: CreatePatientInput!) { createPatient(input: $i) { patient {
   id referralCode } } }"""
@@ -45,34 +45,39 @@ async def world(owner_state: AppState, unique: str) -> World:
     return await build_world(owner_state, f"f-{unique}")
 
 
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    assert "errors" not in result, result
-    return result["data"]
+Figures = dict[uuid.UUID, tuple[int, int, int]]
 
 
-async def stored(owner: AppState, world: World) -> dict[uuid.UUID, tuple[int, int, int]]:
-    async with owner.sessions() as session:
-        await bind_tenant(session, world.tenant_id)
-        rows = await session.execute(
-            select(
-                ReferralFigures.patient_id,
-                ReferralFigures.descendants,
-                ReferralFigures.converted,
-                ReferralFigures.converted_fen,
-            )
+async def stored_in(session: AsyncSession) -> Figures:
+    """The bound tenant's stored figures (all-zero rows left out, as the oracle has none)."""
+    rows = await session.execute(
+        select(
+            ReferralFigures.patient_id,
+            ReferralFigures.descendants,
+            ReferralFigures.converted,
+            ReferralFigures.converted_fen,
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows if (r[1], r[2], r[3]) != (0, 0, 0)}
+    )
+    return {r[0]: (r[1], r[2], r[3]) for r in rows if (r[1], r[2], r[3]) != (0, 0, 0)}
 
 
-async def expected(owner: AppState, world: World) -> dict[uuid.UUID, tuple[int, int, int]]:
-    """The Python oracle over the links and paid totals as they are in the tables."""
-    async with owner.sessions() as session:
-        await bind_tenant(session, world.tenant_id)
-        parent = dict(
-            (await session.execute(select(Referral.referred_id, Referral.referrer_id))).all()
-        )
-        fen = dict((await session.execute(select(Patient.id, Patient.order_total_fen))).all())
+async def expected_in(session: AsyncSession) -> Figures:
+    """The Python oracle over the bound tenant's links and paid totals as they are stored."""
+    parent = dict((await session.execute(select(Referral.referred_id, Referral.referrer_id))).all())
+    fen = dict((await session.execute(select(Patient.id, Patient.order_total_fen))).all())
     return oracle(parent, fen)
+
+
+async def stored(owner: AppState, world: World) -> Figures:
+    async with owner.sessions() as session:
+        await bind_tenant(session, world.tenant_id)
+        return await stored_in(session)
+
+
+async def expected(owner: AppState, world: World) -> Figures:
+    async with owner.sessions() as session:
+        await bind_tenant(session, world.tenant_id)
+        return await expected_in(session)
 
 
 async def assert_exact(owner: AppState, world: World) -> None:
@@ -240,21 +245,8 @@ async def test_demo_chain_figures_are_exact(tmp_path: Path) -> None:
         for tenant_id in tenants:
             async with session_factory(engine)() as session:
                 await bind_tenant(session, tenant_id)
-                links = select(Referral.referred_id, Referral.referrer_id)
-                parent = dict((await session.execute(links)).all())
-                fen = dict(
-                    (await session.execute(select(Patient.id, Patient.order_total_fen))).all()
-                )
-                rows = await session.execute(
-                    select(
-                        ReferralFigures.patient_id,
-                        ReferralFigures.descendants,
-                        ReferralFigures.converted,
-                        ReferralFigures.converted_fen,
-                    )
-                )
-                have = {r[0]: (r[1], r[2], r[3]) for r in rows if tuple(r[1:]) != (0, 0, 0)}
-            assert have == oracle(parent, fen)
+                have, want = await stored_in(session), await expected_in(session)
+            assert have == want
             checked += sum(1 for f in have.values() if f[1])
         assert checked > 0  # some referrers have paying descendants
     finally:
