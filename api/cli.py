@@ -20,10 +20,12 @@ tenant_app = typer.Typer(no_args_is_help=True, help="Tenants (clinic chains).")
 keys_app = typer.Typer(no_args_is_help=True, help="Per-tenant data keys.")
 audit_app = typer.Typer(no_args_is_help=True, help="The access log.")
 campaigns_app = typer.Typer(no_args_is_help=True, help="Campaigns (群发): the sender.")
+referrals_app = typer.Typer(no_args_is_help=True, help="Referral trees (转介绍).")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(referrals_app, name="referrals")
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the SQLite file and dev keys live.")
@@ -264,6 +266,37 @@ def campaigns_send(
         return
     if not clean:
         fail("a tenant's pass failed (see above); the next run resumes from the outbox", 1)
+
+
+@referrals_app.command("figures")
+def referrals_figures(
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only compare; exit 1 when any tenant's differ.")
+    ] = False,
+) -> None:
+    """Compare each tenant's stored referral figures (subtree sizes, converted counts and
+    values) with a recomputation from the links and paid totals, and rebuild those that
+    differ (e.g. after links were imported with SQL). Holds the tenant's links and payments
+    for the moment it takes."""
+    from api.operator import referral_figures_command
+
+    try:
+        results = asyncio.run(
+            referral_figures_command(settings(), tenant, check, lambda m: typer.echo(m, err=True))
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    drifted = False
+    for slug, checked in results:
+        if not checked.drifted:
+            typer.echo(f"{slug}: exact ({checked.referrers} referrers)")
+            continue
+        drifted = True
+        done = "left as they are" if check else "rebuilt"
+        typer.echo(f"{slug}: {checked.drifted} of {checked.referrers} referrers differed; {done}")
+    if drifted and check:
+        raise typer.Exit(1)
 
 
 @app.command("export-schema")

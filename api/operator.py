@@ -16,6 +16,7 @@ from auth.access_log_archive import ArchiveResult, LogVerifyResult, archive_log,
 from auth.provisioning import create_tenant
 from domain.errors import DomainError
 from domain.patients.reencrypt import reencrypt_patients
+from domain.referrals import figures
 from domain.tenants.models import Tenant
 from tenancy.keyring import LocalKeyProvider
 from tenancy.keystore import (
@@ -109,6 +110,24 @@ async def verify_command(cfg: Settings, slug: str | None) -> list[tuple[str, Log
         async with owner_session(cfg) as session, session.begin():
             await bind_tenant(session, tenant_id)
             out.append((tenant_slug, await verify_log(session, cfg.archive_dir)))
+    return out
+
+
+async def referral_figures_command(
+    cfg: Settings, slug: str | None, only_check: bool, progress: Callable[[str], None]
+) -> list[tuple[str, figures.Check]]:
+    """Per tenant: compare the stored referral figures with a recomputation, and unless
+    `only_check`, rebuild them (one transaction per tenant; safe to stop and run again)."""
+    out: list[tuple[str, figures.Check]] = []
+    for tenant_id, tenant_slug in await _each_tenant(cfg, slug):
+        async with owner_session(cfg) as session, session.begin():
+            await bind_tenant(session, tenant_id)
+            progress(f"{tenant_slug}: checking referral figures")
+            checked = await figures.check(session)
+            if checked.drifted and not only_check:
+                progress(f"{tenant_slug}: rebuilding")
+                await figures.rebuild(session)
+        out.append((tenant_slug, checked))
     return out
 
 

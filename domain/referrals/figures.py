@@ -19,8 +19,10 @@ tables (after a bulk load, or to prove the stored figures right).
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Integer, case, delete, func, literal, select
+from sqlalchemy import Integer, Select, case, delete, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -110,13 +112,9 @@ async def paid_total_changed(
     await _add(session, patient_id, 0, int(new > 0) - int(old > 0), new - old)
 
 
-async def rebuild(session: AsyncSession) -> int:
-    """Recompute the bound tenant's figures from the links and the paid totals (a bulk load
-    writes links directly, then calls this). Returns how many referrers have figures."""
-    tenant_id = _tenant(session)
-    await lock_tenant(session, LOCK)
-    await session.execute(delete(ReferralFigures).execution_options(synchronize_session=False))
-    # (ancestor, descendant) for every link, walked up one link at a time.
+def _recomputed(tenant_id: uuid.UUID) -> Select[Any]:
+    """(tenant, referrer, descendants, converted, fen) from the links and the paid totals:
+    every (ancestor, descendant) pair, walked up one link at a time, summed per ancestor."""
     pairs = (
         select(Referral.referrer_id.label("anc"), Referral.referred_id.label("des"))
         .where(Referral.tenant_id == tenant_id)
@@ -129,7 +127,7 @@ async def rebuild(session: AsyncSession) -> int:
         )
     )
     fen = Patient.order_total_fen
-    rows = (
+    return (
         select(
             literal(tenant_id, Referral.tenant_id.type),
             pairs.c.anc,
@@ -140,9 +138,45 @@ async def rebuild(session: AsyncSession) -> int:
         .join(Patient, (Patient.tenant_id == tenant_id) & (Patient.id == pairs.c.des))
         .group_by(pairs.c.anc)
     )
+
+
+async def rebuild(session: AsyncSession) -> int:
+    """Recompute the bound tenant's figures from the links and the paid totals (a bulk load
+    writes links directly, then calls this). Returns how many referrers have figures."""
+    tenant_id = _tenant(session)
+    await lock_tenant(session, LOCK)
+    await session.execute(delete(ReferralFigures).execution_options(synchronize_session=False))
     result = await session.execute(
         ReferralFigures.__table__.insert().from_select(
-            ["tenant_id", "patient_id", "descendants", "converted", "converted_fen"], rows
+            ["tenant_id", "patient_id", "descendants", "converted", "converted_fen"],
+            _recomputed(tenant_id),
         )
     )
     return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True)
+class Check:
+    referrers: int  # referrers with figures, recomputed
+    drifted: int  # referrers whose stored figures differ from the recomputation
+
+
+async def check(session: AsyncSession) -> Check:
+    """Compare the bound tenant's stored figures with a recomputation; changes nothing."""
+    tenant_id = _tenant(session)
+    await lock_tenant(session, LOCK)  # no link moves the tree meanwhile
+    want = {r[1]: tuple(map(int, r[2:])) for r in await session.execute(_recomputed(tenant_id))}
+    have = {
+        r[0]: tuple(map(int, r[1:]))
+        for r in await session.execute(
+            select(
+                ReferralFigures.patient_id,
+                ReferralFigures.descendants,
+                ReferralFigures.converted,
+                ReferralFigures.converted_fen,
+            )
+        )
+        if tuple(r[1:]) != (0, 0, 0)
+    }
+    drifted = sum(1 for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+    return Check(len(want), drifted)

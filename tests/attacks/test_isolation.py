@@ -20,6 +20,7 @@ from api.ids import to_global_id
 from api.pagination import encode_cursor
 from api.schema import build_schema
 from domain.patients.models import Patient
+from tenancy.orm import tenant_tables
 from tenancy.session import TenantContextError, bind_tenant
 from tests.conftest import Database
 from tests.support import World, build_world, codes, gql, sign_in
@@ -541,6 +542,39 @@ async def test_rls_stops_raw_sql(postgres_db: Database, pg_worlds: tuple[World, 
         postgres_db, b.tenant_id, "SELECT notes_ct FROM patients WHERE id = :i", i=bid
     )
     assert still and still[0][0] is not None
+
+
+async def test_every_tenant_table_is_under_forced_rls(
+    postgres_db: Database, pg_worlds: tuple[World, World]
+) -> None:
+    """A tenant-owned table added without RLS fails here: each one has RLS enabled and forced
+    with the tenant policy, and read through the app role shows no other tenant's rows."""
+    a, b = pg_worlds
+    tables = sorted(tenant_tables())
+    catalog = await _raw(
+        postgres_db,
+        None,
+        "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, p.polname, "
+        "has_table_privilege(c.oid, 'SELECT') FROM pg_class c LEFT JOIN pg_policy p "
+        "ON p.polrelid = c.oid AND p.polname = 'tenant_isolation' "
+        "WHERE c.relkind = 'r' AND c.relname = ANY(:names)",
+        names=tables,
+    )
+    assert sorted(r[0] for r in catalog) == tables
+    unguarded = [r[0] for r in catalog if not (r[1] and r[2] and r[3])]
+    assert unguarded == []
+    readable = [r[0] for r in catalog if r[4]]
+    assert "referral_figures" in readable and "patients" in readable
+    for table in readable:
+        foreign = await _raw(
+            postgres_db,
+            a.tenant_id,
+            f"SELECT count(*) FROM {table} WHERE tenant_id <> :t",
+            t=a.tenant_id,
+        )
+        assert foreign == [(0,)], table
+    # and the check can fail: bound to b, b's patients are there
+    assert await _raw(postgres_db, b.tenant_id, "SELECT count(*) FROM patients") != [(0,)]
 
 
 @pytest.mark.parametrize(

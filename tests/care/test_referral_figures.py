@@ -6,12 +6,15 @@ under links and payments racing each other."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.context import AppState
@@ -24,6 +27,7 @@ from domain.referrals.models import Referral, ReferralFigures
 from domain.tenants.models import Tenant
 from tenancy.session import bind_tenant, make_engine, session_factory
 from tests.care.test_referral_tree import oracle
+from tests.conftest import Database
 from tests.support import World, build_world, gql, ok, sign_in
 
 CREATE = """mutation($i: CreatePatientInput!) { createPatient(input: $i) { patient {
@@ -251,3 +255,57 @@ async def test_demo_chain_figures_are_exact(tmp_path: Path) -> None:
         assert checked > 0  # some referrers have paying descendants
     finally:
         await engine.dispose()
+
+
+def _cli(db: Database, owner: AppState, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PATIENTPOOL_DATABASE_URL": db.owner_url,
+        "PATIENTPOOL_DATA_DIR": str(Path(owner.settings.data_dir)),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "referrals", "figures", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_figures_command_finds_and_mends_drift(
+    client: httpx.AsyncClient, owner_state: AppState, world: World, db: Database
+) -> None:
+    hq = await sign_in(client, world, "hq_admin")
+    chain = Chain(client, world, hq)
+    await chain.patient("root")
+    await chain.patient("a", "root")
+    await chain.patient("b", "a")
+    await chain.paid_order("b", "10.00")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return _cli(db, owner_state, "--tenant", world.slug, *args)
+
+    done = await asyncio.to_thread(run, "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{world.slug}: exact (2 referrers)" in done.stdout
+
+    # links imported with SQL, say: the stored figures no longer add up
+    root = parse_global_id(chain.ids["root"], "Patient")
+    async with owner_state.sessions() as session, session.begin():
+        await bind_tenant(session, world.tenant_id)
+        await session.execute(
+            update(ReferralFigures)
+            .where(ReferralFigures.patient_id == root)
+            .values(descendants=ReferralFigures.descendants + 5)
+        )
+    done = await asyncio.to_thread(run, "--check")
+    assert done.returncode == 1
+    assert "1 of 2 referrers differed; left as they are" in done.stdout
+    assert (await stored(owner_state, world))[root] == (7, 1, 1000)
+
+    done = await asyncio.to_thread(run)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rebuilt" in done.stdout
+    await assert_exact(owner_state, world)
+    assert (await asyncio.to_thread(run, "--check")).returncode == 0
+    assert (await asyncio.to_thread(_cli, db, owner_state, "--tenant", "nobody")).returncode == 2
