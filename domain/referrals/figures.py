@@ -13,7 +13,8 @@ Concurrency (PostgreSQL): additions are relative (`x = x + d`), so payments in d
 subtrees commute under row locks. A link reads the newly referred patient's figures and moves
 the tree, so it holds the tenant's "referrals" lock exclusively; a payment holds it shared, so
 it never runs between a link's read and its write. `rebuild` recomputes everything from the
-tables (after a bulk load, or to prove the stored figures right).
+tables (after a bulk load) and `check` compares without writing (`patientpool referrals
+figures`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.patients.models import Patient
 from domain.referrals.models import Referral, ReferralFigures
 from domain.referrals.tree import referrers_above
-from tenancy.session import current_tenant, lock_tenant
+from tenancy.session import TenantContextError, current_tenant, lock_tenant
 
 LOCK = "referrals"
 
@@ -37,7 +38,7 @@ LOCK = "referrals"
 def _tenant(session: AsyncSession) -> uuid.UUID:
     tenant_id = current_tenant(session)
     if tenant_id is None:
-        raise RuntimeError("referral figures need a bound tenant")
+        raise TenantContextError("referral figures need a bound tenant")
     return tenant_id
 
 
