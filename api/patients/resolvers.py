@@ -18,6 +18,7 @@ from api.patients.inputs import CreatePatientInput, PatientFilter, UpdatePatient
 from api.patients.types import Patient
 from api.pool.loaders import patient_tags_loader
 from api.referrals.resolvers import make_link
+from api.selection import asks
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope, writable_groups
 from auth.models import StaffUser
@@ -72,16 +73,6 @@ TAGS = frozenset({"tags"})
 SEALED_NAMES = frozenset(to_camel_case(n) for n in SEALED_FIELDS)
 
 
-def _asks(selections: list[Any], names: frozenset[str]) -> bool:
-    """Whether a selection (fragments included) asks for any of these fields."""
-    for sel in selections:
-        if getattr(sel, "name", None) in names:
-            return True
-        if _asks(getattr(sel, "selections", None) or [], names):
-            return True
-    return False
-
-
 async def page_patients(
     info: Info, scope: PatientScope, row_filter: RowFilter, first: int | None, after: str | None
 ) -> Connection[Patient]:
@@ -101,9 +92,9 @@ async def page_patients(
     rows = rows[:limit]
     # Load now, once, what the page's fields need (the cipher, the tags), so each field of
     # each patient resolves without an await (see api.patients.types); cached either way.
-    if rows and _asks(info.selected_fields, SEALED_NAMES):
+    if rows and asks(info.selected_fields, SEALED_NAMES):
         await ctx.cipher()
-    if rows and _asks(info.selected_fields, TAGS):
+    if rows and asks(info.selected_fields, TAGS):
         loader = ctx.loader("patient_tags", lambda: patient_tags_loader(ctx.session))
         await loader.load_many([r.id for r in rows])
     ctx.trail.returned(Action.LIST, [r.id for r in rows])

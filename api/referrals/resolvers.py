@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 from sqlalchemy import select
@@ -29,6 +29,7 @@ from api.referrals.types import (
     RewardRule,
     RewardTrigger,
 )
+from api.selection import asks
 from api.tenants.loaders import branch_loader
 from api.tenants.types import Branch
 from auth.access_log import Action
@@ -55,14 +56,7 @@ async def _visible(
     return rows
 
 
-def _asks_for_patients(selections: list[Any]) -> bool:
-    """Whether the selection (fragments included) reaches a `patient` field anywhere below."""
-    for sel in selections:
-        if getattr(sel, "name", None) == "patient":
-            return True
-        if _asks_for_patients(getattr(sel, "selections", None) or []):
-            return True
-    return False
+PATIENT = frozenset({"patient"})
 
 
 async def referral_tree(
@@ -85,7 +79,7 @@ async def referral_tree(
     seen = {n.patient_id for n in sub.nodes if n.visible} | {pid for pid, ok in up if ok}
     # The figures are about these patients: logged whether or not their records are asked
     # for; the records themselves (10,000 rows for a big tree) are read only when they are.
-    if _asks_for_patients(info.selected_fields):
+    if asks(info.selected_fields, PATIENT):
         rows = await _visible(info, scope, sorted(seen))
     else:
         rows = {}

@@ -56,6 +56,12 @@ class ReferrerLink:
     anonymous: bool = strawberry.field(description="True when the patient is outside your scope.")
 
 
+def _parent_indices(nodes: list[tree.Node]) -> list[int | None]:
+    """Each node's referrer as a position in `nodes` (None for the root)."""
+    index = {n.patient_id: i for i, n in enumerate(nodes)}
+    return [index.get(n.parent_id) if n.parent_id else None for n in nodes]
+
+
 @strawberry.type(
     description="The nodes of a referral tree as parallel lists, entry i for `nodes[i]`: the "
     "compact form for big trees (a chart of thousands of nodes answers about three times "
@@ -67,8 +73,7 @@ class ReferralColumns:
 
     @strawberry.field(description="Index of each node's referrer (null for the root).")
     def parent_index(self) -> list[int | None]:
-        index = {n.patient_id: i for i, n in enumerate(self._nodes)}
-        return [index.get(n.parent_id) if n.parent_id else None for n in self._nodes]
+        return _parent_indices(self._nodes)
 
     @strawberry.field(description="Levels below the tree's root (root: 0).")
     def depth(self) -> list[int]:
@@ -117,11 +122,11 @@ class ReferralTree:
         description="The patient (index 0) and everyone below, breadth first, to `depth`."
     )
     def nodes(self) -> list[ReferralNode]:
-        index = {n.patient_id: i for i, n in enumerate(self._sub.nodes)}
+        parents = _parent_indices(self._sub.nodes)
         return [
             ReferralNode(
                 index=i,
-                parent_index=index.get(n.parent_id) if n.parent_id else None,
+                parent_index=parents[i],
                 depth=n.depth,
                 patient=Patient(_row=self._records[n.patient_id])
                 if n.patient_id in self._records
