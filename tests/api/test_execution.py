@@ -22,7 +22,82 @@ class Colour(Enum):
 
 
 @strawberry.type
+class Node:
+    n: int
+    name: str
+    amount: Decimal
+    flag: bool
+    maybe: int | None
+    colour: Colour
+
+
+@strawberry.type
+class Computed:
+    n: int
+
+    @strawberry.field
+    def twice(self) -> int:
+        return self.n * 2
+
+
+class Deny(strawberry.BasePermission):
+    message = "not for you"
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return False
+
+
+@strawberry.type
+class Guarded:
+    n: int
+    secret: int | None = strawberry.field(default=0, permission_classes=[Deny])
+
+
+def _node(i: int) -> Node:
+    return Node(
+        n=i,
+        name=f"患者{i}",
+        amount=Decimal(i) / 100,
+        flag=i % 2 == 0,
+        maybe=None if i % 3 else i,
+        colour=Colour.RED,
+    )
+
+
+@strawberry.type
 class Query:
+    @strawberry.field
+    def nodes(self) -> list[Node]:
+        return [_node(i) for i in range(N)]
+
+    @strawberry.field
+    def maybe_nodes(self) -> list[Node | None] | None:
+        return [None if i % 4 == 0 else _node(i) for i in range(N)]
+
+    @strawberry.field
+    def null_field(self) -> list[Node]:
+        nodes = [_node(i) for i in range(N)]
+        nodes[7].name = None  # type: ignore[assignment]
+        return nodes
+
+    @strawberry.field
+    def wrong_type(self) -> list[Node]:
+        nodes = [_node(i) for i in range(N)]
+        nodes[11].n = "eleven"  # type: ignore[assignment]
+        return nodes
+
+    @strawberry.field
+    def missing_attribute(self) -> list[Node]:
+        return [_node(i) if i != 5 else object() for i in range(N)]  # type: ignore[misc]
+
+    @strawberry.field
+    def guarded(self) -> list[Guarded]:
+        return [Guarded(n=i, secret=i) for i in range(N)]
+
+    @strawberry.field
+    def computed(self) -> list[Computed]:
+        return [Computed(n=i) for i in range(N)]
+
     @strawberry.field
     def ints(self) -> list[int]:
         return list(range(N))
@@ -59,6 +134,34 @@ class Query:
     def short(self) -> list[bool]:
         return [True, False]
 
+    @strawberry.field
+    def bools(self) -> list[bool | None]:
+        return [None if i % 5 == 0 else i % 2 == 0 for i in range(N)]
+
+    @strawberry.field
+    def ints_as_bools(self) -> list[bool]:
+        return [i % 2 for i in range(N)]  # type: ignore[misc]
+
+    @strawberry.field
+    def bools_as_ints(self) -> list[int]:
+        return [i % 2 == 0 for i in range(N)]
+
+    @strawberry.field
+    def too_small(self) -> list[int | None]:
+        return [-(2**31) - 1 if i == 9 else None if i == 4 else -i for i in range(N)]
+
+    @strawberry.field
+    def int_edges(self) -> list[int | None]:
+        return [None, -(2**31), 2**31 - 1] * (N // 3)
+
+    @strawberry.field
+    def strings(self) -> list[str]:
+        return [f"患者{i}" for i in range(N)]
+
+    @strawberry.field
+    def floats_as_strings(self) -> list[str]:
+        return [i / 2 for i in range(N)]  # type: ignore[misc]
+
 
 FAST = strawberry.Schema(Query, execution_context_class=Execution)
 PLAIN = strawberry.Schema(Query)
@@ -82,6 +185,22 @@ def _answer(schema: strawberry.Schema, field: str) -> dict[str, Any]:
         "ids",
         "colours",
         "short",
+        "bools",
+        "intsAsBools",
+        "boolsAsInts",
+        "tooSmall",
+        "intEdges",
+        "strings",
+        "floatsAsStrings",
+        "nodes { n name amount flag maybe colour }",
+        "nodes { a: n b: n ... on Node { name } flag @include(if: false) }",
+        "nodes { n __typename }",
+        "maybeNodes { n maybe }",
+        "nullField { n name }",
+        "wrongType { n }",
+        "missingAttribute { n }",
+        "computed { n twice }",
+        "guarded { n secret }",
     ],
 )
 def test_same_answer_as_graphql_core(field: str) -> None:
@@ -94,6 +213,15 @@ def test_errors_name_the_entry() -> None:
     assert answer["data"] == {"nullInNonNull": None}
     assert answer["errors"][0][1] == ["nullInNonNull", N - 5]
     assert _answer(FAST, "tooBig")["errors"][0][1] == ["tooBig", 3]
+    assert _answer(FAST, "tooSmall")["errors"][0][1] == ["tooSmall", 9]
+
+
+def test_plain_lists_come_back_as_they_are() -> None:
+    """Ints in range, strings, ids and booleans of exactly their type need no conversion."""
+    data = FAST.execute_sync("{ intEdges strings bools boolsAsInts }").data or {}
+    assert data["intEdges"][:3] == [None, -(2**31), 2**31 - 1]
+    assert data["strings"][1] == "患者1" and data["bools"][:3] == [None, False, True]
+    assert data["boolsAsInts"][:2] == [1, 0] and type(data["boolsAsInts"][0]) is int
 
 
 def test_the_shortcut_is_taken() -> None:
@@ -108,9 +236,14 @@ def test_the_shortcut_is_taken() -> None:
 
     Execution.complete_list_item_value = counting  # type: ignore[method-assign]
     try:
-        FAST.execute_sync("{ ints decimals }")
+        FAST.execute_sync("{ ints decimals bools intEdges strings ids boolsAsInts }")
         assert calls == 0
         FAST.execute_sync("{ colours }")  # enum members take graphql-core's path
+        assert calls == N
+        calls = 0
+        FAST.execute_sync("{ nodes { n name amount flag maybe colour } maybeNodes { n } }")
+        assert calls == 0
+        FAST.execute_sync("{ computed { n twice } }")  # a resolver: graphql-core's path
         assert calls == N
     finally:
         Execution.complete_list_item_value = original  # type: ignore[method-assign]
