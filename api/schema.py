@@ -26,7 +26,7 @@ from api.care import resolvers as care
 from api.care.types import ChainMetrics, FollowUp, FollowUpRule, Order, Visit
 from api.consent import resolvers as consent
 from api.consent.types import PatientConsents, PatientDataExport
-from api.execution import Execution
+from api.execution import Execution, lean_resolvers
 from api.extensions import OperationBoundary
 from api.limits import (
     Registry,
@@ -407,6 +407,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         execution_context_class=Execution,
     )
     describe_arguments(schema._schema)
+    lean_resolvers(schema)
     return schema
 
 
