@@ -208,14 +208,15 @@ ORDER BY w.depth, w.id LIMIT 10001
 """
 
 # The year's conversion figures by hand, per home branch, in one pass over visits and orders
-# as the API makes it (domain.care.metrics), plus the follow-ups.
+# as the API makes it (domain.care.metrics), plus the follow-ups; columns in the order of
+# domain.care.metrics.Figures (tests/bench compares the two).
 FLOOR_METRICS = [
     "SELECT p.home_branch_id, count(CASE WHEN p.created_at >= :since AND p.created_at < :until "
     "THEN 1 END), count(CASE WHEN p.created_at >= :since AND p.created_at < :until "
-    "AND v.patient_id IS NOT NULL THEN 1 END), count(CASE WHEN p.created_at >= :since "
-    "AND p.created_at < :until AND r.referred_id IS NOT NULL THEN 1 END), count(v.first_at), "
+    "AND v.patient_id IS NOT NULL THEN 1 END), count(v.first_at), "
     "count(CASE WHEN o.last_paid_at >= v.first_at THEN 1 END), sum(v.came), sum(v.returned), "
-    "count(CASE WHEN o.orders > 0 THEN 1 END), sum(o.rep), sum(o.fen), "
+    "count(CASE WHEN o.orders > 0 THEN 1 END), sum(o.rep), count(CASE WHEN p.created_at >= "
+    ":since AND p.created_at < :until AND r.referred_id IS NOT NULL THEN 1 END), sum(o.fen), "
     "sum(CASE WHEN r.referred_id IS NOT NULL THEN o.fen END) "
     "FROM patients p LEFT JOIN (SELECT patient_id, "
     "min(CASE WHEN is_first AND arrived_at >= :since AND arrived_at < :until "
