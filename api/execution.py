@@ -101,7 +101,6 @@ class Execution(StrawberryGraphQLCoreExecutionContext):
                 or definition is None
                 or not definition.is_basic_field
                 or definition.default_resolver is not getattr
-                or not getattr(field.resolve, "_is_default", False)
                 or field.args
                 or any(d.node.arguments for d in details)
             ):

@@ -90,9 +90,9 @@ async def chain_figures(
     # One statement for every figure but the follow-ups: visits and orders are each read once
     # and counted per patient (GROUP BY patient, from covering indexes), then joined to the
     # patients once and counted per branch. Cheaper than COUNT(DISTINCT …) and no per-row
-    # subquery; the referred set is an uncorrelated IN, hashed once.
+    # subquery. A patient has at most one referrer, so joining the referrals adds no rows.
     joined = and_(Patient.created_at >= since, Patient.created_at < until)
-    referred = Patient.id.in_(select(Referral.referred_id).scalar_subquery())
+    referred = Referral.referred_id.is_not(None)
     visit_in_period = and_(Visit.arrived_at >= since, Visit.arrived_at < until)
     seen = (  # every arrived visit (a lead counts as visited whenever it came)
         select(
@@ -143,6 +143,7 @@ async def chain_figures(
         )
         .outerjoin(seen, seen.c.patient_id == Patient.id)
         .outerjoin(paid, paid.c.patient_id == Patient.id)
+        .outerjoin(Referral, Referral.referred_id == Patient.id)
         .where(*live, or_(joined, came, bought))
         .group_by(branch),
         "leads",
