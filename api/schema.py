@@ -65,6 +65,9 @@ OPERATIONS = Path(__file__).resolve().parent.parent / "frontend-schema" / "opera
 MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
+# Root fields a caller without a token may use; every other root field answers UNAUTHENTICATED
+# before any of its arguments is looked at (api/gate.py).
+PUBLIC_ROOT_FIELDS = frozenset({"signIn", "refreshTokens"})
 
 
 @strawberry.type(description="Read the patient pool.")
