@@ -15,8 +15,11 @@ from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
 
 from api.context import AppState, Context, new_request_id
+from api.errors import describe_failure
+from api.http_edge import GRAPHQL_REQUEST, GraphQLEdge
 from api.jobs import resume_jobs
-from api.schema import build_schema
+from api.limits import MAX_BODY_BYTES, MAX_DOCUMENT_BYTES, Registry
+from api.schema import OPERATIONS, build_schema
 from api.settings import Settings
 from api.wecom.routes import wecom_router
 from auth.access_log import RequestInfo
@@ -48,8 +51,8 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             await resume_jobs(state.sessions)
-        except Exception:
-            log.exception("could not resume background jobs")
+        except Exception as exc:  # noqa: BLE001  (serving goes on; the jobs resume next start)
+            log.error("could not resume background jobs: %s", describe_failure(exc))
         # Everything built so far (schema, models, policy caches) lives as long as the process:
         # freezing it keeps the collector from re-scanning it on every full collection, which
         # otherwise pauses a request for tens of milliseconds now and then (the p99).
@@ -69,7 +72,8 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
             client_addr=request.client.host if request.client else "",
             user_agent=request.headers.get("user-agent", "")[:300],
         )
-        return Context(state, bearer, info)
+        sent = request.scope.get("state", {}).get(GRAPHQL_REQUEST) or {}
+        return Context(state, bearer, info, sent.get("operationName"))
 
     app = FastAPI(
         title="patientpool",
@@ -79,8 +83,9 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
         openapi_url=None if settings.is_production else "/openapi.json",
     )
     app.state.patientpool = state
+    registry = Registry.from_folder(OPERATIONS)
     router: GraphQLRouter = GraphQLRouter(
-        build_schema(settings),
+        build_schema(settings, registry),
         context_getter=get_context,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=False,
@@ -89,6 +94,14 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
         subscription_protocols=(),
     )
     app.include_router(router, prefix="/graphql")
+    app.add_middleware(
+        GraphQLEdge,
+        path="/graphql",
+        max_body_bytes=MAX_BODY_BYTES,
+        max_document_bytes=MAX_DOCUMENT_BYTES,
+        knows_hash=registry.by_hash.__contains__,
+        graphiql=settings.graphiql_enabled,
+    )
     app.include_router(wecom_router(state))
 
     @app.get("/healthz")

@@ -63,12 +63,20 @@ def _serve(cfg: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.logs import log_config
 
     try:
         application = create_app(cfg)
     except (SettingsError, ValueError) as exc:
         fail(str(exc))
-    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=log_config(),
+        access_log=False,
+    )
 
 
 @app.command()

@@ -37,10 +37,19 @@ class AppState:
 
 
 class Context(BaseContext):
-    def __init__(self, app: AppState, bearer: str | None, info: RequestInfo) -> None:
+    def __init__(
+        self,
+        app: AppState,
+        bearer: str | None,
+        info: RequestInfo,
+        requested_operation_name: str | None = None,
+    ) -> None:
         super().__init__()
         self.app = app
         self.bearer = bearer
+        # What the client sent as `operationName` (Strawberry's own falls back to the first
+        # operation of the document, which hides a missing name).
+        self.requested_operation_name = requested_operation_name
         self.request_info = info
         self.request_id = info.request_id
         self.session: AsyncSession = app.sessions()

@@ -1,10 +1,16 @@
 """Every error leaves with `extensions.code` from CONTRACT.md; anything unexpected is masked
-as INTERNAL with the request id, and its stack goes to the server log (never to the client)."""
+as INTERNAL with the request id, and its stack goes to the server log (never to the client).
+
+No message of an exception reaches the log or, unless it is one of ours, the client: messages
+of graphql-core and of database drivers quote the values they were given (variables, SQL
+parameters), and those are patients' names, phones and health text (DESIGN.md invariant 6).
+The log gets the request id, the operation, the path, the exception classes and the frames."""
 
 from __future__ import annotations
 
 import logging
 import re
+import traceback
 
 from graphql import GraphQLError
 from sqlalchemy.orm.exc import StaleDataError
@@ -18,11 +24,15 @@ CODES = frozenset(
         "CONFLICT",
         "RATE_LIMITED",
         "QUERY_TOO_COMPLEX",
+        "DATA_INTEGRITY",
+        "PERSISTED_QUERY_NOT_FOUND",
         "INTERNAL",
     }
 )
 # Codes of lower layers that map onto the contract's set.
-_ALIASES = {"DECRYPTION_FAILED": "INTERNAL", "KEY_SHREDDED": "NOT_FOUND"}
+_ALIASES = {"DECRYPTION_FAILED": "DATA_INTEGRITY", "KEY_SHREDDED": "NOT_FOUND"}
+# What graphql-core says of a variable it could not coerce, up to where it starts quoting it.
+_VARIABLE = re.compile(r"^Variable '\$(\w+)' has invalid (?:default )?value(?: at ([.\w\[\]]+))?")
 
 log = logging.getLogger("patientpool.errors")
 
@@ -49,6 +59,13 @@ def code_of(error: GraphQLError) -> str | None:
             return "QUERY_TOO_COMPLEX"
         given = (error.extensions or {}).get("code")
         return given if given in CODES else "BAD_USER_INPUT"
+    if isinstance(original, GraphQLError):
+        given = (original.extensions or {}).get("code")
+        if given in CODES and given != "INTERNAL":
+            return given
+        # Before execution (no path) it is a variable graphql-core refused: the client's
+        # mistake. During execution it is a value of ours a type refused: the server's.
+        return "BAD_USER_INPUT" if error.path is None else None
     if isinstance(original, StaleDataError):
         return "CONFLICT"  # an optimistic-lock miss: someone else changed the row first
     code = getattr(original, "code", None)
@@ -62,18 +79,44 @@ def code_of(error: GraphQLError) -> str | None:
 _SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
 
 
+def describe_failure(exc: BaseException | None) -> str:
+    """An exception for the log: its class and those of its causes, and the frames, without
+    any exception's message."""
+    if exc is None:
+        return "no exception"
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 5:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    classes = " <- ".join(f"{type(e).__module__}.{type(e).__qualname__}" for e in chain)
+    frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)[-12:]))
+    return f"{classes}\n{frames}".rstrip()
+
+
+def variable_message(message: str) -> tuple[str, str | None]:
+    """graphql-core's words for a refused variable cut before the value they quote, and the
+    variable's path."""
+    found = _VARIABLE.match(message)
+    if found is None:
+        return "a variable has an invalid value", None
+    where = f"${found.group(1)}{found.group(2) or ''}"
+    return f"Variable {where} has an invalid value", where
+
+
 def format_error(
-    error: GraphQLError, request_id: str, hide_suggestions: bool = False
+    error: GraphQLError, request_id: str, hide_suggestions: bool = False, operation: str = ""
 ) -> GraphQLError:
     """The error as the client sees it. In production, graphql-core's "Did you mean …?" hints
     are cut: they would map the schema for a caller who has no introspection."""
     code = code_of(error)
     if code is None:
         log.error(
-            "internal error request_id=%s path=%s",
+            "internal error request_id=%s operation=%s path=%s error=%s",
             request_id,
+            operation[:100] or "-",
             error.path,
-            exc_info=error.original_error,
+            describe_failure(error.original_error),
         )
         return GraphQLError(
             f"Internal error (request id {request_id})",
@@ -83,7 +126,16 @@ def format_error(
         )
     extensions: dict[str, object] = {"code": code}
     original = error.original_error
-    if original is not None:
+    if isinstance(original, GraphQLError):
+        if (original.extensions or {}).get("code") is None:
+            # graphql-core's own (a refused variable): its message quotes the value
+            message, where = variable_message(error.message)
+            if where:
+                extensions["field"] = where
+        else:
+            message = original.message
+            extensions.update(original.extensions or {})
+    elif original is not None:
         message = str(getattr(original, "message", None) or original)
         if isinstance(original, StaleDataError):
             message = "changed by someone else meanwhile; reload and try again"
@@ -91,6 +143,8 @@ def format_error(
         if field:
             extensions["field"] = field
         extensions.update(getattr(original, "extra", {}) or {})
+        if getattr(original, "code", "") == "DECRYPTION_FAILED":
+            message = "this stored value failed its integrity check and cannot be shown"
         if getattr(original, "code", "") == "KEY_SHREDDED":
             extensions["reason"] = "DATA_SHREDDED"
             message = "this data was crypto-shredded and can no longer be read"

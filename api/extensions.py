@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from api.errors import format_error
+from api.errors import describe_failure, format_error
 
 log = logging.getLogger("patientpool.operation")
 
@@ -40,8 +40,8 @@ class OperationBoundary(SchemaExtension):
         if ctx is not None:
             try:
                 await ctx.finish(ok=not errors)
-            except Exception as exc:  # the commit itself failed: nothing was saved
-                log.error("commit failed request_id=%s", request_id, exc_info=exc)
+            except Exception as exc:  # noqa: BLE001  (the commit failed: nothing was saved)
+                log.error("commit failed request_id=%s error=%s", request_id, describe_failure(exc))
                 if result is not None:
                     result.data = None
                 errors = [GraphQLError("commit failed", original_error=exc)]
@@ -49,4 +49,5 @@ class OperationBoundary(SchemaExtension):
                 await ctx.close()
         if result is not None and errors:
             hide = ctx is not None and ctx.app.settings.is_production
-            result.errors = [format_error(e, request_id, hide) for e in errors]
+            operation = self.execution_context.operation_name or ""
+            result.errors = [format_error(e, request_id, hide, operation) for e in errors]

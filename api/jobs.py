@@ -12,6 +12,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.errors import describe_failure
 from domain.pool.models import Job, JobStatus
 from domain.pool.service import run_rescore
 from domain.tenants.models import Tenant
@@ -29,8 +30,8 @@ async def _run(
         async with sessions() as session:
             await bind_tenant(session, tenant_id)
             await run_rescore(session, job_id, actor)
-    except Exception:
-        log.exception("rescore job %s failed", job_id)
+    except Exception as exc:  # noqa: BLE001  (a job's failure is logged, the process goes on)
+        log.error("rescore job %s failed: %s", job_id, describe_failure(exc))
 
 
 def start_rescore(

@@ -36,11 +36,19 @@ from graphql import (
     parse,
     print_ast,
 )
-from graphql.validation import KnownFragmentNamesRule, specified_rules, validate
+from graphql.validation import ASTValidationRule, KnownFragmentNamesRule, validate
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
+from api.gate import selected_operation
+from api.variables import variable_errors
+
+# Bytes, checked at the HTTP edge before anything is parsed: a body holds a document and its
+# variables (10,000 patient ids for tagPatients are about 620 KB); the largest registered
+# operation is under 1 KB, and 2,000 tokens of GraphQL fit in well under 32 KiB.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_DOCUMENT_BYTES = 32 * 1024
 MAX_COST = 100_000
 MAX_ROOT_FIELDS = 15
 LIST_GUESS = 20
@@ -149,13 +157,16 @@ def checks_first(
 ) -> type[SchemaExtension]:
     """Validation in order of cost, so a hostile document is refused cheaply: fragment names,
     then the shape limits alone (depth, aliases, root fields, registered-only), then the cost
-    estimate (variables are known here: `first: $n` is costed at the value sent), and only
-    then graphql's full validation, which in production skips computing the "did you mean"
-    suggestions that would be hidden anyway. Nothing runs a resolver or SQL before all pass."""
+    estimate (variables are known here: `first: $n` is costed at the value sent), then every
+    rule the operation's validation declares (graphql's specified rules and each one an
+    extension added, such as DisableIntrospection's), which in production skips computing the
+    "did you mean" suggestions that would be hidden anyway, and last the variables' values
+    (api.variables). Nothing runs a resolver or SQL before all pass."""
     # Fragment names first and alone: the depth limiter follows spreads and cannot meet a
     # fragment that is not there.
     named, shape = (KnownFragmentNamesRule,), tuple(limits)
-    full = (*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule)
+    # Strawberry's own validation adds these two to the declared rules; so does this one.
+    strawberry_rules = (MaybeNullValidationRule, OneOfInputValidationRule)
 
     # What does not depend on variables is remembered per document text (frontends send the
     # same few documents again and again); bounded, so unique hostile documents cannot grow it.
@@ -164,8 +175,11 @@ def checks_first(
         return tuple(validate(doc.schema, doc.node, named) or validate(doc.schema, doc.node, shape))
 
     @lru_cache(maxsize=VALIDATION_CACHE)
-    def rule_errors(doc: _Document) -> tuple[GraphQLError, ...]:
-        return tuple(validate(doc.schema, doc.node, full, hide_suggestions=hide_suggestions))
+    def rule_errors(
+        doc: _Document, declared: tuple[type[ASTValidationRule], ...]
+    ) -> tuple[GraphQLError, ...]:
+        rules = (*declared, *strawberry_rules)
+        return tuple(validate(doc.schema, doc.node, rules, hide_suggestions=hide_suggestions))
 
     class ChecksFirst(SchemaExtension):
         def on_validate(self) -> Iterator[None]:
@@ -186,7 +200,11 @@ def checks_first(
                             )
                         ]
                 if not errors:
-                    errors = list(rule_errors(doc))
+                    errors = list(rule_errors(doc, tuple(ec.validation_rules)))
+                if not errors:
+                    operation = selected_operation(document, ec.operation_name)
+                    if operation is not None:
+                        errors = variable_errors(schema, operation, ec.variables or {})
                 # An empty list tells Strawberry validation has run (and passed).
                 ec.pre_execution_errors = errors
             yield

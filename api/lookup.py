@@ -34,11 +34,11 @@ RESOLVERS = {
 
 
 async def node(info: Info, id: strawberry.ID) -> Node:
+    ctx = info.context
+    principal = await ctx.principal()  # the caller before the argument
     kind = type_of_global_id(id)
     if kind in RESOLVERS:
         return await RESOLVERS[kind](info, id)  # type: ignore[operator,no-any-return]
-    ctx = info.context
-    principal = await ctx.principal()
     if kind == "Branch":
         row = await ctx.session.scalar(
             select(BranchRow).where(BranchRow.id == parse_global_id(id, "Branch"))

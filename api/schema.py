@@ -28,6 +28,7 @@ from api.consent import resolvers as consent
 from api.consent.types import PatientConsents, PatientDataExport
 from api.execution import Execution, lean_resolvers
 from api.extensions import OperationBoundary
+from api.gate import caller_first
 from api.limits import (
     Registry,
     RootFieldLimit,
@@ -383,8 +384,10 @@ class PatientPoolSchema(strawberry.Schema):
         return None
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    registry = Registry.from_folder(OPERATIONS)
+def build_schema(
+    settings: Settings | None = None, registry: Registry | None = None
+) -> strawberry.Schema:
+    registry = registry or Registry.from_folder(OPERATIONS)
     # Strawberry's own depth and alias limiters, run by checks_first ahead of the rest.
     limits: list[type[ValidationRule]] = [
         *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
@@ -398,10 +401,11 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         OperationBoundary,
         persisted_queries(registry),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        checks_first(limits, hide_suggestions=production),
     ]
     if settings is not None and not settings.introspection_enabled:
+        # Adds its rule to the operation's validation rules, which checks_first runs.
         extensions.append(DisableIntrospection)
+    extensions += [caller_first(PUBLIC_ROOT_FIELDS), checks_first(limits, production)]
     schema = PatientPoolSchema(
         query=Query,
         mutation=Mutation,

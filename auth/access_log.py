@@ -45,6 +45,9 @@ class Action(StrEnum):
     DELETE = "delete"
     EXPORT = "export"
     DECRYPT_DENIED = "decrypt_denied"
+    # A stored value failed to authenticate (tampered, or moved from another row): a security
+    # event for the auditors, with the patient and the field group.
+    INTEGRITY_FAILED = "integrity_failed"
     ERASE = "erase"
     MERGE = "merge"
 

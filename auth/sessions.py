@@ -214,6 +214,21 @@ async def change_password(
     await session.flush()
 
 
+def check_bearer(keys: SigningKeys, bearer: str | None) -> None:
+    """What can be told of a bearer token without the database: present, well formed, and
+    (an access token) signed by us and unexpired. AuthError otherwise. Whether its user, session
+    or service token still stands is for principal_from_bearer."""
+    if not bearer:
+        raise AuthError("sign in first: send Authorization: Bearer <access token>")
+    if bearer.startswith("pps_"):
+        _split_opaque(bearer, "pps")
+        return
+    try:
+        decode_access_token(keys, bearer)
+    except TokenError as exc:
+        raise AuthError(str(exc)) from None
+
+
 async def principal_from_bearer(session: AsyncSession, keys: SigningKeys, bearer: str) -> Principal:
     """Verify a bearer token, bind the session to its tenant and load the principal."""
     if bearer.startswith("pps_"):

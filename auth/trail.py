@@ -14,7 +14,10 @@ from collections.abc import Iterable
 
 from auth.access_log import AccessEvent, Action, Outcome
 
-READ_ACTIONS = frozenset({Action.READ, Action.LIST, Action.EXPORT, Action.DECRYPT_DENIED})
+# Logged even when the operation rolls back: what was read, refused or found tampered.
+READ_ACTIONS = frozenset(
+    {Action.READ, Action.LIST, Action.EXPORT, Action.DECRYPT_DENIED, Action.INTEGRITY_FAILED}
+)
 
 
 class AccessTrail:
@@ -35,6 +38,15 @@ class AccessTrail:
         if outcome is Outcome.DENIED:
             action = Action.DECRYPT_DENIED
         self._groups[(action, outcome)].setdefault(patient_id, set()).add(group)
+
+    def integrity_failed(self, patient_id: uuid.UUID, group: str) -> None:
+        """A sealed value of this patient failed to decrypt: it was changed or moved."""
+        self._groups[(Action.INTEGRITY_FAILED, Outcome.DENIED)].setdefault(patient_id, set()).add(
+            group
+        )
+        self._reasons[(Action.INTEGRITY_FAILED, Outcome.DENIED)] = (
+            "ciphertext failed to authenticate"
+        )
 
     def changed(
         self, action: Action, patient_ids: Iterable[uuid.UUID], groups: Iterable[str] = ()

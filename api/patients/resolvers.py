@@ -20,10 +20,10 @@ from api.pool.loaders import patient_tags_loader
 from api.referrals.resolvers import make_link
 from api.selection import asks
 from auth.access_log import Action
-from auth.guard import require, require_patient_scope, writable_groups
+from auth.guard import require, require_patient_scope, require_unmasked, writable_groups
 from auth.models import StaffUser
 from domain.errors import BadInput, Forbidden, NotFound
-from domain.patients.models import SEALED_FIELDS
+from domain.patients.models import SEALED_FIELDS, FieldGroup
 from domain.patients.models import Patient as PatientRow
 from domain.patients.repository import PageKey, PatientRepository
 from domain.patients.repository import PatientFilter as RowFilter
@@ -111,6 +111,7 @@ async def _row_filter(info: Info, flt: PatientFilter | None) -> RowFilter:
         return RowFilter()
     digest = None
     if flt.phone is not None:
+        require_unmasked(await info.context.principal(), FieldGroup.CONTACT, "phone")
         digest = phone_digest(await info.context.cipher(), flt.phone)
     return RowFilter(
         phone_bidx=digest,

@@ -25,7 +25,7 @@ from domain.patients.models import Patient as PatientRow
 from domain.patients.service import unseal
 from domain.pool.models import StageChange as StageChangeRow
 from domain.pool.service import PoolService
-from tenancy.keyring import FieldCipher
+from tenancy.keyring import DecryptionError, FieldCipher
 
 Gender = strawberry.enum(m.Gender, description="Gender as recorded by the clinic.")
 PoolTier = strawberry.enum(
@@ -51,7 +51,11 @@ def _reveal(
     record_field(ctx.trail, patient.id, group, visibility)
     if visibility is Visibility.DENIED:
         raise Forbidden(f"not allowed to read {group} fields")
-    value = unseal(cipher, patient, name)
+    try:
+        value = unseal(cipher, patient, name)
+    except DecryptionError:
+        ctx.trail.integrity_failed(patient.id, str(group))
+        raise
     return mask_value(name, value) if visibility is Visibility.MASKED else value
 
 

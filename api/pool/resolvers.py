@@ -39,7 +39,13 @@ from api.pool.types import (
     TagGroup,
 )
 from auth.access_log import Action
-from auth.guard import Visibility, field_visibility, require, require_patient_scope
+from auth.guard import (
+    Visibility,
+    field_visibility,
+    require,
+    require_patient_scope,
+    require_unmasked,
+)
 from auth.principal import Principal
 from domain.errors import BadInput, Conflict, Forbidden, NotFound
 from domain.patients.models import FieldGroup
@@ -323,6 +329,8 @@ async def possible_duplicates(
     ctx = info.context
     principal = await ctx.principal()
     scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    # Groups are made by equal phones and WeChat/WeCom ids: as telling as filtering by them.
+    require_unmasked(principal, FieldGroup.CONTACT, "possibleDuplicates")
 
     async def fetch(n: int) -> list[identity.DuplicateGroup]:
         return await identity.possible_duplicates(ctx.session, scope, n)

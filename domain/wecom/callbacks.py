@@ -2,8 +2,9 @@
 
 Signature checking and AES decryption are wechatpy's (WeCom's own scheme: SHA-1 over the
 sorted token, timestamp, nonce and ciphertext; AES-256-CBC with the EncodingAESKey; the corp
-id inside the plaintext must match). Around it: a freshness window on the timestamp, refusal
-of a signature seen before (replay), and one effect per event however often WeCom delivers it.
+id inside the plaintext must match). Around it: a freshness window on the timestamp, and one
+effect per event however often WeCom delivers it: a resend of the very same request (WeCom's
+retry when our answer was slow) answers `success` and does nothing again.
 
 Events handled (Event = change_external_contact):
 - add_external_contact / add_half_external_contact: a customer added a staff member. The
@@ -158,9 +159,13 @@ async def handle(
 ) -> Outcome:
     """Record the callback and act on it, in the caller's transaction."""
     key = event_key(event)
-    if await session.scalar(select(WecomCallback).where(WecomCallback.signature == signature)):
-        raise Refused("replayed callback")
-    seen = await session.scalar(select(WecomCallback).where(WecomCallback.event_key == key))
+    # An exact resend (WeCom retries when our answer is slow; the signature covers the whole
+    # encrypted body, so the same signature is the same event) is answered like the first
+    # delivery and does nothing; a stale one was refused by the freshness window already.
+    resent = await session.scalar(select(WecomCallback).where(WecomCallback.signature == signature))
+    seen = resent or await session.scalar(
+        select(WecomCallback).where(WecomCallback.event_key == key)
+    )
     if seen is not None:
         return Outcome(seen.outcome, seen.patient_id, duplicate=True)
     outcome = await _act(session, cipher, app, event)

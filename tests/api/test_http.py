@@ -82,9 +82,10 @@ async def test_no_token_is_unauthenticated(client: httpx.AsyncClient) -> None:
     ids=["aliases", "tokens"],
 )
 async def test_costly_queries_are_refused_with_their_code(
-    client: httpx.AsyncClient, query: str
+    client: httpx.AsyncClient, owner_state: AppState, unique: str, query: str
 ) -> None:
-    result = await gql(client, query)
+    world = await build_world(owner_state, f"cq-{unique}")
+    result = await gql(client, query, token=await sign_in(client, world, "hq_admin"))
     assert codes(result) == ["QUERY_TOO_COMPLEX"], result
     assert result.get("data") is None
 

@@ -84,6 +84,7 @@ async def test_batches_are_refused(client: httpx.AsyncClient) -> None:
         "/graphql", json=[{"query": "{ me { roles } }"}, {"query": "{ me { roles } }"}]
     )
     assert response.status_code == 400
+    assert codes(response.json()) == ["BAD_USER_INPUT"]
 
 
 async def test_registered_operations_by_hash(client: httpx.AsyncClient, world: World) -> None:
@@ -99,8 +100,18 @@ async def test_registered_operations_by_hash(client: httpx.AsyncClient, world: W
     data = response.json()
     assert "errors" not in data, data
     assert len(data["data"]["patients"]["edges"]) == 2
+    # An unknown hash: the answer Apollo's and urql's links read to send the document.
     unknown = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}}
-    assert (await client.post("/graphql", json=unknown)).status_code == 400
+    missing = await client.post("/graphql", json=unknown)
+    assert missing.status_code == 200
+    assert missing.json() == {
+        "errors": [
+            {
+                "message": "PersistedQueryNotFound",
+                "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"},
+            }
+        ]
+    }
 
 
 @pytest.fixture

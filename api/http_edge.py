@@ -1,0 +1,233 @@
+"""The HTTP edge of /graphql: every protocol mistake answered as a GraphQL response.
+
+Strawberry's router answers a malformed body, a batch or a GET with a bare `text/plain` 400,
+which no GraphQL client can read. This ASGI middleware stands in front of it and checks, before
+anything is parsed as GraphQL or a database session is opened:
+- the method (POST; GET only for GraphiQL in development), the content type (JSON), the body's
+  size (read in chunks, so a huge body is refused without being held) and the document's size;
+- the body's shape: one JSON object (no batches) whose `query`, `variables`, `operationName`
+  and `extensions` have the types the GraphQL-over-HTTP spec gives them;
+- a document sent by hash alone: an unknown hash answers `PERSISTED_QUERY_NOT_FOUND` with the
+  message Apollo's and urql's persisted-query links read to retry with the document.
+What passes is handed on unchanged; the parsed request is left in the ASGI scope's state
+(`GRAPHQL_REQUEST`) so the context knows the operation name the client actually sent. Any
+plain-text error Strawberry still answers is rewritten into the same JSON shape.
+
+Answers follow the GraphQL-over-HTTP spec: `application/graphql-response+json` when the client
+accepts it, `application/json` otherwise; a request that is not well-formed gets a 4xx status.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+GRAPHQL_REQUEST = "graphql_request"
+RESPONSE_TYPE = "application/graphql-response+json"
+# Spec field → the JSON types it may have (null is always allowed).
+FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "query": str,
+    "variables": dict,
+    "operationName": str,
+    "extensions": dict,
+}
+
+
+class EdgeRefusal(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps(
+        {"errors": [{"message": message, "extensions": {"code": code}}]},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _media_type(scope: Scope) -> str:
+    """The response's media type: graphql-response+json only for clients that ask for it."""
+    accept = _header(scope, b"accept")
+    return RESPONSE_TYPE if RESPONSE_TYPE in accept else "application/json"
+
+
+class GraphQLEdge:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        path: str,
+        max_body_bytes: int,
+        max_document_bytes: int,
+        knows_hash: Callable[[str], bool],
+        graphiql: bool,
+    ) -> None:
+        self.app = app
+        self.path = path
+        self.max_body_bytes = max_body_bytes
+        self.max_document_bytes = max_document_bytes
+        self.knows_hash = knows_hash
+        self.graphiql = graphiql
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
+            await self.app(scope, receive, send)
+            return
+        try:
+            if scope["method"] == "GET" and self._is_graphiql(scope):
+                await self.app(scope, receive, send)
+                return
+            self._check_method(scope)
+            body = await self._read_body(scope, receive)
+            payload = self._check_payload(body)
+        except EdgeRefusal as refusal:
+            await self._refuse(scope, send, refusal)
+            return
+        scope.setdefault("state", {})[GRAPHQL_REQUEST] = payload
+        await self.app(scope, _replay(body, receive), _json_errors(scope, send))
+
+    def _is_graphiql(self, scope: Scope) -> bool:
+        accept = _header(scope, b"accept")
+        return self.graphiql and not scope.get("query_string") and "text/html" in accept
+
+    def _check_method(self, scope: Scope) -> None:
+        if scope["method"] != "POST":
+            raise EdgeRefusal(
+                405, "BAD_USER_INPUT", "send GraphQL operations with POST and a JSON body"
+            )
+        content_type = _header(scope, b"content-type").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise EdgeRefusal(
+                415, "BAD_USER_INPUT", "the body must be JSON (content-type: application/json)"
+            )
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        too_large = EdgeRefusal(
+            413,
+            "QUERY_TOO_COMPLEX",
+            f"the request body is larger than {self.max_body_bytes} bytes",
+        )
+        declared = _header(scope, b"content-length")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise EdgeRefusal(400, "BAD_USER_INPUT", "the client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _check_payload(self, body: bytes) -> dict[str, Any]:
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise EdgeRefusal(400, "BAD_USER_INPUT", "the body is not valid JSON") from None
+        if isinstance(payload, list):
+            raise EdgeRefusal(
+                400, "BAD_USER_INPUT", "batched operations are not accepted: send one per request"
+            )
+        if not isinstance(payload, dict):
+            raise EdgeRefusal(400, "BAD_USER_INPUT", "the body must be a JSON object")
+        for name, kind in FIELD_TYPES.items():
+            value = payload.get(name)
+            if value is not None and not isinstance(value, kind):
+                article = "an object" if kind is dict else "a string"
+                raise EdgeRefusal(400, "BAD_USER_INPUT", f"`{name}` must be {article} or null")
+        query = payload.get("query")
+        if query is not None and len(query.encode()) > self.max_document_bytes:
+            raise EdgeRefusal(
+                413,
+                "QUERY_TOO_COMPLEX",
+                f"the document is larger than {self.max_document_bytes} bytes",
+            )
+        if query is None:
+            wanted = _persisted_hash(payload.get("extensions"))
+            if wanted is None:
+                raise EdgeRefusal(400, "BAD_USER_INPUT", "no `query` in the request")
+            if not self.knows_hash(wanted):
+                # Apollo's and urql's links read this message and code, then send the document.
+                raise EdgeRefusal(200, "PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
+        return payload
+
+    async def _refuse(self, scope: Scope, send: Send, refusal: EdgeRefusal) -> None:
+        headers = [(b"content-type", _media_type(scope).encode())]
+        if refusal.status == 405:
+            headers.append((b"allow", b"POST"))
+        body = error_body(refusal.code, refusal.message)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _persisted_hash(extensions: dict[str, Any] | None) -> str | None:
+    given = (extensions or {}).get("persistedQuery")
+    wanted = given.get("sha256Hash") if isinstance(given, dict) else None
+    return wanted if isinstance(wanted, str) else None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body, already read, handed on as one message; then whatever the client sends next
+    (a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _json_errors(scope: Scope, send: Send) -> Send:
+    """Rewrites a plain-text error from the router (a case the edge did not foresee) into the
+    GraphQL error shape, keeping its status."""
+    held: Message | None = None
+
+    async def wrapped(message: Message) -> None:
+        nonlocal held
+        if message["type"] == "http.response.start":
+            types = [v for k, v in message.get("headers", ()) if k.lower() == b"content-type"]
+            if message["status"] >= 400 and types and types[0].startswith(b"text/plain"):
+                held = message
+                return
+        elif held is not None and message["type"] == "http.response.body":
+            text = message.get("body", b"").decode("utf-8", "replace")[:200]
+            body = error_body("BAD_USER_INPUT", text or "bad request")
+            headers = [
+                (b"content-type", _media_type(scope).encode()),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await send(
+                {"type": "http.response.start", "status": held["status"], "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": body})
+            held = None
+            return
+        await send(message)
+
+    return wrapped
