@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.fastapi import BaseContext
 
@@ -59,11 +60,19 @@ class Context(BaseContext):
         # Loaded once per request, on first use; concurrent resolvers share one future, so they
         # all resume in the same tick (which keeps DataLoader batches whole).
         self._once: dict[str, asyncio.Future[Any]] = {}
+        self._finishing = False
 
     def _load_once(self, name: str, factory: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
         if name not in self._once:
+            if self._finishing:
+                # A resolver a failed operation left running (graphql-core settles them in the
+                # background): it gets nothing, and the session is not touched again.
+                raise RequestFinished("the operation has ended")
             self._once[name] = asyncio.ensure_future(factory())
-        return self._once[name]
+        # Shielded: graphql-core cancels the resolvers a failing operation left pending, and a
+        # cancellation reaching the load would stop the session mid-statement (it could then
+        # neither roll back nor close). The load runs to its end; finish() waits for it.
+        return asyncio.shield(self._once[name])
 
     async def principal(self) -> Principal:
         """The caller, verified on first use (so a refused query never touches the database)."""
@@ -123,6 +132,13 @@ class Context(BaseContext):
         On failure the change is rolled back, and what was already read is still logged, in a
         transaction of its own.
         """
+        # A failing operation can leave a load of ours (the principal, the cipher) running on
+        # the session: it finishes first, or the rollback would cut it off mid-statement; and
+        # none starts from now on.
+        self._finishing = True
+        pending = [f for f in self._once.values() if not f.done()]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
         principal = self._principal
         if ok:
             if principal is not None:
@@ -133,7 +149,7 @@ class Context(BaseContext):
             for callback in self._after_commit:
                 callback()
             return
-        await self.session.rollback()
+        await _settled(self.session.rollback)
         if principal is None:
             return
         events = self.trail.events(reads_only=True)
@@ -143,7 +159,27 @@ class Context(BaseContext):
                 await access_log.append(log_session, principal.actor, self.request_info, events)
 
     async def close(self) -> None:
-        await self.session.close()
+        await _settled(self.session.close)
+
+
+class RequestFinished(Exception):
+    """A resolver asked for a per-request load after its operation had ended."""
+
+
+# How long a rollback or close waits for a statement that a resolver left running when its
+# operation failed (graphql-core settles such resolvers in the background) to end.
+SETTLE_TRIES, SETTLE_PAUSE = 200, 0.005
+
+
+async def _settled(step: Callable[[], Awaitable[None]]) -> None:
+    """Run the session's rollback or close once no statement is in progress on it."""
+    for _ in range(SETTLE_TRIES - 1):
+        try:
+            await step()
+            return
+        except InvalidRequestError:  # "… is already in progress"
+            await asyncio.sleep(SETTLE_PAUSE)
+    await step()
 
 
 def new_request_id() -> str:

@@ -150,6 +150,9 @@ def format_error(
             message = "this data was crypto-shredded and can no longer be read"
     else:
         message = error.message
+        field = (error.extensions or {}).get("field")
+        if field:
+            extensions["field"] = field
         if hide_suggestions:
             message = _SUGGESTION.sub("", message)
     return GraphQLError(message, nodes=error.nodes, path=error.path, extensions=extensions)

@@ -46,7 +46,12 @@ class OperationBoundary(SchemaExtension):
                     result.data = None
                 errors = [GraphQLError("commit failed", original_error=exc)]
             finally:
-                await ctx.close()
+                try:
+                    await ctx.close()
+                except Exception as exc:  # noqa: BLE001  (logged; the answer still leaves coded)
+                    log.error(
+                        "close failed request_id=%s error=%s", request_id, describe_failure(exc)
+                    )
         if result is not None and errors:
             hide = ctx is not None and ctx.app.settings.is_production
             operation = self.execution_context.operation_name or ""

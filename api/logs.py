@@ -38,7 +38,11 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
         },
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {
-            name: {"handlers": [], "level": level, "propagate": True}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            **{
+                name: {"handlers": [], "level": level, "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+            # Casbin writes the whole policy at INFO on every load.
+            "casbin": {"handlers": [], "level": "WARNING", "propagate": True},
         },
     }
