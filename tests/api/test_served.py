@@ -321,3 +321,102 @@ def test_the_sender_refuses_bad_provider_settings(tmp_path: Path) -> None:
         )
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().count("\n") == 0 and reason in done.stderr
+
+
+def test_production_as_served_shows_no_schema_and_logs_no_personal_value(tmp_path: Path) -> None:
+    """`patientpool migrate`, `tenant create`, then `patientpool serve` with
+    PATIENTPOOL_ENV=production: bad variables full of personal values, protocol mistakes and
+    introspection from a signed-in HQ admin and from nobody. Every answer is coded, none shows
+    the schema, and nothing the server process wrote holds a seeded value."""
+    from auth.signing_keys import SigningKeys
+    from tenancy.keyring import generate_master_key_text
+
+    (tmp_path / "master.key").write_text(generate_master_key_text())
+    (tmp_path / "jwks.json").write_text(SigningKeys.generate_jwks_json())
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATIENTPOOL_")}
+    env.update(
+        PATIENTPOOL_ENV="production",
+        PATIENTPOOL_DATA_DIR=str(tmp_path),
+        PATIENTPOOL_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
+        PATIENTPOOL_MASTER_KEY_FILE=str(tmp_path / "master.key"),
+        PATIENTPOOL_SIGNING_KEYS_FILE=str(tmp_path / "jwks.json"),
+    )
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cli("migrate")
+    created = cli(
+        "tenant", "create", "--slug", "acme-dental", "--name", "Acme", "--admin-email", "hq@acme.cn"
+    )
+    password = created.strip().rsplit(" ", 1)[-1]
+    log_file = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    canaries = ["王小明canary", "13800138000", "HIV阳性canary", "110101199003077777"]
+    try:
+        _wait_ready(url, proc)
+
+        def post(body: object, token: str | None = None, **kw: object) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            return httpx.post(f"{url}/graphql", json=body, headers=headers, timeout=30, **kw)
+
+        signed = post(
+            {
+                "query": SIGN_IN,
+                "variables": {"t": "acme-dental", "e": "hq@acme.cn", "p": password},
+            }
+        ).json()
+        token = signed["data"]["signIn"]["accessToken"]
+        create = (
+            "mutation C($i: CreatePatientInput!) { createPatient(input: $i) { patient { id } } }"
+        )
+        person = {
+            "name": canaries[0],
+            "phone": canaries[1],
+            "medicalHistory": canaries[2],
+            "nationalId": canaries[3],
+        }
+        answers = [
+            post({"query": create, "variables": {"i": person}}, token),
+            post({"query": create, "variables": {"i": {**person, "tenantId": canaries[0]}}}, token),
+            post({"query": create, "variables": {"i": {**person, "gender": canaries[2]}}}, token),
+            post({"query": create, "variables": {"i": {**person, "birthYear": canaries[1]}}}),
+            post({"query": "{ __schema { types { name } } }"}, token),
+            post({"query": '{ __type(name: "Patient") { fields { name } } }'}),
+            post([{"query": create, "variables": {"i": person}}]),
+            httpx.post(
+                f"{url}/graphql",
+                content=json.dumps({"query": create, "variables": {"i": person}})[:-5],
+                headers={"content-type": "application/json"},
+            ),
+        ]
+        for answer in answers:
+            body = answer.json()
+            assert body.get("data") is None, body
+            got = {e["extensions"]["code"] for e in body["errors"]}
+            assert got <= {"BAD_USER_INPUT", "UNAUTHENTICATED"}, body
+            assert not any(c in answer.text for c in canaries), answer.text
+        assert httpx.get(f"{url}/graphql", headers={"accept": "text/html"}).status_code == 405
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log_file.close()
+    written = (tmp_path / "server.log").read_text()
+    assert "Uvicorn running" in written or "Application startup complete" in written
+    assert [line for line in written.splitlines() if any(c in line for c in canaries)] == []
