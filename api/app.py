@@ -15,11 +15,12 @@ from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
 
 from api.context import AppState, Context, new_request_id
+from api.documents import TrustedDocuments
 from api.errors import describe_failure
 from api.http_edge import GRAPHQL_REQUEST, GraphQLEdge
 from api.jobs import resume_jobs
-from api.limits import MAX_BODY_BYTES, MAX_DOCUMENT_BYTES, Registry
-from api.schema import OPERATIONS, build_schema
+from api.limits import MAX_BODY_BYTES, MAX_DOCUMENT_BYTES
+from api.schema import build_schema
 from api.settings import Settings
 from api.wecom.routes import wecom_router
 from auth.access_log import RequestInfo
@@ -49,6 +50,11 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.is_production and not settings.trusted_documents_only:
+            log.warning(
+                "PATIENTPOOL_PERSISTED_QUERIES=allow: any GraphQL document is accepted, not "
+                "only the trusted ones"
+            )
         try:
             await resume_jobs(state.sessions)
         except Exception as exc:  # noqa: BLE001  (serving goes on; the jobs resume next start)
@@ -83,9 +89,8 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
         openapi_url=None if settings.is_production else "/openapi.json",
     )
     app.state.patientpool = state
-    registry = Registry.from_folder(OPERATIONS)
     router: GraphQLRouter = GraphQLRouter(
-        build_schema(settings, registry),
+        build_schema(settings),
         context_getter=get_context,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=False,
@@ -99,7 +104,8 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
         path="/graphql",
         max_body_bytes=MAX_BODY_BYTES,
         max_document_bytes=MAX_DOCUMENT_BYTES,
-        knows_hash=registry.by_hash.__contains__,
+        documents=TrustedDocuments(state.sessions),
+        trusted_only=settings.trusted_documents_only,
         graphiql=settings.graphiql_enabled,
     )
     app.include_router(wecom_router(state))

@@ -21,11 +21,15 @@ keys_app = typer.Typer(no_args_is_help=True, help="Per-tenant data keys.")
 audit_app = typer.Typer(no_args_is_help=True, help="The access log.")
 campaigns_app = typer.Typer(no_args_is_help=True, help="Campaigns (群发): the sender.")
 referrals_app = typer.Typer(no_args_is_help=True, help="Referral trees (转介绍).")
+documents_app = typer.Typer(
+    no_args_is_help=True, help="Trusted documents: the GraphQL operations clients publish."
+)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(referrals_app, name="referrals")
+app.add_typer(documents_app, name="documents")
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the SQLite file and dev keys live.")
@@ -49,6 +53,9 @@ def settings(data_dir: Path | None = None, **overrides: object) -> Settings:
 
 
 def _migrate(cfg: Settings) -> None:
+    from api.document_commands import push_project_operations
+    from api.documents import ManifestError
+    from api.operator import owner_session
     from migrations.runner import upgrade
 
     if cfg.owner_database_url.startswith("sqlite"):
@@ -57,6 +64,15 @@ def _migrate(cfg: Settings) -> None:
         upgrade(cfg.owner_database_url)
     except Exception as exc:  # noqa: BLE001 - one line for the operator, not a traceback
         fail(f"migration failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", 1)
+
+    async def push() -> None:
+        async with owner_session(cfg) as session, session.begin():
+            await push_project_operations(session)
+
+    try:
+        asyncio.run(push())
+    except ManifestError as exc:
+        fail(f"frontend-schema/operations: {exc}", 1)
 
 
 def _serve(cfg: Settings, host: str, port: int) -> None:
@@ -305,6 +321,80 @@ def referrals_figures(
         typer.echo(f"{slug}: {checked.drifted} of {checked.referrers} referrers differed; {done}")
     if drifted and check:
         raise typer.Exit(1)
+
+
+Client = Annotated[str, typer.Option("--client", help="The client that owns the documents.")]
+
+
+@documents_app.command("push")
+def documents_push(
+    client: Client,
+    manifest: Annotated[Path, typer.Argument(help="persisted-documents.json or Apollo's list.")],
+    version: Annotated[str | None, typer.Option("--version", help="The client's version.")] = None,
+) -> None:
+    """Check every document of a manifest against the schema and its limits and, if all pass,
+    trust them (old versions stay trusted until revoked)."""
+    from api.document_commands import push_manifest
+    from api.documents import ManifestError
+    from api.operator import owner_session
+
+    if not manifest.is_file():
+        fail(f"no manifest at {manifest}")
+    cfg = settings()
+
+    async def run() -> int:
+        async with owner_session(cfg) as session, session.begin():
+            return await push_manifest(session, client, manifest, version)
+
+    try:
+        added = asyncio.run(run())
+    except ManifestError as exc:
+        for problem in exc.problems:
+            typer.echo(f"refused: {problem}", err=True)
+        fail(f"the manifest was not stored: {len(exc.problems)} document(s) failed", 1)
+    typer.echo(f"{client}: {added} document(s) now trusted")
+
+
+@documents_app.command("list")
+def documents_list(
+    client: Annotated[str | None, typer.Option("--client")] = None,
+) -> None:
+    """The trusted documents: client, version, hash, operations, and whether revoked."""
+    from api.document_commands import list_documents
+    from api.operator import owner_session
+
+    cfg = settings()
+
+    async def run() -> list:
+        async with owner_session(cfg) as session:
+            return await list_documents(session, client)
+
+    for doc in asyncio.run(run()):
+        names = ",".join(json.loads(doc.operations)) or "-"
+        state = "revoked" if doc.revoked_at else "trusted"
+        typer.echo(f"{doc.client:<20} {doc.client_version:<14} {doc.hash} {state:<8} {names}")
+
+
+@documents_app.command("revoke")
+def documents_revoke(
+    client: Client,
+    digest: Annotated[str | None, typer.Option("--hash", help="One document.")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="A client version.")] = None,
+) -> None:
+    """Stop trusting a client's documents: one (--hash), one version, or all of them."""
+    from api.document_commands import revoke_documents
+    from api.operator import owner_session
+
+    cfg = settings()
+
+    async def run() -> int:
+        async with owner_session(cfg) as session, session.begin():
+            return await revoke_documents(session, client, digest, version)
+
+    count = asyncio.run(run())
+    if count == 0:
+        fail("no trusted document matched", 1)
+    typer.echo(f"{client}: {count} document(s) revoked (every process within 30 s)")
 
 
 @app.command("export-schema")

@@ -1,17 +1,25 @@
-"""The HTTP edge of /graphql: every protocol mistake answered as a GraphQL response.
+"""The HTTP edge of /graphql: every protocol mistake answered as a GraphQL response, and the
+document of every request settled before Strawberry sees it.
 
 Strawberry's router answers a malformed body, a batch or a GET with a bare `text/plain` 400,
 which no GraphQL client can read. This ASGI middleware stands in front of it and checks, before
 anything is parsed as GraphQL or a database session is opened:
-- the method (POST; GET only for GraphiQL in development), the content type (JSON), the body's
-  size (read in chunks, so a huge body is refused without being held) and the document's size;
+- the method and content type, the body's size (read in chunks, so a huge body is refused
+  without being held) and the document's size;
 - the body's shape: one JSON object (no batches) whose `query`, `variables`, `operationName`
   and `extensions` have the types the GraphQL-over-HTTP spec gives them;
-- a document sent by hash alone: an unknown hash answers `PERSISTED_QUERY_NOT_FOUND` with the
-  message Apollo's and urql's persisted-query links read to retry with the document.
-What passes is handed on unchanged; the parsed request is left in the ASGI scope's state
-(`GRAPHQL_REQUEST`) so the context knows the operation name the client actually sent. Any
-plain-text error Strawberry still answers is rewritten into the same JSON shape.
+- the document: sent as text, or by the SHA-256 of its text (`extensions.persistedQuery` as
+  Apollo and urql send it, or `documentId`), looked up in the trusted documents registry as
+  given (api.documents). With PATIENTPOOL_PERSISTED_QUERIES=only a request runs trusted
+  documents alone; with `allow` any text runs, and a text sent with its hash is remembered
+  (automatic persisted queries). An unknown hash answers `PERSISTED_QUERY_NOT_FOUND` with the
+  message Apollo's and urql's links read to retry with the document.
+- GET: a trusted query by hash, with its variables in the URL, unless the operation takes
+  personal data; never a document text and never a mutation.
+What passes goes on to Strawberry as one POST with a JSON body holding the document's text; the
+parsed request is left in the ASGI scope's state (`GRAPHQL_REQUEST`) so the context knows the
+operation name the client actually sent. Any plain-text error Strawberry still answers is
+rewritten into the same JSON shape.
 
 Answers follow the GraphQL-over-HTTP spec: `application/graphql-response+json` when the client
 accepts it, `application/json` otherwise; a request that is not well-formed gets a 4xx status.
@@ -20,8 +28,12 @@ accepts it, `application/json` otherwise; a request that is not well-formed gets
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
+
+from api.documents import Trusted, TrustedDocuments, sha256
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,7 +49,11 @@ FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "variables": dict,
     "operationName": str,
     "extensions": dict,
+    "documentId": str,
 }
+# Headers of the original request that the forwarded POST states anew.
+_REPLACED = frozenset({b"content-type", b"content-length", b"transfer-encoding"})
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 class EdgeRefusal(Exception):
@@ -75,14 +91,16 @@ class GraphQLEdge:
         path: str,
         max_body_bytes: int,
         max_document_bytes: int,
-        knows_hash: Callable[[str], bool],
+        documents: TrustedDocuments,
+        trusted_only: bool,
         graphiql: bool,
     ) -> None:
         self.app = app
         self.path = path
         self.max_body_bytes = max_body_bytes
         self.max_document_bytes = max_document_bytes
-        self.knows_hash = knows_hash
+        self.documents = documents
+        self.trusted_only = trusted_only
         self.graphiql = graphiql
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,18 +111,85 @@ class GraphQLEdge:
             if scope["method"] == "GET" and self._is_graphiql(scope):
                 await self.app(scope, receive, send)
                 return
-            self._check_method(scope)
-            body = await self._read_body(scope, receive)
-            payload = self._check_payload(body)
+            if scope["method"] == "GET":
+                payload = self._check_payload(_query_params(scope))
+            else:
+                self._check_method(scope)
+                payload = self._check_payload(await self._read_body(scope, receive))
+            query = await self._document(scope, payload)
         except EdgeRefusal as refusal:
             await self._refuse(scope, send, refusal)
             return
         scope.setdefault("state", {})[GRAPHQL_REQUEST] = payload
-        await self.app(scope, _replay(body, receive), _json_errors(scope, send))
+        body = json.dumps(
+            {
+                "query": query,
+                "variables": payload.get("variables"),
+                "operationName": payload.get("operationName"),
+            },
+            ensure_ascii=False,
+        ).encode()
+        forwarded = {
+            **scope,
+            "method": "POST",
+            "query_string": b"",
+            "headers": [
+                *(h for h in scope.get("headers", ()) if h[0].lower() not in _REPLACED),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+        await self.app(forwarded, _replay(body, receive), _json_errors(scope, send))
 
     def _is_graphiql(self, scope: Scope) -> bool:
         accept = _header(scope, b"accept")
         return self.graphiql and not scope.get("query_string") and "text/html" in accept
+
+    async def _document(self, scope: Scope, payload: dict[str, Any]) -> str:
+        """The text the request runs, after the registry has had its say."""
+        query, digest = payload.get("query"), _persisted_hash(payload)
+        is_get = scope["method"] == "GET"
+        if is_get and (query is not None or digest is None):
+            raise EdgeRefusal(
+                405,
+                "BAD_USER_INPUT",
+                "GET runs trusted documents by hash only; send document texts with POST",
+            )
+        if query is None and digest is None:
+            raise EdgeRefusal(400, "BAD_USER_INPUT", "no `query` in the request")
+        if digest is not None and query is not None and sha256(query) != digest:
+            raise EdgeRefusal(
+                400, "BAD_USER_INPUT", "the hash is not the SHA-256 of the document sent"
+            )
+        if query is not None and not self.trusted_only:
+            # `allow`: any text runs; one sent with its hash may later come by hash alone.
+            if digest is not None:
+                self.documents.remember_automatic(digest, query)
+            return query
+        trusted = await self.documents.find(digest or sha256(query or ""))
+        if trusted is not None:
+            if is_get:
+                self._check_get(trusted, payload.get("operationName"))
+            return trusted.text
+        if query is not None:  # `only`, and not a trusted text
+            raise EdgeRefusal(200, "FORBIDDEN", "only trusted documents are accepted here")
+        remembered = None if self.trusted_only or is_get else self.documents.automatic(digest or "")
+        if remembered is None:
+            raise _not_found()
+        return remembered
+
+    def _check_get(self, trusted: Trusted, name: str | None) -> None:
+        operation = trusted.operation(name)
+        if operation is None:
+            return  # no such operation: graphql answers it, with its code
+        if operation["type"] != "query":
+            raise EdgeRefusal(405, "BAD_USER_INPUT", "mutations are sent with POST")
+        if not operation["get"]:
+            raise EdgeRefusal(
+                405,
+                "BAD_USER_INPUT",
+                "this operation takes personal data, which must not go in a URL: send it with POST",
+            )
 
     def _check_method(self, scope: Scope) -> None:
         if scope["method"] != "POST":
@@ -140,9 +225,9 @@ class GraphQLEdge:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _check_payload(self, body: bytes) -> dict[str, Any]:
+    def _check_payload(self, body: bytes | dict[str, Any]) -> dict[str, Any]:
         try:
-            payload = json.loads(body)
+            payload = json.loads(body) if isinstance(body, bytes) else body
         except (ValueError, UnicodeDecodeError):
             raise EdgeRefusal(400, "BAD_USER_INPUT", "the body is not valid JSON") from None
         if isinstance(payload, list):
@@ -163,13 +248,6 @@ class GraphQLEdge:
                 "QUERY_TOO_COMPLEX",
                 f"the document is larger than {self.max_document_bytes} bytes",
             )
-        if query is None:
-            wanted = _persisted_hash(payload.get("extensions"))
-            if wanted is None:
-                raise EdgeRefusal(400, "BAD_USER_INPUT", "no `query` in the request")
-            if not self.knows_hash(wanted):
-                # Apollo's and urql's links read this message and code, then send the document.
-                raise EdgeRefusal(200, "PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
         return payload
 
     async def _refuse(self, scope: Scope, send: Send, refusal: EdgeRefusal) -> None:
@@ -182,10 +260,38 @@ class GraphQLEdge:
         await send({"type": "http.response.body", "body": body})
 
 
-def _persisted_hash(extensions: dict[str, Any] | None) -> str | None:
-    given = (extensions or {}).get("persistedQuery")
+def _not_found() -> EdgeRefusal:
+    # Apollo's and urql's links read this message and code, then send the document.
+    return EdgeRefusal(200, "PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
+
+
+def _persisted_hash(payload: dict[str, Any]) -> str | None:
+    """The SHA-256 a client names its document by: Apollo's `persistedQuery` extension, or
+    the GraphQL-over-HTTP `documentId` (`sha256:<hex>` or the bare hex)."""
+    given = (payload.get("extensions") or {}).get("persistedQuery")
     wanted = given.get("sha256Hash") if isinstance(given, dict) else None
-    return wanted if isinstance(wanted, str) else None
+    document_id = payload.get("documentId")
+    if wanted is None and isinstance(document_id, str):
+        wanted = document_id.removeprefix("sha256:")
+    if wanted is None:
+        return None
+    if not isinstance(wanted, str) or not _HEX64.match(wanted):
+        raise EdgeRefusal(400, "BAD_USER_INPUT", "a document hash is 64 hexadecimal digits")
+    return wanted.lower()
+
+
+def _query_params(scope: Scope) -> dict[str, Any]:
+    """A GET's parameters as a request body: `variables` and `extensions` are JSON texts."""
+    params: dict[str, Any] = {}
+    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+        params[key] = value
+    for key in ("variables", "extensions"):
+        if isinstance(params.get(key), str):
+            try:
+                params[key] = json.loads(params[key])
+            except ValueError:
+                raise EdgeRefusal(400, "BAD_USER_INPUT", f"`{key}` is not valid JSON") from None
+    return params
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -11,10 +11,8 @@ costs about 100 × 20; a tree of 10,000 nodes with six figures each about 70,000
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from graphql import (
@@ -33,7 +31,6 @@ from graphql import (
     get_named_type,
     get_nullable_type,
     is_list_type,
-    parse,
     print_ast,
 )
 from graphql.validation import ASTValidationRule, KnownFragmentNamesRule, validate
@@ -49,6 +46,9 @@ from api.variables import variable_errors
 # operation is under 1 KB, and 2,000 tokens of GraphQL fit in well under 32 KiB.
 MAX_BODY_BYTES = 1024 * 1024
 MAX_DOCUMENT_BYTES = 32 * 1024
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 2000
 MAX_COST = 100_000
 MAX_ROOT_FIELDS = 15
 LIST_GUESS = 20
@@ -225,58 +225,3 @@ class RootFieldLimit(ValidationRule):
                     extensions=TOO_COMPLEX,
                 )
             )
-
-
-def normalise(document: DocumentNode | str) -> str:
-    """One text per document whatever its spacing and comments, for the registry."""
-    return print_ast(parse(document) if isinstance(document, str) else document)
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-class Registry:
-    """Registered operations (frontend-schema/operations by default), by SHA-256 of their
-    normalised text."""
-
-    def __init__(self, documents: Iterable[str]) -> None:
-        self.by_hash = {digest(normalise(d)): normalise(d) for d in documents}
-
-    @classmethod
-    def from_folder(cls, folder: Path) -> Registry:
-        return cls(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.graphql")))
-
-    def knows(self, document: DocumentNode) -> bool:
-        return digest(normalise(document)) in self.by_hash
-
-
-def registered_only(registry: Registry) -> type[ValidationRule]:
-    class RegisteredOnly(ValidationRule):
-        def enter_document(self, node: DocumentNode, *_args: Any) -> None:
-            if not registry.knows(node):
-                self.context.report_error(
-                    GraphQLError(
-                        "only registered operations are accepted here",
-                        extensions={"code": "FORBIDDEN"},
-                    )
-                )
-
-    return RegisteredOnly
-
-
-def persisted_queries(registry: Registry) -> type[SchemaExtension]:
-    """Registered operations may be sent by hash alone (Apollo's `persistedQuery` extension:
-    `{"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "…"}}}`), which saves a
-    mini-program the bytes of the document on every call."""
-
-    class PersistedQueries(SchemaExtension):
-        def on_operation(self) -> Iterator[None]:
-            ec = self.execution_context
-            given = (ec.operation_extensions or {}).get("persistedQuery")
-            wanted = given.get("sha256Hash") if isinstance(given, dict) else None
-            if ec.query is None and isinstance(wanted, str):
-                ec.query = registry.by_hash.get(wanted)
-            yield
-
-    return PersistedQueries

@@ -30,11 +30,11 @@ from api.execution import Execution, lean_resolvers
 from api.extensions import OperationBoundary
 from api.gate import caller_first
 from api.limits import (
-    Registry,
+    MAX_ALIASES,
+    MAX_DEPTH,
+    MAX_TOKENS,
     RootFieldLimit,
     checks_first,
-    persisted_queries,
-    registered_only,
 )
 from api.node import Node
 from api.pagination import Connection
@@ -63,9 +63,6 @@ from api.wecom import resolvers as wecom
 from api.wecom.types import WecomSettings
 
 OPERATIONS = Path(__file__).resolve().parent.parent / "frontend-schema" / "operations"
-MAX_DEPTH = 10
-MAX_ALIASES = 30
-MAX_TOKENS = 2000
 # Root fields a caller without a token may use; every other root field answers UNAUTHENTICATED
 # before any of its arguments is looked at (api/gate.py).
 PUBLIC_ROOT_FIELDS = frozenset({"signIn", "refreshTokens"})
@@ -384,22 +381,16 @@ class PatientPoolSchema(strawberry.Schema):
         return None
 
 
-def build_schema(
-    settings: Settings | None = None, registry: Registry | None = None
-) -> strawberry.Schema:
-    registry = registry or Registry.from_folder(OPERATIONS)
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     # Strawberry's own depth and alias limiters, run by checks_first ahead of the rest.
     limits: list[type[ValidationRule]] = [
         *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
         *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
         RootFieldLimit,
     ]
-    if settings is not None and settings.persisted_queries == "only":
-        limits.append(registered_only(registry))
     production = settings is not None and settings.is_production
     extensions: list[object] = [
         OperationBoundary,
-        persisted_queries(registry),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
     ]
     if settings is not None and not settings.introspection_enabled:

@@ -38,9 +38,10 @@ class Settings(BaseSettings):
     introspection: bool | None = None
     sql_echo: bool = False
     pool_size: int = Field(default=10, ge=1, le=200)
-    # "only": accept registered operations alone (frontend-schema/operations, by SHA-256);
-    # "allow": any operation, and registered ones may also be sent by hash.
-    persisted_queries: Literal["allow", "only"] = "allow"
+    # "only": trusted documents alone (the registry `patientpool documents push` fills);
+    # "allow": any document, trusted ones also by hash, and automatic persisted queries.
+    # Unset: "only" in production, "allow" in development.
+    persisted_queries: Literal["allow", "only"] | None = None
     # Where `patientpool audit archive` writes the access log's archived segments.
     audit_archive_dir: Path | None = None
     # Campaign senders (`patientpool campaigns send`): the SMS gateway (JSON API, docs in
@@ -85,6 +86,12 @@ class Settings(BaseSettings):
     @property
     def introspection_enabled(self) -> bool:
         return (not self.is_production) if self.introspection is None else self.introspection
+
+    @property
+    def trusted_documents_only(self) -> bool:
+        if self.persisted_queries is None:
+            return self.is_production
+        return self.persisted_queries == "only"
 
     @property
     def app_database_url(self) -> str:

@@ -5,6 +5,7 @@ import auth.models  # noqa: F401
 import domain.campaigns.models
 import domain.care.models
 import domain.consent.models
+import domain.documents.models
 import domain.patients.models
 import domain.pool.models
 import domain.referrals.models

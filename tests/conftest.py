@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.app import create_app
 from api.context import AppState
+from api.document_commands import push_project_operations
 from api.settings import Settings
 from auth.ratelimit import SlidingWindowLimiter
 from auth.sessions import SignInLimits
@@ -65,6 +66,16 @@ async def drop_pg_database(name: str) -> None:
     await admin.dispose()
 
 
+async def push_operations(owner_url: str) -> None:
+    """What `patientpool migrate` does after upgrading: trust the project's own operations."""
+    engine = make_engine(owner_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            await push_project_operations(session)
+    finally:
+        await engine.dispose()
+
+
 async def _make_pg_database(name: str) -> Database:
     admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
@@ -73,6 +84,7 @@ async def _make_pg_database(name: str) -> Database:
     await admin.dispose()
     owner_url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     await asyncio.to_thread(upgrade, owner_url)
+    await push_operations(owner_url)
     admin = create_async_engine(owner_url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         exists = await conn.exec_driver_sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_LOGIN}'")
@@ -106,6 +118,7 @@ def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> Database:
     path: Path = tmp_path_factory.mktemp("sqlite") / "test.db"
     url = f"sqlite+aiosqlite:///{path}"
     upgrade(url)
+    asyncio.run(push_operations(url))
     return Database("sqlite", url, url)
 
 

@@ -119,3 +119,36 @@ def test_no_undeclared_breaking_changes() -> None:
         "breaking changes against frontend-schema/released.graphql; undo them, or declare "
         f"them in frontend-schema/declared-breaking-changes.txt: {undeclared}"
     )
+
+
+def test_every_amount_is_decimal_yuan() -> None:
+    """Money has one kind in the contract: Decimal yuan, in answers, inputs and arguments; no
+    name carries fen. (Counts such as totalCount, Job.total and the metrics' `total` figures
+    are not amounts.)"""
+    import re
+
+    from graphql import GraphQLInputObjectType, GraphQLInterfaceType, GraphQLObjectType
+    from graphql import get_named_type as named
+
+    from api.schema import build_schema
+
+    money = re.compile(r"(revenue|amount|price|value|refunded|fen)$|^total$", re.I)
+    not_money = {("Job", "total"), ("PoolMetrics", "total"), ("ChainMetrics", "total")}
+    seen, wrong = [], []
+    for t in build_schema()._schema.type_map.values():
+        if t.name.startswith("__"):
+            continue
+        if not isinstance(t, GraphQLObjectType | GraphQLInputObjectType | GraphQLInterfaceType):
+            continue
+        for name, field in t.fields.items():
+            places = [(name, field.type)] + [
+                (f"{name}({a})", arg.type) for a, arg in getattr(field, "args", {}).items()
+            ]
+            for where, type_ in places:
+                leaf = where.split("(")[-1].rstrip(")")
+                if money.search(leaf) and (t.name, leaf) not in not_money:
+                    seen.append(f"{t.name}.{where}")
+                    if named(type_).name != "Decimal" or "fen" in leaf.lower():
+                        wrong.append(f"{t.name}.{where}: {type_}")
+    assert len(seen) > 10
+    assert wrong == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 import strawberry
 from strawberry.types import Info
@@ -11,6 +12,7 @@ from api.campaigns.loaders import reach_loader
 from api.ids import to_global_id
 from api.node import Node
 from domain.campaigns import models as m
+from domain.care.orders import to_yuan
 
 CampaignChannelEnum = strawberry.enum(
     m.CampaignChannel,
@@ -84,9 +86,7 @@ class CampaignReach:
     orders: int = strawberry.field(
         description="Paid orders of delivered patients within their attribution window."
     )
-    revenue_fen: int = strawberry.field(
-        description="Those orders' value net of refunds, in fen (分)."
-    )
+    revenue: Decimal = strawberry.field(description="Those orders' value net of refunds, yuan.")
     converted_patients: int = strawberry.field(
         description="Delivered patients with a visit or an order in their window."
     )
@@ -183,6 +183,6 @@ class Campaign(Node):
             cancelled=s.get(D.CANCELLED, 0),
             visits=figures.visits,
             orders=figures.orders,
-            revenue_fen=figures.revenue_fen,
+            revenue=to_yuan(figures.revenue_fen),
             converted_patients=figures.converted_patients,
         )

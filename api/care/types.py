@@ -4,6 +4,7 @@ Money is `Decimal` (yuan, two places, sent as a string): exact, never a float.""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 
@@ -19,6 +20,7 @@ from api.tenants.types import Branch, Staff
 from domain.care import models as cm
 from domain.care.metrics import Figures
 from domain.care.orders import to_yuan
+from domain.errors import NotFound
 from domain.pool import models as pm
 
 VisitStatus = strawberry.enum(
@@ -56,6 +58,13 @@ async def _staff(info: Info, staff_id: object) -> Staff | None:
     return None if row is None else Staff(_row=row)
 
 
+async def _own_patient(info: Info, patient_id: uuid.UUID) -> Patient:
+    found = await scoped_patient(info, patient_id)
+    if found is None:  # reached by a path that does not scope its rows: a bug of ours
+        raise NotFound("no such patient")
+    return found
+
+
 @strawberry.type(description="An appointment (预约) and, once the patient came, the visit.")
 class Visit(Node):
     _row: strawberry.Private[cm.Visit]
@@ -64,9 +73,12 @@ class Visit(Node):
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Visit", self._row.id))
 
-    @strawberry.field(description="The patient (null if outside your scope).")
-    async def patient(self, info: Info) -> Patient | None:
-        return await scoped_patient(info, self._row.patient_id)
+    @strawberry.field(
+        description="The patient (always within your scope: the lists and fields that lead "
+        "here show only rows of patients you may read)."
+    )
+    async def patient(self, info: Info) -> Patient:
+        return await _own_patient(info, self._row.patient_id)
 
     @strawberry.field(description="Branch of the visit.")
     async def branch(self, info: Info) -> Branch | None:
@@ -120,9 +132,12 @@ class Order(Node):
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Order", self._row.id))
 
-    @strawberry.field(description="The patient (null if outside your scope).")
-    async def patient(self, info: Info) -> Patient | None:
-        return await scoped_patient(info, self._row.patient_id)
+    @strawberry.field(
+        description="The patient (always within your scope: the lists and fields that lead "
+        "here show only rows of patients you may read)."
+    )
+    async def patient(self, info: Info) -> Patient:
+        return await _own_patient(info, self._row.patient_id)
 
     @strawberry.field(description="Branch that made the sale.")
     async def branch(self, info: Info) -> Branch | None:
@@ -178,9 +193,12 @@ class FollowUp(Node):
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("FollowUp", self._row.id))
 
-    @strawberry.field(description="The patient (null if outside your scope).")
-    async def patient(self, info: Info) -> Patient | None:
-        return await scoped_patient(info, self._row.patient_id)
+    @strawberry.field(
+        description="The patient (always within your scope: the lists and fields that lead "
+        "here show only rows of patients you may read)."
+    )
+    async def patient(self, info: Info) -> Patient:
+        return await _own_patient(info, self._row.patient_id)
 
     @strawberry.field(description="Branch responsible.")
     async def branch(self, info: Info) -> Branch | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import strawberry
@@ -11,6 +12,7 @@ from strawberry.utils.str_converters import to_camel_case
 from api.consent.types import ContactChannelEnum
 from api.ids import parse_global_id
 from api.patients.types import Gender, LifecycleStage, PoolTier
+from domain.care.orders import to_fen
 from domain.pool.models import EventType
 
 EventTypeEnum = strawberry.enum(
@@ -88,11 +90,11 @@ class SegmentFilterInput:
         default=None,
         description="Marketing consent (营销同意) in force on any of these channels.",
     )
-    order_total_min_fen: int | None = strawberry.field(
-        default=None, description="Order total ≥ this, in fen (分)."
+    order_total_min: Decimal | None = strawberry.field(
+        default=None, description="Paid orders' total (net of refunds) ≥ this, yuan."
     )
-    order_total_max_fen: int | None = strawberry.field(
-        default=None, description="Order total ≤ this, in fen (分)."
+    order_total_max: Decimal | None = strawberry.field(
+        default=None, description="Paid orders' total (net of refunds) ≤ this, yuan."
     )
 
 
@@ -101,6 +103,9 @@ _ID_LISTS = {
     "tags_all": ("Tag", "tagsAll"),
     "branch_ids": ("Branch", "branchIds"),
 }
+
+
+_YUAN = {"order_total_min": "orderTotalMinFen", "order_total_max": "orderTotalMaxFen"}
 
 
 def filter_to_json(flt: SegmentFilterInput) -> dict[str, Any]:
@@ -113,6 +118,9 @@ def filter_to_json(flt: SegmentFilterInput) -> dict[str, Any]:
             out[name.rstrip("_")] = [filter_to_json(f) for f in value]
         elif name == "not_":
             out["not"] = filter_to_json(value)
+        elif name in _YUAN:
+            # stored in fen, as the orders are (domain/pool/segments)
+            out[_YUAN[name]] = to_fen(value, to_camel_case(name))
         elif name in _ID_LISTS:
             type_name, key = _ID_LISTS[name]
             out[key] = [str(parse_global_id(v, type_name, key)) for v in value]

@@ -16,7 +16,8 @@ import pytest
 from graphql import GraphQLObjectType, get_named_type
 
 from api.context import AppState
-from api.limits import MAX_BODY_BYTES, MAX_DOCUMENT_BYTES, digest, normalise
+from api.documents import sha256
+from api.limits import MAX_BODY_BYTES, MAX_DOCUMENT_BYTES
 from api.schema import OPERATIONS, PUBLIC_ROOT_FIELDS, build_schema
 from auth.tokens import issue_access_token
 from tests.api.production import production_client
@@ -174,7 +175,7 @@ async def test_a_registered_file_of_several_operations_by_hash_needs_a_name(
     prod: httpx.AsyncClient, state: AppState, world: World
 ) -> None:
     text = (OPERATIONS / "book-and-arrive.graphql").read_text(encoding="utf-8")
-    extensions = {"persistedQuery": {"version": 1, "sha256Hash": digest(normalise(text))}}
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": sha256(text)}}
     token = await sign_in(prod, world, "hq_admin")
     async with production_client(state, "only") as only:
         response = await only.post(

@@ -14,7 +14,8 @@ from sqlalchemy import event
 
 from api.app import create_app
 from api.context import AppState
-from api.limits import MAX_COST, Registry, digest, estimate_cost, normalise
+from api.documents import folder_manifest, sha256
+from api.limits import MAX_COST, estimate_cost
 from api.schema import OPERATIONS, build_schema
 from api.settings import Environment
 from tests.support import PASSWORD, World, build_world, codes, gql, sign_in
@@ -92,7 +93,7 @@ async def test_registered_operations_by_hash(client: httpx.AsyncClient, world: W
     text = (OPERATIONS / "patient-list.graphql").read_text(encoding="utf-8")
     body = {
         "variables": {"first": 2},
-        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest(normalise(text))}},
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256(text)}},
     }
     response = await client.post(
         "/graphql", json=body, headers={"Authorization": f"Bearer {token}"}
@@ -145,9 +146,17 @@ async def test_production_accepts_registered_operations_only(
     assert codes(typo) and "Did you mean" not in json.dumps(typo)
 
 
-def test_every_example_operation_is_registered() -> None:
-    registry = Registry.from_folder(OPERATIONS)
-    assert len(registry.by_hash) == len(list(OPERATIONS.glob("*.graphql")))
+async def test_every_example_operation_is_trusted(state: AppState) -> None:
+    """`migrate` (here the test databases' set-up) trusts each file of
+    frontend-schema/operations under the SHA-256 of its exact text."""
+    from api.documents import TrustedDocuments
+
+    manifest = folder_manifest(OPERATIONS)
+    assert len(manifest) == len(list(OPERATIONS.glob("*.graphql")))
+    registry = TrustedDocuments(state.sessions)
+    for digest, text in manifest.items():
+        found = await registry.find(digest)
+        assert found is not None and found.text == text
 
 
 def test_a_tree_is_costed_by_its_nodes() -> None:

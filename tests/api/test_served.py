@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.api.frontend import codegen_manifest
 from tests.campaigns.standin import SMS_KEY, Served, StandIn
+from tests.readme import blocks
 from tests.support import SIGN_IN
 
 
@@ -107,6 +110,8 @@ def test_demo_command_serves_and_stops(tmp_path: Path) -> None:
         assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
         assert httpx.get(f"{url}/graphql", headers={"accept": "text/html"}).status_code == 200
         _run_example_operations(url, accounts)
+        _run_by_hash(url, accounts, env, tmp_path)
+        _run_the_readme(url, accounts)
         _run_a_campaign(url, accounts, {**env, "PATIENTPOOL_DATA_DIR": str(tmp_path)}, provider)
     finally:
         proc.terminate()
@@ -122,25 +127,58 @@ def _account(accounts: list[dict], role: str) -> dict:
     return next(a for a in accounts if a["tenant"] == "smile-dental" and role in a["roles"])
 
 
-def _caller(url: str):  # type: ignore[no-untyped-def]
+OPERATION = re.compile(r"^(query|mutation) (\w+)", re.M)
+
+
+def _caller(url: str, hashes: dict[str, str] | None = None, sent: list[str] | None = None):  # type: ignore[no-untyped-def]
+    """Runs a document by its text; with `hashes` (operation name → the SHA-256 codegen gave
+    it), an operation codegen knows goes by hash alone instead, as a generated client sends it:
+    a query by GET (urql's persisted exchange), falling back to POST where the server refuses
+    the URL (personal data), a mutation by POST `documentId`."""
+
     def call(doc: str, variables: dict, token: str | None = None, op: str | None = None) -> dict:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        body = {"query": doc, "variables": variables, "operationName": op}
-        result = httpx.post(f"{url}/graphql", json=body, headers=headers, timeout=30).json()
+        found = OPERATION.findall(doc)
+        name = op or (found[0][1] if len(found) == 1 else None)
+        kind = dict((n, k) for k, n in found).get(name or "")
+        digest = (hashes or {}).get(name or "")
+        if digest is None:
+            body = {"query": doc, "variables": variables, "operationName": op}
+            result = httpx.post(f"{url}/graphql", json=body, headers=headers, timeout=30).json()
+        else:
+            result = None
+            if kind == "query":
+                params = {
+                    "extensions": json.dumps(
+                        {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+                    ),
+                    "variables": json.dumps(variables),
+                }
+                got = httpx.get(f"{url}/graphql", params=params, headers=headers, timeout=30)
+                if got.status_code != 405:
+                    result = got.json()
+                    (sent if sent is not None else []).append(f"GET {name}")
+            if result is None:
+                body = {"documentId": f"sha256:{digest}", "variables": variables}
+                result = httpx.post(f"{url}/graphql", json=body, headers=headers, timeout=30).json()
+                (sent if sent is not None else []).append(f"POST {name}")
         assert "errors" not in result, (op, result)
         return result["data"]
 
     return call
 
 
-def _run_example_operations(url: str, accounts: list[dict]) -> None:
+def _run_example_operations(
+    url: str, accounts: list[dict], hashes: dict[str, str] | None = None
+) -> list[str]:
     """Every example operation for frontend developers runs on the demo data, as the role
-    it is written for, without errors."""
+    it is written for, without errors (by hash where `hashes` are given)."""
 
     def account(role: str) -> dict:
         return _account(accounts, role)
 
-    call = _caller(url)
+    sent: list[str] = []
+    call = _caller(url, hashes, sent)
     ops = {p.name: p.read_text(encoding="utf-8") for p in OPERATIONS.glob("*.graphql")}
     tokens = {}
     for role in ("hq_admin", "health_manager", "auditor"):
@@ -226,6 +264,73 @@ def _run_example_operations(url: str, accounts: list[dict]) -> None:
         "who-saw-this-patient.graphql",
         "campaign.graphql",  # in _run_a_campaign
     }, "a new example operation needs a run here"
+    return sent
+
+
+def _run_by_hash(url: str, accounts: list[dict], env: dict, data_dir: Path) -> None:
+    """graphql-codegen's manifest for the example operations, pushed with `patientpool
+    documents push`, then every operation sent by the hash codegen gave it."""
+    manifest = codegen_manifest()
+    path = data_dir / "persisted-documents.json"
+    path.write_text(json.dumps(manifest, ensure_ascii=False))
+    pushed = subprocess.run(
+        [sys.executable, "-m", "api.cli", "documents", "push", "--client", "admin-web", str(path)],
+        env={**env, "PATIENTPOOL_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    hashes = {
+        OPERATION.search(text).group(2): digest.removeprefix("sha256:")  # type: ignore[union-attr]
+        for digest, text in manifest.items()
+    }
+    sent = _run_example_operations(url, accounts, hashes)
+    assert any(s.startswith("GET ") for s in sent) and any(s.startswith("POST ") for s in sent)
+    # The patient list takes a filter that can hold a phone: never by GET, by POST instead.
+    assert "POST PatientList" in sent and "GET PatientList" not in sent
+    assert "GET MyFollowUpsToday" in sent and "POST SignUpWithReferral" in sent
+
+
+def _run_the_readme(url: str, accounts: list[dict]) -> None:
+    """The README's first query (shell) and its mini-program call (JavaScript, with `wx`
+    standing in for the mini-program runtime), exactly as written but for host and password."""
+    admin = _account(accounts, "hq_admin")
+    assert admin["email"] == "admin@smile-dental.demo"
+    first = blocks("sh", "## A first query")[0]
+    script = first.replace("localhost:8000", url.removeprefix("http://")).replace(
+        "<from demo-accounts>", admin["password"]
+    )
+    ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    answer = json.loads(ran.stdout)
+    assert answer["data"]["me"]["roles"] == ["hq_admin"], answer
+    assert len(answer["data"]["patients"]["edges"]) == 5
+    token = _caller(url)(
+        SIGN_IN, {"t": admin["tenant"], "e": admin["email"], "p": admin["password"]}
+    )
+    call = blocks("js", "## For frontend developers")[0].replace(
+        "https://api.example.com/graphql", f"{url}/graphql"
+    )
+    runtime = """
+const token = process.argv[1]
+let shown = null
+const page = { setData(d) { shown = d } }
+function handle(codes) { shown = { codes } }
+const wx = { request(o) {
+  fetch(o.url, { method: o.method, headers: o.header, body: JSON.stringify(o.data) })
+    .then((r) => r.json())
+    .then((data) => { o.success.call(page, { data }); console.log(JSON.stringify(shown)) })
+} }
+"""
+    node = subprocess.run(
+        ["node", "-e", runtime + call, token["signIn"]["accessToken"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert node.returncode == 0, node.stderr
+    assert "tasks" in json.loads(node.stdout), node.stdout
 
 
 def _run_a_campaign(url: str, accounts: list[dict], env: dict, provider: StandIn) -> None:

@@ -150,7 +150,7 @@ CREATE = """mutation($i: CampaignInput!) { createCampaign(input: $i) {
 LAUNCH = """mutation($id: ID!) { launchCampaign(id: $id) {
   id status matched excludedNoConsent excludedNoAddress excludedByCap } }"""
 REACH = """query($id: ID!) { campaign(id: $id) { status reach { audience pending awaitingStaff
-  delivered failed withdrawn optedOut expired cancelled visits orders revenueFen
+  delivered failed withdrawn optedOut expired cancelled visits orders revenue
   convertedPatients } } }"""
 
 

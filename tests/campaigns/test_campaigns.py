@@ -149,7 +149,7 @@ async def test_sms_campaign_reaches_only_consenting_patients_and_counts_what_it_
         "cancelled": 0,
         "visits": 1,
         "orders": 1,
-        "revenueFen": 1_280_000,
+        "revenue": "12800.00",
         "convertedPatients": 1,
     }
 
@@ -644,7 +644,7 @@ async def test_a_page_of_campaigns_with_reach_costs_the_same_statements_as_one(
     await add_patients(owner_state, world, 2)
     page = (
         "{ campaigns(first: 50) { edges { node { name reach { audience delivered optedOut "
-        "visits orders revenueFen convertedPatients } } } } }"
+        "visits orders revenue convertedPatients } } } } }"
     )
     counts = []
     for _ in range(2):

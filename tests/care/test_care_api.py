@@ -187,6 +187,23 @@ async def test_scripted_chain(client: httpx.AsyncClient, world: World, state: Ap
         "CONFLICT"
     ]
 
+    # Segments filter by the same money, in yuan: x spent 2800.00 net, plain nothing net.
+    by_spend = (
+        "query($min: Decimal, $max: Decimal) { previewSegment(filter: "
+        "{orderTotalMin: $min, orderTotalMax: $max}) { members { edges { node { id } } } } }"
+    )
+
+    async def spenders(low: str | None, high: str | None) -> set[str]:
+        found = ok(await gql(client, by_spend, {"min": low, "max": high}, token=hq))
+        return {e["node"]["id"] for e in found["previewSegment"]["members"]["edges"]}
+
+    assert await spenders("2800.00", None) == {x["id"]}
+    assert x["id"] not in await spenders("2800.01", None)
+    assert x["id"] in await spenders(None, "2800.00") and x["id"] not in await spenders(
+        None, "2799.99"
+    )
+    assert codes(await gql(client, by_spend, {"min": "12.345"}, token=hq)) == ["BAD_USER_INPUT"]
+
     # Rewards on the referrer: x and y each earned FIRST_VISIT, z was refused as a
     # self-referral, and two eligible referrals (x, y) met the REFERRED_COUNT rule once.
     rewards = ok(await gql(client, REWARDS, {"p": world.gid("b1")}, token=hq))["rewards"]
