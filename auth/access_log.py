@@ -47,6 +47,9 @@ class Action(StrEnum):
     DECRYPT_DENIED = "decrypt_denied"
     ERASE = "erase"
     MERGE = "merge"
+    # An administrative change (branches, regions, staff, roles, resets): `reason` holds what
+    # changed and its target as "<change> <Kind>:<id>[ <detail>]", never personal data.
+    ADMIN = "admin"
 
 
 class Outcome(StrEnum):
