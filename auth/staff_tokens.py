@@ -48,6 +48,7 @@ async def redeem(
     token: str,
     password: str,
     info: RequestInfo,
+    now: datetime | None = None,
 ) -> uuid.UUID:
     """Spend an invitation (the account becomes active) or a reset token: set the password.
     Refused alike when the token is unknown, spent, revoked, expired or of the other kind."""
@@ -66,7 +67,7 @@ async def redeem(
             or row.purpose != purpose
             or row.used_at is not None
             or row.revoked_at is not None
-            or _aware(row.expires_at) <= _now()
+            or _aware(row.expires_at) <= (now or _now())
         ):
             raise invalid
         user = await session.scalar(select(StaffUser).where(StaffUser.id == row.staff_id))
