@@ -123,7 +123,10 @@ async def sign_in(
         if tenant is not None:
             await bind_tenant(session, tenant.id)
             user = await session.scalar(select(StaffUser).where(StaffUser.email == email))
-        ok = verify_password(user.password_hash if user else DUMMY_HASH, password)
+        # An account without a password (invited, or reset) costs one Argon2 verification
+        # too, so timing does not tell it apart; it never verifies.
+        usable = user is not None and user.password_hash.startswith("$argon2")
+        ok = verify_password(user.password_hash if usable else DUMMY_HASH, password) and usable
         if user is None or tenant is None:
             raise AuthError()
         locked = user.locked_until is not None and _aware(user.locked_until) > _now()

@@ -3,8 +3,6 @@ administrative access-log entry; bad input changes nothing."""
 
 from __future__ import annotations
 
-import uuid
-
 import strawberry
 from strawberry.types import Info
 
@@ -130,7 +128,3 @@ async def update_region(info: Info, id: strawberry.ID, name: str) -> Region:
     if await service.rename_region(row, name):
         info.context.trail.admin("region.update", "Region", row.id, "name")
     return Region(_row=row)
-
-
-def region_ids(values: list[strawberry.ID] | None, field: str) -> list[uuid.UUID]:
-    return [parse_global_id(v, "Region", field) for v in values or []]
