@@ -17,6 +17,9 @@ BY_NAME: dict[str, str] = {
     "assigneeId": "Staff member who should do it (global id).",
     "autoRule": "A segment filter: the tag then follows the patients who match it.",
     "branchId": "A branch (global id).",
+    "branchIds": "Branches (global ids).",
+    "fromStaffId": "The staff member whose patients move (global id).",
+    "toStaffId": "The staff member who takes them (global id), active.",
     "channel": "Campaign or channel code (渠道).",
     "code": "Short unique code: letters, digits, - or _ (at most 64).",
     "corpId": "The WeCom corp id (企业ID).",
@@ -73,6 +76,13 @@ BY_NAME: dict[str, str] = {
 }
 
 BY_FIELD: dict[str, str] = {
+    "Mutation.acceptInvitation.token": "The invitation token from inviteStaff (ppi_…).",
+    "Mutation.acceptInvitation.password": "Your new password (at least 10 characters).",
+    "Mutation.completePasswordReset.token": "The reset token from resetStaffPassword (ppw_…).",
+    "Mutation.completePasswordReset.password": "Your new password (at least 10 characters).",
+    "Mutation.createRegion.name": "Region name, unique in the chain.",
+    "Mutation.updateRegion.name": "The new name, unique in the chain.",
+    "Mutation.reassignPatients.branchId": "Only patients whose home branch is this one.",
     "Query.topReferrers.first": "How many referrers (1-100, default 20).",
     "Query.possibleDuplicates.first": "How many groups (0-100, default 20).",
     "Mutation.createTagGroup.name": "Group name, unique in the chain.",

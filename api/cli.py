@@ -24,12 +24,14 @@ referrals_app = typer.Typer(no_args_is_help=True, help="Referral trees (转介�
 documents_app = typer.Typer(
     no_args_is_help=True, help="Trusted documents: the GraphQL operations clients publish."
 )
+staff_app = typer.Typer(no_args_is_help=True, help="A chain's staff.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(referrals_app, name="referrals")
 app.add_typer(documents_app, name="documents")
+app.add_typer(staff_app, name="staff")
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the SQLite file and dev keys live.")
@@ -156,16 +158,49 @@ def tenant_create(
     name: Annotated[str, typer.Option("--name")],
     admin_email: Annotated[str, typer.Option("--admin-email")],
     kind: Annotated[str, typer.Option("--kind")] = "other",
+    branch_name: Annotated[
+        str | None, typer.Option("--branch-name", help="Also create a first branch.")
+    ] = None,
+    branch_city: Annotated[str, typer.Option("--branch-city")] = "",
+    branch_code: Annotated[str, typer.Option("--branch-code")] = "main",
 ) -> None:
-    """Create a tenant, its keys and its first HQ admin (prints the admin's password once)."""
+    """Create a tenant, its keys and its first HQ admin (prints the admin's password once),
+    optionally with a first branch."""
     from api.operator import create_tenant_command
 
     cfg = settings()
     try:
-        created = asyncio.run(create_tenant_command(cfg, slug, name, admin_email, kind))
+        created = asyncio.run(
+            create_tenant_command(
+                cfg, slug, name, admin_email, kind, branch_name, branch_city, branch_code
+            )
+        )
     except ValueError as exc:
         fail(str(exc))
     typer.echo(f"tenant {slug} created; HQ admin {admin_email} password: {created}")
+    if branch_name is not None:
+        typer.echo(f"first branch created with code {branch_code}")
+
+
+@staff_app.command("invite")
+def staff_invite(
+    tenant: Annotated[str, typer.Option("--tenant")],
+    email: Annotated[str, typer.Option("--email")],
+    role: Annotated[list[str], typer.Option("--role", help="A role; repeat for more.")],
+    branch: Annotated[
+        list[str] | None, typer.Option("--branch", help="A branch code; repeat for more.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name")] = None,
+) -> None:
+    """Invite a staff member; prints the one-time invitation token (valid 72 hours), to be
+    used with the acceptInvitation mutation."""
+    from api.operator import invite_command
+
+    try:
+        token = asyncio.run(invite_command(settings(), tenant, email, role, branch or [], name))
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(token)
 
 
 @keys_app.command("rotate")

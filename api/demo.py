@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.operator import owner_session, provider
 from api.settings import Settings
-from auth.models import StaffUser
+from auth.models import StaffRegion, StaffUser
 from auth.policy import assign_role
 from auth.provisioning import add_staff, create_tenant
 from domain.care.orders import NewLine, OrderService
@@ -32,7 +32,8 @@ from domain.pool.service import NewEvent, PoolService
 from domain.pool.tags import TagService
 from domain.referrals import figures
 from domain.referrals.models import Referral, RewardRule, RewardTrigger
-from domain.tenants.models import Branch, Tenant
+from domain.tenants.branches import BranchService
+from domain.tenants.models import Branch, Region, Tenant
 from tenancy.keyring import KeyProvider
 from tenancy.keystore import load_cipher
 
@@ -46,6 +47,7 @@ class Chain:
     name: str
     kind: str
     branches: list[tuple[str, str, str]]  # code, name, city
+    regions: dict[str, list[str]]  # region name -> branch codes
     channels: list[str]
     treatments: list[str]
     health_tags: list[str]
@@ -63,6 +65,7 @@ CHAINS = [
             ("hz-xh", "微笑口腔·杭州西湖店", "杭州"),
             ("nj-xjk", "微笑口腔·南京新街口店", "南京"),
         ],
+        regions={"上海大区": ["sh-xh", "sh-ja"], "江浙大区": ["hz-xh", "nj-xjk"]},
         channels=[
             "xiaohongshu",
             "douyin",
@@ -91,6 +94,7 @@ CHAINS = [
             ("bj-hd", "仁和中医·北京海淀馆", "北京"),
             ("cd-jj", "仁和中医·成都锦江馆", "成都"),
         ],
+        regions={"华北片区": ["bj-cy", "bj-hd"], "西南片区": ["cd-jj"]},
         channels=[
             "wechat_official",
             "douyin",
@@ -185,16 +189,27 @@ async def _load_chain(
             "branches": [],
         }
     ]
-    branches = []
-    for code, name, city in chain.branches:
-        branch = Branch(code=code, name=name, city=city)
-        session.add(branch)
-        branches.append(branch)
-    await session.flush()
+    # The same services a chain's HQ uses through the API (createBranch, createRegion).
+    places = BranchService(session)
+    branches = [
+        await places.create(code=code, name=name, city=city) for code, name, city in chain.branches
+    ]
+    by_code = {b.code: b for b in branches}
+    regions = []
+    for region_name, codes in chain.regions.items():
+        region = await places.create_region(region_name)
+        for code in codes:
+            await places.set_region(by_code[code], region)
+        regions.append(region)
 
-    async def staff(role: str, email: str, name: str, at: list[Branch]) -> StaffUser:
+    async def staff(
+        role: str, email: str, name: str, at: list[Branch], manages: list[Region] | None = None
+    ) -> StaffUser:
         password = f"Demo-{rng.randrange(10**6):06d}"
         user = await add_staff(session, email=email, name=name, password=password, branches=at)
+        if manages:
+            session.add_all(StaffRegion(staff_id=user.id, region_id=r.id) for r in manages)
+            await session.flush()
         await assign_role(session, f"user:{user.id}", role)
         accounts.append(
             {
@@ -220,6 +235,9 @@ async def _load_chain(
                 carers.setdefault(branch.code, []).append(user)
     for role in HQ_ROLES:
         await staff(role, f"{role}@{chain.slug}.demo", _name(rng), [])
+    for i, region in enumerate(regions):
+        email = f"regionmanager{i}@{chain.slug}.demo"
+        await staff("region_manager", email, _name(rng), [], [region])
 
     service = PatientService(session, await load_cipher(session, keys))
     now = datetime.now(UTC)

@@ -14,10 +14,11 @@ from api.ids import parse_global_id, type_of_global_id
 from api.node import Node
 from api.patients.resolvers import patient
 from api.pool.resolvers import job, segment, tag
-from api.tenants.types import Branch, Staff
+from api.tenants.types import Branch, Region, Staff
 from auth.guard import require
 from auth.models import StaffUser
 from domain.errors import NotFound
+from domain.tenants.branches import BranchService
 from domain.tenants.models import Branch as BranchRow
 
 # Each kind is fetched through the resolver its own list or root field uses.
@@ -45,6 +46,10 @@ async def node(info: Info, id: strawberry.ID) -> Node:
         )
         if row is not None:
             return Branch(_row=row)
+    elif kind == "Region":
+        rows = await BranchService(ctx.session).regions([parse_global_id(id, "Region")])
+        if rows:
+            return Region(_row=rows[0])
     elif kind == "Staff":
         require(principal, "staff", "read")
         row = await ctx.session.scalar(

@@ -12,11 +12,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.settings import Settings
+from auth import access_log
+from auth.access_log import Actor, RequestInfo
 from auth.access_log_archive import ArchiveResult, LogVerifyResult, archive_log, verify_log
+from auth.policy import load_policy
 from auth.provisioning import create_tenant
+from auth.staff import StaffService
+from auth.trail import AccessTrail
 from domain.errors import DomainError
 from domain.patients.reencrypt import reencrypt_patients
 from domain.referrals import figures
+from domain.tenants.branches import BranchService
 from domain.tenants.models import Tenant
 from tenancy.keyring import LocalKeyProvider
 from tenancy.keystore import (
@@ -50,16 +56,70 @@ async def _tenant_id(session: AsyncSession, slug: str) -> uuid.UUID:
 
 
 async def create_tenant_command(
-    cfg: Settings, slug: str, name: str, admin_email: str, kind: str
+    cfg: Settings,
+    slug: str,
+    name: str,
+    admin_email: str,
+    kind: str,
+    branch_name: str | None = None,
+    branch_city: str = "",
+    branch_code: str = "main",
 ) -> str:
     async with owner_session(cfg) as session, session.begin():
         try:
             created = await create_tenant(
-                session, provider(cfg), slug=slug, name=name, admin_email=admin_email, kind=kind
+                session,
+                provider(cfg),
+                slug=slug,
+                name=name,
+                admin_email=admin_email,
+                kind=kind,
+                branch_name=branch_name,
+                branch_city=branch_city,
+                branch_code=branch_code,
             )
         except DomainError as exc:
             raise ValueError(exc.message) from None
     return created.admin_password
+
+
+CLI_ACTOR = Actor("system", "cli:staff-invite")
+
+
+async def invite_command(
+    cfg: Settings,
+    slug: str,
+    email: str,
+    roles: list[str],
+    branch_codes: list[str],
+    name: str | None = None,
+) -> str:
+    """An invitation made by the platform operator (e.g. a chain's first auditor, whom its
+    HQ admins cannot appoint: they do not hold the access log's permissions). Logged as an
+    administrative entry by `system`."""
+    async with owner_session(cfg) as session, session.begin():
+        await bind_tenant(session, await _tenant_id(session, slug))
+        branches = BranchService(session)
+        picked = []
+        for code in branch_codes:
+            branch = await branches.by_code(code)
+            if branch is None:
+                raise ValueError(f"no branch with code {code!r}")
+            picked.append(branch)
+        trail = AccessTrail()
+        try:
+            _user, token = await StaffService(session, trail).invite(
+                await load_policy(session),
+                None,
+                email=email,
+                name=name or email.split("@", 1)[0],
+                roles=set(roles),
+                branches=picked,
+            )
+        except DomainError as exc:
+            raise ValueError(exc.message) from None
+        await access_log.append(session, CLI_ACTOR, RequestInfo(), trail.events())
+    return token
 
 
 async def rotate_command(cfg: Settings, slug: str) -> int:

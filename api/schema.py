@@ -24,6 +24,7 @@ from api.campaigns import resolvers as campaign_api
 from api.campaigns.types import Campaign, ContactRules
 from api.care import resolvers as care
 from api.care.types import ChainMetrics, FollowUp, FollowUpRule, Order, Visit
+from api.chain.fields import ChainMutation, ChainQuery
 from api.consent import resolvers as consent
 from api.consent.types import PatientConsents, PatientDataExport
 from api.execution import Execution, lean_resolvers
@@ -58,26 +59,25 @@ from api.referrals.types import Referral, ReferralTree, ReferrerFigures, Reward,
 from api.sessions import resolvers as sessions
 from api.settings import Settings
 from api.tenants import resolvers as tenants
-from api.tenants.types import Branch, Tenant
+from api.tenants.types import Tenant
 from api.wecom import resolvers as wecom
 from api.wecom.types import WecomSettings
 
 OPERATIONS = Path(__file__).resolve().parent.parent / "frontend-schema" / "operations"
 # Root fields a caller without a token may use; every other root field answers UNAUTHENTICATED
 # before any of its arguments is looked at (api/gate.py).
-PUBLIC_ROOT_FIELDS = frozenset({"signIn", "refreshTokens"})
+PUBLIC_ROOT_FIELDS = frozenset(
+    {"signIn", "refreshTokens", "acceptInvitation", "completePasswordReset"}
+)
 
 
 @strawberry.type(description="Read the patient pool.")
-class Query:
+class Query(ChainQuery):
     me: sessions.Me = strawberry.field(
         resolver=sessions.me, description="The signed-in principal: user, tenant, roles, branches."
     )
     tenant: Tenant = strawberry.field(
         resolver=tenants.tenant, description="The tenant you are signed in to."
-    )
-    branches: Connection[Branch] = strawberry.field(
-        resolver=tenants.branches, description="The branches of your chain."
     )
     node: Node = strawberry.field(
         resolver=lookup.node,
@@ -196,7 +196,7 @@ class Query:
 
 
 @strawberry.type(description="Change the patient pool.")
-class Mutation:
+class Mutation(ChainMutation):
     sign_in: sessions.AuthPayload = strawberry.field(
         resolver=sessions.sign_in_mutation,
         description="Sign in with tenant slug, email and password.",

@@ -50,6 +50,9 @@ class Action(StrEnum):
     INTEGRITY_FAILED = "integrity_failed"
     ERASE = "erase"
     MERGE = "merge"
+    # An administrative change (branches, regions, staff, roles, resets): `reason` holds what
+    # changed and its target as "<change> <Kind>:<id>[ <detail>]", never personal data.
+    ADMIN = "admin"
 
 
 class Outcome(StrEnum):

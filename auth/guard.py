@@ -28,7 +28,11 @@ def patient_scope(principal: Principal, act: str = "read") -> PatientScope:
     """The widest scope the principal's rules grant for `act` ("read" or "write")."""
     if principal.allows("patients:chain", act):
         return PatientScope(chain=True)
-    branches = principal.branch_ids if principal.allows("patients:branch", act) else frozenset()
+    branches: frozenset[uuid.UUID] = frozenset()
+    if principal.allows("patients:branch", act):
+        branches |= principal.branch_ids
+    if principal.allows("patients:region", act):
+        branches |= principal.region_branch_ids
     staff = principal.id if principal.allows("patients:assigned", act) else None
     if principal.kind != "user":
         staff = None

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from domain.tenants.models import branch_fk
+from domain.tenants.models import branch_fk, region_fk
 from tenancy.orm import Base, TenantScoped, Timestamped, UtcDateTime, new_id
 
 
@@ -49,6 +49,37 @@ class StaffBranch(TenantScoped, Base):
 
     staff_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     branch_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+
+
+class StaffRegion(TenantScoped, Base):
+    """The regions a staff member manages: the `region` row scope (their regions' branches)."""
+
+    __tablename__ = "staff_regions"
+    __table_args__ = (staff_fk("staff_id"), region_fk("region_id"))
+
+    staff_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+
+
+class StaffTokenPurpose:
+    INVITATION = "invitation"
+    PASSWORD_RESET = "password_reset"
+
+
+class StaffToken(TenantScoped, Timestamped, Base):
+    """A one-time token sent to a person (an invitation, a password reset): stored only as its
+    SHA-256 digest, spent once, and void after `expires_at` or when revoked or replaced."""
+
+    __tablename__ = "staff_tokens"
+    __table_args__ = (staff_fk("staff_id"), UniqueConstraint("tenant_id", "token_digest"))
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    staff_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
 
 class RefreshSession(TenantScoped, Timestamped, Base):

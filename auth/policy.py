@@ -47,6 +47,8 @@ CATALOGUE: frozenset[Permission] = frozenset(
         ("patients:chain", "write"),
         ("patients:branch", "read"),
         ("patients:branch", "write"),
+        ("patients:region", "read"),
+        ("patients:region", "write"),
         ("patients:assigned", "read"),
         ("patients:assigned", "write"),
         ("patients", "erase"),
@@ -62,6 +64,7 @@ CATALOGUE: frozenset[Permission] = frozenset(
         ("staff", "read"),
         ("staff", "write"),
         ("branches", "read"),
+        ("branches", "write"),
         ("tags", "read"),
         ("tags", "write"),
         ("segments", "read"),
@@ -89,8 +92,16 @@ CATALOGUE: frozenset[Permission] = frozenset(
 # Holding the key grants the values too, for "cannot grant more than you hold": chain scope
 # covers branch and assigned scope, and reading a field group covers its masked form.
 IMPLIES: dict[Permission, set[Permission]] = {
-    ("patients:chain", "read"): {("patients:branch", "read"), ("patients:assigned", "read")},
-    ("patients:chain", "write"): {("patients:branch", "write"), ("patients:assigned", "write")},
+    ("patients:chain", "read"): {
+        ("patients:region", "read"),
+        ("patients:branch", "read"),
+        ("patients:assigned", "read"),
+    },
+    ("patients:chain", "write"): {
+        ("patients:region", "write"),
+        ("patients:branch", "write"),
+        ("patients:assigned", "write"),
+    },
     ("fields:contact", "read"): {("fields:contact_masked", "read")},
 }
 
@@ -102,22 +113,26 @@ _CHAIN_ADMIN: set[Permission] = {p for p in CATALOGUE if not p[0].startswith("pa
 # Separation of duties: the chain's admins do not read the access log that watches them.
 _CHAIN_ADMIN -= {("accesslog", "read"), ("accesslog", "export")}
 
+# A branch manager runs their branches; a region manager (大区经理) the same for every branch
+# of their regions.
+_BRANCH_MANAGER: set[Permission] = {
+    ("fields:contact", "read"),
+    ("fields:contact", "write"),
+    ("fields:health", "read"),
+    *(("tags", a) for a in _RW),
+    *(("segments", a) for a in _RW),
+    ("metrics", "read"),
+    ("branches", "read"),
+    ("staff", "read"),
+    ("events", "write"),
+    *((obj, a) for obj in ("visits", "orders", "followups", "referrals") for a in _RW),
+    *(("consents", a) for a in _RW),
+}
+
 DEFAULT_ROLES: dict[str, set[Permission]] = {
     "hq_admin": _CHAIN_ADMIN,
-    "branch_manager": {
-        *(("patients:branch", a) for a in _RW),
-        ("fields:contact", "read"),
-        ("fields:contact", "write"),
-        ("fields:health", "read"),
-        *(("tags", a) for a in _RW),
-        *(("segments", a) for a in _RW),
-        ("metrics", "read"),
-        ("branches", "read"),
-        ("staff", "read"),
-        ("events", "write"),
-        *((obj, a) for obj in ("visits", "orders", "followups", "referrals") for a in _RW),
-        *(("consents", a) for a in _RW),
-    },
+    "branch_manager": {*(("patients:branch", a) for a in _RW), *_BRANCH_MANAGER},
+    "region_manager": {*(("patients:region", a) for a in _RW), *_BRANCH_MANAGER},
     "doctor": {
         *(("patients:assigned", a) for a in _RW),
         ("fields:contact", "read"),
@@ -352,3 +367,22 @@ async def set_role_permissions(
         session.add(CasbinRule(ptype="p", v0=role, v1=policy.domain, v2=obj, v3=act))
     await _bump(session)
     await session.flush()
+
+
+async def roles_of_users(
+    session: AsyncSession, user_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[str]]:
+    """Each user's roles as stored now (this transaction's changes included, unlike a loaded
+    policy, which is the one the request started with)."""
+    ids = {f"user:{u}": u for u in user_ids}
+    out: dict[uuid.UUID, list[str]] = {u: [] for u in ids.values()}
+    if not ids:
+        return out
+    rows = await session.execute(
+        select(CasbinRule.v0, CasbinRule.v1).where(
+            CasbinRule.ptype == "g", CasbinRule.v0.in_(sorted(ids))
+        )
+    )
+    for subject, role in rows:
+        out[ids[subject]].append(role)
+    return {u: sorted(r) for u, r in out.items()}

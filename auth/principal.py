@@ -20,6 +20,8 @@ class Principal:
     branch_ids: frozenset[uuid.UUID]
     policy: TenantPolicy
     session_id: uuid.UUID | None = None
+    # The branches of the regions this staff member manages (the `patients:region` scope).
+    region_branch_ids: frozenset[uuid.UUID] = frozenset()
 
     @property
     def subject(self) -> str:

@@ -18,6 +18,7 @@ from auth.models import StaffBranch, StaffUser
 from auth.passwords import hash_password
 from auth.policy import assign_role, seed_default_roles
 from domain.errors import BadInput, Conflict
+from domain.tenants.branches import BranchService
 from domain.tenants.models import Branch, Tenant, TenantKind
 from tenancy.keyring import KeyProvider
 from tenancy.keystore import create_initial_keys
@@ -32,6 +33,7 @@ class NewTenant:
     tenant: Tenant
     admin: StaffUser
     admin_password: str
+    branch: Branch | None = None
 
 
 def check_email(email: str) -> str:
@@ -50,6 +52,9 @@ async def create_tenant(
     admin_email: str,
     admin_password: str | None = None,
     kind: str = TenantKind.OTHER,
+    branch_name: str | None = None,
+    branch_city: str = "",
+    branch_code: str = "main",
 ) -> NewTenant:
     if not SLUG.match(slug):
         raise BadInput("slug must be 3-63 lowercase letters, digits or dashes", field="slug")
@@ -68,7 +73,12 @@ async def create_tenant(
     password = admin_password or secrets.token_urlsafe(12)
     admin = await add_staff(session, email=email, name="HQ admin", password=password)
     await assign_role(session, f"user:{admin.id}", "hq_admin")
-    return NewTenant(tenant, admin, password)
+    branch = None
+    if branch_name is not None:
+        branch = await BranchService(session).create(
+            code=branch_code, name=branch_name, city=branch_city
+        )
+    return NewTenant(tenant, admin, password, branch)
 
 
 async def add_staff(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from auth.models import RefreshSession, ServiceToken, StaffBranch, StaffUser
+from auth.models import RefreshSession, ServiceToken, StaffBranch, StaffRegion, StaffUser
 from auth.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 from auth.policy import load_policy
 from auth.principal import Principal
@@ -28,7 +28,7 @@ from auth.tokens import (
     new_opaque_token,
     opaque_token_digest,
 )
-from domain.tenants.models import Tenant
+from domain.tenants.models import BranchRegion, Tenant
 from tenancy.session import bind_tenant
 
 REFRESH_TTL = timedelta(days=14)
@@ -123,7 +123,10 @@ async def sign_in(
         if tenant is not None:
             await bind_tenant(session, tenant.id)
             user = await session.scalar(select(StaffUser).where(StaffUser.email == email))
-        ok = verify_password(user.password_hash if user else DUMMY_HASH, password)
+        # An account without a password (invited, or reset) costs one Argon2 verification
+        # too, so timing does not tell it apart; it never verifies.
+        usable = user is not None and user.password_hash.startswith("$argon2")
+        ok = verify_password(user.password_hash if usable else DUMMY_HASH, password) and usable
         if user is None or tenant is None:
             raise AuthError()
         locked = user.locked_until is not None and _aware(user.locked_until) > _now()
@@ -263,6 +266,12 @@ async def principal_from_bearer(session: AsyncSession, keys: SigningKeys, bearer
         raise AuthError("invalid token")
     policy = await load_policy(session, version)
     subject = f"user:{user.id}"
+    region_branches: frozenset[uuid.UUID] = frozenset()
+    if policy.allows(subject, "patients:region", "read") or policy.allows(
+        subject, "patients:region", "write"
+    ):
+        # Read per request, like the branches: a region change holds on the next request.
+        region_branches = frozenset(await region_branch_ids(session, user))
     return Principal(
         kind="user",
         id=user.id,
@@ -273,7 +282,18 @@ async def principal_from_bearer(session: AsyncSession, keys: SigningKeys, bearer
         branch_ids=frozenset(r[4] for r in rows if r[4] is not None),
         policy=policy,
         session_id=claims.session_id,
+        region_branch_ids=region_branches,
     )
+
+
+async def region_branch_ids(session: AsyncSession, user: StaffUser) -> list[uuid.UUID]:
+    """The branches of every region the staff member manages."""
+    rows = await session.scalars(
+        select(BranchRegion.branch_id)
+        .join(StaffRegion, StaffRegion.region_id == BranchRegion.region_id)
+        .where(StaffRegion.staff_id == user.id)
+    )
+    return list(rows)
 
 
 async def _service_principal(session: AsyncSession, token: str) -> Principal:

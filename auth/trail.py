@@ -26,6 +26,7 @@ class AccessTrail:
         self._groups: dict[tuple[Action, Outcome], dict[uuid.UUID, set[str]]] = defaultdict(dict)
         self._reasons: dict[tuple[Action, Outcome], str] = {}
         self._exports = False
+        self._admin: list[AccessEvent] = []
 
     def returned(self, action: Action, patient_ids: Iterable[uuid.UUID]) -> None:
         """Patients handed to the caller by a root field (their fields may follow)."""
@@ -68,8 +69,16 @@ class AccessTrail:
             bucket.setdefault(pid, set())
         self._reasons[(action, Outcome.DENIED)] = reason
 
+    def admin(
+        self, change: str, target_kind: str, target_id: uuid.UUID | str, detail: str = ""
+    ) -> None:
+        """One administrative change (e.g. `branch.close` on a Branch): one entry of its own,
+        written only when the operation commits. Ids and role names only, no personal data."""
+        reason = f"{change} {target_kind}:{target_id}" + (f" {detail}" if detail else "")
+        self._admin.append(AccessEvent(action=Action.ADMIN, patient_ids=[], reason=reason))
+
     def events(self, *, reads_only: bool = False) -> list[AccessEvent]:
-        out: list[AccessEvent] = []
+        out: list[AccessEvent] = [] if reads_only else list(self._admin)
         for (action, outcome), by_patient in self._groups.items():
             empty_export = action is Action.EXPORT and self._exports
             if (not by_patient and not empty_export) or (reads_only and action not in READ_ACTIONS):

@@ -1,5 +1,5 @@
 """Data steps that migrations share: granting a revision's new permissions to existing
-tenants' default roles."""
+tenants' default roles, and giving existing tenants a new default role."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from sqlalchemy.engine import Connection
 
 
 def grant_to_default_roles(
-    bind: Connection, new_permissions: dict[str, list[tuple[str, str]]]
+    bind: Connection,
+    new_permissions: dict[str, list[tuple[str, str]]],
+    new_roles: frozenset[str] = frozenset(),
 ) -> None:
     """Existing tenants' default roles get the new permissions (roles a chain has deleted
-    or never had are left alone); each tenant's policy version moves so processes reload."""
+    or never had are left alone, except `new_roles`, which every tenant gets); each tenant's
+    policy version moves so processes reload."""
     on_pg = bind.dialect.name == "postgresql"
     rules = sa.table(
         "casbin_rules",
@@ -33,7 +36,7 @@ def grant_to_default_roles(
                 )
             )
         }
-        roles = {role for role, _obj, _act in existing}
+        roles = {role for role, _obj, _act in existing} | new_roles
         rows = [
             {
                 "tenant_id": tid,
@@ -58,3 +61,9 @@ def grant_to_default_roles(
                 .where(tenants.c.id == tid)
                 .values(policy_version=tenants.c.policy_version + 1)
             )
+
+
+def add_role_to_tenants(bind: Connection, role: str, permissions: list[tuple[str, str]]) -> None:
+    """A new default role for every existing tenant (one of that name a chain made itself
+    gains the permissions it lacks)."""
+    grant_to_default_roles(bind, {role: permissions}, frozenset({role}))

@@ -17,7 +17,8 @@ from auth.access_log import AccessLogSegment as SegmentRow
 AccessAction = strawberry.enum(
     access_log.Action,
     description="What was done: read, list, create, update, delete, export, decrypt_denied "
-    "(a field group was refused), erase, merge.",
+    "(a field group was refused), erase, merge; admin: an administrative change (see "
+    "`change` and `target`).",
 )
 AccessOutcome = strawberry.enum(
     access_log.Outcome, description="allowed, masked (a masked form was shown) or denied."
@@ -105,6 +106,41 @@ class AccessLogEntry:
     @strawberry.field(description="Why it was denied, when it was.")
     def reason(self) -> str:
         return self._row.reason
+
+    def _admin_parts(self) -> list[str]:
+        if self._row.action != access_log.Action.ADMIN:
+            return []
+        return self._row.reason.split(" ")
+
+    @strawberry.field(
+        description="For administrative entries: what changed, e.g. branch.create, "
+        "staff.invite, staff.update, staff.password_reset, patients.reassign (null otherwise)."
+    )
+    def change(self) -> str | None:
+        parts = self._admin_parts()
+        return parts[0] if parts else None
+
+    @strawberry.field(
+        description="For administrative entries: the global id of what was changed (a Branch, "
+        "Region, Staff member, ServiceToken) or a role name (null otherwise)."
+    )
+    def target(self) -> strawberry.ID | None:
+        parts = self._admin_parts()
+        if len(parts) < 2 or ":" not in parts[1]:
+            return None
+        kind, raw = parts[1].split(":", 1)
+        try:
+            return strawberry.ID(to_global_id(kind, uuid.UUID(raw)))
+        except ValueError:
+            return strawberry.ID(raw)
+
+    @strawberry.field(
+        description="For administrative entries: what about it changed (e.g. "
+        "`roles,branches roles=doctor`), ids and role names only (null otherwise)."
+    )
+    def change_detail(self) -> str | None:
+        parts = self._admin_parts()
+        return " ".join(parts[2:]) if len(parts) > 2 else None
 
     @strawberry.field(description="This entry's hash (hex): SHA-256 over it and the previous one.")
     def entry_hash(self) -> str:

@@ -26,13 +26,15 @@ from api.care.types import (
     FollowUpTrigger,
     Order,
     OrderStatus,
+    RegionFigures,
     Visit,
     VisitStatus,
 )
+from api.chain.rollup import by_region
 from api.ids import parse_global_id
 from api.pagination import Connection, held_connection, keyset_page, make_connection
 from api.patients.loaders import patient_in_scope
-from api.tenants.types import Branch
+from api.tenants.types import Branch, Region
 from api.times import to_utc
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope
@@ -40,7 +42,7 @@ from auth.models import StaffUser
 from auth.principal import Principal
 from domain.care import follow_ups
 from domain.care import models as cm
-from domain.care.metrics import chain_figures
+from domain.care.metrics import Figures, chain_figures
 from domain.care.orders import NewLine, OrderService, to_fen
 from domain.care.visits import VisitService
 from domain.errors import BadInput, Forbidden, NotFound
@@ -462,10 +464,15 @@ async def metrics(
             select(BranchRow).where(BranchRow.id.in_(list(figures.by_branch)))
         )
     }
+    regions = await by_region(ctx.session, figures.by_branch.items(), Figures, Figures.add)
     return ChainMetrics(
         since=since,
         until=until,
         total=ConversionFigures(_f=figures.total),
+        by_region=[
+            RegionFigures(region=Region(_row=r), figures=ConversionFigures(_f=f))
+            for r, f in regions
+        ],
         by_branch=[
             BranchFigures(branch=Branch(_row=branches[b]), figures=ConversionFigures(_f=f))
             for b, f in sorted(figures.by_branch.items(), key=lambda kv: branches[kv[0]].name)

@@ -16,7 +16,7 @@ from api.node import Node
 from api.patients.loaders import scoped_patient
 from api.patients.types import Patient
 from api.tenants.loaders import branch_loader, staff_loader
-from api.tenants.types import Branch, Staff
+from api.tenants.types import Branch, Region, Staff
 from domain.care import models as cm
 from domain.care.metrics import Figures
 from domain.care.orders import to_yuan
@@ -330,9 +330,19 @@ class BranchFigures:
     figures: ConversionFigures = strawberry.field(description="Its figures.")
 
 
+@strawberry.type(description="One region's figures: the sum of its branches'.")
+class RegionFigures:
+    region: Region = strawberry.field(description="The region (大区 / 片区).")
+    figures: ConversionFigures = strawberry.field(description="Its figures.")
+
+
 @strawberry.type(description="The chain's conversion metrics for a period, in total and by branch.")
 class ChainMetrics:
     since: datetime = strawberry.field(description="Start of the period (inclusive).")
     until: datetime = strawberry.field(description="End of the period (exclusive).")
     total: ConversionFigures = strawberry.field(description="All branches in your scope.")
     by_branch: list[BranchFigures] = strawberry.field(description="Per branch, by name.")
+    by_region: list[RegionFigures] = strawberry.field(
+        description="Per region, by name: each the sum of its branches in your scope "
+        "(branches in no region are in none)."
+    )

@@ -25,7 +25,7 @@ from auth.policy import (
     set_role_permissions,
 )
 from auth.policy import set_user_roles as set_roles
-from auth.sessions import revoke_sessions
+from auth.staff import StaffService
 from auth.tokens import new_opaque_token, opaque_token_digest
 from domain.errors import NotFound
 
@@ -69,7 +69,10 @@ async def set_staff_roles(info: Info, staff_id: strawberry.ID, roles: list[str])
     subject = f"user:{staff.id}"
     if subject == principal.subject:
         raise PolicyError("you cannot change your own roles")
+    before = set(principal.policy.roles_of(subject))
     await set_roles(ctx.session, principal.policy, principal.subject, subject, set(roles))
+    if before != set(roles):
+        ctx.trail.admin("staff.roles", "Staff", staff.id, "roles=" + ",".join(sorted(set(roles))))
     return StaffRoles(
         staff_id=strawberry.ID(to_global_id("Staff", staff.id)), roles=sorted(set(roles))
     )
@@ -82,6 +85,7 @@ async def set_role_permissions_mutation(
     principal = await ctx.principal()
     wanted = {(p.object, p.action) for p in permissions}
     await set_role_permissions(ctx.session, principal.policy, principal.subject, role, wanted)
+    ctx.trail.admin("role.permissions", "Role", role[:40])
     return Role(name=role, permissions=_perms(wanted))
 
 
@@ -99,6 +103,7 @@ async def create_service_token(
     ctx.session.add(row)
     await ctx.session.flush()
     await grant_permissions(ctx.session, f"service:{row.id}", sorted(wanted))
+    ctx.trail.admin("service_token.create", "ServiceToken", row.id)
     return ServiceTokenPayload(
         id=strawberry.ID(to_global_id("ServiceToken", row.id)),
         token=token,
@@ -114,8 +119,4 @@ async def set_staff_active(info: Info, staff_id: strawberry.ID, active: bool) ->
     staff = await _staff(info, staff_id)
     if staff.id == principal.id:
         raise PolicyError("you cannot disable yourself")
-    if staff.is_active != active:
-        staff.is_active = active
-        staff.token_version += 1
-        await revoke_sessions(ctx.session, staff)
-    return staff.is_active
+    return await StaffService(ctx.session, ctx.trail).set_active(staff, active)

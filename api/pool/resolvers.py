@@ -11,6 +11,7 @@ import strawberry
 from sqlalchemy import Select, func, select
 from strawberry.types import Info
 
+from api.chain.rollup import by_region
 from api.ids import parse_global_id, to_global_id
 from api.jobs import start_rescore
 from api.node import Node
@@ -371,8 +372,17 @@ async def pool_metrics(info: Info) -> PoolMetrics:
             for c in counts
         ]
 
+    def add(into: list[int], count: Any) -> None:
+        into[0] += count.count
+
+    regions = await by_region(
+        ctx.session, [(uuid.UUID(c.key), c) for c in figures.by_branch], lambda: [0], add
+    )
     return PoolMetrics(
         total=figures.total,
+        by_region=[
+            Bucket(key=to_global_id("Region", r.id), period=None, count=n[0]) for r, n in regions
+        ],
         by_tier=buckets(figures.by_tier),
         by_stage=buckets(figures.by_stage),
         by_branch=buckets(figures.by_branch, as_branch=True),

@@ -186,6 +186,10 @@ class PoolMetrics:
     by_tier: list[Bucket] = strawberry.field(description="Pool size by tier.")
     by_stage: list[Bucket] = strawberry.field(description="Pool size by lifecycle stage.")
     by_branch: list[Bucket] = strawberry.field(description="Pool size by home branch (id).")
+    by_region: list[Bucket] = strawberry.field(
+        description="Pool size by region (id): the sum of its branches (branches in no "
+        "region are in none)."
+    )
     new_by_channel: list[Bucket] = strawberry.field(
         description="New patients per channel per month, last 12 months."
     )

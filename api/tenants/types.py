@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
+from strawberry.types import Info
 
 from api.ids import to_global_id
 from api.node import Node
+from api.tenants.loaders import (
+    branch_loader,
+    branch_region_loader,
+    pending_loader,
+    places_loader,
+    region_loader,
+    roles_loader,
+)
+from auth.guard import require
 from auth.models import StaffUser
 from domain.tenants.models import Branch as BranchRow
+from domain.tenants.models import Region as RegionRow
 from domain.tenants.models import Tenant as TenantRow
 
 
@@ -52,6 +65,46 @@ class Branch(Node):
     def city(self) -> str:
         return self._row.city
 
+    @strawberry.field(description="Street address of the clinic.")
+    def address(self) -> str:
+        return self._row.address
+
+    @strawberry.field(description="The clinic's front-desk phone.")
+    def phone(self) -> str:
+        return self._row.phone
+
+    @strawberry.field(
+        description="False once closed: a closed branch takes no new patients or visits; its "
+        "history, metrics and scopes stay."
+    )
+    def is_open(self) -> bool:
+        return self._row.is_open
+
+    @strawberry.field(description="When it was closed (null while open).")
+    def closed_at(self) -> datetime | None:
+        return self._row.closed_at
+
+    @strawberry.field(description="The region (大区 / 片区) it belongs to, if any.")
+    async def region(self, info: Info) -> Region | None:
+        ctx = info.context
+        row = await ctx.loader("branch_region", lambda: branch_region_loader(ctx.session)).load(
+            self._row.id
+        )
+        return None if row is None else Region(_row=row)
+
+
+@strawberry.type(description="A region of the chain (大区 / 片区): a group of branches.")
+class Region(Node):
+    _row: strawberry.Private[RegionRow]
+
+    @strawberry.field(description="Opaque global id.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Region", self._row.id))
+
+    @strawberry.field(description="Region name.")
+    def name(self) -> str:
+        return self._row.name
+
 
 @strawberry.type(description="A staff member who signs in (员工).")
 class Staff(Node):
@@ -64,3 +117,61 @@ class Staff(Node):
     @strawberry.field(description="Name shown to colleagues.")
     def display_name(self) -> str:
         return self._row.display_name
+
+    # The fields below need `staff:read` (HQ, managers, auditors): a staff member shown as a
+    # patient's doctor reveals only the name above.
+
+    async def _staff_reader(self, info: Info) -> None:
+        require(await info.context.principal(), "staff", "read")
+
+    @strawberry.field(description="Sign-in e-mail (needs staff:read).")
+    async def email(self, info: Info) -> str | None:
+        await self._staff_reader(info)
+        return self._row.email
+
+    @strawberry.field(
+        description="Whether they can sign in: false while an invitation is open and after "
+        "being disabled (needs staff:read)."
+    )
+    async def is_active(self, info: Info) -> bool | None:
+        await self._staff_reader(info)
+        return self._row.is_active
+
+    @strawberry.field(
+        description="An invitation was sent and is still open (not accepted, revoked or "
+        "expired) (needs staff:read)."
+    )
+    async def invitation_pending(self, info: Info) -> bool | None:
+        await self._staff_reader(info)
+        ctx = info.context
+        return await ctx.loader("staff_pending", lambda: pending_loader(ctx.session)).load(
+            self._row.id
+        )
+
+    @strawberry.field(description="Their roles (needs staff:read).")
+    async def roles(self, info: Info) -> list[str] | None:
+        await self._staff_reader(info)
+        ctx = info.context
+        return await ctx.loader("staff_roles", lambda: roles_loader(ctx.session)).load(self._row.id)
+
+    @strawberry.field(description="The branches they work in (needs staff:read).")
+    async def branches(self, info: Info) -> list[Branch] | None:
+        await self._staff_reader(info)
+        ctx = info.context
+        branch_ids, _ = await ctx.loader("staff_places", lambda: places_loader(ctx.session)).load(
+            self._row.id
+        )
+        loader = ctx.loader("branch", lambda: branch_loader(ctx.session))
+        rows = await loader.load_many(sorted(branch_ids))
+        return sorted((Branch(_row=r) for r in rows if r is not None), key=lambda b: b._row.code)
+
+    @strawberry.field(description="The regions they manage (needs staff:read).")
+    async def regions(self, info: Info) -> list[Region] | None:
+        await self._staff_reader(info)
+        ctx = info.context
+        _, region_ids = await ctx.loader("staff_places", lambda: places_loader(ctx.session)).load(
+            self._row.id
+        )
+        loader = ctx.loader("region", lambda: region_loader(ctx.session))
+        rows = await loader.load_many(sorted(region_ids))
+        return sorted((Region(_row=r) for r in rows if r is not None), key=lambda r: r._row.name)

@@ -10,12 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care import follow_ups
 from domain.care.models import FollowUpTrigger, Visit, VisitStatus
-from domain.errors import BadInput, Conflict, NotFound
+from domain.errors import BadInput, Conflict
 from domain.patients.models import LifecycleStage, Patient
 from domain.pool.service import PoolService
 from domain.referrals.models import RewardTrigger
 from domain.referrals.service import ReferralService
-from domain.tenants.models import Branch
+from domain.tenants.branches import BranchService
 
 # Stages a visit moves a patient out of (a converted or returning patient stays where they are).
 BEFORE_VISIT = {
@@ -40,8 +40,8 @@ class VisitService:
         self.pool = PoolService(session, actor)
 
     async def _check_branch(self, branch_id: uuid.UUID) -> None:
-        if await self.session.scalar(select(Branch.id).where(Branch.id == branch_id)) is None:
-            raise NotFound("no such branch", field="branchId")
+        # A closed branch books no new visits; its past visits stay.
+        await BranchService(self.session).check_open(branch_id, "branchId")
 
     async def book(
         self,

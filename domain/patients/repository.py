@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.patients.models import Patient
@@ -106,3 +106,25 @@ class PatientRepository:
         if after is not None:
             stmt = stmt.where(Patient.id > after)
         return list((await self.session.scalars(stmt)).all())
+
+    async def reassign(
+        self,
+        scope: PatientScope,
+        from_staff: uuid.UUID,
+        to_staff: uuid.UUID,
+        branch_id: uuid.UUID | None,
+    ) -> list[uuid.UUID]:
+        """Hand every patient assigned to one staff member (within `scope`, optionally one
+        branch) to another, in one statement; returns the ids moved."""
+        conds = [scope.clause(), Patient.assigned_staff_id == from_staff]
+        if branch_id is not None:
+            conds.append(Patient.home_branch_id == branch_id)
+        ids = list(await self.session.scalars(select(Patient.id).where(*conds)))
+        if ids:
+            await self.session.execute(
+                update(Patient)
+                .where(*conds)
+                .values(assigned_staff_id=to_staff)
+                .execution_options(synchronize_session=False)
+            )
+        return ids

@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.errors import BadInput, Conflict, NotFound
+from domain.errors import BadInput, Conflict
 from domain.patients.models import (
     BLIND_INDEXED,
     SEALED_FIELDS,
@@ -22,7 +21,7 @@ from domain.patients.models import (
     TrustLevel,
 )
 from domain.patients.repository import PatientRepository
-from domain.tenants.models import Branch
+from domain.tenants.branches import BranchService
 from tenancy.keyring import FieldCipher, normalise_phone
 
 TABLE = Patient.__tablename__
@@ -116,9 +115,8 @@ class PatientService:
         self.repo = PatientRepository(session)
 
     async def _check_branch(self, branch_id: uuid.UUID) -> None:
-        found = await self.session.scalar(select(Branch.id).where(Branch.id == branch_id))
-        if found is None:
-            raise NotFound("no such branch", field="home_branch_id")
+        # A closed branch takes no new patients (nor patients moved there).
+        await BranchService(self.session).check_open(branch_id, "home_branch_id")
 
     async def _unique_phone(self, phone: str | None, exclude: uuid.UUID | None) -> None:
         if phone is None:
@@ -160,7 +158,8 @@ class PatientService:
         if "home_branch_id" in values:
             if values["home_branch_id"] is None:
                 raise BadInput("home_branch_id is required", field="home_branch_id")
-            await self._check_branch(values["home_branch_id"])
+            if creating or values["home_branch_id"] != patient.home_branch_id:
+                await self._check_branch(values["home_branch_id"])
             patient.home_branch_id = values["home_branch_id"]
         if "assigned_staff" in values:
             staff: StaffRef | None = values["assigned_staff"]

@@ -1,14 +1,15 @@
-"""Tenants (clinic brands / chains) and their branches (门店 / 医馆)."""
+"""Tenants (clinic brands / chains), their regions (大区 / 片区) and branches (门店 / 医馆)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import ForeignKeyConstraint, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tenancy.orm import Base, TenantScoped, Timestamped, new_id
+from tenancy.orm import Base, TenantScoped, Timestamped, UtcDateTime, new_id
 
 
 class TenantKind(StrEnum):
@@ -41,6 +42,46 @@ class Branch(TenantScoped, Timestamped, Base):
     code: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(200))
     city: Mapped[str] = mapped_column(String(100), default="")
+    # The clinic's own address and front-desk phone: business details, not personal data.
+    address: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    phone: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    # Closed: no new patients or visits; history, metrics and scopes stay. Reopening clears it.
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+class Region(TenantScoped, Timestamped, Base):
+    """A group of branches between HQ and the clinics (大区 / 片区)."""
+
+    __tablename__ = "regions"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+def region_fk(column: str) -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(
+        ["tenant_id", column], ["regions.tenant_id", "regions.id"], ondelete="CASCADE"
+    )
+
+
+class BranchRegion(TenantScoped, Base):
+    """Which region a branch belongs to (at most one; a branch may belong to none)."""
+
+    __tablename__ = "branch_regions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "branch_id"], ["branches.tenant_id", "branches.id"], ondelete="CASCADE"
+        ),
+        region_fk("region_id"),
+    )
+
+    branch_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
 
 
 def branch_fk(column: str, name: str | None = None) -> ForeignKeyConstraint:

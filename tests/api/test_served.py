@@ -85,6 +85,7 @@ def test_demo_command_serves_and_stops(tmp_path: Path) -> None:
             "operator",
             "marketing",
             "auditor",
+            "region_manager",
         }
         admin = next(a for a in accounts if a["roles"] == ["hq_admin"])
         signed = httpx.post(

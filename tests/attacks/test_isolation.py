@@ -337,6 +337,70 @@ ATTACKS: dict[str, Attack] = {
         "{ patient { id name } } }",
         {"id": b.gid("b1"), "in": {"name": "changed by A", "notes": "A was here"}},
     ),
+    # Setting up a chain: B's branches, regions and staff are out of A's reach.
+    "regions": lambda b: ("{ regions { totalCount edges { node { id name } } } }", {}),
+    "staff": lambda b: (
+        "query($br: ID!) { staff(filter: {branchIds: [$br]}) { totalCount edges { node { id "
+        "email roles } } } }",
+        {"br": b.branch_gid("b1")},
+    ),
+    "createBranch": lambda b: (
+        'mutation { createBranch(input: {code: "b1", name: "x"}) { id code } }',
+        {},
+    ),
+    "updateBranch": lambda b: (
+        'mutation($id: ID!) { updateBranch(id: $id, input: {name: "A was here"}) { id } }',
+        {"id": b.branch_gid("b1")},
+    ),
+    "closeBranch": lambda b: (
+        "mutation($id: ID!) { closeBranch(id: $id) { id isOpen } }",
+        {"id": b.branch_gid("b1")},
+    ),
+    "reopenBranch": lambda b: (
+        "mutation($id: ID!) { reopenBranch(id: $id) { id isOpen } }",
+        {"id": b.branch_gid("b2")},
+    ),
+    "createRegion": lambda b: (
+        'mutation($br: ID!) { createRegion(name: "r", branchIds: [$br]) { id } }',
+        {"br": b.branch_gid("b1")},
+    ),
+    "updateRegion": lambda b: (
+        'mutation($id: ID!) { updateRegion(id: $id, name: "x") { id } }',
+        {"id": to_global_id("Region", b.tenant_id)},
+    ),
+    "inviteStaff": lambda b: (
+        'mutation($br: ID!) { inviteStaff(input: {email: "x@a.test", name: "x", '
+        'roles: ["operator"], branchIds: [$br]}) { invitationToken } }',
+        {"br": b.branch_gid("b1")},
+    ),
+    "resendInvitation": lambda b: (
+        "mutation($s: ID!) { resendInvitation(staffId: $s) { invitationToken } }",
+        {"s": b.staff_gid("doctor")},
+    ),
+    "revokeInvitation": lambda b: (
+        "mutation($s: ID!) { revokeInvitation(staffId: $s) { id } }",
+        {"s": b.staff_gid("doctor")},
+    ),
+    "acceptInvitation": lambda b: (
+        'mutation($t: String!) { acceptInvitation(token: $t, password: "long enough pw") }',
+        {"t": f"ppi_{b.tenant_id.hex}_forged"},
+    ),
+    "updateStaff": lambda b: (
+        'mutation($s: ID!) { updateStaff(staffId: $s, input: {name: "A"}) { id } }',
+        {"s": b.staff_gid("doctor")},
+    ),
+    "resetStaffPassword": lambda b: (
+        "mutation($s: ID!) { resetStaffPassword(staffId: $s) { resetToken } }",
+        {"s": b.staff_gid("doctor")},
+    ),
+    "completePasswordReset": lambda b: (
+        'mutation($t: String!) { completePasswordReset(token: $t, password: "long enough pw") }',
+        {"t": f"ppw_{b.tenant_id.hex}_forged"},
+    ),
+    "reassignPatients": lambda b: (
+        "mutation($f: ID!, $t: ID!) { reassignPatients(fromStaffId: $f, toStaffId: $t) { moved } }",
+        {"f": b.staff_gid("doctor"), "t": b.staff_gid("health_manager")},
+    ),
 }
 
 

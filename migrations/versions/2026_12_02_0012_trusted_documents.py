@@ -1,9 +1,9 @@
 """trusted documents: the registry of GraphQL operations each client publishes (one per
 deployment, not tenant-owned: the app role only reads it)
 
-Revision ID: 0011
-Revises: 0010
-Create Date: 2026-12-01 23:30:00
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-02 00:10:00
 """
 
 from collections.abc import Sequence
@@ -13,8 +13,8 @@ from alembic import op
 
 from tenancy.rls import grant
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,204 @@
+"""A chain's staff through GraphQL: list, invite, accept, change, reset, reassign.
+
+HQ (`staff:write`, and `policies:write` for roles) runs these; every change leaves one
+administrative access-log entry. Accepting an invitation and completing a reset are called
+without a token (they are in PUBLIC_ROOT_FIELDS)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import strawberry
+from strawberry.types import Info
+
+from api.ids import parse_global_id
+from api.pagination import Connection, held_connection
+from api.staff.types import (
+    InvitationPayload,
+    InviteStaffInput,
+    PasswordResetPayload,
+    ReassignPatientsPayload,
+    StaffFilter,
+    UpdateStaffInput,
+)
+from api.tenants.types import Staff
+from auth.access_log import Action
+from auth.guard import require, require_patient_scope
+from auth.models import StaffTokenPurpose, StaffUser
+from auth.principal import Principal
+from auth.staff import INVITATION_TTL, RESET_TTL, Granter, StaffService
+from auth.staff import StaffFilter as Filter
+from auth.staff_tokens import redeem
+from domain.errors import BadInput, Forbidden
+from domain.patients.repository import PatientRepository
+from domain.tenants.branches import BranchService
+from domain.tenants.models import Branch, Region
+
+
+def _service(info: Info) -> StaffService:
+    return StaffService(info.context.session, info.context.trail)
+
+
+async def _writer(info: Info) -> Principal:
+    principal = await info.context.principal()
+    require(principal, "staff", "write")
+    return principal
+
+
+def _granter(principal: Principal) -> Granter:
+    return Granter(principal.policy, principal.subject)
+
+
+async def _branches(info: Info, ids: list[strawberry.ID], field: str) -> list[Branch]:
+    service = BranchService(info.context.session)
+    return [await service.get(parse_global_id(i, "Branch", field), field) for i in ids]
+
+
+async def _regions(info: Info, ids: list[strawberry.ID], field: str) -> list[Region]:
+    service = BranchService(info.context.session)
+    return [await service.region(parse_global_id(i, "Region", field), field) for i in ids]
+
+
+async def _staff(info: Info, staff_id: strawberry.ID, field: str = "staffId") -> StaffUser:
+    return await _service(info).get(parse_global_id(staff_id, "Staff", field), field)
+
+
+async def staff(
+    info: Info,
+    first: int | None = None,
+    after: str | None = None,
+    filter: StaffFilter | None = None,
+) -> Connection[Staff]:
+    principal = await info.context.principal()
+    require(principal, "staff", "read")
+    flt = filter or StaffFilter()
+    subjects = None
+    if flt.role is not None:
+        policy = principal.policy
+        subjects = frozenset(policy.enforcer.get_users_for_role_in_domain(flt.role, policy.domain))
+    rows = await _service(info).list(
+        Filter(
+            branch_ids=frozenset(
+                parse_global_id(b, "Branch", "filter.branchIds") for b in flt.branch_ids or []
+            ),
+            region_ids=frozenset(
+                parse_global_id(r, "Region", "filter.regionIds") for r in flt.region_ids or []
+            ),
+            subjects=subjects,
+            active=flt.active,
+            search=flt.search,
+        )
+    )
+    return held_connection([((s.email,), Staff(_row=s)) for s in rows], 1, first, after)
+
+
+async def invite_staff(info: Info, input: InviteStaffInput) -> InvitationPayload:
+    principal = await _writer(info)
+    user, token = await _service(info).invite(
+        principal.policy,
+        _granter(principal),
+        email=input.email,
+        name=input.name,
+        roles=set(input.roles),
+        branches=await _branches(info, input.branch_ids, "input.branchIds"),
+        regions=await _regions(info, input.region_ids, "input.regionIds"),
+    )
+    return InvitationPayload(
+        staff=Staff(_row=user),
+        invitation_token=token,
+        expires_at=datetime.now(UTC) + INVITATION_TTL,
+    )
+
+
+async def resend_invitation(info: Info, staff_id: strawberry.ID) -> InvitationPayload:
+    await _writer(info)
+    user = await _staff(info, staff_id)
+    token = await _service(info).resend_invitation(user)
+    return InvitationPayload(
+        staff=Staff(_row=user),
+        invitation_token=token,
+        expires_at=datetime.now(UTC) + INVITATION_TTL,
+    )
+
+
+async def revoke_invitation(info: Info, staff_id: strawberry.ID) -> Staff:
+    await _writer(info)
+    user = await _staff(info, staff_id)
+    await _service(info).revoke_invitation(user)
+    return Staff(_row=user)
+
+
+async def accept_invitation(info: Info, token: str, password: str) -> bool:
+    ctx = info.context
+    await redeem(ctx.app.sessions, StaffTokenPurpose.INVITATION, token, password, ctx.request_info)
+    return True
+
+
+async def complete_password_reset(info: Info, token: str, password: str) -> bool:
+    ctx = info.context
+    await redeem(
+        ctx.app.sessions, StaffTokenPurpose.PASSWORD_RESET, token, password, ctx.request_info
+    )
+    return True
+
+
+async def update_staff(info: Info, staff_id: strawberry.ID, input: UpdateStaffInput) -> Staff:
+    principal = await _writer(info)
+    user = await _staff(info, staff_id)
+    branches = (
+        None
+        if input.branch_ids is None
+        else await _branches(info, input.branch_ids, "input.branchIds")
+    )
+    regions = (
+        None
+        if input.region_ids is None
+        else await _regions(info, input.region_ids, "input.regionIds")
+    )
+    await _service(info).update(
+        principal.policy,
+        _granter(principal),
+        user,
+        name=input.name,
+        branches=branches,
+        regions=regions,
+        roles=None if input.roles is None else set(input.roles),
+    )
+    return Staff(_row=user)
+
+
+async def reset_staff_password(info: Info, staff_id: strawberry.ID) -> PasswordResetPayload:
+    principal = await _writer(info)
+    user = await _staff(info, staff_id)
+    if user.id == principal.id:
+        raise Forbidden("reset your own password with changePassword", field="staffId")
+    token = await _service(info).reset_password(user)
+    return PasswordResetPayload(
+        staff=Staff(_row=user), reset_token=token, expires_at=datetime.now(UTC) + RESET_TTL
+    )
+
+
+async def reassign_patients(
+    info: Info,
+    from_staff_id: strawberry.ID,
+    to_staff_id: strawberry.ID,
+    branch_id: strawberry.ID | None = None,
+) -> ReassignPatientsPayload:
+    """Hand everyone assigned to one staff member (e.g. someone leaving) to another, in one
+    transaction: one administrative entry, and one update entry naming the patients moved."""
+    ctx = info.context
+    principal = await _writer(info)
+    scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
+    source = await _staff(info, from_staff_id, "fromStaffId")
+    target = await _staff(info, to_staff_id, "toStaffId")
+    if source.id == target.id:
+        raise BadInput("choose two different staff members", field="toStaffId")
+    if not target.is_active:
+        raise BadInput("the new staff member cannot sign in", field="toStaffId")
+    branch = None
+    if branch_id is not None:
+        branch = (await _branches(info, [branch_id], "branchId"))[0].id
+    moved = await PatientRepository(ctx.session).reassign(scope, source.id, target.id, branch)
+    ctx.trail.changed(Action.UPDATE, moved)
+    ctx.trail.admin("patients.reassign", "Staff", source.id, f"to:{target.id}")
+    return ReassignPatientsPayload(moved=len(moved), to_staff=Staff(_row=target))

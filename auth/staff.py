@@ -1,0 +1,357 @@
+"""A chain's people: inviting staff, accepting invitations, changing their name, branches,
+regions and roles, password resets, and listing them.
+
+Invitations and resets are one-time tokens (`ppi_…` and `ppw_…`, carrying their tenant like
+refresh tokens do) stored only as SHA-256 digests; each is spent once, expires (72 hours for
+an invitation, 24 for a reset) and is void once revoked or replaced. Administrative changes
+are recorded on the request's trail (`AccessTrail.admin`): ids and role names, no names,
+e-mails or tokens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.models import StaffBranch, StaffRegion, StaffToken, StaffTokenPurpose, StaffUser
+from auth.policy import PolicyError, TenantPolicy, assign_role, check_grant, set_user_roles
+from auth.provisioning import check_email
+from auth.sessions import revoke_sessions
+from auth.tokens import new_opaque_token, opaque_token_digest
+from auth.trail import AccessTrail
+from domain.errors import BadInput, Conflict, DomainError, Forbidden, NotFound
+from domain.tenants.models import Branch, BranchRegion, Region
+from tenancy.session import current_tenant
+
+INVITATION_TTL = timedelta(hours=72)
+RESET_TTL = timedelta(hours=24)
+# Stored instead of a hash while no password is set: Argon2 cannot parse it, so no password
+# ever verifies against it.
+NO_PASSWORD = "!unset"
+MIN_PASSWORD = 10
+PREFIX = {StaffTokenPurpose.INVITATION: "ppi", StaffTokenPurpose.PASSWORD_RESET: "ppw"}
+
+
+@dataclass(frozen=True)
+class Granter:
+    """Who grants roles: a signed-in principal's policy and subject. The operator's CLI
+    passes None (it acts for the platform, outside any role)."""
+
+    policy: TenantPolicy
+    subject: str
+
+
+@dataclass(frozen=True)
+class StaffFilter:
+    branch_ids: frozenset[uuid.UUID] = frozenset()
+    region_ids: frozenset[uuid.UUID] = frozenset()
+    subjects: frozenset[str] | None = None  # holders of a role (from the policy)
+    active: bool | None = None
+    search: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _as_domain(exc: PolicyError, field: str) -> DomainError:
+    if exc.code == "BAD_USER_INPUT":
+        return BadInput(str(exc), field=field)
+    return Forbidden(str(exc), field=field)
+
+
+def check_roles(
+    policy: TenantPolicy,
+    granter: Granter | None,
+    roles: set[str],
+    held: frozenset[str] | set[str] = frozenset(),
+) -> None:
+    """Known roles only; a granter may give (beyond the roles `held` already) only what they
+    hold themselves, as `setStaffRoles` does."""
+    known = {p[0] for p in policy.enforcer.get_filtered_policy(1, policy.domain)}
+    unknown = {r for r in roles if r not in known or ":" in r}
+    if unknown:
+        raise BadInput(f"unknown role {sorted(unknown)[0]}", field="roles")
+    if granter is None:
+        return
+    wanted: set[tuple[str, str]] = set()
+    for role in roles - held:
+        wanted |= policy.permissions_of_role(role)
+    try:
+        check_grant(policy, granter.subject, wanted)
+    except PolicyError as exc:
+        raise _as_domain(exc, "roles") from None
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise BadInput("name must be 1-100 characters", field="name")
+    return name
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise BadInput(
+            f"the password must have at least {MIN_PASSWORD} characters", field="password"
+        )
+
+
+class StaffService:
+    def __init__(self, session: AsyncSession, trail: AccessTrail) -> None:
+        self.session = session
+        self.trail = trail
+
+    async def get(self, staff_id: uuid.UUID, field: str = "staffId") -> StaffUser:
+        row = await self.session.scalar(select(StaffUser).where(StaffUser.id == staff_id))
+        if row is None:
+            raise NotFound("no such staff member", field=field)
+        return row
+
+    async def _issue(self, user: StaffUser, purpose: str, ttl: timedelta) -> str:
+        """A new one-time token; any earlier unspent one of the same purpose stops working."""
+        await self._void(user, purpose)
+        tenant_id = current_tenant(self.session)
+        assert tenant_id is not None
+        token = new_opaque_token(f"{PREFIX[purpose]}_{tenant_id.hex}_")
+        self.session.add(
+            StaffToken(
+                staff_id=user.id,
+                purpose=purpose,
+                token_digest=opaque_token_digest(token),
+                expires_at=_now() + ttl,
+            )
+        )
+        await self.session.flush()
+        return token
+
+    async def _void(self, user: StaffUser, purpose: str) -> int:
+        result = await self.session.execute(
+            update(StaffToken)
+            .where(
+                StaffToken.staff_id == user.id,
+                StaffToken.purpose == purpose,
+                StaffToken.used_at.is_(None),
+                StaffToken.revoked_at.is_(None),
+            )
+            .values(revoked_at=_now())
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)
+
+    async def _set_places(
+        self, user: StaffUser, branches: Sequence[Branch], regions: Sequence[Region]
+    ) -> None:
+        await self.session.execute(
+            delete(StaffBranch)
+            .where(StaffBranch.staff_id == user.id)
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.execute(
+            delete(StaffRegion)
+            .where(StaffRegion.staff_id == user.id)
+            .execution_options(synchronize_session=False)
+        )
+        self.session.add_all(StaffBranch(staff_id=user.id, branch_id=b.id) for b in branches)
+        self.session.add_all(StaffRegion(staff_id=user.id, region_id=r.id) for r in regions)
+        await self.session.flush()
+
+    async def invite(
+        self,
+        policy: TenantPolicy,
+        granter: Granter | None,
+        *,
+        email: str,
+        name: str,
+        roles: set[str],
+        branches: Sequence[Branch] = (),
+        regions: Sequence[Region] = (),
+    ) -> tuple[StaffUser, str]:
+        """An inactive account with no password and its invitation token (shown once)."""
+        email = check_email(email)
+        name = _check_name(name)
+        if not roles:
+            raise BadInput("give at least one role", field="roles")
+        check_roles(policy, granter, roles)
+        if await self.session.scalar(select(StaffUser.id).where(StaffUser.email == email)):
+            raise Conflict("a staff member with this email exists", field="email")
+        user = StaffUser(email=email, display_name=name, password_hash=NO_PASSWORD, is_active=False)
+        self.session.add(user)
+        await self.session.flush()
+        await self._set_places(user, branches, regions)
+        for role in sorted(roles):
+            await assign_role(self.session, f"user:{user.id}", role)
+        token = await self._issue(user, StaffTokenPurpose.INVITATION, INVITATION_TTL)
+        self.trail.admin("staff.invite", "Staff", user.id, "roles=" + ",".join(sorted(roles)))
+        return user, token
+
+    async def _pending(self, user: StaffUser) -> None:
+        if user.is_active or user.password_hash != NO_PASSWORD:
+            raise Conflict("this staff member has already accepted", field="staffId")
+
+    async def resend_invitation(self, user: StaffUser) -> str:
+        await self._pending(user)
+        token = await self._issue(user, StaffTokenPurpose.INVITATION, INVITATION_TTL)
+        self.trail.admin("staff.invitation_resend", "Staff", user.id)
+        return token
+
+    async def revoke_invitation(self, user: StaffUser) -> bool:
+        await self._pending(user)
+        revoked = await self._void(user, StaffTokenPurpose.INVITATION)
+        self.trail.admin("staff.invitation_revoke", "Staff", user.id)
+        return revoked > 0
+
+    async def update(
+        self,
+        policy: TenantPolicy,
+        granter: Granter,
+        user: StaffUser,
+        *,
+        name: str | None = None,
+        branches: Sequence[Branch] | None = None,
+        regions: Sequence[Region] | None = None,
+        roles: set[str] | None = None,
+    ) -> list[str]:
+        """Change what is given; returns the names of what changed (one trail entry)."""
+        changed: list[str] = []
+        subject = f"user:{user.id}"
+        if roles is not None and roles != set(policy.roles_of(subject)):
+            if subject == granter.subject:
+                raise Forbidden("you cannot change your own roles", field="roles")
+            check_roles(policy, granter, roles, set(policy.roles_of(subject)))
+            try:
+                await set_user_roles(self.session, policy, granter.subject, subject, roles)
+            except PolicyError as exc:
+                raise _as_domain(exc, "roles") from None
+            changed.append("roles")
+        if name is not None and _check_name(name) != user.display_name:
+            user.display_name = _check_name(name)
+            changed.append("name")
+        if branches is not None or regions is not None:
+            now_b, now_r = await self.places_of([user.id])
+            new_b = branches if branches is not None else await self._branches(now_b[user.id])
+            new_r = regions if regions is not None else await self._regions(now_r[user.id])
+            if {b.id for b in new_b} != now_b[user.id]:
+                changed.append("branches")
+            if {r.id for r in new_r} != now_r[user.id]:
+                changed.append("regions")
+            await self._set_places(user, new_b, new_r)
+        await self.session.flush()
+        if changed:
+            detail = ",".join(changed)
+            if "roles" in changed and roles is not None:
+                detail += " roles=" + ",".join(sorted(roles))
+            self.trail.admin("staff.update", "Staff", user.id, detail)
+        return changed
+
+    async def _branches(self, ids: set[uuid.UUID]) -> list[Branch]:
+        return list(await self.session.scalars(select(Branch).where(Branch.id.in_(sorted(ids)))))
+
+    async def _regions(self, ids: set[uuid.UUID]) -> list[Region]:
+        return list(await self.session.scalars(select(Region).where(Region.id.in_(sorted(ids)))))
+
+    async def set_active(self, user: StaffUser, active: bool) -> bool:
+        if user.is_active != active:
+            if active and user.password_hash == NO_PASSWORD:
+                raise Conflict("this invitation has not been accepted yet", field="staffId")
+            user.is_active = active
+            user.token_version += 1
+            await revoke_sessions(self.session, user)
+            self.trail.admin("staff.activate" if active else "staff.deactivate", "Staff", user.id)
+        return user.is_active
+
+    async def reset_password(self, user: StaffUser) -> str:
+        """The old password, every refresh token and every access token stop working now;
+        the person sets a new password with the reset token (shown once)."""
+        user.password_hash = NO_PASSWORD
+        user.token_version += 1
+        user.failed_logins = 0
+        user.locked_until = None
+        await revoke_sessions(self.session, user)
+        token = await self._issue(user, StaffTokenPurpose.PASSWORD_RESET, RESET_TTL)
+        self.trail.admin("staff.password_reset", "Staff", user.id)
+        return token
+
+    async def places_of(
+        self, ids: Sequence[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, set[uuid.UUID]], dict[uuid.UUID, set[uuid.UUID]]]:
+        """staff id → branch ids, and staff id → region ids."""
+        branches: dict[uuid.UUID, set[uuid.UUID]] = {i: set() for i in ids}
+        regions: dict[uuid.UUID, set[uuid.UUID]] = {i: set() for i in ids}
+        if not ids:
+            return branches, regions
+        for sid, bid in await self.session.execute(
+            select(StaffBranch.staff_id, StaffBranch.branch_id).where(
+                StaffBranch.staff_id.in_(sorted(set(ids)))
+            )
+        ):
+            branches[sid].add(bid)
+        for sid, rid in await self.session.execute(
+            select(StaffRegion.staff_id, StaffRegion.region_id).where(
+                StaffRegion.staff_id.in_(sorted(set(ids)))
+            )
+        ):
+            regions[sid].add(rid)
+        return branches, regions
+
+    async def pending_ids(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Of these staff, those with an invitation still open (unspent, unrevoked, unexpired)."""
+        if not ids:
+            return set()
+        rows = await self.session.scalars(
+            select(StaffToken.staff_id).where(
+                StaffToken.staff_id.in_(sorted(set(ids))),
+                StaffToken.purpose == StaffTokenPurpose.INVITATION,
+                StaffToken.used_at.is_(None),
+                StaffToken.revoked_at.is_(None),
+                StaffToken.expires_at > _now(),
+            )
+        )
+        return set(rows)
+
+    async def list(self, flt: StaffFilter) -> Sequence[StaffUser]:
+        stmt = select(StaffUser)
+        if flt.branch_ids:
+            stmt = stmt.where(
+                StaffUser.id.in_(
+                    select(StaffBranch.staff_id).where(
+                        StaffBranch.branch_id.in_(sorted(flt.branch_ids))
+                    )
+                )
+            )
+        if flt.region_ids:
+            regions = sorted(flt.region_ids)
+            in_region_branch = select(StaffBranch.staff_id).join(
+                BranchRegion, BranchRegion.branch_id == StaffBranch.branch_id
+            )
+            stmt = stmt.where(
+                or_(
+                    StaffUser.id.in_(in_region_branch.where(BranchRegion.region_id.in_(regions))),
+                    StaffUser.id.in_(
+                        select(StaffRegion.staff_id).where(StaffRegion.region_id.in_(regions))
+                    ),
+                )
+            )
+        if flt.subjects is not None:
+            ids = sorted(uuid.UUID(s[5:]) for s in flt.subjects if s.startswith("user:"))
+            stmt = stmt.where(StaffUser.id.in_(ids))
+        if flt.active is not None:
+            stmt = stmt.where(StaffUser.is_active.is_(flt.active))
+        if flt.search:
+            needle = "%" + flt.search.strip().lower().replace("%", r"\%").replace("_", r"\_") + "%"
+            stmt = stmt.where(
+                or_(
+                    StaffUser.email.like(needle, escape="\\"),
+                    StaffUser.display_name.ilike(needle, escape="\\"),
+                )
+            )
+        return (await self.session.scalars(stmt.order_by(StaffUser.email))).all()

@@ -1,0 +1,120 @@
+"""A chain set up the way a customer sets one up: `patientpool tenant create` and `patientpool
+staff invite` on the command line, then the GraphQL API through the ASGI app, on an app whose
+master key the commands share (they read it from the environment, as in production)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from api.app import create_app
+from api.cli import app as cli
+from api.context import AppState
+from api.settings import Settings
+from auth.ratelimit import SlidingWindowLimiter
+from auth.sessions import SignInLimits
+from auth.signing_keys import SigningKeys
+from tenancy.keyring import LocalKeyProvider, generate_master_key_text
+from tenancy.session import make_engine, session_factory
+from tests.conftest import Database
+from tests.support import gql
+
+NEW_PASSWORD = "a long new password 1"
+
+
+class Operator:
+    """Runs `patientpool …` as an operator would, with the deployment's environment."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def _run(self, args: list[str]) -> str:
+        result = CliRunner().invoke(cli, args, env=self.env)
+        assert result.exit_code == 0, (result.exit_code, result.output)
+        return result.output
+
+    async def run(self, *args: str) -> str:
+        # The commands run their own event loop: give them a thread.
+        return await asyncio.to_thread(self._run, list(args))
+
+    async def fails(self, *args: str) -> str:
+        result = await asyncio.to_thread(CliRunner().invoke, cli, list(args), env=self.env)
+        assert result.exit_code != 0, result.output
+        return result.output
+
+
+@pytest.fixture(scope="session")
+def master_key_text() -> str:
+    return generate_master_key_text()
+
+
+@pytest.fixture(scope="session")
+def chain_env(db: Database, master_key_text: str, tmp_path_factory: pytest.TempPathFactory):
+    data_dir: Path = tmp_path_factory.mktemp("chain")
+    env = {
+        "PATIENTPOOL_DATA_DIR": str(data_dir),
+        "PATIENTPOOL_DATABASE_URL": db.app_url,
+        "PATIENTPOOL_MIGRATION_DATABASE_URL": db.owner_url,
+        "PATIENTPOOL_MASTER_KEY": master_key_text,
+    }
+    return env, Settings(
+        data_dir=data_dir,
+        database_url=db.app_url,
+        migration_database_url=db.owner_url,
+        master_key=master_key_text,
+    )
+
+
+@pytest.fixture(scope="session")
+def operator(chain_env: tuple[dict[str, str], Settings]) -> Operator:
+    return Operator(chain_env[0])
+
+
+@pytest.fixture(scope="session")
+async def chain_state(
+    db: Database,
+    chain_env: tuple[dict[str, str], Settings],
+    master_key_text: str,
+    signing_keys: SigningKeys,
+) -> AsyncIterator[AppState]:
+    _, settings = chain_env
+    engine = make_engine(db.app_url, pool_size=5)
+    limits = SignInLimits(SlidingWindowLimiter(10, 300), SlidingWindowLimiter(100_000, 300))
+    provider = LocalKeyProvider.from_text(master_key_text)
+    yield AppState(settings, session_factory(engine), provider, signing_keys, limits)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def api(chain_state: AppState) -> AsyncIterator[httpx.AsyncClient]:
+    application = create_app(chain_state.settings, chain_state)
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+SIGN_IN = """mutation($t: String!, $e: String!, $p: String!) {
+  signIn(tenant: $t, email: $e, password: $p) { accessToken refreshToken expiresIn } }"""
+
+
+async def sign_in_pair(
+    client: httpx.AsyncClient, slug: str, email: str, password: str
+) -> dict[str, Any]:
+    result = await gql(client, SIGN_IN, {"t": slug, "e": email, "p": password})
+    assert "errors" not in result, result
+    return result["data"]["signIn"]
+
+
+async def new_chain(operator: Operator, slug: str, *extra: str) -> str:
+    """`patientpool tenant create`; returns the HQ admin's password it printed."""
+    out = await operator.run(
+        "tenant", "create", "--slug", slug, "--name", f"Chain {slug}",
+        "--admin-email", f"admin@{slug}.test", *extra,
+    )  # fmt: skip
+    return out.split("password: ", 1)[1].split()[0]
