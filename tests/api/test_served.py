@@ -482,41 +482,63 @@ def test_production_as_served_shows_no_schema_and_logs_no_personal_value(tmp_pat
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             return httpx.post(f"{url}/graphql", json=body, headers=headers, timeout=30, **kw)
 
+        # Production runs trusted documents only: the project's own, by their exact text or
+        # hash, as `migrate` published them.
+        sign_in_text = (OPERATIONS / "sign-in.graphql").read_text(encoding="utf-8")
         signed = post(
             {
-                "query": SIGN_IN,
-                "variables": {"t": "acme-dental", "e": "hq@acme.cn", "p": password},
+                "query": sign_in_text,
+                "variables": {"tenant": "acme-dental", "email": "hq@acme.cn", "password": password},
             }
         ).json()
         token = signed["data"]["signIn"]["accessToken"]
-        create = (
-            "mutation C($i: CreatePatientInput!) { createPatient(input: $i) { patient { id } } }"
-        )
+        create = (OPERATIONS / "sign-up-with-referral.graphql").read_text(encoding="utf-8")
         person = {
             "name": canaries[0],
             "phone": canaries[1],
             "medicalHistory": canaries[2],
             "nationalId": canaries[3],
         }
+        ad_hoc = (
+            "mutation C($i: CreatePatientInput!) { createPatient(input: $i) { patient { id } } }"
+        )
         answers = [
-            post({"query": create, "variables": {"i": person}}, token),
-            post({"query": create, "variables": {"i": {**person, "tenantId": canaries[0]}}}, token),
-            post({"query": create, "variables": {"i": {**person, "gender": canaries[2]}}}, token),
-            post({"query": create, "variables": {"i": {**person, "birthYear": canaries[1]}}}),
+            post({"query": create, "variables": {"input": person}}, token),
+            post(
+                {"query": create, "variables": {"input": {**person, "tenantId": canaries[0]}}},
+                token,
+            ),
+            post(
+                {"query": create, "variables": {"input": {**person, "gender": canaries[2]}}}, token
+            ),
+            post({"query": create, "variables": {"input": {**person, "birthYear": canaries[1]}}}),
+            post({"query": ad_hoc, "variables": {"i": person}}, token),
             post({"query": "{ __schema { types { name } } }"}, token),
             post({"query": '{ __type(name: "Patient") { fields { name } } }'}),
-            post([{"query": create, "variables": {"i": person}}]),
+            post([{"query": create, "variables": {"input": person}}]),
             httpx.post(
                 f"{url}/graphql",
-                content=json.dumps({"query": create, "variables": {"i": person}})[:-5],
+                content=json.dumps({"query": create, "variables": {"input": person}})[:-5],
                 headers={"content-type": "application/json"},
             ),
         ]
+        expected = [
+            {"BAD_USER_INPUT"},
+            {"BAD_USER_INPUT"},
+            {"BAD_USER_INPUT"},
+            {"UNAUTHENTICATED"},
+            {"FORBIDDEN"},
+            {"FORBIDDEN"},
+            {"FORBIDDEN"},
+            {"BAD_USER_INPUT"},
+            {"BAD_USER_INPUT"},
+        ]
+        for answer, codes_expected in zip(answers, expected, strict=True):
+            got = {e["extensions"]["code"] for e in answer.json()["errors"]}
+            assert got == codes_expected, answer.text
         for answer in answers:
             body = answer.json()
             assert body.get("data") is None, body
-            got = {e["extensions"]["code"] for e in body["errors"]}
-            assert got <= {"BAD_USER_INPUT", "UNAUTHENTICATED"}, body
             assert not any(c in answer.text for c in canaries), answer.text
         assert httpx.get(f"{url}/graphql", headers={"accept": "text/html"}).status_code == 405
     finally:
