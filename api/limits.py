@@ -1,7 +1,8 @@
 """Defences against expensive or hostile documents, checked while validating (before any
-resolver or SQL runs), cheapest first (`checks_first`): Strawberry's depth and alias limiters,
-a limit on root fields and "registered operations only", then a cost limit, then the rest of
-graphql's validation.
+resolver or SQL runs), cheapest first (`checks_first`): Strawberry's depth and alias limiters
+and a limit on root fields, then a cost limit, then every other rule the operation declares,
+then the variables. (Byte limits and "trusted documents only" are the HTTP edge's, before
+parsing: api/http_edge.py.)
 
 Cost: each field costs 1; a field's selection costs as many times as the list it returns may
 hold: `first` for connections (default 20), `maxNodes` for the node lists of a referral tree
@@ -42,7 +43,7 @@ from api.gate import selected_operation
 from api.variables import variable_errors
 
 # Bytes, checked at the HTTP edge before anything is parsed: a body holds a document and its
-# variables (10,000 patient ids for tagPatients are about 620 KB); the largest registered
+# variables (10,000 patient ids for tagPatients are about 620 KB); the largest trusted
 # operation is under 1 KB, and 2,000 tokens of GraphQL fit in well under 32 KiB.
 MAX_BODY_BYTES = 1024 * 1024
 MAX_DOCUMENT_BYTES = 32 * 1024
@@ -156,7 +157,7 @@ def checks_first(
     limits: Iterable[type[ValidationRule]], hide_suggestions: bool
 ) -> type[SchemaExtension]:
     """Validation in order of cost, so a hostile document is refused cheaply: fragment names,
-    then the shape limits alone (depth, aliases, root fields, registered-only), then the cost
+    then the shape limits alone (depth, aliases, root fields), then the cost
     estimate (variables are known here: `first: $n` is costed at the value sent), then every
     rule the operation's validation declares (graphql's specified rules and each one an
     extension added, such as DisableIntrospection's), which in production skips computing the
