@@ -261,3 +261,27 @@ def test_the_documents_commands(tmp_path: Path) -> None:
     assert "revoked" in cli("documents", "list", "--client", "web").stdout
     cli("documents", "revoke", "--client", "web", "--hash", sha256(LIST), code=1)
     cli("documents", "push", "--client", "web", str(tmp_path / "missing.json"), code=2)
+
+
+def test_codegen_types_compile_strict_with_every_scalar_typed() -> None:
+    """graphql-codegen's client preset, pinned in frontend-schema/package.json, over the SDL
+    and every operation: tsc --strict passes (the typed client and the README's TypeScript
+    with it), one trusted document per operation, and no scalar left `unknown` but JSON."""
+    from graphql import OperationDefinitionNode, parse
+
+    from tests.api.frontend import FRONTEND, codegen_manifest
+
+    manifest = codegen_manifest()
+    operations = [
+        d.name.value
+        for p in sorted((FRONTEND / "operations").glob("*.graphql"))
+        for d in parse(p.read_text(encoding="utf-8")).definitions
+        if isinstance(d, OperationDefinitionNode) and d.name is not None
+    ]
+    assert len(manifest) == len(operations) > 10
+    assert all(k.startswith("sha256:") and sha256(v) == k[7:] for k, v in manifest.items())
+    generated = (FRONTEND / "generated" / "graphql.ts").read_text(encoding="utf-8")
+    # DateTime and Decimal come out as strings (scalars are inlined by the preset).
+    assert "  at: string;\n" in generated  # BookVisit's $at: DateTime!
+    assert "revenue: string, referredRevenue: string" in generated  # Decimal yuan
+    assert " unknown;" not in generated and "unknown," not in generated
