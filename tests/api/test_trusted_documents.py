@@ -285,3 +285,24 @@ def test_codegen_types_compile_strict_with_every_scalar_typed() -> None:
     assert "  at: string;\n" in generated  # BookVisit's $at: DateTime!
     assert "revenue: string, referredRevenue: string" in generated  # Decimal yuan
     assert " unknown;" not in generated and "unknown," not in generated
+
+
+async def test_allow_in_production_is_a_warning_at_start(
+    state: AppState, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dataclasses
+
+    from api.app import create_app
+    from api.settings import Environment
+
+    for mode, warned in (("allow", True), ("only", False), (None, False)):
+        settings = state.settings.model_copy(
+            update={"env": Environment.PRODUCTION, "persisted_queries": mode}
+        )
+        assert settings.trusted_documents_only is (mode != "allow")
+        app = create_app(settings, dataclasses.replace(state, settings=settings))
+        caplog.clear()
+        async with app.router.lifespan_context(app):
+            pass
+        said = [r for r in caplog.records if "PERSISTED_QUERIES=allow" in r.getMessage()]
+        assert bool(said) is warned and all(r.levelname == "WARNING" for r in said)
