@@ -9,6 +9,7 @@ When it cannot be reached the PostgreSQL tests skip and say why; under CI=true t
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -219,3 +220,26 @@ async def client(state: AppState) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def unique() -> Iterator[str]:
     yield uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_seeded_value_in_any_log_line() -> Iterator[None]:
+    """DESIGN.md invariant 6 over the whole run: every log record of every test, at INFO and
+    above as production logs, formatted with its traceback, holds no value a test world
+    seeded (tests/support.py SEEDED)."""
+    from tests.api.production import LogLines
+    from tests.support import SEEDED, SEEDED_MARKS
+
+    lines = LogLines()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(lines)
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    # As production configures it (api/logs.py): Casbin's INFO is the whole policy.
+    logging.getLogger("casbin").setLevel(logging.WARNING)
+    yield
+    root.removeHandler(lines)
+    root.setLevel(level)
+    marked = [line for line in lines.lines if any(m in line for m in SEEDED_MARKS)]
+    leaked = [line for line in marked if any(v in line for v in SEEDED)]
+    assert leaked == [], f"{len(leaked)} log lines hold seeded personal values: {leaked[:3]}"

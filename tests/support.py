@@ -64,8 +64,15 @@ class World:
         return to_global_id("Branch", self.branches[key].id)
 
 
+# Every personal value a test world seeded: no log line of the whole suite may hold one
+# (tests/conftest.py checks at the end of the run).
+SEEDED: set[str] = set()
+# What every seeded value contains, for a cheap first pass over many log lines.
+SEEDED_MARKS = ("测试患者", "history-", "allergy-", "diagnosis-", "note-", "+86139")
+
+
 def patient_values(n: int, tag: str) -> dict[str, str]:
-    return {
+    values = {
         "name": f"测试患者{tag}{n}",
         "phone": f"+86139{abs(hash((tag, n))) % 10**8:08d}",
         "medical_history": f"history-{tag}-{n} 高血压",
@@ -73,6 +80,8 @@ def patient_values(n: int, tag: str) -> dict[str, str]:
         "diagnoses": f"diagnosis-{tag}-{n}",
         "notes": f"note-{tag}-{n}",
     }
+    SEEDED.update(values.values())
+    return values
 
 
 async def build_world(owner: AppState, slug: str) -> World:
