@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 import strawberry
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, tuple_
 from strawberry.types import Info
 
 from domain.errors import BadInput
@@ -114,9 +114,8 @@ async def keyset_page(
             at, last = datetime.fromisoformat(key[0]), uuid.UUID(key[1])
         except ValueError:
             raise BadInput("after is not a valid cursor", field="after") from None
-        stmt = stmt.where(
-            (time_column > at) | ((time_column == at) & (model.id > last))  # type: ignore[operator]
-        )
+        # a row comparison: one index range, however deep the page (see PatientRepository)
+        stmt = stmt.where(tuple_(time_column, model.id) > tuple_(at, last))  # type: ignore[attr-defined]
     rows = list(
         await info.context.session.scalars(stmt.order_by(time_column, model.id).limit(limit + 1))
     )

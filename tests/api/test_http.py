@@ -247,3 +247,56 @@ async def test_bounded_lists_are_connections_with_stable_cursors(
         cursor = catalogue["pageInfo"]["endCursor"]
     assert len(seen) == len(set(seen)) == catalogue["totalCount"]
     assert seen == sorted(seen)
+
+
+async def test_pages_walk_every_row_once_even_when_times_tie(
+    client: httpx.AsyncClient, owner_state: AppState, unique: str
+) -> None:
+    """Keyset pages compare (time, id) as one row: patients created in the same instant, and
+    follow-ups due at the same moment, each come exactly once across pages, in order."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from domain.patients.models import Patient
+
+    world = await build_world(owner_state, f"kp-{unique}")
+    admin = await sign_in(client, world, "hq_admin")
+    made = [world.gid(k) for k in world.patients]
+    for n in range(5):
+        created = await gql(
+            client,
+            "mutation($i: CreatePatientInput!) { createPatient(input: $i) { patient { id } } }",
+            {"i": {"name": f"同时{n}", "homeBranchId": world.branch_gid("b1")}},
+            token=admin,
+        )
+        made.append(created["data"]["createPatient"]["patient"]["id"])
+    same = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    async with owner_state.sessions() as s, s.begin():
+        await bind_tenant(s, world.tenant_id)
+        await s.execute(update(Patient).values(created_at=same))
+    due = "2026-12-24T09:00:00+08:00"
+    for gid in made:
+        await gql(
+            client,
+            "mutation($p: ID!, $d: DateTime!) { createFollowUp(patientId: $p, "
+            "kind: HEALTH_EDUCATION, dueAt: $d) { id } }",
+            {"p": gid, "d": due},
+            token=admin,
+        )
+    for field, args in (("patients", ""), ("followUps", "filter: {statuses: [OPEN]}, ")):
+        seen, cursor = [], None
+        while True:
+            got = await gql(
+                client,
+                f"query($a: String) {{ {field}({args}first: 3, after: $a) {{ totalCount "
+                "pageInfo { hasNextPage endCursor } edges { node { id } } } }",
+                {"a": cursor},
+                token=admin,
+            )
+            page = got["data"][field]
+            seen += [e["node"]["id"] for e in page["edges"]]
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            cursor = page["pageInfo"]["endCursor"]
+        assert len(seen) == len(set(seen)) == page["totalCount"] == len(made), field
