@@ -21,11 +21,13 @@ keys_app = typer.Typer(no_args_is_help=True, help="Per-tenant data keys.")
 audit_app = typer.Typer(no_args_is_help=True, help="The access log.")
 campaigns_app = typer.Typer(no_args_is_help=True, help="Campaigns (群发): the sender.")
 referrals_app = typer.Typer(no_args_is_help=True, help="Referral trees (转介绍).")
+db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL deployment.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(referrals_app, name="referrals")
+app.add_typer(db_app, name="db")
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the SQLite file and dev keys live.")
@@ -50,13 +52,20 @@ def settings(data_dir: Path | None = None, **overrides: object) -> Settings:
 
 def _migrate(cfg: Settings) -> None:
     from migrations.runner import upgrade
+    from tenancy.deployment import DeploymentError
 
     if cfg.owner_database_url.startswith("sqlite"):
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        upgrade(cfg.owner_database_url)
+        notes = upgrade(
+            cfg.owner_database_url, app_role=cfg.deployment_app_role, app_login=cfg.app_login
+        )
+    except DeploymentError as exc:
+        fail(f"migration failed: {exc}", 1)
     except Exception as exc:  # noqa: BLE001 - one line for the operator, not a traceback
         fail(f"migration failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", 1)
+    for note in notes:
+        typer.echo(note, err=True)
 
 
 def _serve(cfg: Settings, host: str, port: int) -> None:
@@ -305,6 +314,26 @@ def referrals_figures(
         typer.echo(f"{slug}: {checked.drifted} of {checked.referrers} referrers differed; {done}")
     if drifted and check:
         raise typer.Exit(1)
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """What the PostgreSQL deployment gets wrong (as the app's login role), one line each;
+    exit 1 if anything."""
+    from api.operator import db_check_command
+
+    cfg = settings()
+    if not cfg.on_postgres:
+        fail("db check needs PATIENTPOOL_DATABASE_URL on PostgreSQL")
+    try:
+        problems = asyncio.run(db_check_command(cfg))
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, not a traceback
+        fail(f"db check could not run: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", 1)
+    for problem in problems:
+        typer.echo(problem)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("ok: least-privilege app role, forced row-level security, CONNECT closed")
 
 
 @app.command("export-schema")
