@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -33,6 +34,7 @@ DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the SQLite file and dev keys live.")
 ]
 Host = Annotated[str, typer.Option("--host")]
+GRACEFUL_SECONDS = 30
 Port = Annotated[int, typer.Option("--port")]
 
 
@@ -68,24 +70,33 @@ def _migrate(cfg: Settings) -> None:
         typer.echo(note, err=True)
 
 
-def _serve(cfg: Settings, host: str, port: int) -> None:
+def _serve(cfg: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     from api.app import create_app
     from api.logs import log_config
 
     try:
+        # Built here even for several workers: a bad setting or key stops the command before
+        # any worker starts, and development keys are written once, not raced for.
         application = create_app(cfg)
     except (SettingsError, ValueError) as exc:
         fail(str(exc))
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_level="info",
-        log_config=log_config(),
-        access_log=False,
-    )
+    options: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "log_config": log_config(),
+        "access_log": False,
+        # SIGTERM: stop accepting, finish the requests in flight (up to this long), then the
+        # lifespan's shutdown closes the pool.
+        "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+    }
+    if workers == 1:
+        uvicorn.run(application, **options)  # type: ignore[arg-type]
+        return
+    # Each worker process builds its own app from the (validated) environment.
+    uvicorn.run("api.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -97,9 +108,16 @@ def migrate() -> None:
 
 
 @app.command()
-def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
-    """Serve the API with the configured database."""
-    _serve(settings(), host, port)
+def serve(
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, max=64, help="Server processes (default: the cores)."),
+    ] = None,
+) -> None:
+    """Serve the API with the configured database, in one or more processes."""
+    _serve(settings(), host, port, workers or os.cpu_count() or 1)
 
 
 @app.command()

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from api.app import create_app
 from api.context import AppState
 from api.settings import Settings
-from auth.ratelimit import SlidingWindowLimiter
+from auth.ratelimit import WindowLimit
 from auth.sessions import SignInLimits
 from auth.signing_keys import SigningKeys
 from migrations.runner import upgrade
@@ -183,7 +183,7 @@ async def state(
 ) -> AsyncIterator[AppState]:
     engine = make_engine(db.app_url, pool_size=5)
     # Generous limits: many tests sign in from the same test address. The limiter has tests.
-    limits = SignInLimits(SlidingWindowLimiter(10, 300), SlidingWindowLimiter(100_000, 300))
+    limits = SignInLimits(WindowLimit(10, 300, "account"), WindowLimit(100_000, 300, "address"))
     yield AppState(settings, session_factory(engine), master_key, signing_keys, limits)
     await engine.dispose()
 
