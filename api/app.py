@@ -35,7 +35,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 def build_state(settings: Settings) -> AppState:
     engine = make_engine(
-        settings.app_database_url, echo=settings.sql_echo, pool_size=settings.pool_size
+        settings.app_database_url,
+        echo=settings.sql_echo,
+        pool_size=settings.pool_size,
+        pooler=settings.database_pooler,
     )
     return AppState(
         settings=settings,
@@ -58,7 +61,10 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         engine = state.sessions.kw["bind"]
         # Of several processes serving this database, one resumes the jobs (tenancy.leader).
-        startup = StartupLock(engine.url.render_as_string(hide_password=False))
+        startup = StartupLock(
+            engine.url.render_as_string(hide_password=False),
+            transaction_pooled=settings.database_pooler == "pgbouncer",
+        )
         try:
             if await startup.acquire():
                 log.info("start-up work: this process resumes background jobs")

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     wecom_api_url: str = "https://qyapi.weixin.qq.com"
     # PostgreSQL: the role the app's privileges are granted to (default `<db>_app`).
     app_role: str | None = None
+    # "pgbouncer": a transaction-mode pooler sits between the app and PostgreSQL.
+    database_pooler: Literal["pgbouncer"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

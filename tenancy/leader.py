@@ -2,6 +2,10 @@
 (resuming background jobs), and holds the lock for as long as it lives, so a worker that starts
 later does not do it again. PostgreSQL: a session-level advisory lock on a connection of its
 own, outside the pool. SQLite: an exclusive `flock` on a file next to the database.
+
+Behind a transaction-mode pooler (PgBouncer) a session lock would stay on a server connection
+that other clients then share, so there the lock is transaction-level, in a transaction the
+holder keeps open: the leader occupies one server connection for as long as it lives.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ LOCK_KEY = "patientpool:start-up"
 
 
 class StartupLock:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, transaction_pooled: bool = False) -> None:
         self.url = url
+        self.transaction_pooled = transaction_pooled
         self._conn: AsyncConnection | None = None
         self._fd: int | None = None
 
