@@ -21,12 +21,13 @@ from api.http_edge import GRAPHQL_REQUEST, GraphQLEdge
 from api.jobs import resume_jobs
 from api.limits import MAX_BODY_BYTES, MAX_DOCUMENT_BYTES
 from api.schema import build_schema
-from api.settings import Settings
+from api.settings import Settings, load_settings
 from api.wecom.routes import wecom_router
 from auth.access_log import RequestInfo
 from auth.signing_keys import SigningKeys
 from migrations.runner import head_revision
 from tenancy.keyring import LocalKeyProvider
+from tenancy.leader import StartupLock
 from tenancy.session import make_engine, session_factory
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 def build_state(settings: Settings) -> AppState:
     engine = make_engine(
-        settings.app_database_url, echo=settings.sql_echo, pool_size=settings.pool_size
+        settings.app_database_url,
+        echo=settings.sql_echo,
+        pool_size=settings.pool_size,
+        pooler=settings.database_pooler,
     )
     return AppState(
         settings=settings,
@@ -43,6 +47,12 @@ def build_state(settings: Settings) -> AppState:
         key_provider=LocalKeyProvider.from_text(settings.master_key_text()),
         signing_keys=SigningKeys.from_jwks_json(settings.signing_keys_text()),
     )
+
+
+def app_from_environment() -> FastAPI:
+    """One served worker's app (`uvicorn --factory`): the settings come from the environment,
+    which `patientpool serve` validated before it started the workers."""
+    return create_app(load_settings())
 
 
 def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
@@ -55,8 +65,18 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
                 "PATIENTPOOL_PERSISTED_QUERIES=allow: any GraphQL document is accepted, not "
                 "only the trusted ones"
             )
+        engine = state.sessions.kw["bind"]
+        # Of several processes serving this database, one resumes the jobs (tenancy.leader).
+        startup = StartupLock(
+            engine.url.render_as_string(hide_password=False),
+            transaction_pooled=settings.database_pooler == "pgbouncer",
+        )
         try:
-            await resume_jobs(state.sessions)
+            if await startup.acquire():
+                log.info("start-up work: this process resumes background jobs")
+                await resume_jobs(state.sessions)
+            else:
+                log.info("start-up work: left to the process holding the start-up lock")
         except Exception as exc:  # noqa: BLE001  (serving goes on; the jobs resume next start)
             log.error("could not resume background jobs: %s", describe_failure(exc))
         # Everything built so far (schema, models, policy caches) lives as long as the process:
@@ -64,8 +84,11 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
         # otherwise pauses a request for tens of milliseconds now and then (the p99).
         gc.collect()
         gc.freeze()
-        yield
-        await state.sessions.kw["bind"].dispose()
+        try:
+            yield
+        finally:
+            await startup.release()
+            await engine.dispose()
 
     async def get_context(request: HTTPConnection) -> Context:
         # HTTPConnection, not Request: a WebSocket handshake reaches here too, and is then

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -25,6 +26,7 @@ documents_app = typer.Typer(
     no_args_is_help=True, help="Trusted documents: the GraphQL operations clients publish."
 )
 staff_app = typer.Typer(no_args_is_help=True, help="A chain's staff.")
+db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL deployment.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
@@ -32,11 +34,13 @@ app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(referrals_app, name="referrals")
 app.add_typer(documents_app, name="documents")
 app.add_typer(staff_app, name="staff")
+app.add_typer(db_app, name="db")
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the SQLite file and dev keys live.")
 ]
 Host = Annotated[str, typer.Option("--host")]
+GRACEFUL_SECONDS = 30
 Port = Annotated[int, typer.Option("--port")]
 
 
@@ -59,13 +63,20 @@ def _migrate(cfg: Settings) -> None:
     from api.documents import ManifestError
     from api.operator import owner_session
     from migrations.runner import upgrade
+    from tenancy.deployment import DeploymentError
 
     if cfg.owner_database_url.startswith("sqlite"):
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        upgrade(cfg.owner_database_url)
+        notes = upgrade(
+            cfg.owner_database_url, app_role=cfg.deployment_app_role, app_login=cfg.app_login
+        )
+    except DeploymentError as exc:
+        fail(f"migration failed: {exc}", 1)
     except Exception as exc:  # noqa: BLE001 - one line for the operator, not a traceback
         fail(f"migration failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", 1)
+    for note in notes:
+        typer.echo(note, err=True)
 
     async def push() -> None:
         async with owner_session(cfg) as session, session.begin():
@@ -77,24 +88,33 @@ def _migrate(cfg: Settings) -> None:
         fail(f"frontend-schema/operations: {exc}", 1)
 
 
-def _serve(cfg: Settings, host: str, port: int) -> None:
+def _serve(cfg: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     from api.app import create_app
     from api.logs import log_config
 
     try:
+        # Built here even for several workers: a bad setting or key stops the command before
+        # any worker starts, and development keys are written once, not raced for.
         application = create_app(cfg)
     except (SettingsError, ValueError) as exc:
         fail(str(exc))
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_level="info",
-        log_config=log_config(),
-        access_log=False,
-    )
+    options: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "log_config": log_config(),
+        "access_log": False,
+        # SIGTERM: stop accepting, finish the requests in flight (up to this long), then the
+        # lifespan's shutdown closes the pool.
+        "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+    }
+    if workers == 1:
+        uvicorn.run(application, **options)  # type: ignore[arg-type]
+        return
+    # Each worker process builds its own app from the (validated) environment.
+    uvicorn.run("api.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -106,9 +126,16 @@ def migrate() -> None:
 
 
 @app.command()
-def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
-    """Serve the API with the configured database."""
-    _serve(settings(), host, port)
+def serve(
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, max=64, help="Server processes (default: the cores)."),
+    ] = None,
+) -> None:
+    """Serve the API with the configured database, in one or more processes."""
+    _serve(settings(), host, port, workers or os.cpu_count() or 1)
 
 
 @app.command()
@@ -430,6 +457,26 @@ def documents_revoke(
     if count == 0:
         fail("no trusted document matched", 1)
     typer.echo(f"{client}: {count} document(s) revoked (every process within 30 s)")
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """What the PostgreSQL deployment gets wrong (as the app's login role), one line each;
+    exit 1 if anything."""
+    from api.operator import db_check_command
+
+    cfg = settings()
+    if not cfg.on_postgres:
+        fail("db check needs PATIENTPOOL_DATABASE_URL on PostgreSQL")
+    try:
+        problems = asyncio.run(db_check_command(cfg))
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, not a traceback
+        fail(f"db check could not run: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", 1)
+    for problem in problems:
+        typer.echo(problem)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("ok: least-privilege app role, forced row-level security, CONNECT closed")
 
 
 @app.command("export-schema")

@@ -248,3 +248,15 @@ async def campaigns_send_command(
         if sms is not None:
             await sms.aclose()
         await engine.dispose()
+
+
+async def db_check_command(cfg: Settings) -> list[str]:
+    """`check_deployment` as the app's own login role (PATIENTPOOL_DATABASE_URL)."""
+    from tenancy.deployment import check_deployment
+
+    engine = make_engine(cfg.app_database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(check_deployment, cfg.deployment_app_role)
+    finally:
+        await engine.dispose()

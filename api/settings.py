@@ -13,6 +13,9 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from tenancy.deployment import ROLE_NAME, default_app_role
 
 
 class Environment(StrEnum):
@@ -49,6 +52,10 @@ class Settings(BaseSettings):
     sms_api_url: str | None = None
     sms_api_key: str | None = Field(default=None, repr=False)
     wecom_api_url: str = "https://qyapi.weixin.qq.com"
+    # PostgreSQL: the role the app's privileges are granted to (default `<db>_app`).
+    app_role: str | None = None
+    # "pgbouncer": a transaction-mode pooler sits between the app and PostgreSQL.
+    database_pooler: Literal["pgbouncer"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -67,6 +74,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"PATIENTPOOL_{name.upper()} must be an http(s) URL")
         if self.sms_api_url and not self.sms_api_key:
             raise ValueError("PATIENTPOOL_SMS_API_URL needs PATIENTPOOL_SMS_API_KEY")
+        if self.app_role is not None and not ROLE_NAME.match(self.app_role):
+            raise ValueError(
+                "PATIENTPOOL_APP_ROLE must be a lowercase role name "
+                "(letters, digits and _, at most 63)"
+            )
         url = self.database_url
         if url and not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError(
@@ -100,6 +112,22 @@ class Settings(BaseSettings):
     @property
     def owner_database_url(self) -> str:
         return self.migration_database_url or self.app_database_url
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.app_database_url.startswith("postgresql")
+
+    @property
+    def deployment_app_role(self) -> str | None:
+        """The role migrate grants to on PostgreSQL: the setting, else `<db>_app`."""
+        if not self.owner_database_url.startswith("postgresql"):
+            return None
+        return self.app_role or default_app_role(make_url(self.owner_database_url).database or "")
+
+    @property
+    def app_login(self) -> str | None:
+        """The login role of PATIENTPOOL_DATABASE_URL on PostgreSQL."""
+        return make_url(self.app_database_url).username if self.on_postgres else None
 
     @property
     def archive_dir(self) -> Path:

@@ -20,7 +20,7 @@ from auth.models import RefreshSession, ServiceToken, StaffBranch, StaffRegion, 
 from auth.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 from auth.policy import load_policy
 from auth.principal import Principal
-from auth.ratelimit import SlidingWindowLimiter
+from auth.ratelimit import WindowLimit
 from auth.signing_keys import SigningKeys, TokenError
 from auth.tokens import (
     decode_access_token,
@@ -53,12 +53,12 @@ class TokenPair:
 
 @dataclass
 class SignInLimits:
-    per_account: SlidingWindowLimiter
-    per_address: SlidingWindowLimiter
+    per_account: WindowLimit
+    per_address: WindowLimit
 
     @classmethod
     def default(cls) -> SignInLimits:
-        return cls(SlidingWindowLimiter(10, 300), SlidingWindowLimiter(50, 300))
+        return cls(WindowLimit(10, 300, "account"), WindowLimit(50, 300, "address"))
 
 
 def _now() -> datetime:
@@ -113,8 +113,8 @@ async def sign_in(
     client_addr: str,
 ) -> TokenPair:
     email = email.strip().lower()
-    if not limits.per_address.hit(client_addr) or not limits.per_account.hit(
-        f"{tenant_slug}\x00{email}"
+    if not await limits.per_address.hit(sessions, client_addr) or not await limits.per_account.hit(
+        sessions, f"{tenant_slug}\x00{email}"
     ):
         raise AuthError("too many sign-in attempts; try again later", "RATE_LIMITED")
     async with sessions() as session, session.begin():
@@ -147,7 +147,7 @@ async def sign_in(
             pair = await _issue(session, keys, tenant.id, user)
     if failure is not None:
         raise failure
-    limits.per_account.reset(f"{tenant_slug}\x00{email}")
+    await limits.per_account.reset(sessions, f"{tenant_slug}\x00{email}")
     return pair
 
 

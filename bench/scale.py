@@ -41,7 +41,6 @@ from domain.tenants.models import Tenant
 from migrations.runner import upgrade
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
 from tenancy.keystore import load_cipher
-from tenancy.rls import APP_ROLE
 from tenancy.session import bind_tenant, make_engine, session_factory
 
 RESULTS = Path(__file__).parent / "results"
@@ -147,20 +146,19 @@ def _count_sealed(value: Any) -> int:
 
 
 async def _app_url(owner_url: str) -> str:
-    """On PostgreSQL, a login role inside the application group role (RLS applies)."""
+    """On PostgreSQL, a login role inside the deployment's group role (RLS applies)."""
     if not owner_url.startswith("postgresql"):
         return owner_url
     engine = create_async_engine(owner_url, isolation_level="AUTOCOMMIT")
     async with engine.connect() as conn:
-        exists = await conn.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname='pp_bench_app'")
+        exists = await conn.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname='pp_bench_login'")
         if exists.first() is None:
-            await conn.exec_driver_sql(
-                f"CREATE ROLE pp_bench_app LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE {APP_ROLE}"
-            )
+            await conn.exec_driver_sql("CREATE ROLE pp_bench_login LOGIN NOSUPERUSER NOBYPASSRLS")
     await engine.dispose()
+    await asyncio.to_thread(lambda: upgrade(owner_url, app_login="pp_bench_login"))
     return (
         make_url(owner_url)
-        .set(username="pp_bench_app", password=None)
+        .set(username="pp_bench_login", password=None)
         .render_as_string(hide_password=False)
     )
 

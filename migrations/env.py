@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from migrations.registry import target_metadata
+from tenancy.deployment import GRANTEE_KEY, resolve_grantee, secure_database
 
 config = context.config
 
@@ -20,8 +21,18 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
+    on_postgres = connection.dialect.name == "postgresql"
     with context.begin_transaction():
+        if on_postgres:
+            # Whom the migrations grant to: the deployment's role (see tenancy.deployment).
+            grantee = resolve_grantee(
+                connection, config.attributes.get("app_role"), config.attributes.get("app_login")
+            )
+            connection.info[GRANTEE_KEY] = grantee.role
+            config.attributes.setdefault("notes", []).extend(grantee.notes)
         context.run_migrations()
+        if on_postgres:
+            secure_database(connection, grantee.role)
 
 
 async def _run_async(url: str) -> None:

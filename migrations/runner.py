@@ -20,12 +20,27 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+def _deployment_config(url: str, app_role: str | None, app_login: str | None) -> Config:
+    cfg = alembic_config(url)
+    cfg.attributes.update(app_role=app_role, app_login=app_login, notes=[])
+    return cfg
 
 
-def downgrade(url: str, revision: str = "base") -> None:
-    command.downgrade(alembic_config(url), revision)
+def upgrade(
+    url: str, revision: str = "head", *, app_role: str | None = None, app_login: str | None = None
+) -> list[str]:
+    """Upgrade; on PostgreSQL the app's privileges go to `app_role` (default `<db>_app`), or
+    straight to `app_login` when the owner may not create that role. Returns what was done
+    about roles, one line each."""
+    cfg = _deployment_config(url, app_role, app_login)
+    command.upgrade(cfg, revision)
+    return list(cfg.attributes["notes"])
+
+
+def downgrade(
+    url: str, revision: str = "base", *, app_role: str | None = None, app_login: str | None = None
+) -> None:
+    command.downgrade(_deployment_config(url, app_role, app_login), revision)
 
 
 def head_revision() -> str | None:

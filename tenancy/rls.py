@@ -3,6 +3,8 @@
 Each tenant-owned table gets RLS enabled *and forced* (so even the table owner is filtered), one
 policy whose USING and WITH CHECK compare `tenant_id` with the transaction-local setting
 `app.tenant_id`, and grants for the application role, which owns nothing and cannot bypass RLS.
+That role is the deployment's own (`tenancy.deployment.resolve_grantee`, run by the migration
+environment before any migration, leaves its name in the connection's `info`).
 With no tenant set the policy compares with NULL and no row passes. On SQLite these are no-ops:
 there the ORM filter in `tenancy.session` is the guard.
 """
@@ -13,9 +15,9 @@ from typing import Protocol
 
 from sqlalchemy.engine import Connection
 
+from tenancy.deployment import GRANTEE_KEY, default_app_role, quote
 from tenancy.session import RLS_SETTING
 
-APP_ROLE = "patientpool_app"
 POLICY = "tenant_isolation"
 TENANT_MATCH = f"tenant_id = NULLIF(current_setting('{RLS_SETTING}', true), '')::uuid"
 
@@ -29,23 +31,33 @@ def _on_postgres(op: Operations) -> bool:
     return op.get_bind().dialect.name == "postgresql"
 
 
+def grantee_name(op: Operations) -> str:
+    """The role the app's privileges go to in this migration run."""
+    bind = op.get_bind()
+    name = bind.info.get(GRANTEE_KEY)
+    if name is None:  # a connection the migration environment did not prepare
+        name = default_app_role(str(bind.exec_driver_sql("SELECT current_database()").scalar()))
+    return str(name)
+
+
+def app_role(op: Operations) -> str:
+    return quote(grantee_name(op))
+
+
 def create_app_role(op: Operations) -> None:
-    """The group role the application's login role joins (NOLOGIN, NOBYPASSRLS, owns nothing)."""
-    if not _on_postgres(op):
-        return
-    op.execute(
-        f"""DO $$ BEGIN
-          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
-            CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB;
-          END IF;
-        END $$"""
-    )
-    op.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
+    """The schema's usage for the deployment's role (made, if need be, by resolve_grantee)."""
+    if _on_postgres(op):
+        op.execute(f"GRANT USAGE ON SCHEMA public TO {app_role(op)}")
 
 
 def grant(op: Operations, table: str, privileges: str) -> None:
     if _on_postgres(op):
-        op.execute(f"GRANT {privileges} ON {table} TO {APP_ROLE}")
+        op.execute(f"GRANT {privileges} ON {table} TO {app_role(op)}")
+
+
+def revoke(op: Operations, table: str, privileges: str = "ALL") -> None:
+    if _on_postgres(op):
+        op.execute(f"REVOKE {privileges} ON {table} FROM {app_role(op)}")
 
 
 def enable_tenant_rls(
@@ -64,7 +76,7 @@ def enable_tenant_rls(
 def disable_tenant_rls(op: Operations, table: str) -> None:
     if not _on_postgres(op):
         return
-    op.execute(f"REVOKE ALL ON {table} FROM {APP_ROLE}")
+    revoke(op, table)
     op.execute(f"DROP POLICY IF EXISTS {POLICY} ON {table}")
     op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
     op.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")

@@ -40,14 +40,37 @@ class TenantSession(Session):
     """The only session class the application uses; the events below are bound to it."""
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+def make_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, pooler: str | None = None
+) -> AsyncEngine:
+    """`pooler="pgbouncer"`: a transaction-mode pooler sits in front, so consecutive
+    transactions of one client connection may run on different server connections. asyncpg
+    then keeps no statement cache (a cached prepared statement would be looked for on a server
+    that never saw it) and names each statement uniquely (two clients' statements may meet on
+    one server); the tenant is set per transaction anyway (`set_config(..., true)`)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
+    if pooler == "pgbouncer":
+        return create_async_engine(
+            url,
+            echo=echo,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            connect_args={
+                "statement_cache_size": 0,
+                "prepared_statement_cache_size": 0,
+                "prepared_statement_name_func": _unique_statement_name,
+            },
+        )
     return create_async_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
     )
+
+
+def _unique_statement_name() -> str:
+    return f"__pp_{uuid.uuid4().hex}__"
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

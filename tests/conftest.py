@@ -1,6 +1,12 @@
 """Databases for the tests: a SQLite file and a PostgreSQL database, each made by
-`alembic upgrade head`. On PostgreSQL the app connects as a login role that only belongs to
-the application group role (owns nothing, cannot bypass RLS); migrations run as the owner.
+`alembic upgrade head`. On PostgreSQL each test database is its own deployment: the app
+connects as the login role `<db>_login` (owns nothing, cannot bypass RLS), which the migration
+makes a member of the deployment's group role `<db>_app`; provisioning runs as the superuser.
+
+With PATIENTPOOL_TEST_PG_OWNER=limited the database is owned by `<db>_owner`, a role with
+neither SUPERUSER nor CREATEROLE: the migration runs as that owner and, unable to create the
+group role, grants straight to the login role (tests/tenancy/test_deployment.py runs the
+isolation suite that way).
 
 PostgreSQL comes from PATIENTPOOL_TEST_POSTGRES_URL (default: postgres on 127.0.0.1:5432).
 When it cannot be reached the PostgreSQL tests skip and say why; under CI=true they fail.
@@ -9,6 +15,7 @@ When it cannot be reached the PostgreSQL tests skip and say why; under CI=true t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -25,26 +32,30 @@ from api.app import create_app
 from api.context import AppState
 from api.document_commands import push_project_operations
 from api.settings import Settings
-from auth.ratelimit import SlidingWindowLimiter
+from auth.ratelimit import WindowLimit
 from auth.sessions import SignInLimits
 from auth.signing_keys import SigningKeys
 from migrations.runner import upgrade
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
-from tenancy.rls import APP_ROLE
 from tenancy.session import make_engine, session_factory
 
 PG_ADMIN_URL = os.environ.get(
     "PATIENTPOOL_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
-APP_LOGIN = "pp_test_app"
+LIMITED_OWNER = os.environ.get("PATIENTPOOL_TEST_PG_OWNER", "") == "limited"
 
 
 @dataclass(frozen=True)
 class Database:
     kind: str
-    owner_url: str
+    owner_url: str  # provisioning and schema checks (the superuser on PostgreSQL)
     app_url: str
+    migration_url: str = ""  # who runs `migrate` (the owner); owner_url when empty
+    app_login: str | None = None
+
+    def migrate(self, revision: str = "head") -> list[str]:
+        return upgrade(self.migration_url or self.owner_url, revision, app_login=self.app_login)
 
 
 async def _pg_reachable() -> str | None:
@@ -59,11 +70,27 @@ async def _pg_reachable() -> str | None:
         await engine.dispose()
 
 
+def _pg_url(name: str, user: str | None = None) -> str:
+    url = make_url(PG_ADMIN_URL).set(database=name)
+    if user is not None:
+        url = url.set(username=user, password=None)
+    return url.render_as_string(hide_password=False)
+
+
+def deployment_roles(name: str) -> tuple[str, ...]:
+    return (f"{name}_app", f"{name}_login", f"{name}_owner")
+
+
 async def drop_pg_database(name: str) -> None:
-    """Test databases are dropped when done, so runs do not pile them up on the server."""
+    """Test databases (and their deployment's roles) are dropped when done, so runs do not
+    pile them up on the server."""
     admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for role in deployment_roles(name):
+            # A role still granted in another database stays (it then says so, harmlessly).
+            with contextlib.suppress(Exception):
+                await conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
     await admin.dispose()
 
 
@@ -77,29 +104,38 @@ async def push_operations(owner_url: str) -> None:
         await engine.dispose()
 
 
-async def _make_pg_database(name: str) -> Database:
+async def create_pg_database(name: str, *, limited_owner: bool = False) -> Database:
+    """An empty database and its login role `<name>_login`; with `limited_owner` the database
+    belongs to `<name>_owner` (no SUPERUSER, no CREATEROLE), who is to migrate it."""
+    login, owner = f"{name}_login", f"{name}_owner"
     admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        roles = [(login, "")] + ([(owner, " NOCREATEROLE NOCREATEDB")] if limited_owner else [])
+        for role, extra in roles:
+            found = await conn.exec_driver_sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
+            if found.first() is None:
+                await conn.exec_driver_sql(
+                    f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS{extra}'
+                )
+        await conn.exec_driver_sql(
+            f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if limited_owner else "")
+        )
     await admin.dispose()
-    owner_url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    await asyncio.to_thread(upgrade, owner_url)
-    await push_operations(owner_url)
-    admin = create_async_engine(owner_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        exists = await conn.exec_driver_sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_LOGIN}'")
-        if exists.first() is None:
-            await conn.exec_driver_sql(
-                f"CREATE ROLE {APP_LOGIN} LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE {APP_ROLE}"
-            )
-    await admin.dispose()
-    app_url = (
-        make_url(owner_url)
-        .set(username=APP_LOGIN, password=None)
-        .render_as_string(hide_password=False)
+    return Database(
+        "postgres",
+        _pg_url(name),
+        _pg_url(name, login),
+        _pg_url(name, owner) if limited_owner else _pg_url(name),
+        login,
     )
-    return Database("postgres", owner_url, app_url)
+
+
+async def _make_pg_database(name: str) -> Database:
+    db = await create_pg_database(name, limited_owner=LIMITED_OWNER)
+    await asyncio.to_thread(db.migrate)
+    await push_operations(db.migration_url or db.owner_url)
+    return db
 
 
 def pg_unavailable(reason: str) -> None:
@@ -161,7 +197,7 @@ async def state(
 ) -> AsyncIterator[AppState]:
     engine = make_engine(db.app_url, pool_size=5)
     # Generous limits: many tests sign in from the same test address. The limiter has tests.
-    limits = SignInLimits(SlidingWindowLimiter(10, 300), SlidingWindowLimiter(100_000, 300))
+    limits = SignInLimits(WindowLimit(10, 300, "account"), WindowLimit(100_000, 300, "address"))
     yield AppState(settings, session_factory(engine), master_key, signing_keys, limits)
     await engine.dispose()
 

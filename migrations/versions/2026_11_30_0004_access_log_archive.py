@@ -89,7 +89,7 @@ def downgrade() -> None:
             "CREATE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE ON access_log "
             "FOR EACH ROW EXECUTE FUNCTION pp_refuse_change()"
         )
-        op.execute(f"REVOKE UPDATE (audit_retention_days) ON tenants FROM {rls.APP_ROLE}")
+        rls.revoke(op, "tenants", "UPDATE (audit_retention_days)")
     else:
         op.execute("DROP TRIGGER access_log_no_delete")
         op.execute(

@@ -43,18 +43,20 @@ async def test_models_and_migrations_agree(db: Database) -> None:
 
 async def test_upgrade_downgrade_upgrade(db: Database, unique: str) -> None:
     # A scratch database of the same kind, so the shared one stays at head for other tests.
+    login = None
     if db.kind == "sqlite":
         url = db.owner_url.rsplit("/", 1)[0] + f"/scratch-{unique}.db"
     else:
-        from tests.conftest import _make_pg_database
+        from tests.conftest import create_pg_database
 
-        url = (await _make_pg_database(f"pp_scratch_{unique}")).owner_url
+        scratch = await create_pg_database(f"pp_scratch_{unique}")
+        url, login = scratch.owner_url, scratch.app_login
     try:
-        await asyncio.to_thread(upgrade, url)
+        await asyncio.to_thread(lambda: upgrade(url, app_login=login))
         assert set(tenant_tables()) <= await _tables(url)
-        await asyncio.to_thread(downgrade, url, "base")
+        await asyncio.to_thread(lambda: downgrade(url, "base", app_login=login))
         assert await _tables(url) <= {"alembic_version"}
-        await asyncio.to_thread(upgrade, url)
+        await asyncio.to_thread(lambda: upgrade(url, app_login=login))
         assert set(tenant_tables()) <= await _tables(url)
         assert await _diff(url) == []
         assert head_revision() is not None

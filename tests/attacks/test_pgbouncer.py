@@ -1,0 +1,190 @@
+"""Isolation through a real PgBouncer in transaction mode with 2 server connections: two app
+instances (PATIENTPOOL_DATABASE_POOLER=pgbouncer) serve 500 interleaved requests of three
+tenants, a fifth of them failing after the tenant was set, and none sees another tenant's
+row; no server connection keeps a tenant between transactions.
+
+Not covered yet: requests cancelled mid-transaction. A cancelled request's connection is not
+returned (SQLAlchemy leaves it to the garbage collector), so under transaction pooling it pins
+one server connection while its transaction stays open."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from api.app import create_app
+from api.context import AppState
+from api.settings import Settings
+from tenancy.session import make_engine, session_factory
+from tests.api.test_served import _free_port
+from tests.conftest import IN_CI, Database, create_pg_database, drop_pg_database
+from tests.support import World, build_world, codes, gql, sign_in
+
+pytestmark = pytest.mark.postgres
+LIST = "{ patients(first: 50) { edges { node { id name } } } }"
+ONE = "query($id: ID!) { patient(id: $id) { id name } }"
+
+
+def _pgbouncer(tmp: Path, db: Database) -> tuple[subprocess.Popen[bytes], int]:
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).exists():
+        message = "pgbouncer is not installed (apt-get install pgbouncer; .ci/run does)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    port = _free_port()
+    target = make_url(db.owner_url)
+    users = tmp / "users.txt"
+    users.write_text(f'"{target.username}" ""\n"{db.app_login}" ""\n')
+    config = tmp / "pgbouncer.ini"
+    config.write_text(
+        f"""[databases]
+* = host={target.host} port={target.port or 5432}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {users}
+pool_mode = transaction
+default_pool_size = 2
+max_client_conn = 100
+server_reset_query =
+logfile = {tmp / "pgbouncer.log"}
+pidfile = {tmp / "pgbouncer.pid"}
+"""
+    )
+    tmp.chmod(0o777)
+    for path in (users, config):
+        path.chmod(0o644)
+    command = [binary, str(config)]
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root
+        command = [binary, "-u", "postgres", str(config)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"pgbouncer did not start: {proc.stderr.read()!r}") from None
+            time.sleep(0.1)
+    return proc, port
+
+
+@pytest.fixture(scope="module")
+def bouncer(postgres_db: Database) -> Iterator[Any]:
+    name = f"pp_pgb_{os.getpid()}"
+    db = asyncio.run(create_pg_database(name))
+    db.migrate()
+    # Its own directory: PgBouncer runs as another user, who cannot enter pytest's tmp dirs.
+    tmp = Path(tempfile.mkdtemp(prefix="pp-pgbouncer-"))
+    proc, port = _pgbouncer(tmp, db)
+    pooled = make_url(db.app_url).set(host="127.0.0.1", port=port)
+    yield db, pooled.render_as_string(hide_password=False)
+    proc.terminate()
+    proc.wait(timeout=30)
+    shutil.rmtree(tmp, ignore_errors=True)
+    asyncio.run(drop_pg_database(name))
+
+
+@pytest.fixture(scope="module")
+async def instances(
+    bouncer: tuple[Database, str], master_key: Any, signing_keys: Any, tmp_path_factory: Any
+) -> AsyncIterator[tuple[list[httpx.AsyncClient], list[World], str]]:
+    db, pooled_url = bouncer
+    settings = Settings(data_dir=tmp_path_factory.mktemp("pgb-data"), database_pooler="pgbouncer")
+    owner_engine = make_engine(db.owner_url, pool_size=1)
+    owner = AppState(settings, session_factory(owner_engine), master_key, signing_keys)
+    worlds = [await build_world(owner, f"pgb{i}-{uuid.uuid4().hex[:6]}") for i in range(3)]
+    await owner_engine.dispose()
+    engines = [make_engine(pooled_url, pool_size=10, pooler="pgbouncer") for _ in range(2)]
+    clients = [
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(
+                app=create_app(
+                    settings,
+                    AppState(settings, session_factory(engine), master_key, signing_keys),
+                )
+            ),
+            base_url="http://test",
+            timeout=120,
+        )
+        for engine in engines
+    ]
+    yield clients, worlds, pooled_url
+    for client in clients:
+        await client.aclose()
+    for engine in engines:
+        await engine.dispose()
+
+
+async def test_500_interleaved_requests_never_cross_tenants(
+    instances: tuple[list[httpx.AsyncClient], list[World], str],
+) -> None:
+    clients, worlds, pooled_url = instances
+    tokens = [await sign_in(clients[i % 2], w, "hq_admin") for i, w in enumerate(worlds)]
+    own = [{w.gid(k) for k in w.patients} for w in worlds]
+    rng = random.Random(22)
+    leaks: list[str] = []
+    answered = failed = 0
+
+    async def one(n: int) -> None:
+        nonlocal answered, failed
+        t = rng.randrange(3)
+        client = clients[n % 2]
+        kind = n % 5
+        if kind == 4:  # a foreign id: fails after the tenant was set
+            other = worlds[(t + 1) % 3]
+            result = await gql(client, ONE, {"id": other.gid("b1")}, token=tokens[t])
+            assert codes(result) == ["NOT_FOUND"], result
+            failed += 1
+            return
+        result = await gql(client, LIST, token=tokens[t])
+        assert "errors" not in result, result
+        ids = {e["node"]["id"] for e in result["data"]["patients"]["edges"]}
+        assert ids, result
+        leaks.extend(sorted(ids - own[t]))
+        answered += 1
+
+    gate = asyncio.Semaphore(12)
+
+    async def limited(n: int) -> None:
+        async with gate:
+            await one(n)
+
+    await asyncio.gather(*(limited(n) for n in range(500)))
+    assert leaks == []
+    assert answered + failed == 500
+    assert failed >= 90 and answered >= 300
+    # Afterwards, through the same pooler: a transaction of every client sees the tenant unset.
+    for client in clients:
+        result = await gql(client, LIST)
+        assert codes(result) == ["UNAUTHENTICATED"]
+    engine = make_engine(pooled_url, pool_size=4, pooler="pgbouncer")
+    try:
+        for _ in range(8):
+            async with engine.connect() as conn:
+                setting = await conn.exec_driver_sql(
+                    "SELECT current_setting('app.tenant_id', true)"
+                )
+                assert setting.scalar() in (None, "")
+                visible = await conn.exec_driver_sql("SELECT count(*) FROM patients")
+                assert visible.scalar() == 0
+    finally:
+        await engine.dispose()
