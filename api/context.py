@@ -161,6 +161,15 @@ class Context(BaseContext):
     async def close(self) -> None:
         await _settled(self.session.close)
 
+    async def abandon(self) -> None:
+        """The operation ended without a result: no new load starts, the ones under way end,
+        and the session rolls back and closes."""
+        self._finishing = True
+        pending = [f for f in self._once.values() if not f.done()]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.close()
+
 
 class RequestFinished(Exception):
     """A resolver asked for a per-request load after its operation had ended."""

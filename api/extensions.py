@@ -8,6 +8,7 @@ code, or masked.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -29,7 +30,16 @@ class OperationBoundary(SchemaExtension):
                 client_addr=ctx.request_info.client_addr,
                 user_agent=ctx.request_info.user_agent,
             )
-        yield
+        try:
+            yield
+        except BaseException:
+            # Cancelled (the client went away, the server is stopping) or broken out of
+            # Strawberry: nothing is committed, and the connection goes back to the pool now,
+            # not when the collector finds the session (behind PgBouncer a leaked transaction
+            # holds one of its few server connections).
+            if ctx is not None:
+                await asyncio.shield(ctx.abandon())
+            raise
         result = self.execution_context.result
         errors = list(
             (result.errors if result is not None else None)
@@ -47,7 +57,7 @@ class OperationBoundary(SchemaExtension):
                 errors = [GraphQLError("commit failed", original_error=exc)]
             finally:
                 try:
-                    await ctx.close()
+                    await asyncio.shield(ctx.close())
                 except Exception as exc:  # noqa: BLE001  (logged; the answer still leaves coded)
                     log.error(
                         "close failed request_id=%s error=%s", request_id, describe_failure(exc)

@@ -300,3 +300,49 @@ async def test_pages_walk_every_row_once_even_when_times_tie(
                 break
             cursor = page["pageInfo"]["endCursor"]
         assert len(seen) == len(set(seen)) == page["totalCount"] == len(made), field
+
+
+async def test_a_cancelled_request_gives_its_connection_back(
+    client: httpx.AsyncClient, state: AppState, owner_state: AppState, unique: str
+) -> None:
+    """The client goes away while the operation is at the database: the request is cancelled
+    there, nothing is committed, and the connection is back in the pool at once (not when the
+    collector finds the session)."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    world = await build_world(owner_state, f"cx-{unique}")
+    admin = await sign_in(client, world, "hq_admin")
+    engine = state.sessions.kw["bind"].sync_engine
+    pool = engine.pool
+    before = pool.checkedout()
+    running: list[asyncio.Task] = []
+    seen = {"n": 0}
+
+    def cancel_mid_way(*_args: object) -> None:
+        seen["n"] += 1
+        if seen["n"] == 3 and running:  # after the principal's statements, inside the write
+            running[0].cancel()
+
+    event.listen(engine, "before_cursor_execute", cancel_mid_way)
+    try:
+        task = asyncio.ensure_future(
+            gql(
+                client,
+                "mutation($i: CreatePatientInput!) { createPatient(input: $i) { patient { id } } }",
+                {"i": {"name": "走了", "homeBranchId": world.branch_gid("b1")}},
+                token=admin,
+            )
+        )
+        running.append(task)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        event.remove(engine, "before_cursor_execute", cancel_mid_way)
+    assert seen["n"] >= 3
+    await asyncio.sleep(0)
+    assert pool.checkedout() == before
+    # Nothing of the cancelled operation was kept, and the app serves on.
+    count = await gql(client, "{ patients { totalCount } }", token=admin)
+    assert count["data"]["patients"]["totalCount"] == len(world.patients)
