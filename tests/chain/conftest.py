@@ -100,7 +100,8 @@ async def api(chain_state: AppState) -> AsyncIterator[httpx.AsyncClient]:
 
 
 SIGN_IN = """mutation($t: String!, $e: String!, $p: String!) {
-  signIn(tenant: $t, email: $e, password: $p) { accessToken refreshToken expiresIn } }"""
+  signIn(tenant: $t, email: $e, password: $p) {
+    accessToken refreshToken expiresIn secondFactorRequired challenge } }"""
 
 
 async def sign_in_pair(
