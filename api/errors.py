@@ -150,9 +150,10 @@ def format_error(
             message = "this data was crypto-shredded and can no longer be read"
     else:
         message = error.message
-        field = (error.extensions or {}).get("field")
-        if field:
-            extensions["field"] = field
+        for key in ("field", "reason"):
+            value = (error.extensions or {}).get(key)
+            if value:
+                extensions[key] = value
         if hide_suggestions:
             message = _SUGGESTION.sub("", message)
     return GraphQLError(message, nodes=error.nodes, path=error.path, extensions=extensions)

@@ -9,6 +9,9 @@
   wrong with the request, an anonymous caller learns only that it must sign in, and nothing of
   the schema. This check reads no database; a token whose user or session was revoked since is
   refused when the first resolver loads the principal, before it reads an argument.
+- **Enrolment first.** A token that may only set up a second factor (a member of a role the
+  chain requires one of, who has none yet) reaches the enrolment fields and `me`, nothing
+  else: FORBIDDEN with reason TOTP_ENROLMENT_REQUIRED.
 """
 
 from __future__ import annotations
@@ -73,8 +76,19 @@ def bad_input(message: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
 
 
-def caller_first(public_root_fields: frozenset[str]) -> type[SchemaExtension]:
+def enrol_first() -> GraphQLError:
+    return GraphQLError(
+        "set up your second factor first (startTotpEnrolment, then confirmTotp), "
+        "then sign in again",
+        extensions={"code": "FORBIDDEN", "reason": "TOTP_ENROLMENT_REQUIRED"},
+    )
+
+
+def caller_first(
+    public_root_fields: frozenset[str], enrolment_root_fields: frozenset[str] = frozenset()
+) -> type[SchemaExtension]:
     public = public_root_fields | META_FIELDS
+    enrolment = enrolment_root_fields | META_FIELDS
 
     class CallerFirst(SchemaExtension):
         def on_parse(self) -> Iterator[None]:
@@ -96,18 +110,20 @@ def caller_first(public_root_fields: frozenset[str]) -> type[SchemaExtension]:
             document, ctx = ec.graphql_document, ec.context
             if document is not None and ctx is not None and ec.pre_execution_errors is None:
                 operation = selected_operation(document, ctx.requested_operation_name)
-                needs_caller = operation is None or not (
-                    root_field_names(document, operation) <= public
-                )
-                if needs_caller:
+                names = None if operation is None else root_field_names(document, operation)
+                if names is None or not names <= public:
                     try:
                         # No SQL here: a hostile document is still refused by the limits
                         # before anything reaches the database.
-                        check_bearer(ctx.app.signing_keys, ctx.bearer)
+                        claims = check_bearer(ctx.app.signing_keys, ctx.bearer)
                     except AuthError as exc:
                         ec.pre_execution_errors = [
                             GraphQLError(str(exc), extensions={"code": exc.code})
                         ]
+                    else:
+                        limited = claims is not None and claims.enrolment_only
+                        if limited and (names is None or not names <= enrolment):
+                            ec.pre_execution_errors = [enrol_first()]
             yield
 
     return CallerFirst

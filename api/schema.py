@@ -57,6 +57,7 @@ from api.pool.types import (
 from api.referrals import resolvers as referrals
 from api.referrals.types import Referral, ReferralTree, ReferrerFigures, Reward, RewardRule
 from api.sessions import resolvers as sessions
+from api.sessions.fields import TwoFactorMutation, TwoFactorQuery
 from api.settings import Settings
 from api.tenants import resolvers as tenants
 from api.tenants.types import Tenant
@@ -67,12 +68,14 @@ OPERATIONS = Path(__file__).resolve().parent.parent / "frontend-schema" / "opera
 # Root fields a caller without a token may use; every other root field answers UNAUTHENTICATED
 # before any of its arguments is looked at (api/gate.py).
 PUBLIC_ROOT_FIELDS = frozenset(
-    {"signIn", "refreshTokens", "acceptInvitation", "completePasswordReset"}
+    {"signIn", "refreshTokens", "acceptInvitation", "completePasswordReset", "verifyTotp"}
 )
+# All a token that may only set up a second factor reaches (signIn's enrolmentRequired).
+ENROLMENT_ROOT_FIELDS = frozenset({"me", "startTotpEnrolment", "confirmTotp"})
 
 
 @strawberry.type(description="Read the patient pool.")
-class Query(ChainQuery):
+class Query(ChainQuery, TwoFactorQuery):
     me: sessions.Me = strawberry.field(
         resolver=sessions.me, description="The signed-in principal: user, tenant, roles, branches."
     )
@@ -196,7 +199,7 @@ class Query(ChainQuery):
 
 
 @strawberry.type(description="Change the patient pool.")
-class Mutation(ChainMutation):
+class Mutation(ChainMutation, TwoFactorMutation):
     sign_in: sessions.AuthPayload = strawberry.field(
         resolver=sessions.sign_in_mutation,
         description="Sign in with tenant slug, email and password.",
@@ -396,7 +399,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if settings is not None and not settings.introspection_enabled:
         # Adds its rule to the operation's validation rules, which checks_first runs.
         extensions.append(DisableIntrospection)
-    extensions += [caller_first(PUBLIC_ROOT_FIELDS), checks_first(limits, production)]
+    extensions += [
+        caller_first(PUBLIC_ROOT_FIELDS, ENROLMENT_ROOT_FIELDS),
+        checks_first(limits, production),
+    ]
     schema = PatientPoolSchema(
         query=Query,
         mutation=Mutation,

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKeyConstraint,
     Integer,
@@ -64,11 +65,14 @@ class StaffRegion(TenantScoped, Base):
 class StaffTokenPurpose:
     INVITATION = "invitation"
     PASSWORD_RESET = "password_reset"
+    # Handed out by signIn when a second factor is due; spent by verifyTotp (minutes).
+    TOTP_CHALLENGE = "totp_challenge"
 
 
 class StaffToken(TenantScoped, Timestamped, Base):
-    """A one-time token sent to a person (an invitation, a password reset): stored only as its
-    SHA-256 digest, spent once, and void after `expires_at` or when revoked or replaced."""
+    """A one-time token handed to a person (an invitation, a password reset, a second-factor
+    challenge): stored only as its SHA-256 digest, spent once, and void after `expires_at` or
+    when revoked or replaced."""
 
     __tablename__ = "staff_tokens"
     __table_args__ = (staff_fk("staff_id"), UniqueConstraint("tenant_id", "token_digest"))
@@ -80,6 +84,33 @@ class StaffToken(TenantScoped, Timestamped, Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+
+class StaffTotp(TenantScoped, Timestamped, Base):
+    """A staff member's TOTP second factor (RFC 6238). The secret is sealed with the tenant's
+    data key, bound to this table, column and member; it counts only once confirmed. The
+    last time step a code was accepted for is kept so no code works twice."""
+
+    __tablename__ = "staff_totp"
+    __table_args__ = (staff_fk("staff_id"),)
+
+    staff_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    secret_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class StaffRecoveryCode(TenantScoped, Base):
+    """One of a member's ten one-time recovery codes: only its SHA-256 digest (the codes carry
+    80 random bits each, so a plain digest is enough), spent once."""
+
+    __tablename__ = "staff_recovery_codes"
+    __table_args__ = (staff_fk("staff_id"), UniqueConstraint("tenant_id", "code_digest"))
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    staff_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    code_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
 
 class RefreshSession(TenantScoped, Timestamped, Base):

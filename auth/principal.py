@@ -22,6 +22,9 @@ class Principal:
     session_id: uuid.UUID | None = None
     # The branches of the regions this staff member manages (the `patients:region` scope).
     region_branch_ids: frozenset[uuid.UUID] = frozenset()
+    # Signed in only to set up a second factor: no rule applies (the gate in api/ also lets
+    # such a token reach nothing but the enrolment fields and `me`).
+    enrolment_only: bool = False
 
     @property
     def subject(self) -> str:
@@ -32,4 +35,6 @@ class Principal:
         return Actor(self.kind, str(self.id), self.roles)
 
     def allows(self, obj: str, act: str) -> bool:
+        if self.enrolment_only:
+            return False
         return self.policy.allows(self.subject, obj, act)

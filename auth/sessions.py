@@ -10,12 +10,14 @@ the tenant before the token's row is looked up under row-level security.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from auth import totp
 from auth.models import RefreshSession, ServiceToken, StaffBranch, StaffRegion, StaffUser
 from auth.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 from auth.policy import load_policy
@@ -23,6 +25,7 @@ from auth.principal import Principal
 from auth.ratelimit import WindowLimit
 from auth.signing_keys import SigningKeys, TokenError
 from auth.tokens import (
+    AccessClaims,
     decode_access_token,
     issue_access_token,
     new_opaque_token,
@@ -47,14 +50,34 @@ class AuthError(Exception):
 @dataclass(frozen=True)
 class TokenPair:
     access_token: str
-    refresh_token: str
+    refresh_token: str | None
     expires_in: int
+    # Only to set up a second factor (no refresh token): see totp.must_enrol.
+    enrolment_only: bool = False
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """signIn's answer when a second factor is due: verifyTotp finishes it."""
+
+    challenge: str
+    expires_in: int
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
 class SignInLimits:
     per_account: WindowLimit
     per_address: WindowLimit
+    # Second-factor codes per member (tenant and staff id), whichever challenge they come with;
+    # counted in the database like the others, so every process shares the count.
+    second_factor: WindowLimit = field(default_factory=lambda: WindowLimit(5, 300, "second_factor"))
+    challenge_ttl: timedelta = timedelta(minutes=5)
+    # The clock for challenges and TOTP time steps (tests move it; nothing else should).
+    now: Callable[[], datetime] = _utcnow
 
     @classmethod
     def default(cls) -> SignInLimits:
@@ -69,7 +92,7 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _split_opaque(token: str, prefix: str) -> uuid.UUID:
+def split_opaque(token: str, prefix: str) -> uuid.UUID:
     parts = token.split("_")
     if len(parts) != 3 or parts[0] != prefix:
         raise AuthError("invalid token")
@@ -83,7 +106,7 @@ async def _tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
     return await session.scalar(select(Tenant).where(Tenant.slug == slug))
 
 
-async def _issue(
+async def issue_tokens(
     session: AsyncSession, keys: SigningKeys, tenant_id: uuid.UUID, user: StaffUser
 ) -> TokenPair:
     refresh = new_opaque_token(f"ppr_{tenant_id.hex}_")
@@ -111,7 +134,9 @@ async def sign_in(
     email: str,
     password: str,
     client_addr: str,
-) -> TokenPair:
+) -> TokenPair | Challenge:
+    """Tokens; a Challenge for a member with a second factor; or, for a member of a role the
+    chain requires a second factor of who has none yet, an access token that may only enrol."""
     email = email.strip().lower()
     if not await limits.per_address.hit(sessions, client_addr) or not await limits.per_account.hit(
         sessions, f"{tenant_slug}\x00{email}"
@@ -144,17 +169,39 @@ async def sign_in(
             user.locked_until = None
             if needs_rehash(user.password_hash):
                 user.password_hash = hash_password(password)
-            pair = await _issue(session, keys, tenant.id, user)
+            outcome = await _second_step(session, keys, limits, tenant, user)
     if failure is not None:
         raise failure
     await limits.per_account.reset(sessions, f"{tenant_slug}\x00{email}")
-    return pair
+    return outcome
+
+
+async def _second_step(
+    session: AsyncSession, keys: SigningKeys, limits: SignInLimits, tenant: Tenant, user: StaffUser
+) -> TokenPair | Challenge:
+    if await totp.factor_of(session, user) is not None:
+        ttl = limits.challenge_ttl
+        challenge = await totp.new_challenge(session, tenant.id, user, ttl, limits.now())
+        return Challenge(challenge, int(ttl.total_seconds()))
+    if totp.required_roles(tenant) and totp.must_enrol(
+        tenant, await load_policy(session, tenant.policy_version), user
+    ):
+        access, expires_in = issue_access_token(
+            keys,
+            tenant_id=tenant.id,
+            user_id=user.id,
+            session_id=None,
+            token_version=user.token_version,
+            enrolment_only=True,
+        )
+        return TokenPair(access, None, expires_in, enrolment_only=True)
+    return await issue_tokens(session, keys, tenant.id, user)
 
 
 async def refresh(
     sessions: async_sessionmaker[AsyncSession], keys: SigningKeys, token: str
 ) -> TokenPair:
-    tenant_id = _split_opaque(token, "ppr")
+    tenant_id = split_opaque(token, "ppr")
     failure: AuthError | None = None
     async with sessions() as session, session.begin():
         await bind_tenant(session, tenant_id)
@@ -173,7 +220,7 @@ async def refresh(
             failure = AuthError("invalid token")
         else:
             row.revoked_at = _now()
-            pair = await _issue(session, keys, tenant_id, user)
+            pair = await issue_tokens(session, keys, tenant_id, user)
     if failure is not None:
         raise failure
     return pair
@@ -217,17 +264,18 @@ async def change_password(
     await session.flush()
 
 
-def check_bearer(keys: SigningKeys, bearer: str | None) -> None:
+def check_bearer(keys: SigningKeys, bearer: str | None) -> AccessClaims | None:
     """What can be told of a bearer token without the database: present, well formed, and
-    (an access token) signed by us and unexpired. AuthError otherwise. Whether its user, session
-    or service token still stands is for principal_from_bearer."""
+    (an access token) signed by us and unexpired; its claims (None for a service token).
+    AuthError otherwise. Whether its user, session or service token still stands is for
+    principal_from_bearer."""
     if not bearer:
         raise AuthError("sign in first: send Authorization: Bearer <access token>")
     if bearer.startswith("pps_"):
-        _split_opaque(bearer, "pps")
-        return
+        split_opaque(bearer, "pps")
+        return None
     try:
-        decode_access_token(keys, bearer)
+        return decode_access_token(keys, bearer)
     except TokenError as exc:
         raise AuthError(str(exc)) from None
 
@@ -283,6 +331,7 @@ async def principal_from_bearer(session: AsyncSession, keys: SigningKeys, bearer
         policy=policy,
         session_id=claims.session_id,
         region_branch_ids=region_branches,
+        enrolment_only=claims.enrolment_only,
     )
 
 
@@ -297,7 +346,7 @@ async def region_branch_ids(session: AsyncSession, user: StaffUser) -> list[uuid
 
 
 async def _service_principal(session: AsyncSession, token: str) -> Principal:
-    tenant_id = _split_opaque(token, "pps")
+    tenant_id = split_opaque(token, "pps")
     await bind_tenant(session, tenant_id)
     row = (
         await session.execute(

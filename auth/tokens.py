@@ -14,6 +14,7 @@ from auth.signing_keys import SigningKeys, TokenError
 ACCESS_TOKEN_TTL_SECONDS = 900
 ISSUER = "patientpool"
 AUDIENCE = "patientpool-api"
+ENROLMENT_SCOPE = "totp-enrolment"
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class AccessClaims:
     token_version: int
     expires_at: int
     kind: Literal["user", "service"]
+    # A token that may only set up a second factor (a required role not yet enrolled).
+    enrolment_only: bool = False
 
 
 def issue_access_token(
@@ -36,6 +39,7 @@ def issue_access_token(
     token_version: int,
     now: int | None = None,
     ttl: int = ACCESS_TOKEN_TTL_SECONDS,
+    enrolment_only: bool = False,
 ) -> tuple[str, int]:
     issued = int(time.time()) if now is None else now
     claims = {
@@ -50,6 +54,8 @@ def issue_access_token(
         "iss": ISSUER,
         "aud": AUDIENCE,
     }
+    if enrolment_only:
+        claims["scp"] = ENROLMENT_SCOPE
     return keys.sign(claims), ttl
 
 
@@ -65,6 +71,7 @@ def decode_access_token(keys: SigningKeys, token: str) -> AccessClaims:
             token_version=int(claims["ver"]),
             expires_at=int(claims["exp"]),
             kind="user",
+            enrolment_only=claims.get("scp") == ENROLMENT_SCOPE,
         )
     except (KeyError, ValueError, TypeError):
         raise TokenError("invalid token") from None

@@ -8,20 +8,42 @@ from strawberry.types import Info
 
 from api.tenants.types import Branch, Staff, Tenant
 from auth.models import StaffUser
-from auth.sessions import TokenPair, change_password, refresh, sign_in, sign_out
+from auth.sessions import Challenge, TokenPair, change_password, refresh, sign_in, sign_out
 from domain.tenants.models import Branch as BranchRow
 from domain.tenants.models import Tenant as TenantRow
 
 
-@strawberry.type(description="Tokens returned by signIn and refreshTokens.")
+@strawberry.type(
+    description="What signIn, verifyTotp and refreshTokens answer: tokens or, when a second "
+    "factor is due, a challenge to finish with verifyTotp."
+)
 class AuthPayload:
-    access_token: str = strawberry.field(
-        description="Short-lived access token: send as `Authorization: Bearer <token>`."
+    access_token: str | None = strawberry.field(
+        description="Short-lived access token: send as `Authorization: Bearer <token>`. Null "
+        "when secondFactorRequired."
     )
-    refresh_token: str = strawberry.field(
-        description="Single-use token for refreshTokens; each use returns a new one."
+    refresh_token: str | None = strawberry.field(
+        description="Single-use token for refreshTokens; each use returns a new one. Null when "
+        "secondFactorRequired or enrolmentRequired."
     )
-    expires_in: int = strawberry.field(description="Seconds until the access token expires.")
+    expires_in: int = strawberry.field(
+        description="Seconds until the access token expires (with a challenge: until the "
+        "challenge does)."
+    )
+    second_factor_required: bool = strawberry.field(
+        default=False,
+        description="True: no tokens yet; call verifyTotp with `challenge` and a code.",
+    )
+    challenge: str | None = strawberry.field(
+        default=None,
+        description="The one-time challenge for verifyTotp, valid a few minutes (ppc_…).",
+    )
+    enrolment_required: bool = strawberry.field(
+        default=False,
+        description="True: your role must use a second factor and you have none yet. This "
+        "access token reaches only `me`, startTotpEnrolment and confirmTotp; sign in again "
+        "after confirming.",
+    )
 
 
 @strawberry.type(description="The signed-in principal.")
@@ -32,9 +54,20 @@ class Me:
     branches: list[Branch] = strawberry.field(description="Branches the staff member works in.")
 
 
-def _payload(pair: TokenPair) -> AuthPayload:
+def payload(pair: TokenPair | Challenge) -> AuthPayload:
+    if isinstance(pair, Challenge):
+        return AuthPayload(
+            access_token=None,
+            refresh_token=None,
+            expires_in=pair.expires_in,
+            second_factor_required=True,
+            challenge=pair.challenge,
+        )
     return AuthPayload(
-        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+        enrolment_required=pair.enrolment_only,
     )
 
 
@@ -49,11 +82,11 @@ async def sign_in_mutation(info: Info, tenant: str, email: str, password: str) -
         password=password,
         client_addr=ctx.request_info.client_addr,
     )
-    return _payload(pair)
+    return payload(pair)
 
 
 async def refresh_tokens(info: Info, refresh_token: str) -> AuthPayload:
-    return _payload(
+    return payload(
         await refresh(info.context.app.sessions, info.context.app.signing_keys, refresh_token)
     )
 

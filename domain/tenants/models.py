@@ -32,6 +32,10 @@ class Tenant(Timestamped, Base):
     policy_version: Mapped[int] = mapped_column(Integer, default=1)
     # Access-log retention in days (None: keep for ever); archived segments still verify.
     audit_retention_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The roles that must sign in with a second factor, comma-separated; None until the
+    # chain turns enforcement on (setTwoFactorPolicy). Enrolled members always get the
+    # challenge, whatever this says.
+    two_factor_roles: Mapped[str | None] = mapped_column(String(500), default=None)
 
 
 class Branch(TenantScoped, Timestamped, Base):

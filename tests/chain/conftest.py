@@ -17,7 +17,7 @@ from api.app import create_app
 from api.cli import app as cli
 from api.context import AppState
 from api.settings import Settings
-from auth.ratelimit import SlidingWindowLimiter
+from auth.ratelimit import WindowLimit
 from auth.sessions import SignInLimits
 from auth.signing_keys import SigningKeys
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
@@ -85,7 +85,7 @@ async def chain_state(
 ) -> AsyncIterator[AppState]:
     _, settings = chain_env
     engine = make_engine(db.app_url, pool_size=5)
-    limits = SignInLimits(SlidingWindowLimiter(10, 300), SlidingWindowLimiter(100_000, 300))
+    limits = SignInLimits(WindowLimit(10, 300, "account"), WindowLimit(100_000, 300, "address"))
     provider = LocalKeyProvider.from_text(master_key_text)
     yield AppState(settings, session_factory(engine), provider, signing_keys, limits)
     await engine.dispose()
@@ -100,7 +100,8 @@ async def api(chain_state: AppState) -> AsyncIterator[httpx.AsyncClient]:
 
 
 SIGN_IN = """mutation($t: String!, $e: String!, $p: String!) {
-  signIn(tenant: $t, email: $e, password: $p) { accessToken refreshToken expiresIn } }"""
+  signIn(tenant: $t, email: $e, password: $p) {
+    accessToken refreshToken expiresIn secondFactorRequired challenge } }"""
 
 
 async def sign_in_pair(

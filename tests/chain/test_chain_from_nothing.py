@@ -1,15 +1,18 @@
 """A chain from nothing, through the command line and the served API only: `tenant create`,
-regions and branches, an invitation in every role, each accepted and signed in, a patient
-made by an operator, read by their doctor, seen by the region manager (with the region's
-metrics) and not by a branch manager of the other region; the admin trail holds one entry per
-change and `audit verify` holds."""
+the HQ admin's second factor (enrolled, then signed in with it), regions and branches, an
+invitation in every role, each accepted and signed in, a patient made by an operator, read by
+their doctor, seen by the region manager (with the region's metrics) and not by a branch
+manager of the other region; the admin trail holds one entry per change and `audit verify`
+holds."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pyotp
 
 from tests.chain.conftest import NEW_PASSWORD, Operator, new_chain, sign_in_pair
 from tests.support import codes, gql, ok
@@ -51,7 +54,23 @@ async def _admin_entries(api: httpx.AsyncClient, auditor: str) -> list[dict[str,
 async def test_a_chain_from_nothing(api: httpx.AsyncClient, operator: Operator, unique: str):
     slug = f"acme-{unique}"
     admin_password = await new_chain(operator, slug)
-    hq = (await sign_in_pair(api, slug, f"admin@{slug}.test", admin_password))["accessToken"]
+    first = (await sign_in_pair(api, slug, f"admin@{slug}.test", admin_password))["accessToken"]
+
+    # The HQ admin's first step: a second factor, then signing in with it.
+    started = ok(await gql(api, "mutation { startTotpEnrolment { otpauthUri } }", token=first))
+    factor = pyotp.parse_uri(started["startTotpEnrolment"]["otpauthUri"])
+    assert isinstance(factor, pyotp.TOTP)
+    confirm = "mutation($k: String!) { confirmTotp(code: $k) { recoveryCodes } }"
+    recovery = ok(await gql(api, confirm, {"k": factor.now()}, token=first))["confirmTotp"]
+    assert len(recovery["recoveryCodes"]) == 10
+    answer = await sign_in_pair(api, slug, f"admin@{slug}.test", admin_password)
+    assert answer["accessToken"] is None and answer["secondFactorRequired"] is True
+    verify = """mutation($c: String!, $k: String!) { verifyTotp(challenge: $c, code: $k) {
+      accessToken } }"""
+    # The next step's code: the one just used to confirm is spent (one step of drift is allowed).
+    code = factor.at(time.time() + 30)
+    done = await gql(api, verify, {"c": answer["challenge"], "k": code})
+    hq = ok(done)["verifyTotp"]["accessToken"]
 
     east = ok(await gql(api, CREATE_REGION, {"n": "华东"}, token=hq))["createRegion"]
     west = ok(await gql(api, CREATE_REGION, {"n": "西南"}, token=hq))["createRegion"]
@@ -177,6 +196,7 @@ async def test_a_chain_from_nothing(api: httpx.AsyncClient, operator: Operator, 
         + ["branch.create"] * 3
         + ["staff.invite"] * 8
         + ["staff.invitation_accept"] * 8
+        + ["staff.totp_enrol"]
     )
     invites = [e for e in entries if e["change"] == "staff.invite" and e["actorType"] == "user"]
     assert {e["target"] for e in invites} == set(staff_ids.values())
