@@ -16,6 +16,15 @@ class NotFound(DomainError):
     code = "NOT_FOUND"
 
 
+class Merged(NotFound):
+    """A retired record (merged into another): NOT_FOUND, with `extensions.mergedInto` naming
+    the kept record when the caller may see it."""
+
+    def __init__(self, message: str, *, merged_into: str | None, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.extra = {"mergedInto": merged_into} if merged_into else {}
+
+
 class BadInput(DomainError):
     code = "BAD_USER_INPUT"
 

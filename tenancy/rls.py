@@ -48,6 +48,11 @@ def grant(op: Operations, table: str, privileges: str) -> None:
         op.execute(f"GRANT {privileges} ON {table} TO {APP_ROLE}")
 
 
+def revoke(op: Operations, table: str, privileges: str) -> None:
+    if _on_postgres(op):
+        op.execute(f"REVOKE {privileges} ON {table} FROM {APP_ROLE}")
+
+
 def enable_tenant_rls(
     op: Operations, table: str, privileges: str = "SELECT, INSERT, UPDATE, DELETE"
 ) -> None:
