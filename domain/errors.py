@@ -17,12 +17,12 @@ class NotFound(DomainError):
 
 
 class Merged(NotFound):
-    """A retired record (merged into another): NOT_FOUND, with `extensions.mergedInto` naming
-    the kept record when the caller may see it."""
+    """A retired record (merged into another) for a caller who may see the kept record:
+    NOT_FOUND, with `extensions.mergedInto` naming it."""
 
-    def __init__(self, message: str, *, merged_into: str | None, field: str | None = None) -> None:
-        super().__init__(message, field=field)
-        self.extra = {"mergedInto": merged_into} if merged_into else {}
+    def __init__(self, message: str, merged_into: str) -> None:
+        super().__init__(message)
+        self.extra = {"mergedInto": merged_into}
 
 
 class BadInput(DomainError):

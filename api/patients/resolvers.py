@@ -56,10 +56,9 @@ async def patient(info: Info, id: strawberry.ID) -> Patient | None:
         raise NotFound("no such patient")
     if row.merged_into_id is not None:
         kept = await repo.get(scope, row.merged_into_id)
-        raise Merged(
-            "this record was merged into another",
-            merged_into=None if kept is None else to_global_id("Patient", kept.id),
-        )
+        if kept is None:  # nothing more than for a missing id
+            raise NotFound("no such patient")
+        raise Merged("this record was merged into another", to_global_id("Patient", kept.id))
     if asks(info.selected_fields, SEALED_NAMES):
         await ctx.cipher()  # now, so the sealed fields resolve without an await (see types.py)
     ctx.trail.returned(Action.READ, [row.id])
