@@ -13,7 +13,10 @@ BY_NAME: dict[str, str] = {
     "active": "Whether the rule is in force.",
     "after": "Cursor from the previous page's `pageInfo.endCursor`; omit for the first page.",
     "amount": 'Amount in yuan as a decimal string with at most two places, e.g. "99.50".',
-    "arrivedAt": "When the patient arrived (with a timezone offset); default now.",
+    "arrivedAt": (
+        "When the patient arrived (with a timezone offset); default now; more than 5 minutes "
+        "ahead of the server's clock is refused."
+    ),
     "assigneeId": "Staff member who should do it (global id).",
     "autoRule": "A segment filter: the tag then follows the patients who match it.",
     "branchId": "A branch (global id).",

@@ -388,7 +388,8 @@ async def _load_care(
         day = patient.created_at + timedelta(days=rng.randrange(1, 30))
         for _ in range(rng.choice([1, 1, 2, 3])):
             visit = await visits.book(patient, patient.home_branch_id, rng.choice(doctors).id, day)
-            await visits.arrive(visit, patient, day)
+            # Invented days may run past today; an arrival is never in the future.
+            await visits.arrive(visit, patient, min(day, datetime.now(UTC)))
             day += timedelta(days=rng.randrange(7, 90))
         if LifecycleStage(stage) in PAID_STAGES:
             for _ in range(rng.choice([1, 1, 2])):

@@ -16,6 +16,15 @@ class NotFound(DomainError):
     code = "NOT_FOUND"
 
 
+class Merged(NotFound):
+    """A retired record (merged into another) for a caller who may see the kept record:
+    NOT_FOUND, with `extensions.mergedInto` naming it."""
+
+    def __init__(self, message: str, merged_into: str) -> None:
+        super().__init__(message)
+        self.extra = {"mergedInto": merged_into}
+
+
 class BadInput(DomainError):
     code = "BAD_USER_INPUT"
 

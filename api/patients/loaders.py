@@ -41,9 +41,10 @@ async def scoped_patient(info: Info, patient_id: uuid.UUID) -> Patient | None:
 async def patient_in_scope(
     info: Info, scope: PatientScope, patient_id: strawberry.ID, field: str = "patientId"
 ) -> PatientRow:
-    """The patient `patient_id` names if it lies in `scope`; else NOT_FOUND on `field`, the
-    same for another tenant's id as for a missing one."""
-    row = await PatientRepository(info.context.session).get(
+    """The patient `patient_id` names if it lies in `scope` (a merged record's id names the
+    record it was merged into); else NOT_FOUND on `field`, the same for another tenant's id as
+    for a missing one."""
+    row = await PatientRepository(info.context.session).follow(
         scope, parse_global_id(patient_id, "Patient", field)
     )
     if row is None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from strawberry.types import Info
 from strawberry.utils.str_converters import to_camel_case
 
-from api.ids import parse_global_id
+from api.ids import parse_global_id, to_global_id
 from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
 from api.patients.inputs import CreatePatientInput, PatientFilter, UpdatePatientInput
 from api.patients.types import Patient
@@ -22,7 +22,7 @@ from api.selection import asks
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope, require_unmasked, writable_groups
 from auth.models import StaffUser
-from domain.errors import BadInput, Forbidden, NotFound
+from domain.errors import BadInput, Forbidden, Merged, NotFound
 from domain.patients.models import SEALED_FIELDS, FieldGroup
 from domain.patients.models import Patient as PatientRow
 from domain.patients.repository import PageKey, PatientRepository
@@ -50,9 +50,15 @@ async def patient(info: Info, id: strawberry.ID) -> Patient | None:
     ctx = info.context
     principal = await ctx.principal()
     scope = require_patient_scope(principal, ctx.trail, "read", Action.READ)
-    row = await PatientRepository(ctx.session).get(scope, parse_global_id(id, "Patient"))
+    repo = PatientRepository(ctx.session)
+    row = await repo.get(scope, parse_global_id(id, "Patient"))
     if row is None:
         raise NotFound("no such patient")
+    if row.merged_into_id is not None:
+        kept = await repo.get(scope, row.merged_into_id)
+        if kept is None:  # nothing more than for a missing id
+            raise NotFound("no such patient")
+        raise Merged("this record was merged into another", to_global_id("Patient", kept.id))
     if asks(info.selected_fields, SEALED_NAMES):
         await ctx.cipher()  # now, so the sealed fields resolve without an await (see types.py)
     ctx.trail.returned(Action.READ, [row.id])

@@ -142,7 +142,8 @@ class EventInput:
     patient_id: strawberry.ID = strawberry.field(description="Who did it.")
     type: EventTypeEnum = strawberry.field(description="What they did.")  # type: ignore[valid-type]
     occurred_at: datetime = strawberry.field(
-        description="When it happened (may arrive late or out of order)."
+        description="When it happened (may arrive late or out of order; more than 5 minutes "
+        "ahead of the server's clock is refused, with the whole batch)."
     )
     source: str | None = strawberry.field(
         default=None, description="Where it was recorded (mini-program page, article id…)."

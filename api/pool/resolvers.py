@@ -229,7 +229,7 @@ async def record_events(info: Info, events: list[EventInput]) -> RecordEventsPay
     else:
         scope = require_patient_scope(principal, ctx.trail, "read", Action.UPDATE)
     ids = [parse_global_id(e.patient_id, "Patient", "patientId") for e in events]
-    patients = await PatientRepository(ctx.session).get_many(scope, ids)
+    patients = await PatientRepository(ctx.session).follow_many(scope, ids)
     if set(ids) - set(patients):
         raise NotFound("one or more patients do not exist", field="patientId")
     result = await PoolService(ctx.session, principal.subject).record_events(
@@ -238,7 +238,7 @@ async def record_events(info: Info, events: list[EventInput]) -> RecordEventsPay
             for e, pid in zip(events, ids, strict=True)
         ]
     )
-    ctx.trail.changed(Action.UPDATE, sorted(patients))
+    ctx.trail.changed(Action.UPDATE, sorted({p.id for p in patients.values()}))
     return RecordEventsPayload(inserted=result.inserted, duplicates=result.duplicates)
 
 
@@ -287,7 +287,7 @@ async def change_stage(
     ctx = info.context
     principal = await ctx.principal()
     scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
-    row = await PatientRepository(ctx.session).get(
+    row = await PatientRepository(ctx.session).follow(
         scope, parse_global_id(patient_id, "Patient", "patientId")
     )
     if row is None:

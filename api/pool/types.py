@@ -84,14 +84,17 @@ class Channel:
 
 @strawberry.type(description="One line of a score's explanation.")
 class ScoreLine:
-    what: str = strawberry.field(description="Event type, or `idle` for inactivity decay.")
+    what: str = strawberry.field(
+        description="Event type, `idle` for inactivity decay, or `floor` for what lifts a "
+        "negative sum to zero (scores do not go below zero)."
+    )
     count: int = strawberry.field(description="How many events (or idle periods).")
     points: int = strawberry.field(description="Points they gave, after caps.")
 
 
 @strawberry.type(description="A lead score (线索评分) and how it came about.")
 class ScoreExplanation:
-    score: int = strawberry.field(description="The score now.")
+    score: int = strawberry.field(description="The score now: always the sum of the lines.")
     lines: list[ScoreLine] = strawberry.field(description="Which events gave which points.")
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care import follow_ups
 from domain.care.models import FollowUpTrigger, Visit, VisitStatus
+from domain.clock import not_in_future
 from domain.errors import BadInput, Conflict
 from domain.patients.models import LifecycleStage, Patient
 from domain.pool.service import PoolService
@@ -89,7 +90,9 @@ class VisitService:
     async def arrive(self, visit: Visit, patient: Patient, at: datetime | None = None) -> Visit:
         """The patient came: first or return visit, stage, post-visit task, referral reward."""
         self._open(visit)
-        arrived_at = _aware(at, "arrivedAt") if at else datetime.now(UTC)
+        arrived_at = (
+            not_in_future(_aware(at, "arrivedAt"), "arrivedAt") if at else datetime.now(UTC)
+        )
         earlier = await self.session.scalar(
             select(func.count())
             .select_from(Visit)

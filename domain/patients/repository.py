@@ -59,6 +59,29 @@ class PatientRepository:
         stmt = select(Patient).where(Patient.id == patient_id, scope.clause())
         return await self.session.scalar(stmt)
 
+    async def follow(self, scope: PatientScope, patient_id: uuid.UUID) -> Patient | None:
+        """The record `patient_id` names or, when it was merged, the record it was merged into
+        (a merge points every retired record straight at the kept one), each within `scope`."""
+        row = await self.get(scope, patient_id)
+        if row is not None and row.merged_into_id is not None:
+            return await self.get(scope, row.merged_into_id)
+        return row
+
+    async def follow_many(
+        self, scope: PatientScope, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Patient]:
+        """`follow` for many ids at once: {id as given: record acted on}."""
+        found = await self.get_many(scope, ids)
+        kept = await self.get_many(
+            scope, [p.merged_into_id for p in found.values() if p.merged_into_id is not None]
+        )
+        out: dict[uuid.UUID, Patient] = {}
+        for pid, row in found.items():
+            target = row if row.merged_into_id is None else kept.get(row.merged_into_id)
+            if target is not None:
+                out[pid] = target
+        return out
+
     async def get_many(
         self, scope: PatientScope, ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, Patient]:

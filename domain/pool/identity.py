@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.campaigns.models import Delivery
+from domain.care.metrics import PAID
+from domain.care.models import Order, Visit, VisitStatus
+from domain.consent.models import ConsentRecord, ConsentState
 from domain.errors import BadInput
-from domain.patients.models import SEALED_FIELDS, Patient
+from domain.patients.models import SEALED_FIELDS, LifecycleStage, Patient
 from domain.patients.scope import PatientScope
 from domain.patients.service import seal, unseal
 from domain.pool.models import FollowUp, InteractionEvent, PatientTag, StageChange
 from domain.referrals import figures
+from domain.referrals.models import Referral, Reward
+from domain.referrals.tree import is_ancestor_or_self
+from domain.wecom.models import WecomCallback
 from tenancy.keyring import FieldCipher
+from tenancy.session import lock_tenant
 
 MATCHED_ON = ("phone", "wechat_id", "wecom_external_id")
 
@@ -74,20 +84,36 @@ async def count_duplicate_groups(session: AsyncSession, scope: PatientScope) -> 
     return total
 
 
+# Lifecycle stages in the order a patient moves through them; a merged record takes the
+# further of the two (LOST ranks below every other stage).
+_STAGE_RANK = {stage: rank for rank, stage in enumerate(LifecycleStage)}
+_STAGE_RANK[LifecycleStage.LOST] = -1
+
+
 async def merge(session: AsyncSession, cipher: FieldCipher, keep: Patient, other: Patient) -> None:
-    """Move `other`'s events, tags, tasks and stage history onto `keep`, fill `keep`'s empty
-    sealed fields from `other` (re-sealed for keep's row), then retire `other`."""
+    """One transaction's worth: move everything `other` owns onto `keep` (visits, orders and
+    their refunds, follow-ups, events, stage history, tags, consents, referral links in both
+    directions, rewards, campaign deliveries, WeCom callbacks), fill `keep`'s empty sealed
+    fields from `other` (re-sealed for keep's row), then retire `other`.
+
+    The books stay whole: revenue moves with the orders, the earliest visit and the earliest
+    paid order of the two records become the person's first (初诊, 首单), and the referral
+    figures are recomputed from the links (see `_relink`)."""
     if keep.id == other.id:
         raise BadInput("cannot merge a patient with itself", field="mergeId")
     if other.merged_into_id is not None or other.erased_at is not None:
         raise BadInput("that record was already merged or erased", field="mergeId")
-    for model in (InteractionEvent, FollowUp, StageChange):
-        await session.execute(
-            update(model)
-            .where(model.patient_id == other.id)
-            .values(patient_id=keep.id)
-            .execution_options(synchronize_session=False)
-        )
+    if keep.merged_into_id is not None or keep.erased_at is not None:
+        raise BadInput("that record was already merged or erased", field="keepId")
+    # No payment, refund or link moves the tree or the totals while the books are moved.
+    await lock_tenant(session, figures.LOCK)
+    await session.refresh(keep, with_for_update=True)
+    await session.refresh(other, with_for_update=True)
+    for model in (InteractionEvent, FollowUp, StageChange, Visit, Order, ConsentRecord):
+        await _move(session, model, other.id, keep.id)
+    await _move(session, WecomCallback, other.id, keep.id)
+    await _move_unique(session, Delivery, "campaign_id", other.id, keep.id)
+    await _merge_consent_states(session, other.id, keep.id)
     keep_tags = set(
         await session.scalars(select(PatientTag.tag_id).where(PatientTag.patient_id == keep.id))
     )
@@ -95,15 +121,168 @@ async def merge(session: AsyncSession, cipher: FieldCipher, keep: Patient, other
         if tag.tag_id not in keep_tags:
             session.add(PatientTag(patient_id=keep.id, tag_id=tag.tag_id, source=tag.source))
         await session.delete(tag)
+    await _reflag_firsts(session, keep.id)
     for name in SEALED_FIELDS:
         if getattr(keep, f"{name}_ct") is None and getattr(other, f"{name}_ct") is not None:
             seal(cipher, keep, name, unseal(cipher, other, name))
         seal(cipher, other, name, None)
     if keep.consent_at is None:
         keep.consent_at = other.consent_at
-    keep.referral_count += other.referral_count
-    old_total = await figures.lock_paid_total(session, keep.id)
-    keep.order_total_fen = old_total + other.order_total_fen
+    keep.last_visit_at = _later(keep.last_visit_at, other.last_visit_at)
+    keep.last_interaction_at = _later(keep.last_interaction_at, other.last_interaction_at)
+    if (
+        _STAGE_RANK[LifecycleStage(other.lifecycle_stage)]
+        > _STAGE_RANK[LifecycleStage(keep.lifecycle_stage)]
+    ):
+        keep.lifecycle_stage = other.lifecycle_stage
+    keep.order_total_fen += other.order_total_fen
+    other.order_total_fen = 0
     other.merged_into_id = keep.id
+    # Records merged into `other` before now point at `keep`: one hop from any retired id.
+    await session.execute(
+        update(Patient)
+        .where(Patient.merged_into_id == other.id)
+        .values(merged_into_id=keep.id)
+        .execution_options(synchronize_session=False)
+    )
     await session.flush()
-    await figures.paid_total_changed(session, keep.id, old_total, keep.order_total_fen)
+    await _relink(session, keep, other)
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max((t for t in (a, b) if t is not None), default=None)
+
+
+async def _move(session: AsyncSession, model: Any, old: uuid.UUID, new: uuid.UUID) -> None:
+    await session.execute(
+        update(model)
+        .where(model.patient_id == old)
+        .values(patient_id=new)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _move_unique(
+    session: AsyncSession, model: Any, key: str, old: uuid.UUID, new: uuid.UUID
+) -> None:
+    """Move rows unique per (`key`, patient). A row whose `key` the kept record already has
+    stays on the retired record: both messages were really sent, and the campaign's counts
+    do not change."""
+    column = getattr(model, key)
+    taken = select(column).where(model.patient_id == new).scalar_subquery()
+    await session.execute(
+        update(model)
+        .where(model.patient_id == old, column.not_in(taken))
+        .values(patient_id=new)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _merge_consent_states(session: AsyncSession, old: uuid.UUID, new: uuid.UUID) -> None:
+    """Per (purpose, channel) the consent in force is the later of the two records'."""
+    kept = {
+        (s.purpose, s.channel): s
+        for s in await session.scalars(select(ConsentState).where(ConsentState.patient_id == new))
+    }
+    for state in await session.scalars(select(ConsentState).where(ConsentState.patient_id == old)):
+        mine = kept.get((state.purpose, state.channel))
+        if mine is None:
+            session.add(
+                ConsentState(
+                    patient_id=new,
+                    purpose=state.purpose,
+                    channel=state.channel,
+                    granted=state.granted,
+                    text_version=state.text_version,
+                    since=state.since,
+                    record_id=state.record_id,
+                )
+            )
+        elif state.since > mine.since:
+            mine.granted, mine.text_version = state.granted, state.text_version
+            mine.since, mine.record_id = state.since, state.record_id
+        await session.delete(state)
+    await session.flush()
+
+
+async def _reflag_firsts(session: AsyncSession, patient_id: uuid.UUID) -> None:
+    """One person has one first visit and one first paid order: the earliest of each."""
+    for model, at, status in (
+        (Visit, Visit.arrived_at, Visit.status == VisitStatus.ARRIVED),
+        (Order, Order.paid_at, Order.status.in_(PAID)),
+    ):
+        first = await session.scalar(
+            select(model.id)
+            .where(model.patient_id == patient_id, status, at.is_not(None))
+            .order_by(at, model.id)
+            .limit(1)
+        )
+        if first is None:
+            continue
+        await session.execute(
+            update(model)
+            .where(model.patient_id == patient_id, model.is_first.is_not(None))
+            .values(is_first=model.id == first)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def _relink(session: AsyncSession, keep: Patient, other: Patient) -> None:
+    """Referral links of the retired record, both ways, onto the kept one, with no cycle and at
+    most one referrer; then the stored figures and referral counts recomputed from the links.
+
+    - keep brought in by `other` or by someone in other's subtree: that link would close a
+      cycle once the two are one person, so it goes;
+    - other's own referrer becomes keep's, unless keep already has one or the referrer is in
+      keep's subtree (or keep itself);
+    - everyone other brought is now brought by keep."""
+    counted: set[uuid.UUID] = {keep.id, other.id}
+    mine = await session.scalar(select(Referral).where(Referral.referred_id == keep.id))
+    if mine is not None and await is_ancestor_or_self(session, other.id, keep.id):
+        counted.add(mine.referrer_id)
+        await session.delete(mine)
+        mine = None
+        await session.flush()
+    theirs = await session.scalar(select(Referral).where(Referral.referred_id == other.id))
+    if theirs is not None:
+        counted.add(theirs.referrer_id)
+        if mine is None and not await is_ancestor_or_self(session, keep.id, theirs.referrer_id):
+            session.add(
+                Referral(
+                    referred_id=keep.id,
+                    referrer_id=theirs.referrer_id,
+                    channel=theirs.channel,
+                    created_at=theirs.created_at,
+                    eligible=theirs.eligible,
+                    ineligible_reason=theirs.ineligible_reason,
+                )
+            )
+        await session.delete(theirs)
+        await session.flush()
+    await session.execute(
+        update(Referral)
+        .where(Referral.referrer_id == other.id)
+        .values(referrer_id=keep.id)
+        .execution_options(synchronize_session=False)
+    )
+    for column in (Reward.referrer_id, Reward.referred_id):
+        await session.execute(
+            update(Reward)
+            .where(column == other.id)
+            .values({column.key: keep.id})
+            .execution_options(synchronize_session=False)
+        )
+    await session.flush()
+    links = dict(
+        (
+            await session.execute(
+                select(Referral.referrer_id, func.count())
+                .where(Referral.referrer_id.in_(sorted(counted)))
+                .group_by(Referral.referrer_id)
+            )
+        ).all()
+    )
+    for patient in await session.scalars(select(Patient).where(Patient.id.in_(sorted(counted)))):
+        patient.referral_count = int(links.get(patient.id, 0))
+    await session.flush()
+    await figures.rebuild(session)

@@ -6,6 +6,10 @@ give the same score as in-order ones. Rules: points per event type, an optional 
 period (e.g. reading articles: 1 point each, at most 5 a day), and decay: every full idle
 period (default 7 days) without an event costs `idle_points` (default −10). Scores do not go
 below zero.
+
+The explanation is a ledger: the score is always the sum of its lines. A type's line holds its
+points after its cap; when decay would take the sum below zero, a `floor` line gives back
+exactly what lifts it to zero.
 """
 
 from __future__ import annotations
@@ -100,7 +104,9 @@ def score(events: Iterable[ScoredEvent], rules: Rules, as_of: datetime) -> Expla
     if idle_periods:
         explanation.lines.append(("idle", idle_periods, idle_periods * rules.idle_points))
     total = sum(points for _what, _n, points in explanation.lines)
-    explanation.score = max(0, total)
+    if total < 0:
+        explanation.lines.append(("floor", 1, -total))
+    explanation.score = sum(points for _what, _n, points in explanation.lines)
     explanation.last_event_at = times[-1] if times else None
     return explanation
 

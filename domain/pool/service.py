@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care import follow_ups
 from domain.care.models import FollowUpTrigger
+from domain.clock import not_in_future
 from domain.errors import BadInput
 from domain.patients.models import LifecycleStage, Patient
 from domain.pool.models import (
@@ -44,6 +45,10 @@ class Ingested:
     inserted: int
     duplicates: int
     patients: list[Patient]
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _now() -> datetime:
@@ -96,12 +101,14 @@ class PoolService:
                 )
             ).all()
         )
+        for e in events:  # all checked before any is written
+            not_in_future(_utc(e.occurred_at), "occurredAt")
         rows, seen = [], set(known)
         for e in events:
             if e.client_event_id in seen:
                 continue
             seen.add(e.client_event_id)
-            occurred = e.occurred_at if e.occurred_at.tzinfo else e.occurred_at.replace(tzinfo=UTC)
+            occurred = _utc(e.occurred_at)
             rows.append(
                 {
                     "id": uuid.uuid4(),

@@ -75,3 +75,38 @@ def test_late_duplicate_and_out_of_order_events_give_the_same_score(
     duplicated = shuffled + shuffled[: len(shuffled) // 2]  # delivered twice
     again = score(duplicated, DEFAULT_RULES, as_of)
     assert (again.score, again.lines) == (in_order.score, in_order.lines)
+
+
+def test_one_interaction_forty_and_a_half_days_ago_is_a_ledger() -> None:
+    """+20 for the interaction, five idle weeks −50, and the floor +30: the lines add up to 0."""
+    as_of = T0 + timedelta(days=40, hours=12)
+    result = score([ev(1, "interaction", T0)], DEFAULT_RULES, as_of)
+    assert result.lines == [("interaction", 1, 20), ("idle", 5, -50), ("floor", 1, 30)]
+    assert result.score == 0 == sum(p for _w, _n, p in result.lines)
+    # No floor line where none applies (decay that leaves the sum at or above zero).
+    near = score([ev(1, "interaction", T0)], DEFAULT_RULES, T0 + timedelta(days=14))
+    assert near.lines == [("interaction", 1, 20), ("idle", 2, -20)]
+    assert near.score == 0
+
+
+KINDS = ["read_article", "download_material", "event_signup", "interaction", "went_quiet"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(KINDS), st.integers(min_value=0, max_value=200 * 24)),
+        max_size=30,
+    ),
+    st.integers(min_value=0, max_value=400 * 24),
+)
+def test_the_score_is_always_the_sum_of_its_lines(
+    history: list[tuple[str, int]], hours_after: int
+) -> None:
+    events = [ev(i, kind, T0 + timedelta(hours=h)) for i, (kind, h) in enumerate(history)]
+    result = score(events, DEFAULT_RULES, T0 + timedelta(hours=hours_after))
+    assert result.score == sum(p for _w, _n, p in result.lines)
+    assert result.score >= 0
+    assert [w for w, _n, _p in result.lines].count("floor") == (
+        1 if sum(p for w, _n, p in result.lines if w != "floor") < 0 else 0
+    )
