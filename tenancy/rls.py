@@ -60,11 +60,6 @@ def revoke(op: Operations, table: str, privileges: str = "ALL") -> None:
         op.execute(f"REVOKE {privileges} ON {table} FROM {app_role(op)}")
 
 
-def revoke(op: Operations, table: str, privileges: str) -> None:
-    if _on_postgres(op):
-        op.execute(f"REVOKE {privileges} ON {table} FROM {APP_ROLE}")
-
-
 def enable_tenant_rls(
     op: Operations, table: str, privileges: str = "SELECT, INSERT, UPDATE, DELETE"
 ) -> None:

@@ -2,8 +2,8 @@
 (only their patient column may change: the rest of each stays as it happened) and folds the
 retired record's consent states into the kept record's
 
-Revision ID: 0014
-Revises: 0012
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-02 12:00:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from tenancy import rls
 
-revision: str = "0014"
-down_revision: str | None = "0012"
+revision: str = "0016"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
