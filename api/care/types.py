@@ -42,11 +42,15 @@ FollowUpTrigger = strawberry.enum(
 )
 
 
-async def _branch(info: Info, branch_id: object) -> Branch | None:
+async def _branch(info: Info, branch_id: object) -> Branch:
+    """A visit's, order's or follow-up's branch: a foreign key every row has, and branches
+    are closed, never deleted."""
     row = await info.context.loader("branch", lambda: branch_loader(info.context.session)).load(
         branch_id
     )
-    return None if row is None else Branch(_row=row)
+    if row is None:
+        raise NotFound("no such branch")
+    return Branch(_row=row)
 
 
 async def _staff(info: Info, staff_id: object) -> Staff | None:
@@ -81,7 +85,7 @@ class Visit(Node):
         return await _own_patient(info, self._row.patient_id)
 
     @strawberry.field(description="Branch of the visit.")
-    async def branch(self, info: Info) -> Branch | None:
+    async def branch(self, info: Info) -> Branch:
         return await _branch(info, self._row.branch_id)
 
     @strawberry.field(description="Doctor seeing the patient.")
@@ -140,7 +144,7 @@ class Order(Node):
         return await _own_patient(info, self._row.patient_id)
 
     @strawberry.field(description="Branch that made the sale.")
-    async def branch(self, info: Info) -> Branch | None:
+    async def branch(self, info: Info) -> Branch:
         return await _branch(info, self._row.branch_id)
 
     @strawberry.field(description="Status.")
@@ -201,7 +205,7 @@ class FollowUp(Node):
         return await _own_patient(info, self._row.patient_id)
 
     @strawberry.field(description="Branch responsible.")
-    async def branch(self, info: Info) -> Branch | None:
+    async def branch(self, info: Info) -> Branch:
         return await _branch(info, self._row.branch_id)
 
     @strawberry.field(description="Staff member who should do it.")

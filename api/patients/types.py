@@ -18,7 +18,7 @@ from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Staff
 from auth.guard import Visibility, field_visibility, mask_value, record_field
 from auth.principal import Principal
-from domain.errors import Forbidden
+from domain.errors import Forbidden, NotFound
 from domain.patients import models as m
 from domain.patients.models import SEALED_FIELDS
 from domain.patients.models import Patient as PatientRow
@@ -181,10 +181,12 @@ class Patient(Node):
         return self._row.updated_at
 
     @strawberry.field(description="Home branch (所属门店).")
-    async def home_branch(self, info: Info) -> Branch | None:
+    async def home_branch(self, info: Info) -> Branch:
         loader = info.context.loader("branch", lambda: branch_loader(info.context.session))
         row = await loader.load(self._row.home_branch_id)
-        return None if row is None else Branch(_row=row)
+        if row is None:  # a foreign key every patient has; branches are closed, never deleted
+            raise NotFound("no such branch")
+        return Branch(_row=row)
 
     @strawberry.field(description="Staff member the patient is assigned to (doctor or 健康管家).")
     async def assigned_staff(self, info: Info) -> Staff | None:

@@ -306,3 +306,32 @@ async def test_allow_in_production_is_a_warning_at_start(
             pass
         said = [r for r in caplog.records if "PERSISTED_QUERIES=allow" in r.getMessage()]
         assert bool(said) is warned and all(r.levelname == "WARNING" for r in said)
+
+
+async def test_no_trusted_mutation_runs_over_get(state: AppState, world: World) -> None:
+    """Every mutation the project trusts, by hash over GET, is refused before it runs."""
+    from graphql import OperationDefinitionNode, parse
+
+    from api.documents import folder_manifest
+    from api.schema import OPERATIONS
+
+    mutations = [
+        (digest, op.name.value)
+        for digest, text in folder_manifest(OPERATIONS).items()
+        for op in parse(text).definitions
+        if isinstance(op, OperationDefinitionNode)
+        and op.operation.value == "mutation"
+        and op.name is not None
+    ]
+    assert len(mutations) >= 5
+    async with production_client(state, "only") as prod:
+        auth = {"authorization": f"Bearer {await sign_in_trusted(prod, world)}"}
+        for digest, name in mutations:
+            params = {
+                "extensions": json.dumps({"persistedQuery": {"version": 1, "sha256Hash": digest}}),
+                "operationName": name,
+                "variables": "{}",
+            }
+            refused = await prod.get("/graphql", params=params, headers=auth)
+            assert refused.status_code == 405, (name, refused.text)
+            assert codes(refused.json()) == ["BAD_USER_INPUT"]
