@@ -401,6 +401,22 @@ ATTACKS: dict[str, Attack] = {
         "mutation($f: ID!, $t: ID!) { reassignPatients(fromStaffId: $f, toStaffId: $t) { moved } }",
         {"f": b.staff_gid("doctor"), "t": b.staff_gid("health_manager")},
     ),
+    # Second factors: A's own (enrolment, policy), or B's out of reach (reset, challenges).
+    "twoFactorPolicy": lambda b: ("{ twoFactorPolicy { enforced requiredRoles } }", {}),
+    "setTwoFactorPolicy": lambda b: (
+        "mutation { setTwoFactorPolicy(roles: []) { enforced } }",
+        {},
+    ),
+    "startTotpEnrolment": lambda b: ("mutation { startTotpEnrolment { otpauthUri } }", {}),
+    "confirmTotp": lambda b: ('mutation { confirmTotp(code: "123456") { recoveryCodes } }', {}),
+    "resetTotp": lambda b: (
+        "mutation($s: ID!) { resetTotp(staffId: $s) }",
+        {"s": b.staff_gid("doctor")},
+    ),
+    "verifyTotp": lambda b: (
+        'mutation($c: String!) { verifyTotp(challenge: $c, code: "123456") { accessToken } }',
+        {"c": f"ppc_{b.tenant_id.hex}_forged"},
+    ),
 }
 
 
