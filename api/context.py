@@ -18,8 +18,9 @@ from api.settings import Settings
 from auth import access_log
 from auth.access_log import RequestInfo
 from auth.principal import Principal
-from auth.sessions import AuthError, SignInLimits, principal_from_bearer
+from auth.sessions import SignInLimits, check_bearer, principal_from_bearer
 from auth.signing_keys import SigningKeys
+from auth.tokens import AccessClaims
 from auth.trail import AccessTrail
 from tenancy.keyring import FieldCipher, KeyProvider
 from tenancy.keystore import load_cipher
@@ -61,6 +62,7 @@ class Context(BaseContext):
         # all resume in the same tick (which keeps DataLoader batches whole).
         self._once: dict[str, asyncio.Future[Any]] = {}
         self._finishing = False
+        self._claims: tuple[AccessClaims | None] | None = None
 
     def _load_once(self, name: str, factory: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
         if name not in self._once:
@@ -74,14 +76,21 @@ class Context(BaseContext):
         # neither roll back nor close). The load runs to its end; finish() waits for it.
         return asyncio.shield(self._once[name])
 
+    def claims(self) -> AccessClaims | None:
+        """The bearer token checked without the database (signature, expiry), once per request:
+        its claims (None for a service token), or AuthError. The gate asks first; the principal
+        load then uses them instead of verifying the token again."""
+        if self._claims is None:
+            self._claims = (check_bearer(self.app.signing_keys, self.bearer),)
+        return self._claims[0]
+
     async def principal(self) -> Principal:
         """The caller, verified on first use (so a refused query never touches the database)."""
-        if not self.bearer:
-            raise AuthError("sign in first: send Authorization: Bearer <access token>")
-        bearer = self.bearer
+        claims = self.claims()
+        bearer = self.bearer or ""
         return await self._load_once(
             "principal",
-            lambda: principal_from_bearer(self.session, self.app.signing_keys, bearer),
+            lambda: principal_from_bearer(self.session, self.app.signing_keys, bearer, claims),
         )
 
     def loaded(self, name: str) -> Any:
@@ -132,13 +141,8 @@ class Context(BaseContext):
         On failure the change is rolled back, and what was already read is still logged, in a
         transaction of its own.
         """
-        # A failing operation can leave a load of ours (the principal, the cipher) running on
-        # the session: it finishes first, or the rollback would cut it off mid-statement; and
-        # none starts from now on.
-        self._finishing = True
-        pending = [f for f in self._once.values() if not f.done()]
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        # A failing operation can leave a load of ours (the principal, the cipher) running.
+        await self._end_loads()
         principal = self._principal
         if ok:
             if principal is not None:
@@ -164,11 +168,16 @@ class Context(BaseContext):
     async def abandon(self) -> None:
         """The operation ended without a result: no new load starts, the ones under way end,
         and the session rolls back and closes."""
+        await self._end_loads()
+        await self.close()
+
+    async def _end_loads(self) -> None:
+        """No per-request load starts from now on, and the ones under way end first (a
+        rollback or close would cut them off mid-statement)."""
         self._finishing = True
         pending = [f for f in self._once.values() if not f.done()]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        await self.close()
 
 
 class RequestFinished(Exception):

@@ -30,7 +30,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from auth.sessions import AuthError, check_bearer
+from auth.sessions import AuthError
 
 # Introspection's own root fields: answered (or refused in production) by graphql itself.
 META_FIELDS = frozenset({"__typename", "__schema", "__type"})
@@ -115,7 +115,7 @@ def caller_first(
                     try:
                         # No SQL here: a hostile document is still refused by the limits
                         # before anything reaches the database.
-                        claims = check_bearer(ctx.app.signing_keys, ctx.bearer)
+                        claims = ctx.claims()
                     except AuthError as exc:
                         ec.pre_execution_errors = [
                             GraphQLError(str(exc), extensions={"code": exc.code})

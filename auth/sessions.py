@@ -280,15 +280,15 @@ def check_bearer(keys: SigningKeys, bearer: str | None) -> AccessClaims | None:
         raise AuthError(str(exc)) from None
 
 
-async def principal_from_bearer(session: AsyncSession, keys: SigningKeys, bearer: str) -> Principal:
-    """Verify a bearer token, bind the session to its tenant and load the principal."""
+async def principal_from_bearer(
+    session: AsyncSession, keys: SigningKeys, bearer: str, claims: AccessClaims | None = None
+) -> Principal:
+    """Verify a bearer token (unless `claims` are what check_bearer already found in it), bind
+    the session to its tenant and load the principal."""
     if bearer.startswith("pps_"):
         return await _service_principal(session, bearer)
-    try:
-        claims = decode_access_token(keys, bearer)
-    except TokenError as exc:
-        raise AuthError(str(exc)) from None
-    if claims.kind != "user" or claims.user_id is None:
+    claims = claims or check_bearer(keys, bearer)
+    if claims is None or claims.kind != "user" or claims.user_id is None:
         raise AuthError("invalid token")
     await bind_tenant(session, claims.tenant_id)
     # One round trip: the user, their tenant, their refresh session, one row per branch.
