@@ -45,6 +45,7 @@ from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
+from api.gate import operations
 from api.limits import (
     MAX_ALIASES,
     MAX_COST,
@@ -95,14 +96,14 @@ def read_manifest(text: str) -> dict[str, str]:
     except ValueError:
         raise ManifestError(["the manifest is not JSON"]) from None
     if isinstance(data, dict) and data.get("format") == "apollo-persisted-query-manifest":
-        operations = data.get("operations")
-        if not isinstance(operations, list):
+        listed = data.get("operations")
+        if not isinstance(listed, list):
             raise ManifestError(["an Apollo manifest needs an `operations` list"])
         found = {}
-        for n, op in enumerate(operations):
-            if not (isinstance(op, dict) and isinstance(op.get("id"), str)):
-                raise ManifestError([f"operation {n}: needs `id` and `body`"])
-            if not isinstance(op.get("body"), str):
+        for n, op in enumerate(listed):
+            if not (
+                isinstance(op, dict) and all(isinstance(op.get(k), str) for k in ("id", "body"))
+            ):
                 raise ManifestError([f"operation {n}: needs `id` and `body`"])
             found[op["id"]] = op["body"]
         return found
@@ -178,9 +179,8 @@ def check_document(schema: GraphQLSchema, digest: str, text: str) -> dict[str, d
         raise ValueError(errors[0].message)
     if estimate_cost(schema, document, {}) > MAX_COST:
         raise ValueError(f"costs more than {MAX_COST}")
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     found: dict[str, dict[str, Any]] = {}
-    for op in operations:
+    for op in operations(document):
         kind = op.operation.value
         if kind == "subscription":
             raise ValueError("subscriptions are not served")
