@@ -1,13 +1,16 @@
-"""Background jobs of the served process (rescoring): started after the request that asked
-for them commits, and resumed when a process starts, so a job cut off by a restart or a crash
-finishes from its cursor. Batches take a lock on the job row, so two processes resuming the
-same job work in turn and never rescore a batch twice."""
+"""Background jobs of the served process: started after the request that asked for them
+commits, and resumed when a process starts, so a job cut off by a restart or a crash finishes
+from its cursor. Each kind of job has one runner in `RUNNERS`; a runner works in batches that
+take a lock on the job row, so two processes resuming the same job work in turn and never do a
+batch twice."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,27 +23,51 @@ from tenancy.session import bind_tenant
 
 log = logging.getLogger(__name__)
 RESUMED_BY = "system:resume"
+
+# a runner takes a session bound to the job's tenant, the job id and the acting subject
+Runner = Callable[[AsyncSession, uuid.UUID, str], Awaitable[Any]]
+
+RUNNERS: dict[str, Runner] = {
+    "rescore": run_rescore,
+}
+
 _background: set[asyncio.Task[None]] = set()
 
 
 async def _run(
-    sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, job_id: uuid.UUID, actor: str
+    sessions: async_sessionmaker[AsyncSession],
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    actor: str,
+    kind: str,
 ) -> None:
     try:
         async with sessions() as session:
             await bind_tenant(session, tenant_id)
-            await run_rescore(session, job_id, actor)
+            await RUNNERS[kind](session, job_id, actor)
     except Exception as exc:  # noqa: BLE001  (a job's failure is logged, the process goes on)
-        log.error("rescore job %s failed: %s", job_id, describe_failure(exc))
+        log.error("%s job %s failed: %s", kind, job_id, describe_failure(exc))
+
+
+def start_job(
+    sessions: async_sessionmaker[AsyncSession],
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    actor: str,
+    kind: str,
+) -> asyncio.Task[None]:
+    if kind not in RUNNERS:
+        raise ValueError(f"no runner for job kind {kind!r}")
+    task = asyncio.get_running_loop().create_task(_run(sessions, tenant_id, job_id, actor, kind))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
 
 
 def start_rescore(
     sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, job_id: uuid.UUID, actor: str
 ) -> asyncio.Task[None]:
-    task = asyncio.get_running_loop().create_task(_run(sessions, tenant_id, job_id, actor))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-    return task
+    return start_job(sessions, tenant_id, job_id, actor, "rescore")
 
 
 async def resume_jobs(sessions: async_sessionmaker[AsyncSession]) -> list[asyncio.Task[None]]:
@@ -53,9 +80,12 @@ async def resume_jobs(sessions: async_sessionmaker[AsyncSession]) -> list[asynci
         async with sessions() as session:  # a session is bound to one tenant for its life
             await bind_tenant(session, tenant_id)
             async with session.begin():
-                stmt = select(Job.id).where(Job.status == JobStatus.RUNNING)
-                running = (await session.scalars(stmt)).all()
-        for job_id in running:
-            log.info("resuming job %s", job_id)
-            started.append(start_rescore(sessions, tenant_id, job_id, RESUMED_BY))
+                stmt = select(Job.id, Job.kind).where(Job.status == JobStatus.RUNNING)
+                running = (await session.execute(stmt)).all()
+        for job_id, kind in running:
+            if kind not in RUNNERS:
+                log.error("job %s has unknown kind %s; left as it is", job_id, kind)
+                continue
+            log.info("resuming %s job %s", kind, job_id)
+            started.append(start_job(sessions, tenant_id, job_id, RESUMED_BY, kind))
     return started
