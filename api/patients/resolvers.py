@@ -24,7 +24,6 @@ from auth.guard import require, require_patient_scope, require_unmasked, writabl
 from auth.models import StaffUser
 from domain.errors import BadInput, Forbidden, Merged, NotFound
 from domain.patients.models import SEALED_FIELDS, FieldGroup
-from domain.patients.models import Patient as PatientRow
 from domain.patients.repository import PageKey, PatientRepository
 from domain.patients.repository import PatientFilter as RowFilter
 from domain.patients.scope import PatientScope
@@ -166,14 +165,6 @@ def _check_field_groups(info: Info, principal: Any, values: dict[str, Any]) -> s
     return touched
 
 
-def _in_scope(scope: PatientScope, row: PatientRow) -> bool:
-    return (
-        scope.chain
-        or row.home_branch_id in scope.branch_ids
-        or (scope.staff_id is not None and row.assigned_staff_id == scope.staff_id)
-    )
-
-
 async def create_patient(info: Info, input: CreatePatientInput) -> CreatePatientPayload:
     ctx = info.context
     principal = await ctx.principal()
@@ -183,7 +174,7 @@ async def create_patient(info: Info, input: CreatePatientInput) -> CreatePatient
     channel = values.pop("referral_channel", None) or ""
     groups = _check_field_groups(info, principal, values)
     row = await PatientService(ctx.session, await ctx.cipher()).create(values)
-    if not _in_scope(scope, row):
+    if not await PatientRepository(ctx.session).holds(scope, row.id):
         raise Forbidden("not allowed to create patients outside your scope")
     ctx.trail.changed(Action.CREATE, [row.id], groups)
     if code:
@@ -204,7 +195,7 @@ async def update_patient(
     values = await _values(info, input)
     groups = _check_field_groups(info, principal, values)
     await PatientService(ctx.session, await ctx.cipher()).update(row, values)
-    if not _in_scope(scope, row):
+    if not await PatientRepository(ctx.session).holds(scope, row.id):
         raise Forbidden("not allowed to move a patient outside your scope")
     ctx.trail.changed(Action.UPDATE, [row.id], groups)
     return UpdatePatientPayload(patient=Patient(_row=row))

@@ -59,6 +59,13 @@ class PatientRepository:
         stmt = select(Patient).where(Patient.id == patient_id, scope.clause())
         return await self.session.scalar(stmt)
 
+    async def holds(self, scope: PatientScope, patient_id: uuid.UUID) -> bool:
+        """Whether `scope` covers the record as it now stands (pending changes are flushed
+        first), by the scope's one rule, "seen by me" included."""
+        await self.session.flush()
+        stmt = select(Patient.id).where(Patient.id == patient_id, scope.clause())
+        return await self.session.scalar(stmt) is not None
+
     async def follow(self, scope: PatientScope, patient_id: uuid.UUID) -> Patient | None:
         """The record `patient_id` names or, when it was merged, the record it was merged into
         (a merge points every retired record straight at the kept one), each within `scope`."""
