@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -152,3 +155,18 @@ def test_every_amount_is_decimal_yuan() -> None:
                         wrong.append(f"{t.name}.{where}: {type_}")
     assert len(seen) > 10
     assert wrong == []
+
+
+# docs/decisions/0004-engine-pins.md: what leans on more than public API is pinned exactly.
+ENGINE_PINS = ("strawberry-graphql", "graphql-core")
+
+
+def test_engine_versions_are_pinned_exactly() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    specs = {
+        re.split(r"[<>=!~\[ ]", d, maxsplit=1)[0]: d for d in project["project"]["dependencies"]
+    }
+    for name in ENGINE_PINS:
+        spec = specs.get(name, "")
+        assert re.fullmatch(rf"{re.escape(name)}==[0-9][0-9.]*", spec), (name, spec)
+        assert metadata.version(name) == spec.split("==")[1], name
