@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from tenancy.keystore import TenantKey
 from tenancy.session import make_engine, session_factory
 from tests.chain.conftest import Operator, new_chain, sign_in_pair
 from tests.conftest import Database
+from tests.readme import blocks
 from tests.support import codes, gql, ok, patient_values
 
 CREATE_PATIENT = """mutation($i: CreatePatientInput!) {
@@ -127,6 +129,15 @@ async def _log_entries(db: Database, tenant_id: uuid.UUID) -> int:
     )
 
 
+def _readme_commands(substitutions: dict[str, str]) -> list[list[str]]:
+    """The `patientpool …` arguments of the README's "A chain that leaves" block."""
+    (text,) = blocks("sh", "## A chain that leaves")
+    for old, new in substitutions.items():
+        text = text.replace(old, new)
+    prefix = "uv run patientpool "
+    return [shlex.split(line)[3:] for line in text.splitlines() if line.startswith(prefix)]
+
+
 def _key_of(output: str) -> str:
     lines = [line for line in output.splitlines() if line.startswith("archive key")]
     assert len(lines) == 1, output
@@ -169,9 +180,10 @@ async def test_a_chain_leaves(
 
     out = tmp_path / "handover" / f"{leaving}.ppa"
     out.parent.mkdir()
-    done = await operator.run(
-        "tenant", "offboard", "--slug", leaving, "--out", str(out), "--batch", "2"
-    )
+    # The README's commands, as written there (with this test's chain, paths and key).
+    readme = {"my-chain-data": str(tmp_path / "opened"), "/secure/handover/my-chain.ppa": str(out)}
+    offboard, _ = _readme_commands({**readme, "my-chain": leaving})
+    done = await operator.run(*offboard, "--batch", "2")
     key = _key_of(done)
     assert "offboarded; keys destroyed" in done
 
@@ -220,9 +232,8 @@ async def test_a_chain_leaves(
 
     # The archive opens with the printed key and holds the patients, decrypted.
     opened = tmp_path / "opened"
-    said = await operator.run(
-        "tenant", "open-archive", str(out), "--key", key, "--out", str(opened)
-    )
+    _, open_it = _readme_commands({**readme, "my-chain": leaving, "<the printed key>": key})
+    said = await operator.run(*open_it)
     assert "rows in" in said
     rows = [json.loads(line) for line in (opened / "patients.jsonl").read_text().splitlines()]
     assert sorted(r["name"] for r in rows) == sorted(p["name"] for p in patients)
