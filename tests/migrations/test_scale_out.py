@@ -12,7 +12,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Column, ForeignKey, Index, MetaData, Table, UniqueConstraint, Uuid, inspect
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    Uuid,
+    inspect,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -177,14 +187,32 @@ def test_the_check_finds_what_would_break_distribution() -> None:
         Column(TENANT, Uuid, primary_key=True),
         Column("thing_id", Uuid, ForeignKey("things.id")),
     )
+    Table(
+        "links",
+        bad,
+        Column(TENANT, Uuid, primary_key=True),
+        Column("id", Uuid, primary_key=True),
+        Column("code", Uuid),
+        # leads with tenant_id, but reaches `things` by a column that is not its tenant
+        ForeignKeyConstraint([TENANT, "code"], ["things.code", "things.id"], name="fk_links"),
+    )
     Table("lookups", bad, Column("id", Uuid, primary_key=True))
-    problems = distribution_problems(keys_of_metadata(bad), {"tenants"})
+    Table(
+        "settings",
+        bad,
+        Column("id", Uuid, primary_key=True),
+        Column("thing", Uuid),
+        ForeignKeyConstraint(["thing", "id"], ["things.tenant_id", "things.id"], name="fk_s"),
+    )
+    problems = distribution_problems(keys_of_metadata(bad), {"tenants", "settings"})
     assert problems == [
         "lookups: not tenant-owned and not a listed reference table",
+        "links: foreign key fk_links to things does not reach it by tenant_id",
         "others: primary key pk ('id', 'tenant_id') does not lead with tenant_id",
         "others: foreign key None ('thing_id',) does not lead with tenant_id",
         "things: unique uq_things_code ('code',) does not lead with tenant_id",
         "things: index ix_things_owner ('owner_id',) does not lead with tenant_id",
+        "settings: reference table points at tenant table things",
     ]
     # and the good parts of it pass: only the listed problems, none for `tenants`
     assert not any(p.startswith("tenants") for p in problems)
