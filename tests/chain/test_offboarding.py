@@ -280,9 +280,11 @@ async def test_an_offboarding_stopped_mid_export_is_finished_by_the_next_run(
     password, token, patients = await _chain_with_patients(api, operator, slug, "offh", 4)
     out = tmp_path / f"{slug}.ppa"
     printed: list[str] = []
+    seen: list[str] = []
 
-    def stop_after_three(_table: str, batches: int) -> None:
-        if batches == 3:
+    def stop_after_three(table: str, batches: int) -> None:
+        seen.append(table)
+        if seen.count("patients") == 3:
             raise Stopped
 
     with pytest.raises(Stopped):
@@ -292,7 +294,10 @@ async def test_an_offboarding_stopped_mid_export_is_finished_by_the_next_run(
         )  # fmt: skip
     # Stopped while exporting: no key was given out, nothing is shredded, sign-in is closed.
     assert printed == [] and not out.exists()
-    assert out.with_name(out.name + ".partial").exists()
+    partial = out.with_name(out.name + ".partial").read_bytes()
+    # patients were exported before the stop: nothing of them readable on disk
+    assert partial.startswith(b"PPARCHIVE1\n")
+    assert [p["name"] for p in patients if p["name"].encode() in partial] == []
     tenant_id = await _tenant_id(db, slug)
     assert await _keys_of(db, tenant_id) == 2
     state = Tenant.__table__.c.offboarding_state
