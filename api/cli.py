@@ -220,6 +220,7 @@ def tenant_offboard(
     run it again after a stop; after the end it changes nothing."""
     from api.offboarding import offboard_command
     from tenancy.archive import ArchiveError
+    from tenancy.keyring import CryptoError
 
     def emit_key(key: str) -> None:
         # stdout only, never a log: the one copy of the key there will ever be
@@ -236,6 +237,9 @@ def tenant_offboard(
         fail(str(exc))
     except ArchiveError as exc:
         fail(f"the archive did not read back: {exc}; nothing was shredded, run again", 1)
+    except CryptoError as exc:
+        # e.g. the keys were destroyed already (`keys shred`): nothing sealed can be exported
+        fail(f"the chain's data does not open: {exc}; nothing was shredded", 1)
     typer.echo(message)
 
 

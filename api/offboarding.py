@@ -19,7 +19,7 @@ import base64
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.operator import owner_session, provider
 from api.settings import Settings
@@ -109,7 +110,7 @@ def _row(table: str, row: Any, cipher: FieldCipher, done: Exported) -> dict[str,
 
 
 async def _write_archive(
-    session: Any,
+    session: AsyncSession,
     cipher: FieldCipher,
     raw: BinaryIO,
     key: bytes,
@@ -163,7 +164,7 @@ def read_archive(path: Path, key: bytes) -> tuple[dict[str, Any], dict[str, int]
     return manifest, counts
 
 
-def _lines(path: Path, key: bytes) -> Any:
+def _lines(path: Path, key: bytes) -> Iterator[dict[str, Any]]:
     rest = b""
     with path.open("rb") as raw:
         for chunk in open_chunks(raw, key):

@@ -347,3 +347,17 @@ async def test_offboard_usage_mistakes(operator: Operator, unique: str, tmp_path
     # …and the chain was never marked: its admin still signs in (new_chain's sign-in path)
     code, said = await _exit(operator, "tenant", "offboard", "--slug", slug, "--out", str(taken))
     assert code == 2
+
+
+async def test_offboarding_a_chain_whose_keys_are_gone_says_so(
+    operator: Operator, unique: str, tmp_path: Path
+) -> None:
+    """Keys destroyed earlier (`keys shred`): nothing sealed can be handed over; one line,
+    exit 1, and no archive."""
+    slug = f"gone-{unique}"
+    await new_chain(operator, slug)
+    await operator.run("keys", "shred", "--tenant", slug, "--yes")
+    out = tmp_path / "gone.ppa"
+    code, said = await _exit(operator, "tenant", "offboard", "--slug", slug, "--out", str(out))
+    assert code == 1 and "does not open" in said and len(said.strip().splitlines()) == 1
+    assert not out.exists()
