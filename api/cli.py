@@ -209,6 +209,64 @@ def tenant_create(
         typer.echo(f"first branch created with code {branch_code}")
 
 
+@tenant_app.command("offboard")
+def tenant_offboard(
+    slug: Annotated[str, typer.Option("--slug")],
+    out: Annotated[Path, typer.Option("--out", help="Where the encrypted archive goes.")],
+    batch: Annotated[int, typer.Option("--batch", min=1, max=10000)] = 500,
+) -> None:
+    """A chain that leaves: export its data into one encrypted archive (the key is printed
+    once, on stdout, and kept nowhere), then crypto-shred it and close its sign-in. Resumable:
+    run it again after a stop; after the end it changes nothing."""
+    from api.offboarding import offboard_command
+    from tenancy.archive import ArchiveError
+    from tenancy.keyring import CryptoError
+
+    def emit_key(key: str) -> None:
+        # stdout only, never a log: the one copy of the key there will ever be
+        typer.echo(f"archive key (shown once, keep it with the archive's receiver): {key}")
+        sys.stdout.flush()
+
+    try:
+        message = asyncio.run(
+            offboard_command(
+                settings(), slug, out, lambda m: typer.echo(m, err=True), emit_key, batch=batch
+            )
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    except ArchiveError as exc:
+        fail(f"the archive did not read back: {exc}; nothing was shredded, run again", 1)
+    except CryptoError as exc:
+        # e.g. the keys were destroyed already (`keys shred`): nothing sealed can be exported
+        fail(f"the chain's data does not open: {exc}; nothing was shredded", 1)
+    typer.echo(message)
+
+
+@tenant_app.command("open-archive")
+def tenant_open_archive(
+    archive: Annotated[Path, typer.Argument(help="The archive `tenant offboard` wrote.")],
+    key: Annotated[str, typer.Option("--key", help="The key `tenant offboard` printed.")],
+    out: Annotated[Path, typer.Option("--out", help="A directory for the decrypted tables.")],
+) -> None:
+    """Decrypt an offboarding archive into a directory: manifest.json and one JSON-lines file
+    per table. Nothing is written unless the whole archive authenticates."""
+    from api.offboarding import open_archive
+    from tenancy.archive import ArchiveError, key_from_text
+
+    if not archive.is_file():
+        fail(f"no archive at {archive}")
+    try:
+        raw_key = key_from_text(key)
+    except ArchiveError as exc:
+        fail(f"--key: {exc}")
+    try:
+        counts = open_archive(archive, raw_key, out)
+    except ArchiveError as exc:
+        fail(str(exc), 1)
+    typer.echo(f"{out}: {sum(counts.values())} rows in {len(counts)} tables")
+
+
 @staff_app.command("invite")
 def staff_invite(
     tenant: Annotated[str, typer.Option("--tenant")],

@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKeyConstraint,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -75,10 +76,14 @@ class StaffToken(TenantScoped, Timestamped, Base):
     when revoked or replaced."""
 
     __tablename__ = "staff_tokens"
-    __table_args__ = (staff_fk("staff_id"), UniqueConstraint("tenant_id", "token_digest"))
+    __table_args__ = (
+        staff_fk("staff_id"),
+        UniqueConstraint("tenant_id", "token_digest"),
+        Index("ix_staff_tokens_staff", "tenant_id", "staff_id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    staff_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    staff_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     purpose: Mapped[str] = mapped_column(String(20))
     token_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -105,10 +110,14 @@ class StaffRecoveryCode(TenantScoped, Base):
     80 random bits each, so a plain digest is enough), spent once."""
 
     __tablename__ = "staff_recovery_codes"
-    __table_args__ = (staff_fk("staff_id"), UniqueConstraint("tenant_id", "code_digest"))
+    __table_args__ = (
+        staff_fk("staff_id"),
+        UniqueConstraint("tenant_id", "code_digest"),
+        Index("ix_staff_recovery_codes_staff", "tenant_id", "staff_id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    staff_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    staff_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     code_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 

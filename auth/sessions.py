@@ -106,9 +106,22 @@ async def _tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
     return await session.scalar(select(Tenant).where(Tenant.slug == slug))
 
 
+# From the moment `patientpool tenant offboard` starts, no new token is issued for the chain:
+# neither sign-in, nor refresh, nor a second factor. Access tokens already out run their 15
+# minutes, and read "shredded" on every sealed field once the keys are gone.
+OFFBOARDED = "this chain has been offboarded; sign-in is closed"
+
+
+async def _refuse_offboarded(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    state = await session.scalar(select(Tenant.offboarding_state).where(Tenant.id == tenant_id))
+    if state is not None:
+        raise AuthError(OFFBOARDED)
+
+
 async def issue_tokens(
     session: AsyncSession, keys: SigningKeys, tenant_id: uuid.UUID, user: StaffUser
 ) -> TokenPair:
+    await _refuse_offboarded(session, tenant_id)
     refresh = new_opaque_token(f"ppr_{tenant_id.hex}_")
     row = RefreshSession(
         staff_id=user.id, token_digest=opaque_token_digest(refresh), expires_at=_now() + REFRESH_TTL
@@ -155,6 +168,8 @@ async def sign_in(
         if user is None or tenant is None:
             raise AuthError()
         locked = user.locked_until is not None and _aware(user.locked_until) > _now()
+        if ok and tenant.offboarding_state is not None:
+            raise AuthError(OFFBOARDED)
         if not ok or locked or not user.is_active:
             if not ok:
                 # Counted in this transaction, which commits: the error is raised after it.

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKeyConstraint, Integer, String, UniqueConstraint, Uuid
+from sqlalchemy import ForeignKeyConstraint, Index, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenancy.orm import Base, TenantScoped, Timestamped, UtcDateTime, new_id
@@ -36,6 +36,9 @@ class Tenant(Timestamped, Base):
     # chain turns enforcement on (setTwoFactorPolicy). Enrolled members always get the
     # challenge, whatever this says.
     two_factor_roles: Mapped[str | None] = mapped_column(String(500), default=None)
+    # `patientpool tenant offboard`: None while the chain is served; then exporting, exported
+    # and shredded (domain.tenants.offboarding.OffboardingState). Set: sign-in is refused.
+    offboarding_state: Mapped[str | None] = mapped_column(String(20), default=None)
 
 
 class Branch(TenantScoped, Timestamped, Base):
@@ -82,10 +85,11 @@ class BranchRegion(TenantScoped, Base):
             ["tenant_id", "branch_id"], ["branches.tenant_id", "branches.id"], ondelete="CASCADE"
         ),
         region_fk("region_id"),
+        Index("ix_branch_regions_region", "tenant_id", "region_id"),
     )
 
     branch_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    region_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    region_id: Mapped[uuid.UUID] = mapped_column(Uuid)
 
 
 def branch_fk(column: str, name: str | None = None) -> ForeignKeyConstraint:
