@@ -212,7 +212,13 @@ def tenant_create(
 @tenant_app.command("offboard")
 def tenant_offboard(
     slug: Annotated[str, typer.Option("--slug")],
-    out: Annotated[Path, typer.Option("--out", help="Where the encrypted archive goes.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where the encrypted archive goes (default: <data dir>/offboarding/S.ppa).",
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, max=10000)] = 500,
 ) -> None:
     """A chain that leaves: export its data into one encrypted archive (the key is printed
@@ -227,10 +233,15 @@ def tenant_offboard(
         typer.echo(f"archive key (shown once, keep it with the archive's receiver): {key}")
         sys.stdout.flush()
 
+    cfg = settings()
+    if out is None:
+        out = cfg.data_dir / "offboarding" / f"{slug}.ppa"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        typer.echo(f"archive: {out}", err=True)
     try:
         message = asyncio.run(
             offboard_command(
-                settings(), slug, out, lambda m: typer.echo(m, err=True), emit_key, batch=batch
+                cfg, slug, out, lambda m: typer.echo(m, err=True), emit_key, batch=batch
             )
         )
     except ValueError as exc:

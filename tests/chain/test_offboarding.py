@@ -361,3 +361,17 @@ async def test_offboarding_a_chain_whose_keys_are_gone_says_so(
     code, said = await _exit(operator, "tenant", "offboard", "--slug", slug, "--out", str(out))
     assert code == 1 and "does not open" in said and len(said.strip().splitlines()) == 1
     assert not out.exists()
+
+
+async def test_offboard_without_out_writes_into_the_data_dir(operator: Operator, unique: str):
+    """`tenant offboard --slug S` alone (the contract's form): the archive goes to
+    `<data dir>/offboarding/S.ppa` and opens with the printed key."""
+    slug = f"plain-{unique}"
+    await new_chain(operator, slug)
+    done = await operator.run("tenant", "offboard", "--slug", slug)
+    archive = Path(operator.env["PATIENTPOOL_DATA_DIR"]) / "offboarding" / f"{slug}.ppa"
+    assert str(archive) in done and archive.read_bytes().startswith(b"PPARCHIVE1\n")
+    opened = archive.with_name(f"{slug}-opened")
+    key = _key_of(done)
+    await operator.run("tenant", "open-archive", str(archive), "--key", key, "--out", str(opened))
+    assert (opened / "manifest.json").exists()
