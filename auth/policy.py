@@ -63,6 +63,10 @@ CATALOGUE: frozenset[Permission] = frozenset(
         ("policies", "write"),
         ("staff", "read"),
         ("staff", "write"),
+        ("staff:branch", "read"),
+        ("staff:branch", "write"),
+        ("staff:region", "read"),
+        ("staff:region", "write"),
         ("branches", "read"),
         ("branches", "write"),
         ("tags", "read"),
@@ -103,7 +107,35 @@ IMPLIES: dict[Permission, set[Permission]] = {
         ("patients:assigned", "write"),
     },
     ("fields:contact", "read"): {("fields:contact_masked", "read")},
+    # For granting only (a manager inviting a doctor or operator into their own branches):
+    # a region's branches cover each branch, and a branch covers the patients assigned to the
+    # staff working there, since staff they grant to work only in those branches.
+    **{
+        ("patients:region", a): {("patients:branch", a), ("patients:assigned", a)}
+        for a in ("read", "write")
+    },
+    **{("patients:branch", a): {("patients:assigned", a)} for a in ("read", "write")},
+    # Chain-wide staff rights cover the branch- and region-wide ones.
+    **{("staff", a): {("staff:branch", a), ("staff:region", a)} for a in ("read", "write")},
 }
+
+# Managing staff, changing rules: whoever holds these can hand out roles, so only a granter
+# who may change rules (HQ's `policies:write`) grants a role that carries one. A branch or
+# region manager never makes another manager, an HQ admin or an auditor.
+RULE_MAKING: frozenset[Permission] = frozenset(
+    {
+        ("policies", "write"),
+        ("staff", "write"),
+        ("staff:branch", "write"),
+        ("staff:region", "write"),
+    }
+)
+# The rights that let a non-HQ granter give roles at all: managing staff in a scope.
+STAFF_MANAGING: tuple[Permission, ...] = (
+    ("staff", "write"),
+    ("staff:branch", "write"),
+    ("staff:region", "write"),
+)
 
 _RW = ("read", "write")
 _CHAIN_ADMIN: set[Permission] = {p for p in CATALOGUE if not p[0].startswith("patients:")} | {
@@ -114,7 +146,9 @@ _CHAIN_ADMIN: set[Permission] = {p for p in CATALOGUE if not p[0].startswith("pa
 _CHAIN_ADMIN -= {("accesslog", "read"), ("accesslog", "export")}
 
 # A branch manager runs their branches; a region manager (大区经理) the same for every branch
-# of their regions.
+# of their regions: patients, and the staff working there (`staff:branch` / `staff:region`:
+# they see those staff and invite, change, disable and reset them, granting only roles they
+# hold entirely, never RULE_MAKING ones).
 _BRANCH_MANAGER: set[Permission] = {
     ("fields:contact", "read"),
     ("fields:contact", "write"),
@@ -123,7 +157,6 @@ _BRANCH_MANAGER: set[Permission] = {
     *(("segments", a) for a in _RW),
     ("metrics", "read"),
     ("branches", "read"),
-    ("staff", "read"),
     ("events", "write"),
     *((obj, a) for obj in ("visits", "orders", "followups", "referrals") for a in _RW),
     *(("consents", a) for a in _RW),
@@ -131,8 +164,16 @@ _BRANCH_MANAGER: set[Permission] = {
 
 DEFAULT_ROLES: dict[str, set[Permission]] = {
     "hq_admin": _CHAIN_ADMIN,
-    "branch_manager": {*(("patients:branch", a) for a in _RW), *_BRANCH_MANAGER},
-    "region_manager": {*(("patients:region", a) for a in _RW), *_BRANCH_MANAGER},
+    "branch_manager": {
+        *(("patients:branch", a) for a in _RW),
+        *(("staff:branch", a) for a in _RW),
+        *_BRANCH_MANAGER,
+    },
+    "region_manager": {
+        *(("patients:region", a) for a in _RW),
+        *(("staff:region", a) for a in _RW),
+        *_BRANCH_MANAGER,
+    },
     "doctor": {
         *(("patients:assigned", a) for a in _RW),
         ("fields:contact", "read"),
@@ -318,13 +359,35 @@ async def grant_permissions(
     await session.flush()
 
 
-def check_grant(policy: TenantPolicy, granter: str, wanted: set[Permission]) -> None:
-    if not policy.allows(granter, "policies", "write"):
-        raise PolicyError("not allowed to change roles or rules")
+def _held(policy: TenantPolicy, granter: str) -> set[Permission]:
     held = policy.permissions_of(granter)
     for perm in list(held):
         held |= IMPLIES.get(perm, set())
-    if wanted - held:
+    return held
+
+
+def check_grant(policy: TenantPolicy, granter: str, wanted: set[Permission]) -> None:
+    """Changing rules, service tokens and `setStaffRoles`: HQ (`policies:write`) only, and
+    never more than the granter holds."""
+    if not policy.allows(granter, "policies", "write"):
+        raise PolicyError("not allowed to change roles or rules")
+    if wanted - _held(policy, granter):
+        raise PolicyError("cannot grant a permission you do not hold")
+
+
+def check_role_grant(policy: TenantPolicy, granter: str, wanted: set[Permission]) -> None:
+    """Giving a staff member roles carrying `wanted`: HQ as `check_grant`; a granter who
+    manages staff in a scope (branch or region managers) likewise never more than they hold,
+    and never a RULE_MAKING permission. The scope itself (which staff, which branches) is
+    checked by the caller against the granter's staff scope."""
+    if policy.allows(granter, "policies", "write"):
+        check_grant(policy, granter, wanted)
+        return
+    if not any(policy.allows(granter, obj, act) for obj, act in STAFF_MANAGING):
+        raise PolicyError("not allowed to change roles or rules")
+    if wanted & RULE_MAKING:
+        raise PolicyError("only HQ grants roles that manage staff or change rules")
+    if wanted - _held(policy, granter):
         raise PolicyError("cannot grant a permission you do not hold")
 
 
@@ -340,6 +403,13 @@ async def set_user_roles(
     for role in roles - set(policy.roles_of(subject)):
         wanted |= policy.permissions_of_role(role)
     check_grant(policy, granter, wanted)
+    await replace_user_roles(session, policy, subject, roles)
+
+
+async def replace_user_roles(
+    session: AsyncSession, policy: TenantPolicy, subject: str, roles: set[str]
+) -> None:
+    """Replace a user's roles, the grant already checked by the caller."""
     await session.execute(
         delete(CasbinRule).where(CasbinRule.ptype == "g", CasbinRule.v0 == subject)
     )
