@@ -207,7 +207,9 @@ async def reassign_patients(
     """Hand everyone assigned to one staff member (e.g. someone leaving) to another, in one
     transaction: all of them or none (a chain never has a leaver's patients half handed on),
     one administrative entry (who to whom), and one update entry naming every patient moved.
-    One UPDATE of 20,000 rows stays far inside the statement timeout, so this is not a job."""
+    Atomic rather than a resumable job: a job would leave a leaver's patients split between
+    two people while it runs or after it fails. It is bound by the statement timeout; very
+    large hand-overs go branch by branch (`branchId`)."""
     ctx = info.context
     principal, staff = await _writer(info)
     scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
