@@ -16,9 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.operator import owner_session, provider
 from api.settings import Settings
-from auth.models import StaffRegion, StaffUser
-from auth.policy import assign_role
-from auth.provisioning import add_staff, create_tenant
+from auth import access_log
+from auth.access_log import Actor, RequestInfo
+from auth.models import StaffTokenPurpose, StaffUser
+from auth.policy import load_policy
+from auth.provisioning import create_tenant
+from auth.staff import StaffService
+from auth.staff_tokens import spend
+from auth.trail import AccessTrail
 from domain.care.orders import NewLine, OrderService
 from domain.care.visits import VisitService
 from domain.consent import service as consent
@@ -38,6 +43,8 @@ from tenancy.keyring import KeyProvider
 from tenancy.keystore import load_cipher
 
 SEED = 20261124
+# Who made the demo's staff, on their invitations' admin entries.
+DEMO_ACTOR = Actor("system", "cli:demo")
 PATIENTS_PER_CHAIN = 300
 
 
@@ -170,6 +177,7 @@ def _phone(rng: random.Random) -> str:
 async def _load_chain(
     session: AsyncSession, keys: KeyProvider, chain: Chain, rng: random.Random
 ) -> list[dict[str, object]]:
+    trail = AccessTrail()
     admin_pw = f"Demo-{rng.randrange(10**6):06d}"
     created = await create_tenant(
         session,
@@ -202,15 +210,19 @@ async def _load_chain(
             await places.set_region(by_code[code], region)
         regions.append(region)
 
+    # Staff come the way a chain's own do: invited (as the platform operator's `staff invite`
+    # does, so auditors too), then each invitation accepted with the person's password.
+    policy = await load_policy(session)
+    people = StaffService(session, trail)
+
     async def staff(
         role: str, email: str, name: str, at: list[Branch], manages: list[Region] | None = None
     ) -> StaffUser:
         password = f"Demo-{rng.randrange(10**6):06d}"
-        user = await add_staff(session, email=email, name=name, password=password, branches=at)
-        if manages:
-            session.add_all(StaffRegion(staff_id=user.id, region_id=r.id) for r in manages)
-            await session.flush()
-        await assign_role(session, f"user:{user.id}", role)
+        user, token = await people.invite(
+            policy, None, email=email, name=name, roles={role}, branches=at, regions=manages or ()
+        )
+        await spend(session, StaffTokenPurpose.INVITATION, token, password, RequestInfo())
         accounts.append(
             {
                 "tenant": chain.slug,
@@ -273,6 +285,7 @@ async def _load_chain(
     await _load_pool(session, chain, patients, rng, now)
     await _load_care(session, chain, patients, carers, rng)
     await _load_consents(session, patients, rng)
+    await access_log.append(session, DEMO_ACTOR, RequestInfo(), trail.events())
     return accounts
 
 

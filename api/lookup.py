@@ -15,8 +15,8 @@ from api.node import Node
 from api.patients.resolvers import patient
 from api.pool.resolvers import job, segment, tag
 from api.tenants.types import Branch, Region, Staff
-from auth.guard import require
-from auth.models import StaffUser
+from auth.staff import StaffService
+from auth.staff_scope import staff_scope
 from domain.errors import NotFound
 from domain.tenants.branches import BranchService
 from domain.tenants.models import Branch as BranchRow
@@ -51,10 +51,8 @@ async def node(info: Info, id: strawberry.ID) -> Node:
         if rows:
             return Region(_row=rows[0])
     elif kind == "Staff":
-        require(principal, "staff", "read")
-        row = await ctx.session.scalar(
-            select(StaffUser).where(StaffUser.id == parse_global_id(id, "Staff"))
-        )
-        if row is not None:
-            return Staff(_row=row)
+        # As the `staff` list: a manager's scope shows only the staff of their branches.
+        scope = staff_scope(principal, "read")
+        service = StaffService(ctx.session, ctx.trail)
+        return Staff(_row=await service.get(parse_global_id(id, "Staff"), "id", scope))
     raise NotFound("no such node")

@@ -18,6 +18,14 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import CasbinRule
+from auth.roles import (
+    CATALOGUE,
+    DEFAULT_ROLES,
+    IMPLIES,
+    RULE_MAKING,
+    STAFF_MANAGING,
+    Permission,
+)
 from domain.tenants.models import Tenant
 from tenancy.session import current_tenant
 
@@ -37,161 +45,6 @@ e = some(where (p.eft == allow))
 [matchers]
 m = g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act
 """
-
-Permission = tuple[str, str]  # (object, action)
-
-# Everything a rule may name; a rule outside this catalogue is refused.
-CATALOGUE: frozenset[Permission] = frozenset(
-    {
-        ("patients:chain", "read"),
-        ("patients:chain", "write"),
-        ("patients:branch", "read"),
-        ("patients:branch", "write"),
-        ("patients:region", "read"),
-        ("patients:region", "write"),
-        ("patients:assigned", "read"),
-        ("patients:assigned", "write"),
-        ("patients", "erase"),
-        ("fields:contact", "read"),
-        ("fields:contact_masked", "read"),
-        ("fields:contact", "write"),
-        ("fields:health", "read"),
-        ("fields:health", "write"),
-        ("accesslog", "read"),
-        ("accesslog", "export"),
-        ("policies", "read"),
-        ("policies", "write"),
-        ("staff", "read"),
-        ("staff", "write"),
-        ("branches", "read"),
-        ("branches", "write"),
-        ("tags", "read"),
-        ("tags", "write"),
-        ("segments", "read"),
-        ("segments", "write"),
-        ("metrics", "read"),
-        ("events", "write"),
-        ("scoring", "write"),
-        ("visits", "read"),
-        ("visits", "write"),
-        ("orders", "read"),
-        ("orders", "write"),
-        ("followups", "read"),
-        ("followups", "write"),
-        ("referrals", "read"),
-        ("referrals", "write"),
-        ("rewards", "write"),
-        ("consents", "read"),
-        ("consents", "write"),
-        ("patients", "export"),
-        ("campaigns", "read"),
-        ("campaigns", "write"),
-    }
-)
-
-# Holding the key grants the values too, for "cannot grant more than you hold": chain scope
-# covers branch and assigned scope, and reading a field group covers its masked form.
-IMPLIES: dict[Permission, set[Permission]] = {
-    ("patients:chain", "read"): {
-        ("patients:region", "read"),
-        ("patients:branch", "read"),
-        ("patients:assigned", "read"),
-    },
-    ("patients:chain", "write"): {
-        ("patients:region", "write"),
-        ("patients:branch", "write"),
-        ("patients:assigned", "write"),
-    },
-    ("fields:contact", "read"): {("fields:contact_masked", "read")},
-}
-
-_RW = ("read", "write")
-_CHAIN_ADMIN: set[Permission] = {p for p in CATALOGUE if not p[0].startswith("patients:")} | {
-    ("patients:chain", "read"),
-    ("patients:chain", "write"),
-}
-# Separation of duties: the chain's admins do not read the access log that watches them.
-_CHAIN_ADMIN -= {("accesslog", "read"), ("accesslog", "export")}
-
-# A branch manager runs their branches; a region manager (大区经理) the same for every branch
-# of their regions.
-_BRANCH_MANAGER: set[Permission] = {
-    ("fields:contact", "read"),
-    ("fields:contact", "write"),
-    ("fields:health", "read"),
-    *(("tags", a) for a in _RW),
-    *(("segments", a) for a in _RW),
-    ("metrics", "read"),
-    ("branches", "read"),
-    ("staff", "read"),
-    ("events", "write"),
-    *((obj, a) for obj in ("visits", "orders", "followups", "referrals") for a in _RW),
-    *(("consents", a) for a in _RW),
-}
-
-DEFAULT_ROLES: dict[str, set[Permission]] = {
-    "hq_admin": _CHAIN_ADMIN,
-    "branch_manager": {*(("patients:branch", a) for a in _RW), *_BRANCH_MANAGER},
-    "region_manager": {*(("patients:region", a) for a in _RW), *_BRANCH_MANAGER},
-    "doctor": {
-        *(("patients:assigned", a) for a in _RW),
-        ("fields:contact", "read"),
-        ("fields:health", "read"),
-        ("fields:health", "write"),
-        ("tags", "read"),
-        ("branches", "read"),
-        *(("visits", a) for a in _RW),
-        *(("followups", a) for a in _RW),
-        ("orders", "read"),
-        ("referrals", "read"),
-        ("consents", "read"),
-    },
-    "health_manager": {
-        *(("patients:assigned", a) for a in _RW),
-        ("fields:contact", "read"),
-        ("fields:contact", "write"),
-        ("fields:health", "read"),
-        ("fields:health", "write"),
-        ("tags", "read"),
-        ("tags", "write"),
-        ("branches", "read"),
-        ("events", "write"),
-        *(("visits", a) for a in _RW),
-        *(("followups", a) for a in _RW),
-        ("orders", "read"),
-        *(("referrals", a) for a in _RW),
-        *(("consents", a) for a in _RW),
-    },
-    "operator": {
-        *(("patients:branch", a) for a in _RW),
-        ("fields:contact", "read"),
-        ("fields:contact", "write"),
-        *(("tags", a) for a in _RW),
-        ("branches", "read"),
-        ("events", "write"),
-        *(("visits", a) for a in _RW),
-        *(("followups", a) for a in _RW),
-        *(("referrals", a) for a in _RW),
-        *(("consents", a) for a in _RW),
-    },
-    "marketing": {
-        ("patients:chain", "read"),
-        ("fields:contact_masked", "read"),
-        ("tags", "read"),
-        *(("segments", a) for a in _RW),
-        ("metrics", "read"),
-        ("branches", "read"),
-        ("referrals", "read"),
-        *(("campaigns", a) for a in _RW),
-    },
-    "auditor": {
-        ("accesslog", "read"),
-        ("accesslog", "export"),
-        ("policies", "read"),
-        ("staff", "read"),
-        ("branches", "read"),
-    },
-}
 
 
 class PolicyError(Exception):
@@ -318,13 +171,35 @@ async def grant_permissions(
     await session.flush()
 
 
-def check_grant(policy: TenantPolicy, granter: str, wanted: set[Permission]) -> None:
-    if not policy.allows(granter, "policies", "write"):
-        raise PolicyError("not allowed to change roles or rules")
+def _held(policy: TenantPolicy, granter: str) -> set[Permission]:
     held = policy.permissions_of(granter)
     for perm in list(held):
         held |= IMPLIES.get(perm, set())
-    if wanted - held:
+    return held
+
+
+def check_grant(policy: TenantPolicy, granter: str, wanted: set[Permission]) -> None:
+    """Changing rules, service tokens and `setStaffRoles`: HQ (`policies:write`) only, and
+    never more than the granter holds."""
+    if not policy.allows(granter, "policies", "write"):
+        raise PolicyError("not allowed to change roles or rules")
+    if wanted - _held(policy, granter):
+        raise PolicyError("cannot grant a permission you do not hold")
+
+
+def check_role_grant(policy: TenantPolicy, granter: str, wanted: set[Permission]) -> None:
+    """Giving a staff member roles carrying `wanted`: HQ as `check_grant`; a granter who
+    manages staff in a scope (branch or region managers) likewise never more than they hold,
+    and never a RULE_MAKING permission. The scope itself (which staff, which branches) is
+    checked by the caller against the granter's staff scope."""
+    if policy.allows(granter, "policies", "write"):
+        check_grant(policy, granter, wanted)
+        return
+    if not any(policy.allows(granter, obj, act) for obj, act in STAFF_MANAGING):
+        raise PolicyError("not allowed to change roles or rules")
+    if wanted & RULE_MAKING:
+        raise PolicyError("only HQ grants roles that manage staff or change rules")
+    if wanted - _held(policy, granter):
         raise PolicyError("cannot grant a permission you do not hold")
 
 
@@ -340,6 +215,13 @@ async def set_user_roles(
     for role in roles - set(policy.roles_of(subject)):
         wanted |= policy.permissions_of_role(role)
     check_grant(policy, granter, wanted)
+    await replace_user_roles(session, policy, subject, roles)
+
+
+async def replace_user_roles(
+    session: AsyncSession, policy: TenantPolicy, subject: str, roles: set[str]
+) -> None:
+    """Replace a user's roles, the grant already checked by the caller."""
     await session.execute(
         delete(CasbinRule).where(CasbinRule.ptype == "g", CasbinRule.v0 == subject)
     )

@@ -19,9 +19,16 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import StaffBranch, StaffRegion, StaffToken, StaffTokenPurpose, StaffUser
-from auth.policy import PolicyError, TenantPolicy, assign_role, check_grant, set_user_roles
+from auth.policy import (
+    PolicyError,
+    TenantPolicy,
+    assign_role,
+    check_role_grant,
+    replace_user_roles,
+)
 from auth.provisioning import check_email
 from auth.sessions import revoke_sessions
+from auth.staff_scope import StaffScope
 from auth.tokens import new_opaque_token, opaque_token_digest
 from auth.trail import AccessTrail
 from domain.errors import BadInput, Conflict, DomainError, Forbidden, NotFound
@@ -46,8 +53,12 @@ class Granter:
     subject: str
 
 
+CHAIN = StaffScope(chain=True)
+
+
 @dataclass(frozen=True)
 class StaffFilter:
+    scope: StaffScope = CHAIN
     branch_ids: frozenset[uuid.UUID] = frozenset()
     region_ids: frozenset[uuid.UUID] = frozenset()
     subjects: frozenset[str] | None = None  # holders of a role (from the policy)
@@ -76,7 +87,7 @@ def check_roles(
     held: frozenset[str] | set[str] = frozenset(),
 ) -> None:
     """Known roles only; a granter may give (beyond the roles `held` already) only what they
-    hold themselves, as `setStaffRoles` does."""
+    hold themselves, as `setStaffRoles` does (a manager: never a role that manages staff)."""
     known = {p[0] for p in policy.enforcer.get_filtered_policy(1, policy.domain)}
     unknown = {r for r in roles if r not in known or ":" in r}
     if unknown:
@@ -87,9 +98,23 @@ def check_roles(
     for role in roles - held:
         wanted |= policy.permissions_of_role(role)
     try:
-        check_grant(policy, granter.subject, wanted)
+        check_role_grant(policy, granter.subject, wanted)
     except PolicyError as exc:
         raise _as_domain(exc, "roles") from None
+
+
+def check_places(
+    scope: StaffScope, branches: Sequence[Branch], regions: Sequence[Region], prefix: str
+) -> None:
+    """A manager places staff only in their own branches, and never over a region."""
+    if scope.chain:
+        return
+    if regions:
+        raise Forbidden("only HQ assigns regions", field=f"{prefix}regionIds")
+    if not branches or not {b.id for b in branches} <= scope.branch_ids:
+        raise Forbidden(
+            "staff you manage work only in branches you manage", field=f"{prefix}branchIds"
+        )
 
 
 def _check_name(name: str) -> str:
@@ -111,11 +136,42 @@ class StaffService:
         self.session = session
         self.trail = trail
 
-    async def get(self, staff_id: uuid.UUID, field: str = "staffId") -> StaffUser:
+    async def get(
+        self, staff_id: uuid.UUID, field: str = "staffId", scope: StaffScope = CHAIN
+    ) -> StaffUser:
+        """A staff member the scope sees; one it does not answers as a missing one does."""
         row = await self.session.scalar(select(StaffUser).where(StaffUser.id == staff_id))
+        if row is not None and not scope.chain:
+            branches, _ = await self.places_of([row.id])
+            if not scope.sees(branches[row.id]):
+                row = None
         if row is None:
             raise NotFound("no such staff member", field=field)
         return row
+
+    async def check_manageable(
+        self,
+        policy: TenantPolicy,
+        granter: Granter | None,
+        scope: StaffScope,
+        user: StaffUser,
+        field: str = "staffId",
+    ) -> None:
+        """A manager changes only someone wholly inside their scope whose every role they
+        could have granted; HQ anyone (their role grants are checked where roles change)."""
+        if scope.chain or granter is None:
+            return
+        branches, regions = await self.places_of([user.id])
+        roles = set(policy.roles_of(f"user:{user.id}"))
+        wanted: set[tuple[str, str]] = set()
+        for role in roles:
+            wanted |= policy.permissions_of_role(role)
+        try:
+            if not scope.holds(branches[user.id], regions[user.id]):
+                raise PolicyError("this staff member works beyond the branches you manage")
+            check_role_grant(policy, granter.subject, wanted)
+        except PolicyError as exc:
+            raise Forbidden(f"you cannot manage this staff member: {exc}", field=field) from None
 
     async def _issue(self, user: StaffUser, purpose: str, ttl: timedelta) -> str:
         """A new one-time token; any earlier unspent one of the same purpose stops working."""
@@ -175,6 +231,7 @@ class StaffService:
         roles: set[str],
         branches: Sequence[Branch] = (),
         regions: Sequence[Region] = (),
+        scope: StaffScope = CHAIN,
     ) -> tuple[StaffUser, str]:
         """An inactive account with no password and its invitation token (shown once)."""
         email = check_email(email)
@@ -182,6 +239,7 @@ class StaffService:
         if not roles:
             raise BadInput("give at least one role", field="roles")
         check_roles(policy, granter, roles)
+        check_places(scope, branches, regions, "input.")
         if await self.session.scalar(select(StaffUser.id).where(StaffUser.email == email)):
             raise Conflict("a staff member with this email exists", field="email")
         user = StaffUser(email=email, display_name=name, password_hash=NO_PASSWORD, is_active=False)
@@ -220,18 +278,17 @@ class StaffService:
         branches: Sequence[Branch] | None = None,
         regions: Sequence[Region] | None = None,
         roles: set[str] | None = None,
+        scope: StaffScope = CHAIN,
     ) -> list[str]:
         """Change what is given; returns the names of what changed (one trail entry)."""
         changed: list[str] = []
         subject = f"user:{user.id}"
+        await self.check_manageable(policy, granter, scope, user)
         if roles is not None and roles != set(policy.roles_of(subject)):
             if subject == granter.subject:
                 raise Forbidden("you cannot change your own roles", field="roles")
             check_roles(policy, granter, roles, set(policy.roles_of(subject)))
-            try:
-                await set_user_roles(self.session, policy, granter.subject, subject, roles)
-            except PolicyError as exc:
-                raise _as_domain(exc, "roles") from None
+            await replace_user_roles(self.session, policy, subject, roles)
             changed.append("roles")
         if name is not None and _check_name(name) != user.display_name:
             user.display_name = _check_name(name)
@@ -240,6 +297,7 @@ class StaffService:
             now_b, now_r = await self.places_of([user.id])
             new_b = branches if branches is not None else await self._branches(now_b[user.id])
             new_r = regions if regions is not None else await self._regions(now_r[user.id])
+            check_places(scope, new_b, new_r, "input.")
             if {b.id for b in new_b} != now_b[user.id]:
                 changed.append("branches")
             if {r.id for r in new_r} != now_r[user.id]:
@@ -320,6 +378,15 @@ class StaffService:
 
     async def list(self, flt: StaffFilter) -> Sequence[StaffUser]:
         stmt = select(StaffUser)
+        if not flt.scope.chain:
+            # Pushed into SQL, as a patient scope is: staff sharing a branch with the scope.
+            stmt = stmt.where(
+                StaffUser.id.in_(
+                    select(StaffBranch.staff_id).where(
+                        StaffBranch.branch_id.in_(sorted(flt.scope.branch_ids))
+                    )
+                )
+            )
         if flt.branch_ids:
             stmt = stmt.where(
                 StaffUser.id.in_(

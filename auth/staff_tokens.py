@@ -19,7 +19,7 @@ from auth.staff import PREFIX, check_password
 from auth.tokens import opaque_token_digest
 from auth.trail import AccessTrail
 from domain.errors import BadInput
-from tenancy.session import bind_tenant
+from tenancy.session import bind_tenant, current_tenant
 
 
 def _now() -> datetime:
@@ -52,41 +52,54 @@ async def redeem(
 ) -> uuid.UUID:
     """Spend an invitation (the account becomes active) or a reset token: set the password.
     Refused alike when the token is unknown, spent, revoked, expired or of the other kind."""
+    _kind, tenant_id = tenant_of_token(token)
+    check_password(password)
+    async with sessions() as session, session.begin():
+        await bind_tenant(session, tenant_id)
+        return await spend(session, purpose, token, password, info, now)
+
+
+async def spend(
+    session: AsyncSession,
+    purpose: str,
+    token: str,
+    password: str,
+    info: RequestInfo,
+    now: datetime | None = None,
+) -> uuid.UUID:
+    """`redeem` inside a session already bound to the token's tenant (the demo loader, which
+    makes a chain in one transaction, accepts its staff's invitations this way)."""
     kind, tenant_id = tenant_of_token(token)
     check_password(password)
     invalid = BadInput("this token is not valid or has expired", field="token")
-    if kind != purpose:
+    if kind != purpose or current_tenant(session) != tenant_id:
         raise invalid
-    async with sessions() as session, session.begin():
-        await bind_tenant(session, tenant_id)
-        row = await session.scalar(
-            select(StaffToken).where(StaffToken.token_digest == opaque_token_digest(token))
-        )
-        if (
-            row is None
-            or row.purpose != purpose
-            or row.used_at is not None
-            or row.revoked_at is not None
-            or _aware(row.expires_at) <= (now or _now())
-        ):
-            raise invalid
-        user = await session.scalar(select(StaffUser).where(StaffUser.id == row.staff_id))
-        if user is None:
-            raise invalid
-        row.used_at = _now()
-        user.password_hash = hash_password(password)
-        user.token_version += 1
-        user.failed_logins = 0
-        user.locked_until = None
-        if purpose == StaffTokenPurpose.INVITATION:
-            user.is_active = True
-        await revoke_sessions(session, user)
-        change = (
-            "staff.invitation_accept"
-            if kind == StaffTokenPurpose.INVITATION
-            else "staff.password_set"
-        )
-        trail = AccessTrail()
-        trail.admin(change, "Staff", user.id)
-        await access_log.append(session, Actor("user", str(user.id)), info, trail.events())
-        return user.id
+    row = await session.scalar(
+        select(StaffToken).where(StaffToken.token_digest == opaque_token_digest(token))
+    )
+    if (
+        row is None
+        or row.purpose != purpose
+        or row.used_at is not None
+        or row.revoked_at is not None
+        or _aware(row.expires_at) <= (now or _now())
+    ):
+        raise invalid
+    user = await session.scalar(select(StaffUser).where(StaffUser.id == row.staff_id))
+    if user is None:
+        raise invalid
+    row.used_at = _now()
+    user.password_hash = hash_password(password)
+    user.token_version += 1
+    user.failed_logins = 0
+    user.locked_until = None
+    if purpose == StaffTokenPurpose.INVITATION:
+        user.is_active = True
+    await revoke_sessions(session, user)
+    change = (
+        "staff.invitation_accept" if kind == StaffTokenPurpose.INVITATION else "staff.password_set"
+    )
+    trail = AccessTrail()
+    trail.admin(change, "Staff", user.id)
+    await access_log.append(session, Actor("user", str(user.id)), info, trail.events())
+    return user.id

@@ -67,3 +67,39 @@ def add_role_to_tenants(bind: Connection, role: str, permissions: list[tuple[str
     """A new default role for every existing tenant (one of that name a chain made itself
     gains the permissions it lacks)."""
     grant_to_default_roles(bind, {role: permissions}, frozenset({role}))
+
+
+def take_from_default_roles(
+    bind: Connection, permissions: dict[str, list[tuple[str, str]]]
+) -> None:
+    """Existing tenants' roles of these names lose these permissions (where they hold them);
+    each tenant whose rules changed gets a new policy version so processes reload."""
+    on_pg = bind.dialect.name == "postgresql"
+    rules = sa.table(
+        "casbin_rules",
+        sa.column("tenant_id", sa.Uuid()),
+        *(sa.column(c) for c in ("ptype", "v0", "v2", "v3")),
+    )
+    tenants = sa.table("tenants", sa.column("id", sa.Uuid()), sa.column("policy_version"))
+    for (tid,) in bind.execute(sa.select(tenants.c.id)).all():
+        if on_pg:
+            bind.execute(sa.text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tid)})
+        removed = 0
+        for role, perms in permissions.items():
+            for obj, act in perms:
+                result = bind.execute(
+                    rules.delete().where(
+                        rules.c.tenant_id == tid,
+                        rules.c.ptype == "p",
+                        rules.c.v0 == role,
+                        rules.c.v2 == obj,
+                        rules.c.v3 == act,
+                    )
+                )
+                removed += result.rowcount or 0
+        if removed:
+            bind.execute(
+                tenants.update()
+                .where(tenants.c.id == tid)
+                .values(policy_version=tenants.c.policy_version + 1)
+            )

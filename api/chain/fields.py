@@ -24,7 +24,8 @@ class ChainQuery:
     staff: Connection[Staff] = strawberry.field(
         resolver=staff.staff,
         description="The chain's staff, by e-mail; `filter` by branch, region, role, active, "
-        "or part of the name or e-mail (needs staff:read).",
+        "or part of the name or e-mail (HQ and auditors: everyone; branch and region "
+        "managers: the staff of their branches).",
     )
 
 
@@ -54,8 +55,9 @@ class ChainMutation:
     )
     invite_staff: InvitationPayload = strawberry.field(
         resolver=staff.invite_staff,
-        description="Invite a staff member (HQ): an inactive account and a one-time "
-        "invitation token, valid 72 hours and shown only in this answer.",
+        description="Invite a staff member (HQ; a branch or region manager into their own "
+        "branches): an inactive account and a one-time invitation token, valid 72 hours and "
+        "shown only in this answer.",
     )
     resend_invitation: InvitationPayload = strawberry.field(
         resolver=staff.resend_invitation,
@@ -73,12 +75,14 @@ class ChainMutation:
     )
     update_staff: Staff = strawberry.field(
         resolver=staff.update_staff,
-        description="Change a staff member's name, branches, regions or roles (HQ; you can "
-        "grant only what you hold). Takes effect on their next request.",
+        description="Change a staff member's name, branches, regions or roles (HQ; a branch "
+        "or region manager for staff wholly in their branches; you can grant only what you "
+        "hold). Takes effect on their next request.",
     )
     reset_staff_password: PasswordResetPayload = strawberry.field(
         resolver=staff.reset_staff_password,
-        description="Reset a staff member's password (HQ): the old password, every refresh "
+        description="Reset a staff member's password (HQ, or their manager): the old "
+        "password, every refresh "
         "token and every access token stop working now; they set a new one with the "
         "one-time reset token (24 hours).",
     )

@@ -25,7 +25,8 @@ from auth.policy import (
     set_role_permissions,
 )
 from auth.policy import set_user_roles as set_roles
-from auth.staff import StaffService
+from auth.staff import Granter, StaffService
+from auth.staff_scope import staff_scope
 from auth.tokens import new_opaque_token, opaque_token_digest
 from domain.errors import NotFound
 
@@ -112,11 +113,15 @@ async def create_service_token(
 
 
 async def set_staff_active(info: Info, staff_id: strawberry.ID, active: bool) -> bool:
-    """Disable or re-enable a staff member; disabling ends their tokens at once."""
+    """Disable or re-enable a staff member; disabling ends their tokens at once. HQ for the
+    chain, a branch or region manager for staff wholly theirs (auth/staff_scope.py)."""
     ctx = info.context
     principal = await ctx.principal()
-    require(principal, "staff", "write")
-    staff = await _staff(info, staff_id)
+    scope = staff_scope(principal, "write")
+    service = StaffService(ctx.session, ctx.trail)
+    staff = await service.get(parse_global_id(staff_id, "Staff", "staffId"), "staffId", scope)
     if staff.id == principal.id:
         raise PolicyError("you cannot disable yourself")
-    return await StaffService(ctx.session, ctx.trail).set_active(staff, active)
+    granter = Granter(principal.policy, principal.subject)
+    await service.check_manageable(principal.policy, granter, scope, staff)
+    return await service.set_active(staff, active)

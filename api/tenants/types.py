@@ -17,8 +17,9 @@ from api.tenants.loaders import (
     region_loader,
     roles_loader,
 )
-from auth.guard import require
 from auth.models import StaffUser
+from auth.staff_scope import staff_scope
+from domain.errors import Forbidden
 from domain.tenants.models import Branch as BranchRow
 from domain.tenants.models import Region as RegionRow
 from domain.tenants.models import Tenant as TenantRow
@@ -118,11 +119,20 @@ class Staff(Node):
     def display_name(self) -> str:
         return self._row.display_name
 
-    # The fields below need `staff:read` (HQ, managers, auditors): a staff member shown as a
-    # patient's doctor reveals only the name above.
+    # The fields below need a staff scope that sees this person (HQ and auditors: the chain;
+    # managers: the staff of their branches): a staff member shown as a patient's doctor
+    # reveals only the name above.
 
     async def _staff_reader(self, info: Info) -> None:
-        require(await info.context.principal(), "staff", "read")
+        ctx = info.context
+        scope = staff_scope(await ctx.principal(), "read")
+        if scope.chain:
+            return
+        branch_ids, _ = await ctx.loader("staff_places", lambda: places_loader(ctx.session)).load(
+            self._row.id
+        )
+        if not scope.sees(branch_ids):
+            raise Forbidden("not allowed: this staff member is outside your branches")
 
     @strawberry.field(description="Sign-in e-mail (needs staff:read).")
     async def email(self, info: Info) -> str | None:

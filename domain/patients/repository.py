@@ -145,16 +145,15 @@ class PatientRepository:
         branch_id: uuid.UUID | None,
     ) -> list[uuid.UUID]:
         """Hand every patient assigned to one staff member (within `scope`, optionally one
-        branch) to another, in one statement; returns the ids moved."""
+        branch) to another, in one statement; returns the ids moved (for the access log)."""
         conds = [scope.clause(), Patient.assigned_staff_id == from_staff]
         if branch_id is not None:
             conds.append(Patient.home_branch_id == branch_id)
-        ids = list(await self.session.scalars(select(Patient.id).where(*conds)))
-        if ids:
-            await self.session.execute(
-                update(Patient)
-                .where(*conds)
-                .values(assigned_staff_id=to_staff)
-                .execution_options(synchronize_session=False)
-            )
-        return ids
+        moved = await self.session.scalars(
+            update(Patient)
+            .where(*conds)
+            .values(assigned_staff_id=to_staff)
+            .returning(Patient.id)
+            .execution_options(synchronize_session=False)
+        )
+        return sorted(moved)

@@ -268,6 +268,15 @@ async def test_reassign_patients_moves_them_in_one_logged_change(chain: Chain) -
     last = ok(await gql(chain.client, LAST_ADMIN, token=chain.auditor))["accessLog"]["edges"]
     assert last[0]["node"]["change"] == "patients.reassign"
     assert last[0]["node"]["target"] == leaving
+    # The access log names every patient moved, in one update entry of the same request.
+    entries = """{ accessLog(first: 2, filter: {actions: [ADMIN, UPDATE]}) {
+      edges { node { action patientIds requestId actorId changeDetail } } } }"""
+    pair_of = ok(await gql(chain.client, entries, token=chain.auditor))["accessLog"]["edges"]
+    by_action = {e["node"]["action"]: e["node"] for e in pair_of}
+    assert sorted(by_action["UPDATE"]["patientIds"]) == sorted(ids)
+    assert by_action["UPDATE"]["requestId"] == by_action["ADMIN"]["requestId"]
+    assert by_action["UPDATE"]["actorId"] == chain.hq_id
+    assert by_action["ADMIN"]["changeDetail"].startswith("to:")
     for pid in ids:
         assert ok(await chain.q(get, {"id": pid}, token=pair["accessToken"]))["patient"]
     same = await chain.q(move, {"f": taking, "t": taking})
