@@ -131,7 +131,11 @@ _BRANCH_MANAGER: set[Permission] = {
 
 DEFAULT_ROLES: dict[str, set[Permission]] = {
     "hq_admin": _CHAIN_ADMIN,
-    "branch_manager": {*(("patients:branch", a) for a in _RW), *_BRANCH_MANAGER},
+    "branch_manager": {
+        *(("patients:branch", a) for a in _RW),
+        *_BRANCH_MANAGER,
+        ("patients", "export"),
+    },
     "region_manager": {*(("patients:region", a) for a in _RW), *_BRANCH_MANAGER},
     "doctor": {
         *(("patients:assigned", a) for a in _RW),

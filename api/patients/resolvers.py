@@ -96,7 +96,7 @@ async def patients(
     ctx = info.context
     principal = await ctx.principal()
     scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
-    return await page_patients(info, scope, await _row_filter(info, filter), first, after)
+    return await page_patients(info, scope, await row_filter_of(info, filter), first, after)
 
 
 TAGS = frozenset({"tags"})
@@ -136,7 +136,7 @@ async def page_patients(
     )
 
 
-async def _row_filter(info: Info, flt: PatientFilter | None) -> RowFilter:
+async def row_filter_of(info: Info, flt: PatientFilter | None) -> RowFilter:
     if flt is None:
         return RowFilter()
     digest = None

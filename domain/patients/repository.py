@@ -119,6 +119,16 @@ class PatientRepository:
         )
         return list((await self.session.scalars(stmt)).all())
 
+    async def ids_after(
+        self, scope: PatientScope, flt: PatientFilter, after: uuid.UUID | None, size: int
+    ) -> list[uuid.UUID]:
+        """Ids of the patients `page` would list, in id order from `after` (jobs that resume
+        by id, such as exports)."""
+        stmt = select(Patient.id).where(*self._where(scope, flt)).order_by(Patient.id).limit(size)
+        if after is not None:
+            stmt = stmt.where(Patient.id > after)
+        return list((await self.session.scalars(stmt)).all())
+
     async def find_by_identifiers(
         self, digests: Mapping[str, bytes], scope: PatientScope | None = None
     ) -> list[Patient]:

@@ -1,5 +1,7 @@
 """one person: a blind index on national ids (matched like phones), each patient's channel
-history (every channel a person came in through), and sealed patient exports
+history (every channel a person came in through), patient exports (which patients an export
+holds; the file itself is made again on each download, never stored) and the export permission
+for branch managers
 
 Revision ID: 0018
 Revises: 0016
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.policy_data import grant_to_default_roles
 from tenancy import rls
 
 revision: str = "0018"
@@ -19,6 +22,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TABLES = ("patient_channel_touches", "patient_exports")
+# What the default roles gain with this revision, frozen here (auth.policy may move on).
+NEW_PERMISSIONS: dict[str, list[tuple[str, str]]] = {"branch_manager": [("patients", "export")]}
 
 
 def _tenant_fk(table: str) -> sa.ForeignKeyConstraint:
@@ -65,7 +70,7 @@ def upgrade() -> None:
         sa.Column("format", sa.String(length=8), nullable=False),
         sa.Column("filter", sa.Text(), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("content_ct", sa.LargeBinary(), nullable=True),
+        sa.Column("patient_ids", sa.Text(), nullable=False),
         sa.Column("rows", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         _tenant_fk("patient_exports"),
@@ -75,6 +80,7 @@ def upgrade() -> None:
     rls.enable_tenant_rls(op, "patient_channel_touches", "SELECT, INSERT, DELETE")
     rls.grant(op, "patient_channel_touches", "UPDATE (patient_id)")
     rls.enable_tenant_rls(op, "patient_exports")
+    grant_to_default_roles(op.get_bind(), NEW_PERMISSIONS)
 
 
 def downgrade() -> None:
