@@ -54,7 +54,9 @@ def seal(cipher: FieldCipher, patient: Patient, name: str, value: str | None) ->
         blob = cipher.encrypt(value, table=TABLE, column=name, row_id=patient.id)
     setattr(patient, f"{name}_ct", blob)
     if name in BLIND_INDEXED:
-        digest = None if value is None else cipher.blind_index(value, kind=name)
+        # a national id's check digit x or X is one person (also for ids stored before)
+        key = value.upper() if value is not None and name == "national_id" else value
+        digest = None if key is None else cipher.blind_index(key, kind=name)
         setattr(patient, f"{name}_bidx", digest)
 
 

@@ -23,9 +23,11 @@ import pytest
 from sqlalchemy import select, update
 
 from api.context import AppState
+from api.exports.job import run_export as run_export_job
 from api.ids import parse_global_id
 from auth.access_log import AccessLogEntry
-from domain.exports.models import PatientExport
+from domain.exports.models import ExportFormat, PatientExport
+from domain.exports.repository import ExportRepository
 from tenancy.session import bind_tenant
 from tests.conftest import Database
 from tests.support import SEEDED, World, build_world, codes, gql, ok, sign_in
@@ -296,3 +298,34 @@ async def test_the_download_is_the_askers_alone_expires_and_leaves_no_plaintext(
         "code": "NOT_FOUND",
         "reason": "EXPORT_EXPIRED",
     }
+
+
+async def test_an_export_job_cut_off_resumes_from_its_cursor(
+    client: httpx.AsyncClient, state: AppState, world: World
+) -> None:
+    """The job finds the same patients in one run as in runs cut off after any batch."""
+    hq = await sign_in(client, world, "hq_admin")
+    whole = await run_export(client, hq, "CSV")
+    async with state.sessions() as session:
+        await bind_tenant(session, world.tenant_id)
+        async with session.begin():
+            first = await ExportRepository(session).get(parse_global_id(whole["job"]["id"], "Job"))
+            assert first is not None
+            plan = json.loads(first.filter)
+            job, _ = await ExportRepository(session).start(
+                first.requested_by, ExportFormat.CSV, plan, 0, timedelta(hours=1)
+            )
+            job_id = job.id
+        runs = 0
+        while True:
+            runs += 1
+            done = await run_export_job(session, job_id, "test", batch=2, stop_after_batches=1)
+            assert done is not None
+            if done.status == "done":
+                break
+        async with session.begin():
+            again = await ExportRepository(session).get(job_id)
+            assert again is not None
+            assert ExportRepository.ids_of(again) == ExportRepository.ids_of(first)
+            assert again.rows == first.rows == len(world.patients) + 1
+    assert runs == -(-(len(world.patients) + 1) // 2) + 1  # every batch, then the end
