@@ -17,6 +17,7 @@ from strawberry.fastapi import GraphQLRouter
 from api.context import AppState, Context, new_request_id
 from api.documents import TrustedDocuments
 from api.errors import describe_failure
+from api.exports.routes import exports_router
 from api.http_edge import GRAPHQL_REQUEST, GraphQLEdge
 from api.jobs import resume_jobs
 from api.limits import MAX_BODY_BYTES, MAX_DOCUMENT_BYTES
@@ -132,6 +133,7 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
         graphiql=settings.graphiql_enabled,
     )
     app.include_router(wecom_router(state))
+    app.include_router(exports_router(state))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

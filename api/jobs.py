@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.errors import describe_failure
+from api.exports.job import run_export
 from domain.pool.models import Job, JobStatus
 from domain.pool.service import run_rescore
 from domain.tenants.models import Tenant
@@ -29,6 +30,7 @@ Runner = Callable[[AsyncSession, uuid.UUID, str], Awaitable[Any]]
 
 RUNNERS: dict[str, Runner] = {
     "rescore": run_rescore,
+    "export": run_export,
 }
 
 _background: set[asyncio.Task[None]] = set()

@@ -28,6 +28,7 @@ from api.chain.fields import ChainMutation, ChainQuery
 from api.consent import resolvers as consent
 from api.consent.types import PatientConsents, PatientDataExport
 from api.execution import Execution, lean_resolvers
+from api.exports import resolvers as exports
 from api.extensions import OperationBoundary
 from api.gate import caller_first
 from api.limits import (
@@ -256,6 +257,12 @@ class Mutation(ChainMutation, TwoFactorMutation):
     merge_patients: Patient = strawberry.field(
         resolver=pool.merge_patients,
         description="Merge a duplicate record into another (one patient, one record).",
+    )
+    export_patients: exports.ExportPatientsPayload = strawberry.field(
+        resolver=exports.export_patients,
+        description="Export the patients of your scope (optionally filtered) as CSV or XLSX: "
+        "a background job, then a download for you alone that expires; the file holds exactly "
+        "the fields you may read, masked as you see them. HQ and branch managers.",
     )
     create_segment: pool.Segment = strawberry.field(
         resolver=pool.create_segment, description="Save a segment."

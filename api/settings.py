@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     app_role: str | None = None
     # "pgbouncer": a transaction-mode pooler sits between the app and PostgreSQL.
     database_pooler: Literal["pgbouncer"] | None = None
+    # How long an export (`exportPatients`) may be downloaded, in hours.
+    export_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

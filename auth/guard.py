@@ -97,3 +97,23 @@ def mask_value(name: str, value: str | None) -> str | None:
     if name == "name":
         return value[:1] + "*" * max(len(value) - 1, 1)
     return "****"
+
+
+def scope_to_json(scope: PatientScope) -> dict[str, object]:
+    """A scope as plain data, for a job that runs after the request that decided it."""
+    return {
+        "chain": scope.chain,
+        "branch_ids": sorted(str(b) for b in scope.branch_ids),
+        "staff_id": None if scope.staff_id is None else str(scope.staff_id),
+    }
+
+
+def scope_from_json(data: dict[str, object]) -> PatientScope:
+    """The scope `scope_to_json` wrote (never wider: what the request's rules granted)."""
+    staff = data.get("staff_id")
+    branches = data.get("branch_ids") or []
+    return PatientScope(
+        chain=bool(data.get("chain")),
+        branch_ids=frozenset(uuid.UUID(str(b)) for b in branches),  # type: ignore[attr-defined]
+        staff_id=None if staff is None else uuid.UUID(str(staff)),
+    )

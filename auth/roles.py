@@ -136,6 +136,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         *(("patients:branch", a) for a in _RW),
         *(("staff:branch", a) for a in _RW),
         *_BRANCH_MANAGER,
+        ("patients", "export"),
     },
     "region_manager": {
         *(("patients:region", a) for a in _RW),

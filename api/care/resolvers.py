@@ -37,7 +37,7 @@ from api.patients.loaders import patient_in_scope
 from api.tenants.types import Branch, Region
 from api.times import to_utc
 from auth.access_log import Action
-from auth.guard import require, require_patient_scope
+from auth.guard import patient_scope, require, require_patient_scope
 from auth.models import StaffUser
 from auth.principal import Principal
 from domain.care import follow_ups
@@ -47,6 +47,7 @@ from domain.care.orders import NewLine, OrderService, to_fen
 from domain.care.visits import VisitService
 from domain.errors import BadInput, Forbidden, NotFound
 from domain.patients.models import Patient as PatientRow
+from domain.patients.repository import PatientRepository
 from domain.pool import models as pm
 from domain.tenants.models import Branch as BranchRow
 
@@ -92,6 +93,15 @@ async def _listed(info: Info, obj: str, model: type) -> tuple[Principal, Select]
     scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
     stmt = select(model).join(PatientRow, PatientRow.id == model.patient_id).where(scope.clause())
     return principal, stmt
+
+
+async def _filtered_patient(info: Info, value: strawberry.ID) -> uuid.UUID:
+    """The patient a list filter names; a retired (merged) id names the kept record, whose
+    rows the merge moved (a record the caller cannot read matches nothing either way)."""
+    pid = parse_global_id(value, "Patient", "patientId")
+    scope = patient_scope(await info.context.principal(), "read")
+    row = await PatientRepository(info.context.session).follow(scope, pid)
+    return pid if row is None else row.id
 
 
 async def _one(info: Info, obj: str, model: type, type_name: str, id: strawberry.ID) -> object:
@@ -155,7 +165,7 @@ async def visits(
     _principal, stmt = await _listed(info, "visits", cm.Visit)
     flt = filter or VisitFilter()
     if flt.patient_id:
-        stmt = stmt.where(cm.Visit.patient_id == parse_global_id(flt.patient_id, "Patient"))
+        stmt = stmt.where(cm.Visit.patient_id == await _filtered_patient(info, flt.patient_id))
     if flt.branch_id:
         stmt = stmt.where(cm.Visit.branch_id == parse_global_id(flt.branch_id, "Branch"))
     if flt.doctor_id:
@@ -275,7 +285,7 @@ async def orders(
     _principal, stmt = await _listed(info, "orders", cm.Order)
     flt = filter or OrderFilter()
     if flt.patient_id:
-        stmt = stmt.where(cm.Order.patient_id == parse_global_id(flt.patient_id, "Patient"))
+        stmt = stmt.where(cm.Order.patient_id == await _filtered_patient(info, flt.patient_id))
     if flt.branch_id:
         stmt = stmt.where(cm.Order.branch_id == parse_global_id(flt.branch_id, "Branch"))
     if flt.statuses:
@@ -370,7 +380,7 @@ async def follow_ups_list(
     if flt.kinds:
         stmt = stmt.where(pm.FollowUp.kind.in_([str(k) for k in flt.kinds]))
     if flt.patient_id:
-        stmt = stmt.where(pm.FollowUp.patient_id == parse_global_id(flt.patient_id, "Patient"))
+        stmt = stmt.where(pm.FollowUp.patient_id == await _filtered_patient(info, flt.patient_id))
     rows, cursors, has_next, count = await keyset_page(
         info, stmt, pm.FollowUp, pm.FollowUp.due_at, first, after
     )

@@ -20,10 +20,17 @@ from api.pool.loaders import patient_tags_loader
 from api.referrals.resolvers import make_link
 from api.selection import asks
 from auth.access_log import Action
-from auth.guard import require, require_patient_scope, require_unmasked, writable_groups
+from auth.guard import (
+    patient_scope,
+    require,
+    require_patient_scope,
+    require_unmasked,
+    writable_groups,
+)
 from auth.models import StaffUser
 from domain.errors import BadInput, Forbidden, Merged, NotFound
-from domain.patients.models import SEALED_FIELDS, FieldGroup
+from domain.patients.models import SEALED_FIELDS, FieldGroup, TouchVia
+from domain.patients.models import Patient as PatientRow
 from domain.patients.repository import PageKey, PatientRepository
 from domain.patients.repository import PatientFilter as RowFilter
 from domain.patients.scope import PatientScope
@@ -33,7 +40,15 @@ from domain.rights.erasure import erase
 
 @strawberry.type(description="Result of createPatient.")
 class CreatePatientPayload:
-    patient: Patient = strawberry.field(description="The new patient.")
+    patient: Patient = strawberry.field(
+        description="The new patient or, when `existing`, the known person."
+    )
+    existing: bool = strawberry.field(
+        description="True when a phone, WeChat id, WeCom external id or national id given is "
+        "already a patient you can see (OneID): that patient is returned as they are (the "
+        "identifiers they lacked filled in, the rest of the input not applied) and this "
+        "channel is recorded as a touch in their channelHistory. False for a new record."
+    )
 
 
 @strawberry.type(description="Result of updatePatient.")
@@ -45,11 +60,11 @@ def _ids(values: list[strawberry.ID] | None, type_name: str, field: str) -> froz
     return frozenset(parse_global_id(v, type_name, field) for v in values or [])
 
 
-async def patient(info: Info, id: strawberry.ID) -> Patient | None:
-    ctx = info.context
-    principal = await ctx.principal()
-    scope = require_patient_scope(principal, ctx.trail, "read", Action.READ)
-    repo = PatientRepository(ctx.session)
+async def live_patient(session: Any, scope: PatientScope, id: str) -> PatientRow:
+    """The record a patient id names, to read or change as itself. A retired (merged) id
+    answers NOT_FOUND with `mergedInto`, the kept record's id, when the caller may see that
+    record, and exactly like a missing id otherwise."""
+    repo = PatientRepository(session)
     row = await repo.get(scope, parse_global_id(id, "Patient"))
     if row is None:
         raise NotFound("no such patient")
@@ -58,6 +73,14 @@ async def patient(info: Info, id: strawberry.ID) -> Patient | None:
         if kept is None:  # nothing more than for a missing id
             raise NotFound("no such patient")
         raise Merged("this record was merged into another", to_global_id("Patient", kept.id))
+    return row
+
+
+async def patient(info: Info, id: strawberry.ID) -> Patient | None:
+    ctx = info.context
+    principal = await ctx.principal()
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.READ)
+    row = await live_patient(ctx.session, scope, id)
     if asks(info.selected_fields, SEALED_NAMES):
         await ctx.cipher()  # now, so the sealed fields resolve without an await (see types.py)
     ctx.trail.returned(Action.READ, [row.id])
@@ -73,7 +96,7 @@ async def patients(
     ctx = info.context
     principal = await ctx.principal()
     scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
-    return await page_patients(info, scope, await _row_filter(info, filter), first, after)
+    return await page_patients(info, scope, await row_filter_of(info, filter), first, after)
 
 
 TAGS = frozenset({"tags"})
@@ -113,7 +136,7 @@ async def page_patients(
     )
 
 
-async def _row_filter(info: Info, flt: PatientFilter | None) -> RowFilter:
+async def row_filter_of(info: Info, flt: PatientFilter | None) -> RowFilter:
     if flt is None:
         return RowFilter()
     digest = None
@@ -173,14 +196,22 @@ async def create_patient(info: Info, input: CreatePatientInput) -> CreatePatient
     code = values.pop("referral_code", None)
     channel = values.pop("referral_channel", None) or ""
     groups = _check_field_groups(info, principal, values)
-    row = await PatientService(ctx.session, await ctx.cipher()).create(values)
-    if not await PatientRepository(ctx.session).holds(scope, row.id):
+    service = PatientService(ctx.session, await ctx.cipher())
+    assignee = values.get("assigned_staff")
+    if not scope.admits(values["home_branch_id"], getattr(assignee, "id", assignee)):
         raise Forbidden("not allowed to create patients outside your scope")
+    visible = patient_scope(principal, "read")
+    admitted = await service.admit(values, visible, principal.subject, TouchVia.CREATE)
+    row = admitted.patient
+    if admitted.existing:
+        ctx.trail.returned(Action.READ, [row.id])
+        ctx.trail.changed(Action.UPDATE, [row.id], groups)
+        return CreatePatientPayload(patient=Patient(_row=row), existing=True)
     ctx.trail.changed(Action.CREATE, [row.id], groups)
     if code:
         require(principal, "referrals", "write")
         await make_link(info, scope, row, code, channel)
-    return CreatePatientPayload(patient=Patient(_row=row))
+    return CreatePatientPayload(patient=Patient(_row=row), existing=False)
 
 
 async def update_patient(
@@ -189,12 +220,11 @@ async def update_patient(
     ctx = info.context
     principal = await ctx.principal()
     scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
-    row = await PatientRepository(ctx.session).get(scope, parse_global_id(id, "Patient"))
-    if row is None:
-        raise NotFound("no such patient")
+    row = await live_patient(ctx.session, scope, id)
     values = await _values(info, input)
     groups = _check_field_groups(info, principal, values)
-    await PatientService(ctx.session, await ctx.cipher()).update(row, values)
+    visible = patient_scope(principal, "read")
+    await PatientService(ctx.session, await ctx.cipher()).update(row, values, visible)
     if not await PatientRepository(ctx.session).holds(scope, row.id):
         raise Forbidden("not allowed to move a patient outside your scope")
     ctx.trail.changed(Action.UPDATE, [row.id], groups)
@@ -214,9 +244,7 @@ async def erase_patient(info: Info, id: strawberry.ID) -> ErasePatientPayload:
     principal = await ctx.principal()
     require(principal, "patients", "erase")
     scope = require_patient_scope(principal, ctx.trail, "write", Action.ERASE)
-    row = await PatientRepository(ctx.session).get(scope, parse_global_id(id, "Patient"))
-    if row is None:
-        raise NotFound("no such patient")
+    row = await live_patient(ctx.session, scope, id)
     await erase(ctx.session, await ctx.cipher(), row)
     ctx.trail.changed(Action.ERASE, [row.id], {str(g) for g in set(SEALED_FIELDS.values())})
     return ErasePatientPayload(patient=Patient(_row=row))

@@ -8,6 +8,7 @@ from typing import Any
 
 import strawberry
 from sqlalchemy import select
+from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.ids import to_global_id
@@ -21,7 +22,9 @@ from auth.principal import Principal
 from domain.errors import Forbidden, NotFound
 from domain.patients import models as m
 from domain.patients.models import SEALED_FIELDS
+from domain.patients.models import ChannelTouch as ChannelTouchRow
 from domain.patients.models import Patient as PatientRow
+from domain.patients.repository import PatientRepository
 from domain.patients.service import unseal
 from domain.pool.models import StageChange as StageChangeRow
 from domain.pool.service import PoolService
@@ -76,6 +79,31 @@ def _sealed(patient: PatientRow, info: Info, name: str) -> Any:
     if principal is None or cipher is None:
         return _sealed_async(patient, info, name)
     return _reveal(ctx, principal, cipher, patient, name)
+
+
+@strawberry.type(description="One time the person came in through a channel (OneID).")
+class ChannelTouch:
+    _row: strawberry.Private[ChannelTouchRow]
+
+    @strawberry.field(description="The channel code (as in sourceChannel); may be empty.")
+    def channel(self) -> str:
+        return self._row.channel
+
+    @strawberry.field(description="How: create (createPatient), wecom (a WeCom contact) or import.")
+    def via(self) -> str:
+        return self._row.via
+
+    @strawberry.field(description="When.")
+    def occurred_at(self) -> datetime:
+        return self._row.occurred_at
+
+
+def _touch_loader(session: Any) -> DataLoader[Any, list[ChannelTouchRow]]:
+    async def load(ids: Any) -> list[list[ChannelTouchRow]]:
+        found = await PatientRepository(session).touches(list(ids))
+        return [found[i] for i in ids]
+
+    return DataLoader(load_fn=load)
 
 
 def _visible_tags(principal: Principal, found: list[tuple[Any, Any]]) -> list[Tag]:
@@ -235,6 +263,17 @@ class Patient(Node):
             score=result.score,
             lines=[ScoreLine(what=w, count=n, points=p) for w, n, p in result.lines],
         )
+
+    @strawberry.field(
+        description="Every channel the person came in through, oldest first: the first is the "
+        "one the record joined through; a known phone, WeChat, WeCom or national id coming "
+        "in again (createPatient, a WeCom contact, an import) adds one (OneID)."
+    )
+    async def channel_history(self, info: Info) -> list[ChannelTouch]:
+        ctx = info.context
+        await ctx.principal()
+        loader = ctx.loader("channel_touches", lambda: _touch_loader(ctx.session))
+        return [ChannelTouch(_row=r) for r in await loader.load(self._row.id)]
 
     @strawberry.field(description="Lifecycle stage changes, oldest first.")
     async def stage_history(self, info: Info) -> list[StageChange]:

@@ -318,9 +318,14 @@ async def merge_patients(info: Info, keep_id: strawberry.ID, merge_id: strawberr
     return Patient(_row=keep)
 
 
-@strawberry.type(description="Records that look like one person (same phone, WeChat or WeCom id).")
+@strawberry.type(
+    description="Records that look like one person (same phone, WeChat, WeCom or national id)."
+)
 class DuplicateGroup:
-    matched_on: str = strawberry.field(description="phone, wechat_id or wecom_external_id.")
+    matched_on: str = strawberry.field(
+        description="phone, wechat_id, wecom_external_id or national_id (the last only for "
+        "roles that read health fields in full)."
+    )
     patients: list[Patient] = strawberry.field(description="The records.")
 
 
@@ -332,12 +337,18 @@ async def possible_duplicates(
     scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
     # Groups are made by equal phones and WeChat/WeCom ids: as telling as filtering by them.
     require_unmasked(principal, FieldGroup.CONTACT, "possibleDuplicates")
+    # An equal national id is a health-group fact: only for roles that read it in full.
+    names = [
+        n
+        for n in identity.MATCHED_ON
+        if n != "national_id" or field_visibility(principal, FieldGroup.HEALTH) is Visibility.FULL
+    ]
 
     async def fetch(n: int) -> list[identity.DuplicateGroup]:
-        return await identity.possible_duplicates(ctx.session, scope, n)
+        return await identity.possible_duplicates(ctx.session, scope, n, names)
 
     async def count() -> int:
-        return await identity.count_duplicate_groups(ctx.session, scope)
+        return await identity.count_duplicate_groups(ctx.session, scope, names)
 
     async def present(groups: list[identity.DuplicateGroup]) -> list[DuplicateGroup]:
         rows = await PatientRepository(ctx.session).get_many(

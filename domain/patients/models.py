@@ -73,7 +73,7 @@ SEALED_FIELDS: dict[str, FieldGroup] = {
     "notes": FieldGroup.HEALTH,
 }
 # Exact-match identifiers with a keyed blind index column (`<field>_bidx`).
-BLIND_INDEXED = ("phone", "wechat_id", "wecom_external_id")
+BLIND_INDEXED = ("phone", "wechat_id", "wecom_external_id", "national_id")
 
 
 class Patient(TenantScoped, Timestamped, Base):
@@ -87,6 +87,7 @@ class Patient(TenantScoped, Timestamped, Base):
         Index("ix_patients_phone_bidx", "tenant_id", "phone_bidx"),
         Index("ix_patients_wechat_id_bidx", "tenant_id", "wechat_id_bidx"),
         Index("ix_patients_wecom_external_id_bidx", "tenant_id", "wecom_external_id_bidx"),
+        Index("ix_patients_national_id_bidx", "tenant_id", "national_id_bidx"),
         # Covers what the chain metrics join on (PostgreSQL reads it without the wide rows).
         Index(
             "ix_patients_branch",
@@ -117,6 +118,7 @@ class Patient(TenantScoped, Timestamped, Base):
     phone_bidx: Mapped[bytes | None] = mapped_column(LargeBinary(16), default=None)
     wechat_id_bidx: Mapped[bytes | None] = mapped_column(LargeBinary(16), default=None)
     wecom_external_id_bidx: Mapped[bytes | None] = mapped_column(LargeBinary(16), default=None)
+    national_id_bidx: Mapped[bytes | None] = mapped_column(LargeBinary(16), default=None)
 
     gender: Mapped[str] = mapped_column(String(10), default=Gender.UNKNOWN)
     birth_year: Mapped[int | None] = mapped_column(Integer, default=None)
@@ -139,3 +141,31 @@ class Patient(TenantScoped, Timestamped, Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads a dict
+
+
+class TouchVia(StrEnum):
+    CREATE = "create"  # createPatient: the record's first channel, or a known person again
+    WECOM = "wecom"  # a WeCom external-contact callback
+    IMPORT = "import"
+
+
+class ChannelTouch(TenantScoped, Base):
+    """One time a person came in through a channel. OneID: the same phone, WeChat, WeCom or
+    national id through another door is a touch on the one record, not a second patient; the
+    first touch of a record is the channel it joined through."""
+
+    __tablename__ = "patient_channel_touches"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "patient_id"],
+            ["patients.tenant_id", "patients.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_channel_touches_patient", "tenant_id", "patient_id", "occurred_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    patient_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    channel: Mapped[str] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, func, select, tuple_, update
+from sqlalchemy import Select, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.patients.models import Patient
+from domain.patients.models import ChannelTouch, Patient
 from domain.patients.scope import PatientScope
 
 
@@ -125,6 +125,54 @@ class PatientRepository:
             getattr(Patient, f"{column}_bidx") == digest, Patient.erased_at.is_(None)
         )
         return list((await self.session.scalars(stmt)).all())
+
+    async def ids_after(
+        self, scope: PatientScope, flt: PatientFilter, after: uuid.UUID | None, size: int
+    ) -> list[uuid.UUID]:
+        """Ids of the patients `page` would list, in id order from `after` (jobs that resume
+        by id, such as exports)."""
+        stmt = select(Patient.id).where(*self._where(scope, flt)).order_by(Patient.id).limit(size)
+        if after is not None:
+            stmt = stmt.where(Patient.id > after)
+        return list((await self.session.scalars(stmt)).all())
+
+    async def find_by_identifiers(
+        self, digests: Mapping[str, bytes], scope: PatientScope | None = None
+    ) -> list[Patient]:
+        """Live records (neither erased nor merged) holding any of these identifiers
+        ({"phone": blind index, …}), oldest first: one person's records across channels.
+        Across the whole tenant unless `scope` narrows it."""
+        if not digests:
+            return []
+        stmt = select(Patient).where(
+            or_(*(getattr(Patient, f"{name}_bidx") == d for name, d in sorted(digests.items()))),
+            Patient.erased_at.is_(None),
+            Patient.merged_into_id.is_(None),
+        )
+        if scope is not None:
+            stmt = stmt.where(scope.clause())
+        return list(
+            (await self.session.scalars(stmt.order_by(Patient.created_at, Patient.id))).all()
+        )
+
+    def add_touch(self, patient: Patient, channel: str, via: str) -> None:
+        self.session.add(ChannelTouch(patient_id=patient.id, channel=channel[:64], via=via))
+
+    async def touches(
+        self, patient_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[ChannelTouch]]:
+        """Each patient's channel history, oldest first."""
+        out: dict[uuid.UUID, list[ChannelTouch]] = {pid: [] for pid in patient_ids}
+        if not patient_ids:
+            return out
+        stmt = (
+            select(ChannelTouch)
+            .where(ChannelTouch.patient_id.in_(sorted(set(patient_ids))))
+            .order_by(ChannelTouch.occurred_at, ChannelTouch.id)
+        )
+        for row in (await self.session.scalars(stmt)).all():
+            out[row.patient_id].append(row)
+        return out
 
     async def referral_code_taken(self, code: str) -> bool:
         stmt = select(func.count()).select_from(Patient).where(Patient.referral_code == code)

@@ -23,6 +23,15 @@ class PatientScope:
     def is_empty(self) -> bool:
         return not (self.chain or self.branch_ids or self.staff_id)
 
+    def admits(self, home_branch_id: uuid.UUID | None, assigned_staff_id: uuid.UUID | None) -> bool:
+        """Whether a record not yet written, with this home branch and assignee, would fall in
+        the scope: `clause()` for a record nobody has seen at a visit yet."""
+        return (
+            self.chain
+            or home_branch_id in self.branch_ids
+            or (self.staff_id is not None and assigned_staff_id == self.staff_id)
+        )
+
     def clause(self) -> ColumnElement[bool]:
         if self.chain:
             return true()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,6 +22,9 @@ from domain.patients.models import (
     TrustLevel,
 )
 from domain.patients.repository import PatientRepository
+from domain.patients.scope import PatientScope
+from domain.pool.models import EventType
+from domain.pool.service import NewEvent, PoolService
 from domain.tenants.branches import BranchService
 from tenancy.keyring import FieldCipher, normalise_phone
 
@@ -50,7 +54,9 @@ def seal(cipher: FieldCipher, patient: Patient, name: str, value: str | None) ->
         blob = cipher.encrypt(value, table=TABLE, column=name, row_id=patient.id)
     setattr(patient, f"{name}_ct", blob)
     if name in BLIND_INDEXED:
-        digest = None if value is None else cipher.blind_index(value, kind=name)
+        # a national id's check digit x or X is one person (also for ids stored before)
+        key = value.upper() if value is not None and name == "national_id" else value
+        digest = None if key is None else cipher.blind_index(key, kind=name)
         setattr(patient, f"{name}_bidx", digest)
 
 
@@ -79,6 +85,8 @@ def _clean_sealed(name: str, value: Any) -> str | None:
             return normalise_phone(value)
         except ValueError:
             raise BadInput("phone is not a phone number", field=name) from None
+    if name == "national_id":
+        value = value.upper()  # 身份证号 end in X or x alike: one person, one blind index
     limit = MAX_TEXT.get(name, MAX_HEALTH_TEXT)
     if len(value) > limit:
         raise BadInput(f"{name} is longer than {limit} characters", field=name)
@@ -108,6 +116,15 @@ class StaffRef(Protocol):
     id: uuid.UUID
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """What creating a patient came to: a new record, or a known person the caller can see
+    (`existing`), found by one of their identifiers."""
+
+    patient: Patient
+    existing: bool
+
+
 class PatientService:
     def __init__(self, session: AsyncSession, cipher: FieldCipher) -> None:
         self.session = session
@@ -118,13 +135,71 @@ class PatientService:
         # A closed branch takes no new patients (nor patients moved there).
         await BranchService(self.session).check_open(branch_id, "home_branch_id")
 
-    async def _unique_phone(self, phone: str | None, exclude: uuid.UUID | None) -> None:
-        if phone is None:
+    async def _unique_phone(
+        self, phone: str | None, patient: Patient, visible: PatientScope | None
+    ) -> None:
+        """A phone may not move onto a second record the caller can see (they would merge
+        instead). Records they cannot see do not refuse it: that answer would tell them the
+        phone is known elsewhere in the chain (OneID); the pair shows in possibleDuplicates."""
+        if phone is None or visible is None:
             return
         digest = self.cipher.blind_index(phone, kind="phone")
-        for other in await self.repo.find_by_blind_index("phone", digest):
-            if other.id != exclude:
+        if digest == patient.phone_bidx:
+            return
+        for other in await self.repo.find_by_identifiers({"phone": digest}, visible):
+            if other.id != patient.id:
                 raise Conflict("a patient with this phone already exists", field="phone")
+
+    def identifier_digests(self, values: Mapping[str, Any]) -> dict[str, bytes]:
+        """Blind indexes of the identifiers given (phone, WeChat, WeCom, national id)."""
+        out = {}
+        for name in BLIND_INDEXED:
+            value = _clean_sealed(name, values.get(name))
+            if value is not None:
+                out[name] = self.cipher.blind_index(value, kind=name)
+        return out
+
+    async def admit(
+        self, values: Mapping[str, Any], visible: PatientScope, actor: str, via: str
+    ) -> Admitted:
+        """Create a patient, unless one of its identifiers is already in the chain (OneID).
+
+        A known person the caller can see (`visible`) comes back as they are, with the
+        identifiers they lacked filled in and the new channel recorded as a touch (an event
+        and a channel-history entry). A known person the caller cannot see changes nothing
+        for the caller: a new record is made exactly as for a brand-new patient (a lead with
+        its own id) and, sharing the identifier, is listed for HQ by possibleDuplicates."""
+        channel = str(values.get("source_channel") or "")
+        digests = self.identifier_digests(values)
+        matches = await self.repo.find_by_identifiers(digests)
+        seen = await self.repo.get_many(visible, [m.id for m in matches])
+        known = next((m for m in matches if m.id in seen), None)
+        if known is None:
+            patient = await self.create(values)
+            self.repo.add_touch(patient, channel, via)
+            await self.session.flush()
+            return Admitted(patient, existing=False)
+        for name in BLIND_INDEXED:
+            value = _clean_sealed(name, values.get(name))
+            if value is not None and getattr(known, f"{name}_ct") is None:
+                seal(self.cipher, known, name, value)
+        await self.touch(known, channel, actor, via)
+        return Admitted(known, existing=True)
+
+    async def touch(self, patient: Patient, channel: str, actor: str, via: str) -> None:
+        """A known person came in again through `channel`: a channel-history entry and an
+        interaction event (which scores like any other)."""
+        self.repo.add_touch(patient, channel, via)
+        now = datetime.now(UTC)
+        event = NewEvent(
+            client_event_id=f"touch:{uuid.uuid4()}",
+            patient=patient,
+            type=str(EventType.INTERACTION),
+            occurred_at=now,
+            source=(channel or via)[:64],
+        )
+        await PoolService(self.session, actor).record_events([event])
+        await self.session.flush()
 
     async def _new_referral_code(self) -> str:
         while True:
@@ -143,14 +218,23 @@ class PatientService:
         await self.session.flush()
         return patient
 
-    async def update(self, patient: Patient, values: Mapping[str, Any]) -> Patient:
+    async def update(
+        self, patient: Patient, values: Mapping[str, Any], visible: PatientScope | None = None
+    ) -> Patient:
+        """Change a patient; `visible` is the caller's read scope (for the phone check)."""
         if patient.erased_at is not None:
             raise Conflict("this patient's data was erased")
-        await self._apply(patient, values, creating=False)
+        await self._apply(patient, values, creating=False, visible=visible)
         await self.session.flush()
         return patient
 
-    async def _apply(self, patient: Patient, values: Mapping[str, Any], creating: bool) -> None:
+    async def _apply(
+        self,
+        patient: Patient,
+        values: Mapping[str, Any],
+        creating: bool,
+        visible: PatientScope | None = None,
+    ) -> None:
         sealed = {k: _clean_sealed(k, v) for k, v in values.items() if k in SEALED_FIELDS}
         plain = {k: _clean_plain(k, v) for k, v in values.items() if k in PLAIN_FIELDS}
         if "name" in values and sealed.get("name") is None:
@@ -164,8 +248,8 @@ class PatientService:
         if "assigned_staff" in values:
             staff: StaffRef | None = values["assigned_staff"]
             patient.assigned_staff_id = None if staff is None else staff.id
-        if "phone" in sealed:
-            await self._unique_phone(sealed["phone"], None if creating else patient.id)
+        if "phone" in sealed and not creating:
+            await self._unique_phone(sealed["phone"], patient, visible)
         for name, value in plain.items():
             if value is not None or name in ("birth_year",):
                 setattr(patient, name, value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from domain.care.metrics import PAID
 from domain.care.models import Order, Visit, VisitStatus
 from domain.consent.models import ConsentRecord, ConsentState
 from domain.errors import BadInput
-from domain.patients.models import SEALED_FIELDS, LifecycleStage, Patient
+from domain.patients.models import SEALED_FIELDS, ChannelTouch, LifecycleStage, Patient
 from domain.patients.scope import PatientScope
 from domain.patients.service import seal, unseal
 from domain.pool.models import FollowUp, InteractionEvent, PatientTag, StageChange
@@ -26,7 +27,7 @@ from domain.wecom.models import WecomCallback
 from tenancy.keyring import FieldCipher
 from tenancy.session import lock_tenant
 
-MATCHED_ON = ("phone", "wechat_id", "wecom_external_id")
+MATCHED_ON = ("phone", "wechat_id", "wecom_external_id", "national_id")
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,13 @@ def _shared_digests(name: str, scope: PatientScope) -> Select:
 
 
 async def possible_duplicates(
-    session: AsyncSession, scope: PatientScope, limit: int
+    session: AsyncSession, scope: PatientScope, limit: int, names: Sequence[str] = MATCHED_ON
 ) -> list[DuplicateGroup]:
-    """Groups of live records (within scope) sharing an exact identifier."""
+    """Groups of live records (within scope) sharing an exact identifier (one of `names`).
+    OneID makes such pairs on purpose: a caller who could not see the known person got a new
+    lead with the same identifier, listed here for HQ to merge."""
     groups: list[DuplicateGroup] = []
-    for name in MATCHED_ON:
+    for name in names:
         column = getattr(Patient, f"{name}_bidx")
         shared = _shared_digests(name, scope).order_by(column).limit(limit)
         digests = (await session.scalars(shared)).all()
@@ -75,10 +78,12 @@ async def possible_duplicates(
     return groups[:limit]
 
 
-async def count_duplicate_groups(session: AsyncSession, scope: PatientScope) -> int:
+async def count_duplicate_groups(
+    session: AsyncSession, scope: PatientScope, names: Sequence[str] = MATCHED_ON
+) -> int:
     """How many groups `possible_duplicates` would list with no limit."""
     total = 0
-    for name in MATCHED_ON:
+    for name in names:
         shared = _shared_digests(name, scope).subquery()
         total += int(await session.scalar(select(func.count()).select_from(shared)) or 0)
     return total
@@ -109,7 +114,15 @@ async def merge(session: AsyncSession, cipher: FieldCipher, keep: Patient, other
     await lock_tenant(session, figures.LOCK)
     await session.refresh(keep, with_for_update=True)
     await session.refresh(other, with_for_update=True)
-    for model in (InteractionEvent, FollowUp, StageChange, Visit, Order, ConsentRecord):
+    for model in (
+        InteractionEvent,
+        FollowUp,
+        StageChange,
+        Visit,
+        Order,
+        ConsentRecord,
+        ChannelTouch,
+    ):
         await _move(session, model, other.id, keep.id)
     await _move(session, WecomCallback, other.id, keep.id)
     await _move_unique(session, Delivery, "campaign_id", other.id, keep.id)

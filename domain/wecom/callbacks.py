@@ -31,7 +31,8 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
-from domain.patients.models import Patient, PoolTier
+from domain.patients.models import PoolTier, TouchVia
+from domain.patients.repository import PatientRepository
 from domain.patients.service import PatientService
 from domain.wecom.models import WecomApp, WecomCallback
 from tenancy.keyring import FieldCipher
@@ -40,6 +41,7 @@ FRESH_SECONDS = 300
 MAX_BODY = 64 * 1024
 PLACEHOLDER_NAME = "企业微信客户"
 TABLE = "wecom_apps"
+ACTOR = "system:wecom"
 
 
 class Refused(Exception):
@@ -194,25 +196,27 @@ async def _act(
     if event.get("Event") != "change_external_contact" or not external:
         return Outcome("ignored")
     digest = cipher.blind_index(external, kind="wecom_external_id")
-    patient = await session.scalar(
-        select(Patient).where(
-            Patient.wecom_external_id_bidx == digest, Patient.merged_into_id.is_(None)
-        )
-    )
+    service = PatientService(session, cipher)
+    # One person across channels (OneID): the oldest live record with this WeCom id.
+    found = await PatientRepository(session).find_by_identifiers({"wecom_external_id": digest})
+    patient = found[0] if found else None
+    channel = (event.get("State") or "wecom")[:64]
     if change in ("add_external_contact", "add_half_external_contact"):
         if patient is not None:
             patient.pool_tier = PoolTier.STRONG_PRIVATE
-            await session.flush()
+            await service.touch(patient, channel, ACTOR, TouchVia.WECOM)
             return Outcome("linked", patient.id)
-        created = await PatientService(session, cipher).create(
+        created = await service.create(
             {
                 "name": PLACEHOLDER_NAME,
                 "wecom_external_id": external,
                 "home_branch_id": app.default_branch_id,
-                "source_channel": (event.get("State") or "wecom")[:64],
+                "source_channel": channel,
                 "pool_tier": PoolTier.STRONG_PRIVATE,
             }
         )
+        service.repo.add_touch(created, channel, TouchVia.WECOM)
+        await session.flush()
         return Outcome("created", created.id)
     if change == "del_follow_user" and patient is not None:
         patient.pool_tier = PoolTier.SEMI_PRIVATE

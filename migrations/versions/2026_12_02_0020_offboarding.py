@@ -3,7 +3,7 @@ that did not lead with tenant_id (docs/decisions/0003-scale-out.md: on Citus eve
 distributed table must, and a per-tenant lookup wants it first anyway)
 
 Revision ID: 0020
-Revises: 0016
+Revises: 0018
 Create Date: 2026-12-02 12:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | None = "0016"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

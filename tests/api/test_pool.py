@@ -309,6 +309,9 @@ async def test_merge_and_duplicates(
         {"id": world.gid("b1")},
         token=token,
     )
+    # HQ, who sees the past patient, would get them back (OneID); a health manager, who sees
+    # only their own patients, makes a second record: the duplicate HQ then merges.
+    mine = await sign_in(client, world, "health_manager")
     made = await gql(
         client,
         create,
@@ -317,11 +320,13 @@ async def test_merge_and_duplicates(
                 "name": "小程序用户",
                 "wechatId": "wxid_same",
                 "homeBranchId": world.branch_gid("b2"),
+                "assignedStaffId": world.staff_gid("health_manager"),
             }
         },
-        token=token,
+        token=mine,
     )
     dup = made["data"]["createPatient"]["patient"]["id"]
+    assert dup != world.gid("b1")
     await gql(client, EVENTS, {"e": _events(dup, ["LIVE_STREAM_ATTENDED"], "m")}, token=token)
     groups = await gql(
         client,

@@ -223,6 +223,21 @@ def _run_example_operations(
         hq,
     )
     new_id = created["createPatient"]["patient"]["id"]
+    # The same person again through another channel: the record they have (OneID).
+    again = call(
+        ops["register-patient.graphql"],
+        {"input": {"name": "新朋友", "homeBranchId": branch, "sourceChannel": "douyin"}},
+        hq,
+    )
+    assert again["createPatient"]["existing"] is False  # no identifier given: a new record
+    export = call(ops["export-patients.graphql"], {"format": "CSV"}, hq, "ExportPatients")
+    job = call(
+        ops["export-patients.graphql"],
+        {"id": export["exportPatients"]["job"]["id"]},
+        hq,
+        "ExportJob",
+    )
+    assert job["job"]["total"] == export["exportPatients"]["job"]["total"]
     booked = call(
         ops["book-and-arrive.graphql"],
         {"patientId": new_id, "branchId": branch, "at": (now + timedelta(days=1)).isoformat()},

@@ -159,6 +159,11 @@ ATTACKS: dict[str, Attack] = {
         "mutation($p: ID!) { exportPatientData(patientId: $p) { content } }",
         {"p": b.gid("b1")},
     ),
+    "exportPatients": lambda b: (
+        "mutation($b: [ID!]) { exportPatients(format: CSV, filter: {branchIds: $b}) "
+        "{ job { total } downloadPath } }",
+        {"b": [b.branch_gid("b1")]},
+    ),
     "wecomSettings": lambda b: ("{ wecomSettings { corpId callbackPath } }", {}),
     "configureWecom": lambda b: (
         'mutation($b: ID!) { configureWecom(corpId: "ww1", token: "tok3n", '

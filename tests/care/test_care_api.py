@@ -108,7 +108,28 @@ async def test_scripted_chain(client: httpx.AsyncClient, world: World, state: Ap
 
     x = await _new_patient(client, hq, world, "转介绍甲", referralCode=code, phone="+8613900000001")
     y = await _new_patient(client, hq, world, "转介绍乙", referralCode=code.lower())
-    z = await _new_patient(client, hq, world, "自己", referralCode=code, wechatId="wx-self")
+    # The referrer signing up again with their own WeChat id: a caller who can see them gets
+    # them back (OneID); a health manager, who sees only their own patients, makes a new
+    # record, and the referral is refused as a self-referral.
+    again_self = ok(
+        await gql(
+            client,
+            CREATE.replace("patient {", "existing patient {"),
+            {"i": {"name": "自己", "homeBranchId": world.branch_gid("b1"), "wechatId": "wx-self"}},
+            token=hq,
+        )
+    )["createPatient"]
+    assert again_self["existing"] is True and again_self["patient"]["id"] == world.gid("b1")
+    hm = await sign_in(client, world, "health_manager")
+    z = await _new_patient(
+        client,
+        hm,
+        world,
+        "自己",
+        referralCode=code,
+        wechatId="wx-self",
+        assignedStaffId=world.staff_gid("health_manager"),
+    )
     plain = await _new_patient(client, hq, world, "自然流量")
 
     # x: first visit, then a return visit; y: first visit; z: first visit (self-referral).
