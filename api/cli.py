@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -104,7 +105,7 @@ def _serve(cfg: Settings, host: str, port: int, workers: int = 1) -> None:
         "host": host,
         "port": port,
         "log_level": "info",
-        "log_config": log_config(),
+        "log_config": log_config(fmt=cfg.log_lines),
         "access_log": False,
         # SIGTERM: stop accepting, finish the requests in flight (up to this long), then the
         # lifespan's shutdown closes the pool.
@@ -113,7 +114,13 @@ def _serve(cfg: Settings, host: str, port: int, workers: int = 1) -> None:
     if workers == 1:
         uvicorn.run(application, **options)  # type: ignore[arg-type]
         return
-    # Each worker process builds its own app from the (validated) environment.
+    # Each worker process builds its own app from the (validated) environment, and writes its
+    # metrics where /metrics of any worker reads them all. This process starts the workers,
+    # so it empties the directory first: nothing of an earlier run is reported as current.
+    metrics_dir = cfg.data_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     uvicorn.run("api.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
 

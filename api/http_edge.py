@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from api.documents import Trusted, TrustedDocuments, sha256
+from api.signals import note_code
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -251,6 +252,7 @@ class GraphQLEdge:
         return payload
 
     async def _refuse(self, scope: Scope, send: Send, refusal: EdgeRefusal) -> None:
+        note_code(refusal.code)  # for the request's log line and metrics
         headers = [(b"content-type", _media_type(scope).encode())]
         if refusal.status == 405:
             headers.append((b"allow", b"POST"))
