@@ -42,6 +42,7 @@ DataDir = Annotated[
 ]
 Host = Annotated[str, typer.Option("--host")]
 GRACEFUL_SECONDS = 30
+WORKER_HEALTHCHECK_SECONDS = 60
 Port = Annotated[int, typer.Option("--port")]
 
 
@@ -110,6 +111,10 @@ def _serve(cfg: Settings, host: str, port: int, workers: int = 1) -> None:
         # SIGTERM: stop accepting, finish the requests in flight (up to this long), then the
         # lifespan's shutdown closes the pool.
         "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+        # A worker must answer the supervisor's ping within this long, from its start on: a
+        # worker still importing the app on a busy host would otherwise be killed and
+        # replaced over and over (uvicorn's default is 5 s).
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
     }
     if workers == 1:
         uvicorn.run(application, **options)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -165,3 +166,18 @@ def test_metrics_allow_list_is_validated() -> None:
         load_settings(metrics_allow="10.0.0.0/8, not-an-address")
     networks = load_settings(metrics_allow="10.0.0.0/8, 192.0.2.1").metrics_networks
     assert [str(n) for n in networks] == ["10.0.0.0/8", "192.0.2.1/32"]
+
+
+def test_json_lines_carry_no_exception_message() -> None:
+    """A traceback in a JSON line names the exception's classes and frames, never its message
+    (which may quote a statement's parameters)."""
+    secret = "测试患者日志" + uuid.uuid4().hex[:6]
+    SEEDED.add(secret)
+    try:
+        raise ValueError(f"bad value {secret}")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["level"], line["logger"], line["message"]) == ("ERROR", "x", "failed")
+    assert "builtins.ValueError" in line["exception"]
+    assert secret not in json.dumps(line, ensure_ascii=False)
