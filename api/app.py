@@ -1,10 +1,9 @@
-"""The FastAPI application: GraphQL at /graphql, /healthz and /readyz."""
+"""The FastAPI application: GraphQL at /graphql, /healthz, /readyz and /metrics."""
 
 from __future__ import annotations
 
 import gc
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,13 +13,15 @@ from sqlalchemy import text
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
 
-from api.context import AppState, Context, new_request_id
+from api import metrics, signals
+from api.context import AppState, Context
 from api.documents import TrustedDocuments
 from api.errors import describe_failure
 from api.exports.routes import exports_router
 from api.http_edge import GRAPHQL_REQUEST, GraphQLEdge
 from api.jobs import resume_jobs
 from api.limits import MAX_BODY_BYTES, MAX_DOCUMENT_BYTES
+from api.metrics import metrics_router
 from api.schema import build_schema
 from api.settings import Settings, load_settings
 from api.wecom.routes import wecom_router
@@ -32,7 +33,6 @@ from tenancy.leader import StartupLock
 from tenancy.session import make_engine, session_factory
 
 log = logging.getLogger(__name__)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
 def build_state(settings: Settings) -> AppState:
@@ -41,10 +41,11 @@ def build_state(settings: Settings) -> AppState:
         echo=settings.sql_echo,
         pool_size=settings.pool_size,
         pooler=settings.database_pooler,
+        pool_timeout=settings.pool_timeout_s,
     )
     return AppState(
         settings=settings,
-        sessions=session_factory(engine),
+        sessions=session_factory(engine, statement_timeout_ms=settings.statement_timeout_ms),
         key_provider=LocalKeyProvider.from_text(settings.master_key_text()),
         signing_keys=SigningKeys.from_jwks_json(settings.signing_keys_text()),
     )
@@ -58,6 +59,9 @@ def app_from_environment() -> FastAPI:
 
 def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
     state = state or build_state(settings)
+    engine = state.sessions.kw["bind"]
+    signals.count_statements(engine)
+    metrics.watch_pool(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -66,7 +70,6 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
                 "PATIENTPOOL_PERSISTED_QUERIES=allow: any GraphQL document is accepted, not "
                 "only the trusted ones"
             )
-        engine = state.sessions.kw["bind"]
         # Of several processes serving this database, one resumes the jobs (tenancy.leader).
         startup = StartupLock(
             engine.url.render_as_string(hide_password=False),
@@ -90,15 +93,18 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
         finally:
             await startup.release()
             await engine.dispose()
+            metrics.process_stopped()
 
     async def get_context(request: HTTPConnection) -> Context:
         # HTTPConnection, not Request: a WebSocket handshake reaches here too, and is then
         # refused by the router (no subprotocols are offered).
         auth = request.headers.get("authorization", "")
         bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        given = request.headers.get("x-request-id", "")
+        record = signals.current()
         info = RequestInfo(
-            request_id=given if _REQUEST_ID.match(given) else new_request_id(),
+            request_id=record.request_id
+            if record is not None
+            else signals.request_id_from(request.headers.get("x-request-id", "")),
             client_addr=request.client.host if request.client else "",
             user_agent=request.headers.get("user-agent", "")[:300],
         )
@@ -134,6 +140,10 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
     )
     app.include_router(wecom_router(state))
     app.include_router(exports_router(state))
+    if settings.metrics_networks:
+        app.include_router(metrics_router(settings))
+    # Outermost: every request gets its id before anything else runs, and its log line after.
+    app.add_middleware(signals.RequestSignals)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -41,6 +42,7 @@ DataDir = Annotated[
 ]
 Host = Annotated[str, typer.Option("--host")]
 GRACEFUL_SECONDS = 30
+WORKER_HEALTHCHECK_SECONDS = 60
 Port = Annotated[int, typer.Option("--port")]
 
 
@@ -104,16 +106,26 @@ def _serve(cfg: Settings, host: str, port: int, workers: int = 1) -> None:
         "host": host,
         "port": port,
         "log_level": "info",
-        "log_config": log_config(),
+        "log_config": log_config(fmt=cfg.log_lines),
         "access_log": False,
         # SIGTERM: stop accepting, finish the requests in flight (up to this long), then the
         # lifespan's shutdown closes the pool.
         "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+        # A worker must answer the supervisor's ping within this long, from its start on: a
+        # worker still importing the app on a busy host would otherwise be killed and
+        # replaced over and over (uvicorn's default is 5 s).
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
     }
     if workers == 1:
         uvicorn.run(application, **options)  # type: ignore[arg-type]
         return
-    # Each worker process builds its own app from the (validated) environment.
+    # Each worker process builds its own app from the (validated) environment, and writes its
+    # metrics where /metrics of any worker reads them all. This process starts the workers,
+    # so it empties the directory first: nothing of an earlier run is reported as current.
+    metrics_dir = cfg.data_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     uvicorn.run("api.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
 

@@ -14,9 +14,10 @@ from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.fastapi import BaseContext
 
+from api import metrics, signals
 from api.settings import Settings
 from auth import access_log
-from auth.access_log import RequestInfo
+from auth.access_log import AccessEvent, RequestInfo
 from auth.principal import Principal
 from auth.sessions import SignInLimits, check_bearer, principal_from_bearer
 from auth.signing_keys import SigningKeys
@@ -146,9 +147,7 @@ class Context(BaseContext):
         principal = self._principal
         if ok:
             if principal is not None:
-                await access_log.append(
-                    self.session, principal.actor, self.request_info, self.trail.events()
-                )
+                await _append(self.session, principal, self.request_info, self.trail.events())
             await self.session.commit()
             for callback in self._after_commit:
                 callback()
@@ -160,7 +159,7 @@ class Context(BaseContext):
         if events:
             async with self.app.sessions() as log_session, log_session.begin():
                 await bind_tenant(log_session, principal.tenant_id)
-                await access_log.append(log_session, principal.actor, self.request_info, events)
+                await _append(log_session, principal, self.request_info, events)
 
     async def close(self) -> None:
         await _settled(self.session.close)
@@ -178,6 +177,18 @@ class Context(BaseContext):
         pending = [f for f in self._once.values() if not f.done()]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        record, principal = signals.current(), self._principal
+        if record is not None and principal is not None:
+            record.tenant_id, record.principal_id = principal.tenant_id, principal.id
+
+
+async def _append(
+    session: AsyncSession, principal: Principal, info: RequestInfo, events: list[AccessEvent]
+) -> None:
+    if not events:
+        return
+    with metrics.ACCESS_LOG_APPEND.time():
+        await access_log.append(session, principal.actor, info, events)
 
 
 class RequestFinished(Exception):

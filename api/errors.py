@@ -13,6 +13,8 @@ import re
 import traceback
 
 from graphql import GraphQLError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 
 CODES = frozenset(
@@ -26,6 +28,8 @@ CODES = frozenset(
         "QUERY_TOO_COMPLEX",
         "DATA_INTEGRITY",
         "PERSISTED_QUERY_NOT_FOUND",
+        "TIMEOUT",
+        "UNAVAILABLE",
         "INTERNAL",
     }
 )
@@ -40,6 +44,39 @@ log = logging.getLogger("patientpool.errors")
 _TOO_COMPLEX = re.compile(
     r"exceeds maximum operation depth|aliases found\. Allowed|contains more than \d+ tokens"
 )
+
+
+# PostgreSQL's SQLSTATEs for a statement cut off by statement_timeout (or a cancel), and for a
+# server that closed the connection (shutdown, pg_terminate_backend, a crash).
+_CANCELLED = "57014"
+_GONE = ("08", "57P01", "57P02", "57P03")
+
+
+def database_code(exc: BaseException | None) -> str | None:
+    """TIMEOUT or UNAVAILABLE when the database, not the request, made the operation fail:
+    the statement timeout fired, no pooled connection came free in time, or the connection
+    was lost. None for anything else (a programming error stays INTERNAL)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, PoolTimeout):
+            return "UNAVAILABLE"
+        if isinstance(exc, DBAPIError):
+            state = str(getattr(exc.orig, "sqlstate", None) or "")
+            if state == _CANCELLED:
+                return "TIMEOUT"
+            if exc.connection_invalidated or state.startswith(_GONE):
+                return "UNAVAILABLE"
+        if isinstance(exc, ConnectionError):  # refused or reset while connecting
+            return "UNAVAILABLE"
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+_MESSAGES = {
+    "TIMEOUT": "the database took too long to answer; nothing was saved, try again",
+    "UNAVAILABLE": "the database is not available right now; nothing was saved, try again",
+}
 
 
 class ApiError(Exception):
@@ -68,6 +105,9 @@ def code_of(error: GraphQLError) -> str | None:
         return "BAD_USER_INPUT" if error.path is None else None
     if isinstance(original, StaleDataError):
         return "CONFLICT"  # an optimistic-lock miss: someone else changed the row first
+    from_database = database_code(original)
+    if from_database is not None:
+        return from_database
     code = getattr(original, "code", None)
     if isinstance(code, str):
         code = _ALIASES.get(code, code)
@@ -135,6 +175,10 @@ def format_error(
         else:
             message = original.message
             extensions.update(original.extensions or {})
+    elif code in _MESSAGES:
+        # The driver's message quotes the statement and its parameters.
+        message = _MESSAGES[code]
+        extensions["requestId"] = request_id
     elif original is not None:
         message = str(getattr(original, "message", None) or original)
         if isinstance(original, StaleDataError):

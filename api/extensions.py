@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from api.errors import describe_failure, format_error
+from api import signals
+from api.errors import code_of, describe_failure, format_error
 
 log = logging.getLogger("patientpool.operation")
 
@@ -62,7 +63,17 @@ class OperationBoundary(SchemaExtension):
                     log.error(
                         "close failed request_id=%s error=%s", request_id, describe_failure(exc)
                     )
+        operation = self.execution_context.operation_name or ""
         if result is not None and errors:
             hide = ctx is not None and ctx.app.settings.is_production
-            operation = self.execution_context.operation_name or ""
             result.errors = [format_error(e, request_id, hide, operation) for e in errors]
+        record = signals.current()
+        if record is not None:
+            record.operation = operation or None
+            shown = result.errors if result is not None and result.errors else errors
+            first = shown[0] if shown else None
+            record.code = (
+                "OK"
+                if first is None
+                else (first.extensions or {}).get("code") or code_of(first) or "INTERNAL"
+            )

@@ -34,6 +34,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from api.documents import Trusted, TrustedDocuments, sha256
+from api.errors import database_code
+from api.signals import note_code
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -166,7 +168,15 @@ class GraphQLEdge:
             if digest is not None:
                 self.documents.remember_automatic(digest, query)
             return query
-        trusted = await self.documents.find(digest or sha256(query or ""))
+        try:
+            trusted = await self.documents.find(digest or sha256(query or ""))
+        except Exception as exc:
+            code = database_code(exc)  # the registry's database is down or the pool is full
+            if code is None:
+                raise
+            raise EdgeRefusal(
+                503, code, "the database is not available right now; try again"
+            ) from None
         if trusted is not None:
             if is_get:
                 self._check_get(trusted, payload.get("operationName"))
@@ -251,6 +261,7 @@ class GraphQLEdge:
         return payload
 
     async def _refuse(self, scope: Scope, send: Send, refusal: EdgeRefusal) -> None:
+        note_code(refusal.code)  # for the request's log line and metrics
         headers = [(b"content-type", _media_type(scope).encode())]
         if refusal.status == 405:
             headers.append((b"allow", b"POST"))

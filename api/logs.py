@@ -5,11 +5,17 @@ The app's own error logging already leaves messages out (api.errors.describe_fai
 formatter is the net under everything else that logs a traceback (uvicorn's "Exception in ASGI
 application", a library's warning with exc_info), since an exception's message may quote SQL
 parameters or GraphQL variables, that is, patients' data (DESIGN.md invariant 6).
+
+`PATIENTPOOL_LOG_FORMAT=json` (production's default) writes each record as one JSON object:
+`time`, `level`, `logger`, `message`, any structured `fields` a record carries (the request
+lines of api.signals) at the top level, and `exception` (classes and frames only).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from api.errors import describe_failure
@@ -22,13 +28,32 @@ class PrivateFormatter(logging.Formatter):
         return describe_failure(ei[1])
 
 
-def log_config(level: str = "INFO") -> dict[str, Any]:
+class JsonFormatter(PrivateFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update({k: v for k, v in fields.items() if k not in line})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def log_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
     """A `logging.config.dictConfig` for uvicorn and the app: everything to stderr, through
-    PrivateFormatter."""
+    PrivateFormatter, or JsonFormatter for `fmt="json"`."""
+    formatter: dict[str, Any] = (
+        {"()": JsonFormatter} if fmt == "json" else {"()": PrivateFormatter, "fmt": FORMAT}
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"private": {"()": PrivateFormatter, "fmt": FORMAT}},
+        "formatters": {"private": formatter},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
@@ -58,6 +59,15 @@ class Settings(BaseSettings):
     database_pooler: Literal["pgbouncer"] | None = None
     # How long an export (`exportPatients`) may be downloaded, in hours.
     export_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    # PostgreSQL: each transaction's statements may run this long (SET LOCAL, so it holds
+    # under a transaction-mode pooler too); SQLite applies none.
+    statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
+    # How long a request waits for a pooled connection before it answers UNAVAILABLE.
+    pool_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Log lines: "json" (one object a line) or "text"; unset: json in production.
+    log_format: Literal["json", "text"] | None = None
+    # Who may read /metrics: comma-separated addresses or CIDR networks; empty: no /metrics.
+    metrics_allow: str = "127.0.0.1/32,::1/128"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -81,6 +91,12 @@ class Settings(BaseSettings):
                 "PATIENTPOOL_APP_ROLE must be a lowercase role name "
                 "(letters, digits and _, at most 63)"
             )
+        try:
+            self.metrics_networks  # noqa: B018  (parsed once here, so a typo stops the start)
+        except ValueError:
+            raise ValueError(
+                "PATIENTPOOL_METRICS_ALLOW must be comma-separated addresses or CIDR networks"
+            ) from None
         url = self.database_url
         if url and not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError(
@@ -92,6 +108,15 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    @property
+    def log_lines(self) -> str:
+        return self.log_format or ("json" if self.is_production else "text")
+
+    @property
+    def metrics_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        parts = [p.strip() for p in self.metrics_allow.split(",") if p.strip()]
+        return tuple(ip_network(p, strict=False) for p in parts)
 
     @property
     def graphiql_enabled(self) -> bool:

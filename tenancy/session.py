@@ -5,7 +5,9 @@ A `TenantSession` carries one tenant in `session.info`. Every ORM select, update
 through `with_loader_criteria`), inserts are stamped, and a statement on tenant-owned rows
 without a tenant raises instead of returning everything. On PostgreSQL each transaction also
 sets `app.tenant_id` with `set_config(..., true)` (transaction-local), which the RLS policies
-read: a pooled connection never carries a tenant into the next transaction.
+read: a pooled connection never carries a tenant into the next transaction. The statement
+timeout, when the session factory was given one, is set in that same statement, just as
+transaction-local (`SET LOCAL` semantics), so it too holds under a transaction-mode pooler.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.sql.util import find_tables
 from tenancy.orm import TenantScoped, is_tenant_scoped, tenant_tables
 
 TENANT_KEY = "tenant_id"
+TIMEOUT_KEY = "statement_timeout_ms"
 RLS_SETTING = "app.tenant_id"
 
 
@@ -41,7 +44,12 @@ class TenantSession(Session):
 
 
 def make_engine(
-    url: str, *, echo: bool = False, pool_size: int = 10, pooler: str | None = None
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    pooler: str | None = None,
+    pool_timeout: float = 30.0,
 ) -> AsyncEngine:
     """`pooler="pgbouncer"`: a transaction-mode pooler sits in front, so consecutive
     transactions of one client connection may run on different server connections. asyncpg
@@ -58,14 +66,22 @@ def make_engine(
             echo=echo,
             pool_size=pool_size,
             max_overflow=pool_size,
+            pool_timeout=pool_timeout,
             connect_args={
                 "statement_cache_size": 0,
                 "prepared_statement_cache_size": 0,
                 "prepared_statement_name_func": _unique_statement_name,
             },
         )
+    # pre-ping: a connection the server dropped (a restart, pg_terminate_backend) is replaced
+    # on checkout instead of failing the next request.
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
     )
 
 
@@ -132,12 +148,16 @@ class SerialAsyncSession(AsyncSession):
             await super().refresh(*args, **kwargs)
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def session_factory(
+    engine: AsyncEngine, *, statement_timeout_ms: int | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """`statement_timeout_ms`: on PostgreSQL every transaction of these sessions sets it."""
     return async_sessionmaker(
         engine,
         class_=SerialAsyncSession,
         sync_session_class=TenantSession,
         expire_on_commit=False,
+        info={TIMEOUT_KEY: statement_timeout_ms} if statement_timeout_ms else {},
     )
 
 
@@ -157,13 +177,26 @@ async def bind_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
 
 
 _SET_TENANT = text(f"SELECT set_config('{RLS_SETTING}', :t, true)")
+_SET_TIMEOUT = text("SELECT set_config('statement_timeout', :ms, true)")
+_SET_BOTH = text(
+    f"SELECT set_config('{RLS_SETTING}', :t, true), set_config('statement_timeout', :ms, true)"
+)
 
 
 @event.listens_for(TenantSession, "after_begin")
-def _set_rls_tenant(session: Session, _tx: SessionTransaction, connection: Connection) -> None:
+def _set_transaction_settings(
+    session: Session, _tx: SessionTransaction, connection: Connection
+) -> None:
+    if connection.dialect.name != "postgresql":
+        return
     tenant_id = session.info.get(TENANT_KEY)
-    if tenant_id is not None and connection.dialect.name == "postgresql":
+    timeout = session.info.get(TIMEOUT_KEY)
+    if tenant_id is not None and timeout:
+        connection.execute(_SET_BOTH, {"t": str(tenant_id), "ms": str(timeout)})
+    elif tenant_id is not None:
         connection.execute(_SET_TENANT, {"t": str(tenant_id)})
+    elif timeout:
+        connection.execute(_SET_TIMEOUT, {"ms": str(timeout)})
 
 
 def _touches_tenant_rows(state: ORMExecuteState) -> bool:
