@@ -208,8 +208,8 @@ async def reassign_patients(
     transaction: all of them or none (a chain never has a leaver's patients half handed on),
     one administrative entry (who to whom), and one update entry naming every patient moved.
     Atomic rather than a resumable job: a job would leave a leaver's patients split between
-    two people while it runs or after it fails. It is bound by the statement timeout; very
-    large hand-overs go branch by branch (`branchId`)."""
+    two people while it runs or after it fails. The rows move in batches of a thousand, each
+    statement well inside the statement timeout."""
     ctx = info.context
     principal, staff = await _writer(info)
     scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)

@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.patients.models import ChannelTouch, Patient
 from domain.patients.scope import PatientScope
 
+# Rows per UPDATE when a leaver's patients are handed on (see `PatientRepository.reassign`).
+REASSIGN_BATCH = 1000
+
 
 @dataclass(frozen=True)
 class PatientFilter:
@@ -193,15 +196,24 @@ class PatientRepository:
         branch_id: uuid.UUID | None,
     ) -> list[uuid.UUID]:
         """Hand every patient assigned to one staff member (within `scope`, optionally one
-        branch) to another, in one statement; returns the ids moved (for the access log)."""
+        branch) to another, in the caller's one transaction; returns the ids moved (for the
+        access log). The rows move in batches of `REASSIGN_BATCH` ids so that each statement
+        stays well inside the statement timeout however many patients a leaver had; the
+        transaction still makes it all or nothing."""
         conds = [scope.clause(), Patient.assigned_staff_id == from_staff]
         if branch_id is not None:
             conds.append(Patient.home_branch_id == branch_id)
-        moved = await self.session.scalars(
-            update(Patient)
-            .where(*conds)
-            .values(assigned_staff_id=to_staff)
-            .returning(Patient.id)
-            .execution_options(synchronize_session=False)
-        )
+        ids = sorted(await self.session.scalars(select(Patient.id).where(*conds)))
+        moved: list[uuid.UUID] = []
+        for start in range(0, len(ids), REASSIGN_BATCH):
+            chunk = ids[start : start + REASSIGN_BATCH]
+            moved.extend(
+                await self.session.scalars(
+                    update(Patient)
+                    .where(Patient.id.in_(chunk), *conds)
+                    .values(assigned_staff_id=to_staff)
+                    .returning(Patient.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
         return sorted(moved)

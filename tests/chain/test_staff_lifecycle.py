@@ -18,6 +18,7 @@ from api.context import AppState
 from auth.access_log import RequestInfo
 from auth.models import StaffTokenPurpose
 from auth.staff_tokens import redeem
+from domain.patients import repository
 from tests.chain.conftest import NEW_PASSWORD, Operator, new_chain, sign_in_pair
 from tests.support import codes, gql, ok
 
@@ -281,6 +282,30 @@ async def test_reassign_patients_moves_them_in_one_logged_change(chain: Chain) -
         assert ok(await chain.q(get, {"id": pid}, token=pair["accessToken"]))["patient"]
     same = await chain.q(move, {"f": taking, "t": taking})
     assert codes(same) == ["BAD_USER_INPUT"]
+
+
+async def test_reassignment_in_batches_moves_everyone_once(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows move a batch per statement (here 2): all of them move, each once, and the update
+    entry names each of them."""
+    monkeypatch.setattr(repository, "REASSIGN_BATCH", 2)
+    leaving, _ = await chain.member("doctor", [chain.branches["main"]])
+    taking, pair = await chain.member("doctor", [chain.branches["main"]])
+    create = """mutation($b: ID!, $s: ID!) { createPatient(input: {name: "李四",
+      homeBranchId: $b, assignedStaffId: $s}) { patient { id } } }"""
+    ids = set()
+    for _ in range(5):
+        made = await chain.q(create, {"b": chain.branches["main"], "s": leaving})
+        ids.add(ok(made)["createPatient"]["patient"]["id"])
+    move = """mutation($f: ID!, $t: ID!) { reassignPatients(fromStaffId: $f, toStaffId: $t) {
+      moved } }"""
+    assert ok(await chain.q(move, {"f": leaving, "t": taking}))["reassignPatients"]["moved"] == 5
+    mine = "{ patients(first: 50) { edges { node { id } } } }"
+    seen = ok(await chain.q(mine, token=pair["accessToken"]))["patients"]["edges"]
+    assert {e["node"]["id"] for e in seen} == ids
+    again = await chain.q(move, {"f": leaving, "t": taking})
+    assert ok(again)["reassignPatients"]["moved"] == 0
 
 
 async def test_staff_list_filters(chain: Chain) -> None:
