@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     app_role: str | None = None
     # "pgbouncer": a transaction-mode pooler sits between the app and PostgreSQL.
     database_pooler: Literal["pgbouncer"] | None = None
+    # The largest file a multipart `importPatients` request may carry (held in memory, never
+    # spooled to disk: it is plaintext personal data).
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
