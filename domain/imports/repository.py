@@ -73,9 +73,11 @@ class ImportRepository:
     async def manual_tags(self) -> dict[str, uuid.UUID | None]:
         """Manual tags by name; None for a name that several groups use (ambiguous)."""
         out: dict[str, uuid.UUID | None] = {}
-        stmt = select(Tag.name, Tag.id).where(Tag.auto_rule.is_(None))
-        for name, tag_id in await self.session.execute(stmt):
-            out[name] = None if name in out else tag_id
+        # auto_rule is JSON: a manual tag's is JSON null on some engines, SQL NULL on others
+        stmt = select(Tag.name, Tag.id, Tag.auto_rule)
+        for name, tag_id, rule in await self.session.execute(stmt):
+            if rule is None:
+                out[name] = None if name in out else tag_id
         return out
 
     async def patients(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Patient]:

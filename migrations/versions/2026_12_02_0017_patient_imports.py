@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 TABLES = ("import_rejections", "import_chunks", "import_files")
 
 
-def _tenant_and_job(table: str) -> list[sa.SchemaItem]:
+def _tenant_and_job(table: str) -> list[sa.ForeignKeyConstraint]:
     return [
         sa.ForeignKeyConstraint(
             ["tenant_id"],
