@@ -4,6 +4,7 @@ field groups), through the one import service the CLI uses too."""
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 import strawberry
 from strawberry.file_uploads import Upload
@@ -51,7 +52,18 @@ def _options(given: ImportOptionsInput | None) -> ImportOptions:
 
 
 async def import_patients(
-    info: Info, file: Upload, options: ImportOptionsInput | None = None
+    info: Info,
+    file: Annotated[
+        Upload,
+        strawberry.argument(
+            description="The CSV (UTF-8, with or without BOM, or GB18030) or XLSX file: a "
+            "multipart file part, as the GraphQL multipart request spec sends it."
+        ),
+    ],
+    options: Annotated[
+        ImportOptionsInput | None,
+        strawberry.argument(description="Column mapping, what a match does, default branch."),
+    ] = None,
 ) -> Job:
     """Start a bulk import of the uploaded CSV or XLSX; follow it with `job(id)`."""
     ctx = info.context
@@ -92,6 +104,3 @@ async def rejected_file(info: Info, job_id: uuid.UUID) -> str | None:
     if text is not None:
         ctx.trail.exported([])  # personal data leaves: logged, though it names no patient yet
     return text
-
-
-__all__ = ["import_patients", "import_report", "rejected_file", "strawberry"]
