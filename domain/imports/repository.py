@@ -103,7 +103,7 @@ class ImportRepository:
     async def add_tags(self, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
         rows = [{"patient_id": p, "tag_id": t, "source": "manual"} for p, t in sorted(pairs)]
         if rows:
-            await self.session.execute(insert(PatientTag), stamp_rows(self.session, rows))
+            await self.session.execute(insert(PatientTag.__table__), stamp_rows(self.session, rows))
 
     async def advance(self, imp: ImportFile, **values: int) -> None:
         await self.session.execute(
