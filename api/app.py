@@ -18,7 +18,7 @@ from api.context import AppState, Context
 from api.documents import TrustedDocuments
 from api.errors import describe_failure
 from api.exports.routes import exports_router
-from api.http_edge import GRAPHQL_REQUEST, GraphQLEdge
+from api.http_edge import GRAPHQL_REQUEST, GRAPHQL_UPLOADS, GraphQLEdge
 from api.jobs import resume_jobs
 from api.limits import MAX_BODY_BYTES, MAX_DOCUMENT_BYTES
 from api.metrics import metrics_router
@@ -108,8 +108,9 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
             client_addr=request.client.host if request.client else "",
             user_agent=request.headers.get("user-agent", "")[:300],
         )
-        sent = request.scope.get("state", {}).get(GRAPHQL_REQUEST) or {}
-        return Context(state, bearer, info, sent.get("operationName"))
+        edge = request.scope.get("state", {})
+        sent = edge.get(GRAPHQL_REQUEST) or {}
+        return Context(state, bearer, info, sent.get("operationName"), edge.get(GRAPHQL_UPLOADS))
 
     app = FastAPI(
         title="patientpool",
@@ -134,6 +135,7 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
         path="/graphql",
         max_body_bytes=MAX_BODY_BYTES,
         max_document_bytes=MAX_DOCUMENT_BYTES,
+        max_upload_bytes=settings.max_upload_bytes,
         documents=TrustedDocuments(state.sessions),
         trusted_only=settings.trusted_documents_only,
         graphiql=settings.graphiql_enabled,

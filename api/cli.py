@@ -28,6 +28,7 @@ documents_app = typer.Typer(
 )
 staff_app = typer.Typer(no_args_is_help=True, help="A chain's staff.")
 db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL deployment.")
+patients_app = typer.Typer(no_args_is_help=True, help="A chain's patients.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
@@ -36,6 +37,7 @@ app.add_typer(referrals_app, name="referrals")
 app.add_typer(documents_app, name="documents")
 app.add_typer(staff_app, name="staff")
 app.add_typer(db_app, name="db")
+app.add_typer(patients_app, name="patients")
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the SQLite file and dev keys live.")
@@ -309,6 +311,67 @@ def staff_invite(
     except ValueError as exc:
         fail(str(exc))
     typer.echo(token)
+
+
+@patients_app.command("import")
+def patients_import(
+    tenant: Annotated[str, typer.Option("--tenant")],
+    file: Annotated[
+        Path | None, typer.Argument(help="A CSV (UTF-8, GB18030) or XLSX file.")
+    ] = None,
+    mapping: Annotated[
+        str | None, typer.Option("--mapping", help='JSON: {"header in the file": "field"}.')
+    ] = None,
+    on_match: Annotated[
+        str, typer.Option("--on-match", help="skip, fill-empty or overwrite.")
+    ] = "fill-empty",
+    branch: Annotated[
+        str, typer.Option("--branch", help="Branch code for rows without one.")
+    ] = "main",
+    rejected_out: Annotated[
+        Path | None,
+        typer.Option("--rejected-out", help="Write the rejected rows (with a reason) here."),
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Finish an import job that was cut off.")
+    ] = None,
+) -> None:
+    """Bring patients in from a spreadsheet: a resumable job; prints the counts and each
+    rejected row's number and reason."""
+    import uuid
+
+    from api.imports.command import import_command, parse_mapping_text
+    from domain.imports.service import ImportOptions, OnMatch
+
+    if (file is None) == (resume is None):
+        fail("give a FILE, or --resume JOB_ID")
+    if file is not None and not file.is_file():
+        fail(f"no file {file}")
+    try:
+        options = ImportOptions(
+            mapping=parse_mapping_text(mapping), on_match=OnMatch(on_match), branch=branch
+        )
+        job_id = None if resume is None else uuid.UUID(resume)
+        outcome = asyncio.run(
+            import_command(
+                settings(),
+                tenant,
+                file,
+                options,
+                lambda m: typer.echo(m, err=True),
+                job_id,
+                rejected_out,
+            )
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    r = outcome.report
+    typer.echo(
+        f"job {outcome.job_id} {outcome.status}: created {r.created}, updated {r.updated}, "
+        f"unchanged {r.unchanged}, rejected {r.rejected}"
+    )
+    for number, reason in r.rejections:
+        typer.echo(f"row {number}: {reason}")
 
 
 @keys_app.command("rotate")

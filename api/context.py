@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.fastapi import BaseContext
 
 from api import metrics, signals
+from api.imports.runner import KEY_PROVIDER_INFO
 from api.settings import Settings
 from auth import access_log
 from auth.access_log import AccessEvent, RequestInfo
@@ -38,6 +39,10 @@ class AppState:
     signing_keys: SigningKeys
     sign_in_limits: SignInLimits = field(default_factory=SignInLimits.default)
 
+    def __post_init__(self) -> None:
+        # Background jobs (api.jobs) get a bare session: this is how they reach the keys.
+        self.sessions.configure(info={KEY_PROVIDER_INFO: self.key_provider})
+
 
 class Context(BaseContext):
     def __init__(
@@ -46,6 +51,7 @@ class Context(BaseContext):
         bearer: str | None,
         info: RequestInfo,
         requested_operation_name: str | None = None,
+        uploads: dict[str, bytes] | None = None,
     ) -> None:
         super().__init__()
         self.app = app
@@ -54,6 +60,9 @@ class Context(BaseContext):
         # operation of the document, which hides a missing name).
         self.requested_operation_name = requested_operation_name
         self.request_info = info
+        # Files of a multipart request, read by the HTTP edge, by the token it put in their
+        # variable's place (api.http_edge).
+        self._uploads = uploads or {}
         self.request_id = info.request_id
         self.session: AsyncSession = app.sessions()
         self.trail = AccessTrail()
@@ -76,6 +85,10 @@ class Context(BaseContext):
         # cancellation reaching the load would stop the session mid-statement (it could then
         # neither roll back nor close). The load runs to its end; finish() waits for it.
         return asyncio.shield(self._once[name])
+
+    def upload(self, token: object) -> bytes | None:
+        """The bytes of the file an `Upload` variable names, or None (not sent as a file)."""
+        return self._uploads.get(token) if isinstance(token, str) else None
 
     def claims(self) -> AccessClaims | None:
         """The bearer token checked without the database (signature, expiry), once per request:

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl
 
 from api.documents import Trusted, TrustedDocuments, sha256
 from api.errors import database_code
+from api.multipart import MultipartRefusal, boundary_of, check_upload_operation, read_multipart
 from api.signals import note_code
 
 Scope = MutableMapping[str, Any]
@@ -44,6 +45,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GRAPHQL_REQUEST = "graphql_request"
+GRAPHQL_UPLOADS = "graphql_uploads"
+MULTIPART = "multipart/form-data"
 RESPONSE_TYPE = "application/graphql-response+json"
 # Spec field → the JSON types it may have (null is always allowed).
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -96,8 +99,10 @@ class GraphQLEdge:
         documents: TrustedDocuments,
         trusted_only: bool,
         graphiql: bool,
+        max_upload_bytes: int = 50 * 1024 * 1024,
     ) -> None:
         self.app = app
+        self.max_upload_bytes = max_upload_bytes
         self.path = path
         self.max_body_bytes = max_body_bytes
         self.max_document_bytes = max_document_bytes
@@ -109,20 +114,31 @@ class GraphQLEdge:
         if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
             await self.app(scope, receive, send)
             return
+        uploads: dict[str, bytes] | None = None
         try:
             if scope["method"] == "GET" and self._is_graphiql(scope):
                 await self.app(scope, receive, send)
                 return
             if scope["method"] == "GET":
                 payload = self._check_payload(_query_params(scope))
+            elif self._is_multipart(scope):
+                payload, uploads = await self._read_multipart(scope, receive)
+                payload = self._check_payload(payload)
             else:
                 self._check_method(scope)
                 payload = self._check_payload(await self._read_body(scope, receive))
             query = await self._document(scope, payload)
+            if uploads is not None:
+                check_upload_operation(query, payload.get("operationName"))
+        except MultipartRefusal as refusal:
+            await self._refuse(scope, send, EdgeRefusal(refusal.status, refusal.code, str(refusal)))
+            return
         except EdgeRefusal as refusal:
             await self._refuse(scope, send, refusal)
             return
         scope.setdefault("state", {})[GRAPHQL_REQUEST] = payload
+        if uploads is not None:
+            scope["state"][GRAPHQL_UPLOADS] = uploads
         body = json.dumps(
             {
                 "query": query,
@@ -200,6 +216,21 @@ class GraphQLEdge:
                 "BAD_USER_INPUT",
                 "this operation takes personal data, which must not go in a URL: send it with POST",
             )
+
+    def _is_multipart(self, scope: Scope) -> bool:
+        content_type = _header(scope, b"content-type").split(";")[0].strip().lower()
+        return scope["method"] == "POST" and content_type == MULTIPART
+
+    async def _read_multipart(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[dict[str, Any], dict[str, bytes]]:
+        declared = _header(scope, b"content-length")
+        if declared.isdigit() and int(declared) > self.max_upload_bytes + self.max_body_bytes:
+            raise EdgeRefusal(
+                413, "BAD_USER_INPUT", f"the upload is larger than {self.max_upload_bytes} bytes"
+            )
+        boundary = boundary_of(_header(scope, b"content-type"))
+        return await read_multipart(receive, boundary, self.max_body_bytes, self.max_upload_bytes)
 
     def _check_method(self, scope: Scope) -> None:
         if scope["method"] != "POST":

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.errors import describe_failure
 from api.exports.job import run_export
+from api.imports.runner import run_import_job
 from domain.pool.models import Job, JobStatus
 from domain.pool.service import run_rescore
 from domain.tenants.models import Tenant
@@ -31,6 +32,7 @@ Runner = Callable[[AsyncSession, uuid.UUID, str], Awaitable[Any]]
 RUNNERS: dict[str, Runner] = {
     "rescore": run_rescore,
     "export": run_export,
+    "import": run_import_job,
 }
 
 _background: set[asyncio.Task[None]] = set()

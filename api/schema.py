@@ -31,6 +31,7 @@ from api.execution import Execution, lean_resolvers
 from api.exports import resolvers as exports
 from api.extensions import OperationBoundary
 from api.gate import caller_first
+from api.imports import resolvers as imports
 from api.limits import (
     MAX_ALIASES,
     MAX_DEPTH,
@@ -253,6 +254,12 @@ class Mutation(ChainMutation, TwoFactorMutation):
     )
     change_stage: Patient = strawberry.field(
         resolver=pool.change_stage, description="Move a patient to another lifecycle stage."
+    )
+    import_patients: Job = strawberry.field(
+        resolver=imports.import_patients,
+        description="HQ: bring patients in from a CSV or XLSX file (GraphQL multipart request "
+        "spec); a background job whose `importReport` counts what it did and lists each "
+        "rejected row. Rows matching a patient by phone, WeChat id or WeCom id never duplicate.",
     )
     merge_patients: Patient = strawberry.field(
         resolver=pool.merge_patients,

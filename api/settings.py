@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] | None = None
     # Who may read /metrics: comma-separated addresses or CIDR networks; empty: no /metrics.
     metrics_allow: str = "127.0.0.1/32,::1/128"
+    # The largest file a multipart `importPatients` request may carry (held in memory, never
+    # spooled to disk: it is plaintext personal data).
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

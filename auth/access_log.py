@@ -50,6 +50,8 @@ class Action(StrEnum):
     INTEGRITY_FAILED = "integrity_failed"
     ERASE = "erase"
     MERGE = "merge"
+    # A bulk import's batch: the patients it created, updated or matched.
+    IMPORT = "import"
     # An administrative change (branches, regions, staff, roles, resets): `reason` holds what
     # changed and its target as "<change> <Kind>:<id>[ <detail>]", never personal data.
     ADMIN = "admin"

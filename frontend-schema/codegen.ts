@@ -19,7 +19,7 @@ const config: CodegenConfig = {
         // Every custom scalar mapped, and no other allowed: Decimal money in yuan as a string
         // ("1280.50"), times as ISO 8601 strings with an offset.
         strictScalars: true,
-        scalars: { DateTime: 'string', Decimal: 'string', JSON: 'unknown' },
+        scalars: { DateTime: 'string', Decimal: 'string', JSON: 'unknown', Upload: 'File' },
         enumsAsTypes: true,
         useTypeImports: true,
       },

@@ -8,6 +8,7 @@ import domain.care.models
 import domain.consent.models
 import domain.documents.models
 import domain.exports.models
+import domain.imports.models
 import domain.patients.models
 import domain.pool.models
 import domain.referrals.models

@@ -6,9 +6,12 @@ from datetime import datetime
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types import Info
 
 from api.ids import to_global_id
+from api.imports.types import ImportReport
 from api.node import Node
+from domain.imports.service import KIND as IMPORT_KIND
 from domain.pool.models import Channel as ChannelRow
 from domain.pool.models import Job as JobRow
 from domain.pool.models import StageChange as StageChangeRow
@@ -146,6 +149,29 @@ class Job(Node):
     @strawberry.field(description="Patients processed so far.")
     def done(self) -> int:
         return self._row.done
+
+    @strawberry.field(
+        description="For an import job (HQ): its counts and every rejected row; null for "
+        "other kinds."
+    )
+    async def import_report(self, info: Info) -> ImportReport | None:
+        if self._row.kind != IMPORT_KIND:
+            return None
+        from api.imports.resolvers import import_report  # that module builds this type
+
+        return await import_report(info, self._row.id)
+
+    @strawberry.field(
+        description="For an import job (HQ): the rejected rows as CSV (the file's header and "
+        "a reason column) to fix and import again. Personal data: made when asked, never "
+        "stored in the clear, and logged as an export."
+    )
+    async def rejected_rows_csv(self, info: Info) -> str | None:
+        if self._row.kind != IMPORT_KIND:
+            return None
+        from api.imports.resolvers import rejected_file
+
+        return await rejected_file(info, self._row.id)
 
 
 @strawberry.type(description="Result of recordEvents.")

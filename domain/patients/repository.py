@@ -177,6 +177,20 @@ class PatientRepository:
             out[row.patient_id].append(row)
         return out
 
+    async def find_by_blind_indexes(self, column: str, digests: Sequence[bytes]) -> list[Patient]:
+        """`find_by_blind_index` for many digests in one statement (bulk import matching)."""
+        if not digests:
+            return []
+        stmt = select(Patient).where(
+            getattr(Patient, f"{column}_bidx").in_(sorted(set(digests))),
+            Patient.erased_at.is_(None),
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def referral_codes_taken(self, codes: Sequence[str]) -> set[str]:
+        stmt = select(Patient.referral_code).where(Patient.referral_code.in_(sorted(set(codes))))
+        return set(await self.session.scalars(stmt))
+
     async def referral_code_taken(self, code: str) -> bool:
         stmt = select(func.count()).select_from(Patient).where(Patient.referral_code == code)
         return bool(await self.session.scalar(stmt))

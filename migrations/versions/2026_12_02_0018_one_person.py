@@ -4,7 +4,7 @@ holds; the file itself is made again on each download, never stored) and the exp
 for branch managers
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-02 14:00:00
 """
 
@@ -17,7 +17,7 @@ from migrations.policy_data import grant_to_default_roles
 from tenancy import rls
 
 revision: str = "0018"
-down_revision: str | None = "0016"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

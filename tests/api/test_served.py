@@ -264,6 +264,22 @@ def _run_example_operations(
     )
     held = call(ops["consent.graphql"], {"patientId": new_id}, hq, "PatientConsents")
     assert held["patientConsents"]["current"][0]["granted"] is True
+    # importPatients is a multipart request (operations, map, the file), by hash when given.
+    text = ops["import-patients.graphql"]
+    digest = (hashes or {}).get("ImportPatients")
+    operation: dict = {"variables": {"file": None}, "operationName": "ImportPatients"}
+    operation.update({"documentId": f"sha256:{digest}"} if digest else {"query": text})
+    started = httpx.post(
+        f"{url}/graphql",
+        data={"operations": json.dumps(operation), "map": json.dumps({"0": ["variables.file"]})},
+        files={"0": ("p.csv", "姓名,手机号\r\n新朋友,13900002222\r\n".encode(), "text/csv")},
+        headers={"Authorization": f"Bearer {hq}"},
+        timeout=30,
+    ).json()
+    assert "errors" not in started, started
+    job_id = started["data"]["importPatients"]["id"]
+    call(text, {"id": job_id}, hq, "ImportProgress")
+    call(text, {"id": job_id}, hq, "ImportRejectedRows")
     assert set(ops) == {
         "patient-detail.graphql",
         "segment-preview.graphql",
@@ -279,6 +295,7 @@ def _run_example_operations(
         "book-and-arrive.graphql",
         "who-saw-this-patient.graphql",
         "campaign.graphql",  # in _run_a_campaign
+        "import-patients.graphql",
     }, "a new example operation needs a run here"
     return sent
 
