@@ -184,6 +184,7 @@ class PatientRepository:
         stmt = select(Patient).where(
             getattr(Patient, f"{column}_bidx").in_(sorted(set(digests))),
             Patient.erased_at.is_(None),
+            Patient.merged_into_id.is_(None),  # a retired record is never matched again
         )
         return list((await self.session.scalars(stmt)).all())
 
