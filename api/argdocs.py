@@ -100,6 +100,8 @@ BY_FIELD: dict[str, str] = {
     "Mutation.signInPatient.code": "The code from wx.login() in the mini-program (one use).",
     "Mutation.signInPatient.phoneCode": "Optional: the code from a getPhoneNumber button, so "
     "the patient is linked to the record that holds that phone.",
+    "Mutation.signInPatient.referralCode": "Optional: the referral code of the friend whose "
+    "poster brought a new patient (the `ref` of the poster's page); links them as referrer.",
     "Mutation.configureMiniProgram.appId": "The mini-program's AppID (wx…).",
     "Mutation.configureMiniProgram.secret": "The mini-program's AppSecret; stored sealed.",
     "Mutation.configureMiniProgram.defaultBranchId": "Branch new patients from the "

@@ -55,6 +55,7 @@ async def sign_in_patient(
     code: str,
     phone_code: str | None,
     info: RequestInfo,
+    referral_code: str | None = None,
 ) -> PatientToken:
     if not await limits.patient.hit(sessions, f"{tenant_slug}\x00{info.client_addr}"):
         raise AuthError("too many sign-in attempts; try again later", "RATE_LIMITED")
@@ -83,11 +84,13 @@ async def sign_in_patient(
         if app is None:
             raise AuthError(REFUSED)
         done = await DoorService(session, await load_cipher(session, key_provider)).sign_in(
-            app, wechat, phone
+            app, wechat, phone, referral_code
         )
         trail = AccessTrail()
         if done.created:
             trail.changed(Action.CREATE, [done.patient.id], [str(FieldGroup.CONTACT)])
+        if done.referrer is not None:
+            trail.changed(Action.UPDATE, [done.referrer.id])
         elif done.linked:
             trail.changed(Action.UPDATE, [done.patient.id], [str(FieldGroup.CONTACT)])
         await access_log.append(session, patient_actor(done.patient.id), info, trail.events())

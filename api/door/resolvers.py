@@ -108,7 +108,11 @@ async def configure_mini_program(
 
 
 async def sign_in_patient_mutation(
-    info: Info, tenant: str, code: str, phone_code: str | None = None
+    info: Info,
+    tenant: str,
+    code: str,
+    phone_code: str | None = None,
+    referral_code: str | None = None,
 ) -> PatientAuthPayload:
     ctx = info.context
     token = await sign_in_patient(
@@ -121,6 +125,7 @@ async def sign_in_patient_mutation(
         code=code,
         phone_code=phone_code,
         info=ctx.request_info,
+        referral_code=referral_code,
     )
     return PatientAuthPayload(
         access_token=token.access_token, expires_in=token.expires_in, new_patient=token.created

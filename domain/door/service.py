@@ -20,6 +20,7 @@ from domain.door.wechat import WeChatSession
 from domain.errors import BadInput, NotFound
 from domain.patients.models import Patient
 from domain.patients.service import PatientService, phone_digest
+from domain.referrals.service import ReferralService
 from tenancy.keyring import FieldCipher, normalise_phone
 from tenancy.session import current_tenant, lock_tenant
 
@@ -41,6 +42,7 @@ class SignedIn:
     patient: Patient
     created: bool
     linked: bool  # an identity was added to the record in this sign-in
+    referrer: Patient | None = None  # whose poster brought this new patient
 
 
 class DoorService:
@@ -88,7 +90,11 @@ class DoorService:
         return patient
 
     async def sign_in(
-        self, app: MiniProgramApp, wechat: WeChatSession, phone: str | None
+        self,
+        app: MiniProgramApp,
+        wechat: WeChatSession,
+        phone: str | None,
+        referral_code: str | None = None,
     ) -> SignedIn:
         await lock_tenant(self.session, LOCK)
         ids = {IdentityKind.OPENID: wechat.openid}
@@ -138,4 +144,19 @@ class DoorService:
             )
             linked = True
         await self.session.flush()
-        return SignedIn(patient, created, linked and not created)
+        referrer = None
+        if created and referral_code:
+            referrer = await self._referred_by(patient, referral_code)
+        return SignedIn(patient, created, linked and not created, referrer)
+
+    async def _referred_by(self, patient: Patient, code: str) -> Patient | None:
+        """A new patient who came through a friend's poster is linked to that friend (the
+        referral checks apply); a code that names no one is ignored, not an error: the
+        sign-in itself stands."""
+        service = ReferralService(self.session)
+        try:
+            referrer = await service.by_code(code[:16])
+        except NotFound:
+            return None
+        await service.link(referrer, patient, CHANNEL)
+        return referrer

@@ -277,16 +277,30 @@ async def test_visits_consent_referral_and_export_are_their_own(
         "BAD_USER_INPUT"
     ]
 
-    # Referral: a friend joins through the patient's code; counts only, no identity.
+    # Referral: a friend scans the poster and signs in from its page (ref=code): linked as
+    # referred by the patient, who sees a count, never who.
     code = ok(await gql(api, REFERRAL, token=token))["myReferral"]["code"]
-    friend = await _sign_in(api, chain.slug, fake.login("o-friend"))
+    friend = ok(
+        await gql(
+            api,
+            "mutation($t: String!, $c: String!, $r: String) { signInPatient(tenant: $t, "
+            "code: $c, referralCode: $r) { accessToken newPatient } }",
+            {"t": chain.slug, "c": fake.login("o-friend"), "r": code},
+        )
+    )["signInPatient"]
+    assert friend["newPatient"] is True
     friend_id = ok(await gql(api, "{ myRecord { id } }", token=friend["accessToken"]))["myRecord"][
         "id"
     ]
-    ok(
-        await gql(api, "mutation($p: ID!, $c: String!) { linkReferral(patientId: $p, "
-                  "referralCode: $c) { eligible } }", {"p": friend_id, "c": code}, token=chain.hq)
-    )  # fmt: skip
+    tree = ok(
+        await gql(
+            api,
+            "query($p: ID!) { referralTree(patientId: $p, depth: 1) { nodes { patient { id } } } }",
+            {"p": chain.patient},
+            token=chain.hq,
+        )
+    )
+    assert friend_id in json.dumps(tree)
     referral = ok(await gql(api, REFERRAL, token=token))["myReferral"]
     assert referral["friendsJoined"] == 1
     assert referral["poster"]["scene"] == f"ref={code}" and code in referral["poster"]["page"]
