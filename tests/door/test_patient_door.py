@@ -29,19 +29,13 @@ from domain.tenants.models import Tenant
 from tenancy.session import bind_tenant
 from tests.attacks.test_isolation import ATTACKS
 from tests.campaigns.conftest import campaign, launch, reach, segment
-from tests.chain.conftest import Operator, new_chain, sign_in_pair
-from tests.door.standin import APP_ID, APP_SECRET, WeChat
-from tests.support import codes, gql, ok, patient_values
+from tests.chain.conftest import Operator
+from tests.door.conftest import CONFIGURE, Chain
+from tests.door.standin import WeChat
+from tests.support import codes, gql, ok
 
-CONFIGURE = (
-    "mutation($b: ID!, $names: Boolean!) { configureMiniProgram("
-    f'appId: "{APP_ID}", secret: "{APP_SECRET}", defaultBranchId: $b, showStaffNames: $names)'
-    " { appId showStaffNames defaultBranch { id } } }"
-)
 SIGN_IN = """mutation($t: String!, $c: String!, $p: String) {
   signInPatient(tenant: $t, code: $c, phoneCode: $p) { accessToken expiresIn newPatient } }"""
-CREATE_PATIENT = """mutation($i: CreatePatientInput!) { createPatient(input: $i) {
-  patient { id } } }"""
 MY_RECORD = """{ myRecord { id name phone lifecycleStage referralCode homeBranch { id name } } }"""
 MY_VISITS = """{ myVisits { id status scheduledAt branch { id name } } }"""
 BOOK = """mutation($b: ID!, $at: DateTime!) { bookMyVisit(branchId: $b, at: $at) {
@@ -59,52 +53,10 @@ HISTORY = """query($after: String) { myAccessHistory(first: 100, after: $after) 
     branches { name } } } } }"""
 
 
-@dataclasses.dataclass
-class Chain:
-    slug: str
-    hq: str  # the HQ admin's access token
-    branch: str  # the first branch's global id
-    patient: str  # a patient HQ made, with a phone
-    phone: str
-    name: str
-    other: str  # another patient HQ made
-    other_phone: str
-
-
-async def _chain(api: httpx.AsyncClient, operator: Operator, unique: str) -> Chain:
-    slug = f"door-{unique}"
-    password = await new_chain(
-        operator, slug, "--branch-name", "上海徐汇店", "--branch-city", "上海"
-    )
-    hq = (await sign_in_pair(api, slug, f"admin@{slug}.test", password))["accessToken"]
-    branches = ok(await gql(api, "{ branches { edges { node { id } } } }", token=hq))
-    branch = branches["branches"]["edges"][0]["node"]["id"]
-    ids, values = [], []
-    for n in range(2):
-        v = patient_values(n, f"door-{unique}")
-        made = await gql(
-            api,
-            CREATE_PATIENT,
-            {"i": {"name": v["name"], "phone": v["phone"], "homeBranchId": branch}},
-            token=hq,
-        )
-        ids.append(ok(made)["createPatient"]["patient"]["id"])
-        values.append(v)
-    ok(await gql(api, CONFIGURE, {"b": branch, "names": False}, token=hq))
-    return Chain(
-        slug, hq, branch, ids[0], values[0]["phone"], values[0]["name"], ids[1], values[1]["phone"]
-    )
-
-
 async def _sign_in(
     api: httpx.AsyncClient, slug: str, code: str, phone_code: str | None = None
 ) -> dict[str, Any]:
     return ok(await gql(api, SIGN_IN, {"t": slug, "c": code, "p": phone_code}))["signInPatient"]
-
-
-@pytest.fixture
-async def chain(api: httpx.AsyncClient, operator: Operator, unique: str) -> Chain:
-    return await _chain(api, operator, unique)
 
 
 async def test_signed_in_by_phone_reads_exactly_their_own_record(
