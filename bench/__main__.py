@@ -173,9 +173,9 @@ async def run(patients: int, runs: int, url: str | None) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("fields", "scale"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("fields", "scale", "history"):
         print(
-            "usage: python -m bench {fields,scale} [options]  (--help after either)",
+            "usage: python -m bench {fields,scale,history} [options]  (--help after any)",
             file=sys.stderr,
         )
         raise SystemExit(2)
@@ -183,6 +183,11 @@ def main() -> None:
         from bench.scale import main as scale
 
         scale(sys.argv[2:])
+        return
+    if sys.argv[1] == "history":
+        from bench.history import main as history
+
+        history(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(
         prog="python -m bench fields", description=__doc__.split("\n")[0]

@@ -112,7 +112,7 @@ def upgrade() -> None:
     tenants = sa.table("tenants", sa.column("id", sa.Uuid()))
     rules = sa.table(
         "casbin_rules",
-        *(sa.column(c, sa.String()) for c in ("ptype", "v0", "v1", "v2", "v3")),
+        *(sa.column(c, sa.String()) for c in ("ptype", "v0", "v1", "v2", "v3", "v4", "v5")),
         sa.column("tenant_id", sa.Uuid()),
         sa.column("id", sa.Uuid()),
     )
@@ -125,7 +125,7 @@ def upgrade() -> None:
             rules.insert(),
             [
                 {"tenant_id": tid, "id": uuid.uuid4(), "ptype": "p", "v0": "patient",
-                 "v1": str(tid), "v2": obj, "v3": act}
+                 "v1": str(tid), "v2": obj, "v3": act, "v4": "", "v5": ""}
                 for obj, act in PATIENT_RULES
             ],
         )  # fmt: skip
