@@ -122,20 +122,23 @@ async def _fill(
 # k is the uuid 00000000-0000-4000-8000-<k in hex>; entry g is about patient g·7919 mod P, and
 # every seventh entry is a list read of 20 patients.
 PG_PATIENT = (
-    "('00000000-0000-4000-8000-' || lpad(to_hex((g::bigint * 7919 + j * 13) % CAST(:p AS bigint)), 12, '0'))"
+    "('00000000-0000-4000-8000-' || "
+    "lpad(to_hex((g::bigint * 7919 + j * 13) % CAST(:p AS bigint)), 12, '0'))"
 )
 PG_ABOUT = "generate_series(0, CASE WHEN g % 7 = 0 THEN 19 ELSE 0 END) AS j"
 PG_ENTRIES = f"""
 INSERT INTO access_log ({", ".join(COLUMNS)})
-SELECT :t, g, md5(g::text || :salt)::uuid, now() - make_interval(secs => CAST(:n AS integer) - g), 'user',
-  :actor, 'doctor', CASE WHEN g % 7 = 0 THEN 'list' ELSE 'read' END,
+SELECT :t, g, md5(g::text || :salt)::uuid,
+  now() - make_interval(secs => CAST(:n AS integer) - g), 'user', :actor, 'doctor',
+  CASE WHEN g % 7 = 0 THEN 'list' ELSE 'read' END,
   (SELECT json_agg(pid ORDER BY pid)::text FROM (SELECT {PG_PATIENT} AS pid FROM {PG_ABOUT}) s),
   'contact', 'Bench', '', '', '', 'allowed', '', '\\x00'::bytea, '\\x00'::bytea
 FROM generate_series(CAST(:a AS integer), CAST(:b AS integer)) AS g
 """
 PG_TOUCHED = f"""
 INSERT INTO access_log_patients (tenant_id, patient_id, seq)
-SELECT DISTINCT :t, {PG_PATIENT}::uuid, g FROM generate_series(CAST(:a AS integer), CAST(:b AS integer)) AS g, {PG_ABOUT}
+SELECT DISTINCT :t, {PG_PATIENT}::uuid, g
+FROM generate_series(CAST(:a AS integer), CAST(:b AS integer)) AS g, {PG_ABOUT}
 """
 PG_BATCH = 500_000
 
