@@ -97,6 +97,23 @@ BY_FIELD: dict[str, str] = {
     "Mutation.configureWecom.secret": "The customer-contact Secret (客户联系 Secret) for "
     "group-message tasks; stored sealed; omit to keep the current one.",
     "Mutation.createCampaign.input": "The campaign.",
+    "Mutation.signInPatient.code": "The code from wx.login() in the mini-program (one use).",
+    "Mutation.signInPatient.phoneCode": "Optional: the code from a getPhoneNumber button, so "
+    "the patient is linked to the record that holds that phone.",
+    "Mutation.signInPatient.referralCode": "Optional: the referral code of the friend whose "
+    "poster brought a new patient (the `ref` of the poster's page); links them as referrer.",
+    "Mutation.configureMiniProgram.appId": "The mini-program's AppID (wx…).",
+    "Mutation.configureMiniProgram.secret": "The mini-program's AppSecret; stored sealed.",
+    "Mutation.configureMiniProgram.defaultBranchId": "Branch new patients from the "
+    "mini-program join (global id).",
+    "Mutation.configureMiniProgram.showStaffNames": "Whether patients see the staff member's "
+    "display name in myAccessHistory (default false: roles and branches only).",
+    "Mutation.bookMyVisit.at": "Appointment time (with a timezone offset), in the future.",
+    "Mutation.cancelMyVisit.id": "One of your visits (global id from myVisits).",
+    "Mutation.grantMyConsent.channel": "The channel it covers (ANY for HEALTH_DATA).",
+    "Mutation.withdrawMyConsent.channel": "The channel it covers (ANY for HEALTH_DATA).",
+    "Mutation.withdrawMyConsent.textVersion": "Version of the text shown on withdrawal.",
+    "Query.myFollowUps.withinDays": "Also those due within this many days (0-90, default 0).",
 }
 
 

@@ -9,6 +9,9 @@
   wrong with the request, an anonymous caller learns only that it must sign in, and nothing of
   the schema. This check reads no database; a token whose user or session was revoked since is
   refused when the first resolver loads the principal, before it reads an argument.
+- **Patients at their own door.** A patient token (signInPatient) reaches the patient root
+  fields and the public ones, nothing else; a staff or service token reaches no patient root
+  field. Either way the answer is FORBIDDEN before anything runs, the same for every field.
 - **Enrolment first.** A token that may only set up a second factor (a member of a role the
   chain requires one of, who has none yet) reaches the enrolment fields and `me`, nothing
   else: FORBIDDEN with reason TOTP_ENROLMENT_REQUIRED.
@@ -84,11 +87,28 @@ def enrol_first() -> GraphQLError:
     )
 
 
+def patients_only() -> GraphQLError:
+    return GraphQLError(
+        "a patient token reaches only the patient fields (myRecord, myVisits, …)",
+        extensions={"code": "FORBIDDEN"},
+    )
+
+
+def staff_only() -> GraphQLError:
+    return GraphQLError(
+        "the patient fields take a patient token (signInPatient)",
+        extensions={"code": "FORBIDDEN"},
+    )
+
+
 def caller_first(
-    public_root_fields: frozenset[str], enrolment_root_fields: frozenset[str] = frozenset()
+    public_root_fields: frozenset[str],
+    enrolment_root_fields: frozenset[str] = frozenset(),
+    patient_root_fields: frozenset[str] = frozenset(),
 ) -> type[SchemaExtension]:
     public = public_root_fields | META_FIELDS
     enrolment = enrolment_root_fields | META_FIELDS
+    patient = patient_root_fields | public
 
     class CallerFirst(SchemaExtension):
         def on_parse(self) -> Iterator[None]:
@@ -122,8 +142,13 @@ def caller_first(
                         ]
                     else:
                         limited = claims is not None and claims.enrolment_only
+                        is_patient = claims is not None and claims.kind == "patient"
                         if limited and (names is None or not names <= enrolment):
                             ec.pre_execution_errors = [enrol_first()]
+                        elif is_patient and (names is None or not names <= patient):
+                            ec.pre_execution_errors = [patients_only()]
+                        elif not is_patient and names and names & patient_root_fields:
+                            ec.pre_execution_errors = [staff_only()]
             yield
 
     return CallerFirst

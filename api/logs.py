@@ -69,5 +69,11 @@ def log_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
             },
             # Casbin writes the whole policy at INFO on every load.
             "casbin": {"handlers": [], "level": "WARNING", "propagate": True},
+            # httpx writes each outgoing URL at INFO, query included: WeChat's code2Session
+            # and token calls carry the app secret and the patient's one-time code there.
+            **{
+                name: {"handlers": [], "level": "WARNING", "propagate": True}
+                for name in ("httpx", "httpcore")
+            },
         },
     }

@@ -27,6 +27,7 @@ from api.care.types import ChainMetrics, FollowUp, FollowUpRule, Order, Visit
 from api.chain.fields import ChainMutation, ChainQuery
 from api.consent import resolvers as consent
 from api.consent.types import PatientConsents, PatientDataExport
+from api.door.fields import PATIENT_ROOT_FIELDS, DoorMutation, DoorQuery
 from api.execution import Execution, lean_resolvers
 from api.exports import resolvers as exports
 from api.extensions import OperationBoundary
@@ -70,14 +71,21 @@ OPERATIONS = Path(__file__).resolve().parent.parent / "frontend-schema" / "opera
 # Root fields a caller without a token may use; every other root field answers UNAUTHENTICATED
 # before any of its arguments is looked at (api/gate.py).
 PUBLIC_ROOT_FIELDS = frozenset(
-    {"signIn", "refreshTokens", "acceptInvitation", "completePasswordReset", "verifyTotp"}
+    {
+        "signIn",
+        "refreshTokens",
+        "acceptInvitation",
+        "completePasswordReset",
+        "verifyTotp",
+        "signInPatient",
+    }
 )
 # All a token that may only set up a second factor reaches (signIn's enrolmentRequired).
 ENROLMENT_ROOT_FIELDS = frozenset({"me", "startTotpEnrolment", "confirmTotp"})
 
 
 @strawberry.type(description="Read the patient pool.")
-class Query(ChainQuery, TwoFactorQuery):
+class Query(ChainQuery, TwoFactorQuery, DoorQuery):
     me: sessions.Me = strawberry.field(
         resolver=sessions.me, description="The signed-in principal: user, tenant, roles, branches."
     )
@@ -201,7 +209,7 @@ class Query(ChainQuery, TwoFactorQuery):
 
 
 @strawberry.type(description="Change the patient pool.")
-class Mutation(ChainMutation, TwoFactorMutation):
+class Mutation(ChainMutation, TwoFactorMutation, DoorMutation):
     sign_in: sessions.AuthPayload = strawberry.field(
         resolver=sessions.sign_in_mutation,
         description="Sign in with tenant slug, email and password.",
@@ -414,7 +422,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # Adds its rule to the operation's validation rules, which checks_first runs.
         extensions.append(DisableIntrospection)
     extensions += [
-        caller_first(PUBLIC_ROOT_FIELDS, ENROLMENT_ROOT_FIELDS),
+        caller_first(PUBLIC_ROOT_FIELDS, ENROLMENT_ROOT_FIELDS, PATIENT_ROOT_FIELDS),
         checks_first(limits, production),
     ]
     schema = PatientPoolSchema(

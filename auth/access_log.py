@@ -87,6 +87,18 @@ class AccessLogEntry(TenantScoped, Base):
     entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
+class AccessLogPatient(TenantScoped, Base):
+    """Which patients each entry touched, one row per (patient, entry), written with the entry:
+    a patient's history (theirs, or an auditor's view of it) is an index range, not a scan of
+    the entries' JSON. Not hashed: the entry's own `patient_ids` is the truth it is built from
+    (and rebuilt from, see the migration that made it)."""
+
+    __tablename__ = "access_log_patients"
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+
 class AccessLogHead(TenantScoped, Base):
     """The chain head per tenant: the last sequence number and hash (locked on append)."""
 
@@ -118,7 +130,7 @@ class AccessLogSegment(TenantScoped, Base):
 @event.listens_for(TenantSession, "before_flush")
 def _append_only(session: Session, _ctx: object, _instances: object) -> None:
     for obj in (*session.dirty, *session.deleted):
-        if isinstance(obj, AccessLogEntry | AccessLogSegment):
+        if isinstance(obj, AccessLogEntry | AccessLogSegment | AccessLogPatient):
             raise PermissionError("the access log is append-only")
 
 
@@ -229,6 +241,16 @@ async def append(
         update(AccessLogHead).values(last_hash=prev).execution_options(synchronize_session=False)
     )
     await session.execute(AccessLogEntry.__table__.insert(), rows)
+    touched = stamp_rows(
+        session,
+        [
+            {"patient_id": pid, "seq": row["seq"]}
+            for row, ev in zip(rows, events, strict=True)
+            for pid in sorted(set(ev.patient_ids))
+        ],
+    )
+    if touched:
+        await session.execute(AccessLogPatient.__table__.insert(), touched)
 
 
 @dataclass(frozen=True)

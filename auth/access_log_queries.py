@@ -1,4 +1,8 @@
-"""Reading the access log for auditors: filters pushed into SQL, newest first by sequence."""
+"""Reading the access log: filters pushed into SQL, newest first by sequence.
+
+A patient filter reads the index of touched patients (`access_log_patients`, primary key
+tenant, patient, seq): the newest entries about one patient are one backward range scan
+joined to the entries, whatever the log's size."""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.access_log import AccessLogEntry
+from auth.access_log import AccessLogEntry, AccessLogPatient
 
 
 @dataclass(frozen=True)
@@ -25,10 +30,6 @@ class LogFilter:
 
     def clauses(self) -> list[ColumnElement[bool]]:
         out: list[ColumnElement[bool]] = []
-        if self.patient_id is not None:
-            # patient_ids is a JSON list of quoted uuid strings: a LIKE on the quoted id is
-            # exact (uuids have fixed length) and works the same on SQLite and PostgreSQL.
-            out.append(AccessLogEntry.patient_ids.like(f'%"{self.patient_id}"%'))
         if self.actor_id is not None:
             out.append(AccessLogEntry.actor_id == self.actor_id)
         if self.actions:
@@ -44,16 +45,37 @@ class LogFilter:
         return out
 
 
+def _entries(flt: LogFilter, *columns: Any) -> Select[Any]:
+    """Entries matching the filter; about one patient, through the index of touched patients
+    (ordered and bounded on the index's seq, so the range scan stops at the page's end)."""
+    if flt.patient_id is None:
+        return select(*columns).select_from(AccessLogEntry).where(*flt.clauses())
+    return (
+        select(*columns)
+        .select_from(AccessLogPatient)
+        .join(
+            AccessLogEntry,
+            (AccessLogEntry.tenant_id == AccessLogPatient.tenant_id)
+            & (AccessLogEntry.seq == AccessLogPatient.seq),
+        )
+        .where(AccessLogPatient.patient_id == flt.patient_id, *flt.clauses())
+    )
+
+
+def _seq(flt: LogFilter) -> Any:
+    return AccessLogEntry.seq if flt.patient_id is None else AccessLogPatient.seq
+
+
 async def page(
     session: AsyncSession, flt: LogFilter, limit: int, before_seq: int | None
 ) -> Sequence[AccessLogEntry]:
-    stmt = select(AccessLogEntry).where(*flt.clauses())
+    stmt = _entries(flt, AccessLogEntry)
     if before_seq is not None:
-        stmt = stmt.where(AccessLogEntry.seq < before_seq)
-    stmt = stmt.order_by(AccessLogEntry.seq.desc()).limit(limit)
+        stmt = stmt.where(_seq(flt) < before_seq)
+    stmt = stmt.order_by(_seq(flt).desc()).limit(limit)
     return (await session.scalars(stmt)).all()
 
 
 async def count(session: AsyncSession, flt: LogFilter) -> int:
-    stmt = select(func.count()).select_from(AccessLogEntry).where(*flt.clauses())
+    stmt = _entries(flt, func.count())
     return int(await session.scalar(stmt) or 0)

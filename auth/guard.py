@@ -26,6 +26,9 @@ class Visibility(StrEnum):
 
 def patient_scope(principal: Principal, act: str = "read") -> PatientScope:
     """The widest scope the principal's rules grant for `act` ("read" or "write")."""
+    if principal.is_patient:
+        # Staff scopes never apply to a patient, whatever the rules say.
+        return PatientScope()
     if principal.allows("patients:chain", act):
         return PatientScope(chain=True)
     branches: frozenset[uuid.UUID] = frozenset()
@@ -47,6 +50,14 @@ def require_patient_scope(
         trail.denied(action, [], f"no patients:{act} rule")
         raise Forbidden("not allowed to access patients")
     return scope
+
+
+def own_record_scope(principal: Principal, act: str = "read") -> PatientScope:
+    """A signed-in patient's scope: exactly their own record (FORBIDDEN for anyone else,
+    staff and service tokens included)."""
+    if not principal.is_patient or not principal.allows("self", act):
+        raise Forbidden("only a signed-in patient may do this")
+    return PatientScope(patient_id=principal.id)
 
 
 def require(principal: Principal, obj: str, act: str) -> None:

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from auth.access_log import Actor
 from auth.policy import TenantPolicy
+from auth.roles import PATIENT_ROLE
 
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # "user" or "service"
+    kind: str  # "user", "service" or "patient" (signed in from the mini-program)
     id: uuid.UUID
     tenant_id: uuid.UUID
     tenant_slug: str
@@ -34,7 +35,13 @@ class Principal:
     def actor(self) -> Actor:
         return Actor(self.kind, str(self.id), self.roles)
 
+    @property
+    def is_patient(self) -> bool:
+        return self.kind == "patient"
+
     def allows(self, obj: str, act: str) -> bool:
         if self.enrolment_only:
             return False
-        return self.policy.allows(self.subject, obj, act)
+        # A patient's rules are the patient role's: no rule is stored per patient.
+        subject = PATIENT_ROLE if self.is_patient else self.subject
+        return self.policy.allows(subject, obj, act)

@@ -58,6 +58,9 @@ CATALOGUE: frozenset[Permission] = frozenset(
         ("patients", "export"),
         ("campaigns", "read"),
         ("campaigns", "write"),
+        # A signed-in patient's own record, and nothing else (the `patient` role).
+        ("self", "read"),
+        ("self", "write"),
     }
 )
 
@@ -106,7 +109,9 @@ STAFF_MANAGING: tuple[Permission, ...] = (
 )
 
 _RW = ("read", "write")
-_CHAIN_ADMIN: set[Permission] = {p for p in CATALOGUE if not p[0].startswith("patients:")} | {
+_CHAIN_ADMIN: set[Permission] = {
+    p for p in CATALOGUE if not p[0].startswith("patients:") and p[0] != "self"
+} | {
     ("patients:chain", "read"),
     ("patients:chain", "write"),
 }
@@ -202,3 +207,10 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("branches", "read"),
     },
 }
+# The role of a patient signed in from the mini-program: their own record and nothing else.
+# Its subject is the role itself (every patient holds it, no per-patient rule is stored), and
+# only a patient token carries it (auth.patient_sessions); a staff member given it gains
+# nothing, since the patient root fields take patient principals alone.
+PATIENT_ROLE = "patient"
+PATIENT_PERMISSIONS: set[Permission] = {("self", "read"), ("self", "write")}
+DEFAULT_ROLES[PATIENT_ROLE] = PATIENT_PERMISSIONS

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from auth import totp
 from auth.models import RefreshSession, ServiceToken, StaffBranch, StaffRegion, StaffUser
 from auth.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
+from auth.patient_principal import patient_principal
 from auth.policy import load_policy
 from auth.principal import Principal
 from auth.ratelimit import WindowLimit
@@ -27,6 +28,7 @@ from auth.signing_keys import SigningKeys, TokenError
 from auth.tokens import (
     AccessClaims,
     decode_access_token,
+    decode_patient_token,
     issue_access_token,
     new_opaque_token,
     opaque_token_digest,
@@ -75,6 +77,8 @@ class SignInLimits:
     # Second-factor codes per member (tenant and staff id), whichever challenge they come with;
     # counted in the database like the others, so every process shares the count.
     second_factor: WindowLimit = field(default_factory=lambda: WindowLimit(5, 300, "second_factor"))
+    # Patient sign-ins from the mini-program, per tenant and client address.
+    patient: WindowLimit = field(default_factory=lambda: WindowLimit(60, 300, "patient"))
     challenge_ttl: timedelta = timedelta(minutes=5)
     # The clock for challenges and TOTP time steps (tests move it; nothing else should).
     now: Callable[[], datetime] = _utcnow
@@ -291,8 +295,13 @@ def check_bearer(keys: SigningKeys, bearer: str | None) -> AccessClaims | None:
         return None
     try:
         return decode_access_token(keys, bearer)
-    except TokenError as exc:
-        raise AuthError(str(exc)) from None
+    except TokenError as staff_error:
+        try:
+            # A patient's token (its own audience and type): the gate lets it reach only the
+            # patient root fields, and those only take it.
+            return decode_patient_token(keys, bearer)
+        except TokenError:
+            raise AuthError(str(staff_error)) from None
 
 
 async def principal_from_bearer(
@@ -303,6 +312,11 @@ async def principal_from_bearer(
     if bearer.startswith("pps_"):
         return await _service_principal(session, bearer)
     claims = claims or check_bearer(keys, bearer)
+    if claims is not None and claims.kind == "patient":
+        patient = await patient_principal(session, claims)
+        if patient is None:
+            raise AuthError("invalid token")
+        return patient
     if claims is None or claims.kind != "user" or claims.user_id is None:
         raise AuthError("invalid token")
     await bind_tenant(session, claims.tenant_id)

@@ -86,21 +86,29 @@ class SigningKeys:
         keys = json.loads(existing)["keys"]
         return json.dumps({"keys": [SigningKeys._new_jwk(kid), *keys]}, indent=2)
 
-    def sign(self, claims: dict[str, Any]) -> str:
+    def sign(self, claims: dict[str, Any], token_type: str = "at+jwt") -> str:
         return jwt.encode(
             claims,
             self._signer,
             algorithm=ALGORITHM,
-            headers={"kid": self.signing_kid, "typ": "at+jwt"},
+            headers={"kid": self.signing_kid, "typ": token_type},
         )
 
-    def verify(self, token: str, *, audience: str, issuer: str, leeway: int = 10) -> dict[str, Any]:
+    def verify(
+        self,
+        token: str,
+        *,
+        audience: str,
+        issuer: str,
+        leeway: int = 10,
+        token_type: str = "at+jwt",
+    ) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise TokenError("invalid token") from None
         key = self._verifiers.get(header.get("kid", ""))
-        if key is None or header.get("alg") != ALGORITHM:
+        if key is None or header.get("alg") != ALGORITHM or header.get("typ") != token_type:
             raise TokenError("invalid token")
         try:
             return jwt.decode(

@@ -14,6 +14,11 @@ from auth.signing_keys import SigningKeys, TokenError
 ACCESS_TOKEN_TTL_SECONDS = 900
 ISSUER = "patientpool"
 AUDIENCE = "patientpool-api"
+# Patients' tokens (signInPatient) have an audience and a type of their own: a staff token is
+# never taken as a patient's, nor the reverse, whatever else they share (keys, issuer).
+PATIENT_AUDIENCE = "patientpool-patient"
+PATIENT_TOKEN_TYPE = "patient+jwt"
+PATIENT_TOKEN_TTL_SECONDS = 7200
 ENROLMENT_SCOPE = "totp-enrolment"
 
 
@@ -25,7 +30,7 @@ class AccessClaims:
     session_id: uuid.UUID | None
     token_version: int
     expires_at: int
-    kind: Literal["user", "service"]
+    kind: Literal["user", "service", "patient"]
     # A token that may only set up a second factor (a required role not yet enrolled).
     enrolment_only: bool = False
 
@@ -61,6 +66,8 @@ def issue_access_token(
 
 def decode_access_token(keys: SigningKeys, token: str) -> AccessClaims:
     claims = keys.verify(token, audience=AUDIENCE, issuer=ISSUER)
+    if claims.get("kind") != "user":
+        raise TokenError("invalid token")
     try:
         sid = claims.get("sid")
         return AccessClaims(
@@ -72,6 +79,48 @@ def decode_access_token(keys: SigningKeys, token: str) -> AccessClaims:
             expires_at=int(claims["exp"]),
             kind="user",
             enrolment_only=claims.get("scp") == ENROLMENT_SCOPE,
+        )
+    except (KeyError, ValueError, TypeError):
+        raise TokenError("invalid token") from None
+
+
+def issue_patient_token(
+    keys: SigningKeys,
+    *,
+    tenant_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    now: int | None = None,
+    ttl: int = PATIENT_TOKEN_TTL_SECONDS,
+) -> tuple[str, int]:
+    issued = int(time.time()) if now is None else now
+    claims = {
+        "sub": str(patient_id),
+        "tid": str(tenant_id),
+        "kind": "patient",
+        "jti": secrets.token_hex(8),
+        "iat": issued,
+        "exp": issued + ttl,
+        "iss": ISSUER,
+        "aud": PATIENT_AUDIENCE,
+    }
+    return keys.sign(claims, PATIENT_TOKEN_TYPE), ttl
+
+
+def decode_patient_token(keys: SigningKeys, token: str) -> AccessClaims:
+    claims = keys.verify(
+        token, audience=PATIENT_AUDIENCE, issuer=ISSUER, token_type=PATIENT_TOKEN_TYPE
+    )
+    if claims.get("kind") != "patient":
+        raise TokenError("invalid token")
+    try:
+        return AccessClaims(
+            user_id=uuid.UUID(claims["sub"]),
+            service_token_id=None,
+            tenant_id=uuid.UUID(claims["tid"]),
+            session_id=None,
+            token_version=0,
+            expires_at=int(claims["exp"]),
+            kind="patient",
         )
     except (KeyError, ValueError, TypeError):
         raise TokenError("invalid token") from None

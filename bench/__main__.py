@@ -173,9 +173,9 @@ async def run(patients: int, runs: int, url: str | None) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("fields", "scale", "import"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("fields", "scale", "import", "history"):
         print(
-            "usage: python -m bench {fields,scale,import} [options]  (--help after any)",
+            "usage: python -m bench {fields,scale,import,history} [options]  (--help after any)",
             file=sys.stderr,
         )
         raise SystemExit(2)
@@ -188,6 +188,10 @@ def main() -> None:
         from bench.imports import main as import_bench
 
         import_bench(sys.argv[2:])
+    if sys.argv[1] == "history":
+        from bench.history import main as history
+
+        history(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(
         prog="python -m bench fields", description=__doc__.split("\n")[0]

@@ -7,6 +7,7 @@ import domain.campaigns.models
 import domain.care.models
 import domain.consent.models
 import domain.documents.models
+import domain.door.models
 import domain.exports.models
 import domain.imports.models
 import domain.patients.models

@@ -18,10 +18,12 @@ class PatientScope:
     chain: bool = False
     branch_ids: frozenset[uuid.UUID] = frozenset()
     staff_id: uuid.UUID | None = None
+    # A signed-in patient: their own record, nothing else.
+    patient_id: uuid.UUID | None = None
 
     @property
     def is_empty(self) -> bool:
-        return not (self.chain or self.branch_ids or self.staff_id)
+        return not (self.chain or self.branch_ids or self.staff_id or self.patient_id)
 
     def admits(self, home_branch_id: uuid.UUID | None, assigned_staff_id: uuid.UUID | None) -> bool:
         """Whether a record not yet written, with this home branch and assignee, would fall in
@@ -35,6 +37,8 @@ class PatientScope:
     def clause(self) -> ColumnElement[bool]:
         if self.chain:
             return true()
+        if self.patient_id is not None:
+            return Patient.id == self.patient_id
         parts: list[ColumnElement[bool]] = []
         if self.branch_ids:
             parts.append(Patient.home_branch_id.in_(sorted(self.branch_ids)))

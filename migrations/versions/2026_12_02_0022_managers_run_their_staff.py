@@ -2,7 +2,7 @@
 branches (`staff:branch`, `staff:region`) instead of reading the whole chain's staff list
 
 Revision ID: 0022
-Revises: 0020
+Revises: 0021
 Create Date: 2026-12-02 14:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from migrations.policy_data import grant_to_default_roles, take_from_default_roles
 
 revision: str = "0022"
-down_revision: str | None = "0020"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -418,6 +418,41 @@ ATTACKS: dict[str, Attack] = {
         "mutation($s: ID!) { resetTotp(staffId: $s) }",
         {"s": b.staff_gid("doctor")},
     ),
+    # The patient's door: B's mini-program is B's; A's staff token reaches no patient field.
+    "signInPatient": lambda b: (
+        'mutation($t: String!) { signInPatient(tenant: $t, code: "forged") { accessToken } }',
+        {"t": b.slug},
+    ),
+    "configureMiniProgram": lambda b: (
+        'mutation($b: ID!) { configureMiniProgram(appId: "wx1", secret: "s", '
+        "defaultBranchId: $b) { appId } }",
+        {"b": b.branch_gid("b1")},
+    ),
+    "myRecord": lambda b: ("{ myRecord { id name phone } }", {}),
+    "myVisits": lambda b: ("{ myVisits { id } }", {}),
+    "myOrders": lambda b: ("{ myOrders { id total } }", {}),
+    "myFollowUps": lambda b: ("{ myFollowUps { id } }", {}),
+    "myConsents": lambda b: ("{ myConsents { current { granted } } }", {}),
+    "myReferral": lambda b: ("{ myReferral { code friendsJoined } }", {}),
+    "myAccessHistory": lambda b: ("{ myAccessHistory { totalCount } }", {}),
+    "bookMyVisit": lambda b: (
+        'mutation($b: ID!) { bookMyVisit(branchId: $b, at: "2030-01-01T09:00:00+08:00") { id } }',
+        {"b": b.branch_gid("b1")},
+    ),
+    "cancelMyVisit": lambda b: (
+        "mutation($id: ID!) { cancelMyVisit(id: $id) { id } }",
+        {"id": to_global_id("Visit", b.tenant_id)},
+    ),
+    "grantMyConsent": lambda b: (
+        'mutation { grantMyConsent(purpose: MARKETING, channel: SMS, textVersion: "1") '
+        "{ current { granted } } }",
+        {},
+    ),
+    "withdrawMyConsent": lambda b: (
+        "mutation { withdrawMyConsent(purpose: MARKETING, channel: SMS) { current { granted } } }",
+        {},
+    ),
+    "exportMyData": lambda b: ("mutation { exportMyData { content } }", {}),
     "verifyTotp": lambda b: (
         'mutation($c: String!) { verifyTotp(challenge: $c, code: "123456") { accessToken } }',
         {"c": f"ppc_{b.tenant_id.hex}_forged"},

@@ -1,0 +1,55 @@
+"""A patient's own view of the access log ("who read my record"): the entries about them, read
+through the index of touched patients, with what a patient may know of each actor: the kind
+(staff, the patient, a service, the system), the staff member's roles and branches, and their
+display name only where the chain allows it (configureMiniProgram's showStaffNames)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth import access_log_queries as queries
+from auth.access_log import AccessLogEntry
+from auth.models import StaffBranch, StaffUser
+
+
+@dataclass(frozen=True)
+class StaffFacts:
+    display_name: str
+    branch_ids: tuple[uuid.UUID, ...]
+
+
+async def entries(
+    session: AsyncSession, patient_id: uuid.UUID, limit: int, before_seq: int | None
+) -> Sequence[AccessLogEntry]:
+    return await queries.page(session, queries.LogFilter(patient_id=patient_id), limit, before_seq)
+
+
+async def count(session: AsyncSession, patient_id: uuid.UUID) -> int:
+    return await queries.count(session, queries.LogFilter(patient_id=patient_id))
+
+
+async def staff_facts(
+    session: AsyncSession, rows: Sequence[AccessLogEntry]
+) -> dict[str, StaffFacts]:
+    """Display name and current branches of each staff actor of `rows`, by actor id."""
+    ids = {uuid.UUID(r.actor_id) for r in rows if r.actor_type == "user"}
+    if not ids:
+        return {}
+    found = await session.execute(
+        select(StaffUser.id, StaffUser.display_name, StaffBranch.branch_id)
+        .outerjoin(StaffBranch, StaffBranch.staff_id == StaffUser.id)
+        .where(StaffUser.id.in_(sorted(ids)))
+        .order_by(StaffUser.id, StaffBranch.branch_id)
+    )
+    names: dict[str, str] = {}
+    branches: dict[str, list[uuid.UUID]] = {}
+    for sid, name, branch in found:
+        names[str(sid)] = name
+        if branch is not None:
+            branches.setdefault(str(sid), []).append(branch)
+    return {k: StaffFacts(v, tuple(branches.get(k, ()))) for k, v in names.items()}
