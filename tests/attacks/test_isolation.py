@@ -159,6 +159,12 @@ ATTACKS: dict[str, Attack] = {
         "mutation($p: ID!) { exportPatientData(patientId: $p) { content } }",
         {"p": b.gid("b1")},
     ),
+    # The JSON form (the edge refuses a file outside multipart); the multipart attack with B's
+    # branch codes and phones in the file is tests/attacks/test_import_isolation.py.
+    "importPatients": lambda b: (
+        "mutation($f: Upload!) { importPatients(file: $f) { id } }",
+        {"f": b.slug},
+    ),
     "exportPatients": lambda b: (
         "mutation($b: [ID!]) { exportPatients(format: CSV, filter: {branchIds: $b}) "
         "{ job { total } downloadPath } }",
