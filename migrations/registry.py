@@ -9,6 +9,7 @@ import domain.consent.models
 import domain.documents.models
 import domain.patients.models
 import domain.pool.models
+import domain.reasons.models
 import domain.referrals.models
 import domain.tenants.models
 import domain.wecom.models  # noqa: F401
