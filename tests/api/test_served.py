@@ -239,7 +239,8 @@ def _run_example_operations(
     call(ops["state-purpose.graphql"], stated, hq)
     detail = call(ops["patient-detail.graphql"], {"id": patient["id"]}, hq)
     assert detail["patient"]["name"]
-    reviewed = call(ops["reasoned-access.graphql"], year, tokens["auditor"])
+    period = {**year, "to": (datetime.now(UTC) + timedelta(minutes=1)).isoformat()}
+    reviewed = call(ops["reasoned-access.graphql"], period, tokens["auditor"])
     assert reviewed["reasonedAccess"]["totalCount"] >= 1
     preview = call(
         ops["segment-preview.graphql"], {"filter": {"reachableBy": ["WECOM"]}, "first": 5}, hq
