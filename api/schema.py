@@ -57,6 +57,8 @@ from api.pool.types import (
     TaggingPayload,
     TagGroup,
 )
+from api.reasons import resolvers as reasons
+from api.reasons.types import ReasonedAccess
 from api.referrals import resolvers as referrals
 from api.referrals.types import Referral, ReferralTree, ReferrerFigures, Reward, RewardRule
 from api.sessions import resolvers as sessions
@@ -139,6 +141,11 @@ class Query(ChainQuery, TwoFactorQuery, DoorQuery):
     patient_access_history: Connection[AccessLogEntry] = strawberry.field(
         resolver=audit.patient_access_history,
         description="Who has seen or changed this patient, newest first (auditors).",
+    )
+    reasoned_access: Connection[ReasonedAccess] = strawberry.field(
+        resolver=reasons.reasoned_access,
+        description="Purposes staff stated to read health fields outside their own care "
+        "(break the glass), oldest first, for review (auditors).",
     )
     campaigns: Connection[Campaign] = strawberry.field(
         resolver=campaign_api.campaigns,
@@ -368,6 +375,20 @@ class Mutation(ChainMutation, TwoFactorMutation, DoorMutation):
         resolver=wecom.configure_wecom,
         description="Set the WeCom app that sends external-contact callbacks: corp id, the "
         "callback token and EncodingAESKey (stored sealed), and the branch new contacts join.",
+    )
+    state_purpose: ReasonedAccess = strawberry.field(
+        resolver=reasons.state_purpose,
+        description="Say why you need a patient's health fields outside your own care: they "
+        "open to you for the chain's window (default 30 minutes), on the record. Until then "
+        "they answer FORBIDDEN with extensions.reason REASON_REQUIRED.",
+    )
+    flag_reasoned_access: ReasonedAccess = strawberry.field(
+        resolver=reasons.flag_reasoned_access,
+        description="Flag a stated purpose for follow-up, with a note (auditors; logged).",
+    )
+    set_reason_window: int = strawberry.field(
+        resolver=reasons.set_reason_window_mutation,
+        description="How many minutes a stated purpose opens health fields (1 to 480). HQ.",
     )
     set_access_log_retention: AccessLogArchive = strawberry.field(
         resolver=audit.set_access_log_retention,

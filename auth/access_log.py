@@ -55,6 +55,10 @@ class Action(StrEnum):
     # An administrative change (branches, regions, staff, roles, resets): `reason` holds what
     # changed and its target as "<change> <Kind>:<id>[ <detail>]", never personal data.
     ADMIN = "admin"
+    # A stated purpose (break the glass) and an auditor's flag on one: `reason` holds
+    # "<purpose> StatedPurpose:<id>" (the note itself is sealed in its own table).
+    STATE_PURPOSE = "state_purpose"
+    FLAG_PURPOSE = "flag_purpose"
 
 
 class Outcome(StrEnum):

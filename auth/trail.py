@@ -27,6 +27,11 @@ class AccessTrail:
         self._reasons: dict[tuple[Action, Outcome], str] = {}
         self._exports = False
         self._admin: list[AccessEvent] = []
+        # Field reads decided by the care/reason gate (auth.reasons): each (action, outcome,
+        # reason) is one entry, so a read under a stated purpose carries that purpose.
+        self._reasoned: dict[tuple[Action, Outcome, str], dict[uuid.UUID, set[str]]] = defaultdict(
+            dict
+        )
 
     def returned(self, action: Action, patient_ids: Iterable[uuid.UUID]) -> None:
         """Patients handed to the caller by a root field (their fields may follow)."""
@@ -39,6 +44,24 @@ class AccessTrail:
         if outcome is Outcome.DENIED:
             action = Action.DECRYPT_DENIED
         self._groups[(action, outcome)].setdefault(patient_id, set()).add(group)
+
+    def reasoned_field(
+        self, patient_id: uuid.UUID, group: str, outcome: Outcome, reason: str
+    ) -> None:
+        """A field group read under a stated purpose, or refused for want of one."""
+        action = self._action_of.get(patient_id, Action.READ)
+        if outcome is Outcome.DENIED:
+            action = Action.DECRYPT_DENIED
+        self._reasoned[(action, outcome, reason)].setdefault(patient_id, set()).add(group)
+
+    def purpose(self, action: Action, patient_id: uuid.UUID, reason: str) -> None:
+        """A purpose stated, or flagged by an auditor: one entry of its own, written only when
+        the operation commits (as the change it is)."""
+        self._admin.append(
+            AccessEvent(
+                action=action, patient_ids=[patient_id], field_groups=["health"], reason=reason
+            )
+        )
 
     def integrity_failed(self, patient_id: uuid.UUID, group: str) -> None:
         """A sealed value of this patient failed to decrypt: it was changed or moved."""
@@ -93,4 +116,16 @@ class AccessTrail:
                     reason=self._reasons.get((action, outcome), ""),
                 )
             )
-        return sorted(out, key=lambda e: (e.action, e.outcome))
+        for (action, outcome, reason), by_patient in self._reasoned.items():
+            if reads_only and action not in READ_ACTIONS:
+                continue
+            out.append(
+                AccessEvent(
+                    action=action,
+                    patient_ids=sorted(by_patient),
+                    field_groups=sorted(set().union(*by_patient.values())),
+                    outcome=outcome,
+                    reason=reason,
+                )
+            )
+        return sorted(out, key=lambda e: (e.action, e.outcome, e.reason))

@@ -35,3 +35,12 @@ class Conflict(DomainError):
 
 class Forbidden(DomainError):
     code = "FORBIDDEN"
+
+
+class ReasonRequired(Forbidden):
+    """Health fields of a patient outside the caller's own care, with no stated purpose open:
+    FORBIDDEN with `extensions.reason = REASON_REQUIRED` (statePurpose opens them)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.extra = {"reason": "REASON_REQUIRED"}

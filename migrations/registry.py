@@ -12,6 +12,7 @@ import domain.exports.models
 import domain.imports.models
 import domain.patients.models
 import domain.pool.models
+import domain.reasons.models
 import domain.referrals.models
 import domain.tenants.models
 import domain.wecom.models  # noqa: F401

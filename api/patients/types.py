@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Staff
 from auth.guard import Visibility, field_visibility, mask_value, record_field
 from auth.principal import Principal
+from auth.reasons import IN_CARE, HealthGrant, check_grant, grants, in_own_care_at_once
 from domain.errors import Forbidden, NotFound
 from domain.patients import models as m
 from domain.patients.models import SEALED_FIELDS
@@ -47,13 +49,22 @@ TrustLevel = strawberry.enum(
 
 
 def _reveal(
-    ctx: Any, principal: Principal, cipher: FieldCipher, patient: PatientRow, name: str
+    ctx: Any,
+    principal: Principal,
+    cipher: FieldCipher,
+    patient: PatientRow,
+    name: str,
+    grant: HealthGrant = IN_CARE,
 ) -> str | None:
     group = SEALED_FIELDS[name]
     visibility = field_visibility(principal, group)
-    record_field(ctx.trail, patient.id, group, visibility)
     if visibility is Visibility.DENIED:
+        record_field(ctx.trail, patient.id, group, visibility)
         raise Forbidden(f"not allowed to read {group} fields")
+    if group is m.FieldGroup.HEALTH and not grant.in_care:
+        check_grant(ctx.trail, patient.id, grant)  # logs the purpose, or raises REASON_REQUIRED
+    else:
+        record_field(ctx.trail, patient.id, group, visibility)
     try:
         value = unseal(cipher, patient, name)
     except DecryptionError:
@@ -62,23 +73,55 @@ def _reveal(
     return mask_value(name, value) if visibility is Visibility.MASKED else value
 
 
+def _health_gate(ctx: Any, principal: Principal) -> Any:
+    """One loader per request: the care/reason gate (auth.reasons) for a batch of patients."""
+
+    def make() -> DataLoader[uuid.UUID, HealthGrant]:
+        async def load(ids: list[uuid.UUID]) -> list[HealthGrant]:
+            found = await grants(ctx.session, principal, ids)
+            return [found[i] for i in ids]
+
+        return DataLoader(load_fn=load)
+
+    return ctx.loader("health_gate", make)
+
+
+def _gated(principal: Principal, patient: PatientRow, name: str) -> bool:
+    """Whether the care/reason gate must be asked (health fields Casbin lets the caller read,
+    of a patient not assigned to them)."""
+    return (
+        SEALED_FIELDS[name] is m.FieldGroup.HEALTH
+        and field_visibility(principal, m.FieldGroup.HEALTH) is not Visibility.DENIED
+        and not in_own_care_at_once(principal, patient)
+    )
+
+
 async def _sealed_async(patient: PatientRow, info: Info, name: str) -> str | None:
     ctx = info.context
     principal = await ctx.principal()
     if field_visibility(principal, SEALED_FIELDS[name]) is Visibility.DENIED:
         return _reveal(ctx, principal, None, patient, name)  # type: ignore[arg-type]  # raises
-    return _reveal(ctx, principal, await ctx.cipher(), patient, name)
+    grant = IN_CARE
+    if _gated(principal, patient, name):
+        grant = await _health_gate(ctx, principal).load(patient.id)
+    return _reveal(ctx, principal, await ctx.cipher(), patient, name, grant)
 
 
 def _sealed(patient: PatientRow, info: Info, name: str) -> Any:
     """The field's value, or an awaitable of it. Once the root resolver has loaded the
     principal and the cipher (`page_patients` does), no await and no task per field:
-    a page of 50 patients with 3 sealed fields is 150 plain calls."""
+    a page of 50 patients with 3 sealed fields is 150 plain calls (health fields of patients
+    outside the caller's own care wait for the gate's one batched look-up)."""
     ctx = info.context
     principal, cipher = ctx.loaded("principal"), ctx.loaded("cipher")
     if principal is None or cipher is None:
         return _sealed_async(patient, info, name)
-    return _reveal(ctx, principal, cipher, patient, name)
+    grant = IN_CARE
+    if _gated(principal, patient, name):
+        held, grant = ctx.ready(_health_gate(ctx, principal), patient.id)
+        if not held:
+            return _sealed_async(patient, info, name)
+    return _reveal(ctx, principal, cipher, patient, name, grant)
 
 
 @strawberry.type(description="One time the person came in through a channel (OneID).")

@@ -39,6 +39,8 @@ class Tenant(Timestamped, Base):
     # `patientpool tenant offboard`: None while the chain is served; then exporting, exported
     # and shredded (domain.tenants.offboarding.OffboardingState). Set: sign-in is refused.
     offboarding_state: Mapped[str | None] = mapped_column(String(20), default=None)
+    # How long a stated purpose (statePurpose) opens a patient's health fields, in minutes.
+    reason_window_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
 
 
 class Branch(TenantScoped, Timestamped, Base):

@@ -39,6 +39,10 @@ CANARY = "".join(CANARIES)
 SCHEMA = build_schema()._schema
 
 
+STATE_PURPOSE = """mutation($id: ID!) { statePurpose(patientId: $id, purpose: QUALITY_REVIEW,
+  note: "integrity check") { id } }"""
+
+
 @pytest.fixture
 async def prod(state: AppState) -> AsyncIterator[httpx.AsyncClient]:
     async with production_client(state) as client:
@@ -270,6 +274,8 @@ async def test_failures_and_tampering_leave_no_personal_value_in_any_log(
             prod, "{ patients { totalCount } }", token="garbage." + world.plaintext["b2"]["phone"]
         )
         await _tamper(owner_state, world, doctor_view.id)
+        # HQ checks the record outside its own care: it states why first.
+        await gql(prod, STATE_PURPOSE, {"id": world.gid("assigned")}, token=admin)
         tampered = await gql(
             prod,
             "query($id: ID!) { patient(id: $id) { name phone medicalHistory } }",
@@ -302,6 +308,7 @@ async def test_a_tampered_ciphertext_is_null_with_data_integrity_and_on_the_reco
 ) -> None:
     await _tamper(owner_state, world, world.patients["assigned"].id)
     admin = await sign_in(prod, world, "hq_admin")
+    await gql(prod, STATE_PURPOSE, {"id": world.gid("assigned")}, token=admin)
     result = await gql(
         prod,
         "query($id: ID!) { patient(id: $id) { id name phone allergies gender } }",

@@ -249,8 +249,14 @@ def _run_example_operations(
         ops["who-saw-this-patient.graphql"], {"patientId": new_id, **year}, tokens["auditor"]
     )
     assert history["patientAccessHistory"]["totalCount"] >= 2
+    # HQ opens a patient's health fields outside its own care: it states why first.
+    stated = {"patientId": patient["id"], "purpose": "QUALITY_REVIEW", "note": "月度质控"}
+    call(ops["state-purpose.graphql"], stated, hq)
     detail = call(ops["patient-detail.graphql"], {"id": patient["id"]}, hq)
     assert detail["patient"]["name"]
+    period = {**year, "to": (datetime.now(UTC) + timedelta(minutes=1)).isoformat()}
+    reviewed = call(ops["reasoned-access.graphql"], period, tokens["auditor"])
+    assert reviewed["reasonedAccess"]["totalCount"] >= 1
     preview = call(
         ops["segment-preview.graphql"], {"filter": {"reachableBy": ["WECOM"]}, "first": 5}, hq
     )
@@ -296,6 +302,8 @@ def _run_example_operations(
         "who-saw-this-patient.graphql",
         "campaign.graphql",  # in _run_a_campaign
         "import-patients.graphql",
+        "state-purpose.graphql",
+        "reasoned-access.graphql",
     }, "a new example operation needs a run here"
     return sent
 

@@ -213,6 +213,21 @@ ATTACKS: dict[str, Attack] = {
         "mutation { setAccessLogRetention(days: 400) { retentionDays } }",
         {},
     ),
+    "statePurpose": lambda b: (
+        'mutation($id: ID!) { statePurpose(patientId: $id, purpose: CARE, note: "x") '
+        "{ id patientId note } }",
+        {"id": b.gid("b1")},
+    ),
+    "reasonedAccess": lambda b: (
+        "query($s: ID) { reasonedAccess(filter: {staffId: $s}) { totalCount "
+        "edges { node { id patientId note branch { id } } } } }",
+        {"s": to_global_id("Staff", b.staff["hq_admin"].id)},
+    ),
+    "flagReasonedAccess": lambda b: (
+        'mutation($id: ID!) { flagReasonedAccess(id: $id, note: "x") { id flagged } }',
+        {"id": to_global_id("ReasonedAccess", b.tenant_id)},
+    ),
+    "setReasonWindow": lambda b: ("mutation { setReasonWindow(minutes: 5) }", {}),
     "exportAccessLog": lambda b: (
         "mutation { exportAccessLog { entries content } }",
         {},

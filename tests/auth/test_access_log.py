@@ -52,7 +52,14 @@ CASES: dict[str, tuple[str, dict[str, Any], list[tuple[str, str, set[str] | None
     "patient": (
         "query($id: ID!) { patient(id: $id) { name medicalHistory } }",
         {"id": "b1"},
-        [("read", "allowed", {"b1"}, "contact,health")],
+        # HQ, outside its own care and with no purpose stated: health refused for want of one
+        [("decrypt_denied", "denied", {"b1"}, "health"), ("read", "allowed", {"b1"}, "contact")],
+    ),
+    "statePurpose": (
+        "mutation($p: ID!) { statePurpose(patientId: $p, purpose: QUALITY_REVIEW, "
+        'note: "review") { id } }',
+        {"p": "b1"},
+        [("state_purpose", "allowed", {"b1"}, "health")],
     ),
     "patients": (
         "query PatientList { patients(first: 2) { edges { node { phone } } } }",
@@ -394,6 +401,14 @@ async def test_auditor_answers_the_question_in_one_query(
     """'Who looked at this patient's health data, and was it allowed?'"""
     for role in ("doctor", "operator", "hq_admin"):
         token = await sign_in(client, world, role)
+        if role == "hq_admin":  # outside its own care: it says why first
+            await gql(
+                client,
+                "mutation($id: ID!) { statePurpose(patientId: $id, purpose: COMPLAINT, "
+                'note: "complaint") { id } }',
+                {"id": world.gid("assigned")},
+                token=token,
+            )
         await gql(
             client,
             "query($id: ID!) { patient(id: $id) { medicalHistory } }",

@@ -38,5 +38,12 @@ async def test_rule_change_elsewhere_is_seen_on_next_request(
             .where(Tenant.id == world.tenant_id)
             .values(policy_version=Tenant.policy_version + 1)
         )
+    # The rule applies now: health fields of a patient outside the operator's own care ask
+    # for a stated purpose (auth.reasons), and open once one is stated.
+    result = await gql(client, Q, {"id": world.gid("b1")}, token=token)
+    assert result["errors"][0]["extensions"] == {"code": "FORBIDDEN", "reason": "REASON_REQUIRED"}
+    state = """mutation($id: ID!) { statePurpose(patientId: $id, purpose: CARE,
+      note: "covering") { id } }"""
+    assert not codes(await gql(client, state, {"id": world.gid("b1")}, token=token))
     result = await gql(client, Q, {"id": world.gid("b1")}, token=token)
     assert result["data"]["patient"]["medicalHistory"] == world.plaintext["b1"]["medical_history"]

@@ -39,6 +39,8 @@ CREATE_PATIENT = """mutation($i: CreatePatientInput!) {
   createPatient(input: $i) { patient { id name } } }"""
 PATIENTS = """{ patients(first: 50) { totalCount
   edges { node { id lifecycleStage name phone medicalHistory } } } }"""
+STATE_PURPOSE = """mutation($id: ID!) { statePurpose(patientId: $id, purpose: LEGAL,
+  note: "handover review") { id } }"""
 SIGN_IN = """mutation($t: String!, $e: String!, $p: String!) {
   signIn(tenant: $t, email: $e, password: $p) { accessToken } }"""
 
@@ -73,7 +75,7 @@ async def _chain_with_patients(
     made = []
     for i in range(n):
         values = patient_values(i, tag)
-        ok(
+        created = ok(
             await gql(
                 api,
                 CREATE_PATIENT,
@@ -88,6 +90,9 @@ async def _chain_with_patients(
                 token=token,
             )
         )
+        # HQ reads these health fields back before the handover: a legal review, stated.
+        pid = created["createPatient"]["patient"]["id"]
+        ok(await gql(api, STATE_PURPOSE, {"id": pid}, token=token))
         made.append(values)
     return password, token, made
 

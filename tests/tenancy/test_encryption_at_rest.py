@@ -176,6 +176,12 @@ async def test_rotation_with_interrupted_reencryption(
         token=token,
     )
     assert "errors" not in made
+    # HQ reads every health field back to check the rotation: a review, so it states why.
+    state = """mutation($id: ID!) { statePurpose(patientId: $id, purpose: QUALITY_REVIEW,
+      note: "key rotation check") { id } }"""
+    made_id = made["data"]["createPatient"]["patient"]["id"]
+    for pid in [*(world.gid(k) for k in world.patients), made_id]:
+        assert "errors" not in await gql(client, state, {"id": pid}, token=token)
 
     async def versions() -> list[int]:
         async with owner_state.sessions() as s, s.begin():

@@ -1,0 +1,155 @@
+"""The care/reason gate on health fields (break the glass), on top of Casbin.
+
+Casbin alone decides who may read health fields at all (`fields:health`). For a caller it
+allows, this module adds: a patient in the caller's own care (assigned to them, or seen by
+them at an arrived visit, the "my patients" rule of `PatientScope`) opens freely; any other
+patient in their scope opens only while a purpose they stated for that patient is open
+(`statePurpose`), and each such read carries the purpose in its access-log entry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.access_log import Action, Outcome
+from auth.principal import Principal
+from auth.trail import AccessTrail
+from domain.errors import BadInput, ReasonRequired
+from domain.patients.models import Patient
+from domain.reasons.models import MAX_NOTE, TABLE, Purpose, StatedPurpose
+from domain.reasons.repository import ReasonRepository
+from tenancy.keyring import FieldCipher
+
+REASON_REQUIRED = "reason required"
+
+
+@dataclass(frozen=True)
+class HealthGrant:
+    """Why health fields of one patient open to the caller, or that they do not."""
+
+    in_care: bool = False
+    purpose: str | None = None
+    stated_id: uuid.UUID | None = None
+
+    @property
+    def opens(self) -> bool:
+        return self.in_care or self.purpose is not None
+
+    @property
+    def log_reason(self) -> str:
+        return f"purpose {self.purpose} StatedPurpose:{self.stated_id}" if self.purpose else ""
+
+
+IN_CARE = HealthGrant(in_care=True)
+
+
+def in_own_care_at_once(principal: Principal, patient: Patient) -> bool:
+    """Assigned to the caller: known from the row, with no query (the hot path of a page)."""
+    return principal.kind == "user" and patient.assigned_staff_id == principal.id
+
+
+async def grants(
+    session: AsyncSession,
+    principal: Principal,
+    patient_ids: Sequence[uuid.UUID],
+    now: datetime | None = None,
+) -> dict[uuid.UUID, HealthGrant]:
+    """The gate for a batch of patients (a DataLoader's batch): seen by the caller, or under
+    a purpose they stated that is still open. Assignment is checked by the caller first."""
+    repo = ReasonRepository(session)
+    now = now or datetime.now(UTC)
+    seen = await repo.seen_by(principal.id, patient_ids) if principal.kind == "user" else set()
+    open_ = await repo.open_for(principal.id, [p for p in patient_ids if p not in seen], now)
+    out: dict[uuid.UUID, HealthGrant] = {}
+    for pid in patient_ids:
+        if pid in seen:
+            out[pid] = IN_CARE
+        elif pid in open_:
+            out[pid] = HealthGrant(purpose=open_[pid].purpose, stated_id=open_[pid].id)
+        else:
+            out[pid] = HealthGrant()
+    return out
+
+
+def check_grant(trail: AccessTrail, patient_id: uuid.UUID, grant: HealthGrant) -> None:
+    """Record a health read the gate let through under a purpose, or refuse it."""
+    if grant.in_care:
+        return
+    if grant.purpose is None:
+        trail.reasoned_field(patient_id, "health", Outcome.DENIED, REASON_REQUIRED)
+        raise ReasonRequired(
+            "health fields of a patient outside your own care open only after statePurpose"
+        )
+    trail.reasoned_field(patient_id, "health", Outcome.ALLOWED, grant.log_reason)
+
+
+def clean_note(note: str, field: str = "note") -> str:
+    note = note.strip()
+    if not note:
+        raise BadInput("say in a few words why you need this", field=field)
+    if len(note) > MAX_NOTE:
+        raise BadInput(f"at most {MAX_NOTE} characters", field=field)
+    return note
+
+
+async def state_purpose(
+    session: AsyncSession,
+    principal: Principal,
+    trail: AccessTrail,
+    cipher: FieldCipher,
+    patient: Patient,
+    purpose: Purpose,
+    note: str,
+    now: datetime | None = None,
+) -> StatedPurpose:
+    """Open `patient`'s health fields to the caller for the tenant's window, on the record.
+    The caller must already hold `fields:health` read and the patient in their scope."""
+    note = clean_note(note)
+    repo = ReasonRepository(session)
+    now = now or datetime.now(UTC)
+    minutes = await repo.window_minutes()
+    row = StatedPurpose(
+        id=uuid.uuid4(),
+        staff_id=principal.id,
+        patient_id=patient.id,
+        branch_id=patient.home_branch_id,
+        purpose=str(purpose),
+        stated_at=now,
+        expires_at=now + timedelta(minutes=minutes),
+    )
+    row.note_ct = cipher.encrypt(note, table=TABLE, column="note", row_id=row.id)
+    repo.add(row)
+    await session.flush()
+    trail.purpose(Action.STATE_PURPOSE, patient.id, f"{row.purpose} StatedPurpose:{row.id}")
+    return row
+
+
+async def flag(
+    session: AsyncSession,
+    principal: Principal,
+    trail: AccessTrail,
+    cipher: FieldCipher,
+    row: StatedPurpose,
+    note: str,
+    now: datetime | None = None,
+) -> StatedPurpose:
+    """An auditor marks a stated purpose for follow-up; the flag goes on the record too."""
+    note = clean_note(note)
+    row.flagged_at = now or datetime.now(UTC)
+    row.flagged_by = principal.id
+    row.flag_note_ct = cipher.encrypt(note, table=TABLE, column="flag_note", row_id=row.id)
+    await session.flush()
+    trail.purpose(Action.FLAG_PURPOSE, row.patient_id, f"flag StatedPurpose:{row.id}")
+    return row
+
+
+def unseal_note(cipher: FieldCipher, row: StatedPurpose, column: str) -> str | None:
+    blob = row.note_ct if column == "note" else row.flag_note_ct
+    if blob is None:
+        return None
+    return cipher.decrypt(blob, table=TABLE, column=column, row_id=row.id)

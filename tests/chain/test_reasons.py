@@ -1,0 +1,139 @@
+"""Break the glass: health fields outside the caller's own care answer FORBIDDEN with
+REASON_REQUIRED until they state a purpose, which opens that one patient for the chain's
+window, on the record; auditors review and flag it. A chain made by `tenant create` and the
+API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from domain.reasons.models import StatedPurpose
+from tests.chain.conftest import Operator, new_chain, sign_in_pair
+from tests.chain.test_staff_lifecycle import Chain, chain  # noqa: F401  (the module's chain)
+from tests.conftest import Database
+from tests.support import SEEDED, codes, ok, patient_values
+
+CREATE = """mutation($b: ID!, $n: String!, $notes: String!, $s: ID) {
+  createPatient(input: {name: $n, homeBranchId: $b, notes: $notes, assignedStaffId: $s}) {
+    patient { id } } }"""
+READ = "query($id: ID!) { patient(id: $id) { id name notes } }"
+STATE = """mutation($id: ID!, $p: AccessPurpose!, $n: String!) {
+  statePurpose(patientId: $id, purpose: $p, note: $n) { id purpose statedAt expiresAt } }"""
+BOOK = """mutation($p: ID!, $b: ID!, $d: ID!) {
+  bookVisit(patientId: $p, branchId: $b, doctorId: $d, scheduledAt: "2026-01-05T09:00:00+08:00")
+  { id } }"""
+ARRIVED = "mutation($id: ID!) { markArrived(id: $id) { id } }"
+LOG = """query($a: [Action!]) { accessLog(filter: {actions: $a}, first: 50) {
+  edges { node { action outcome reason fieldGroups patientIds } } } }"""
+REVIEW = """query($f: ReasonedAccessFilter) { reasonedAccess(filter: $f) { totalCount
+  edges { node { id patientId purpose note flagged flagNote staff { id } branch { id } } } } }"""
+FLAG = """mutation($id: ID!, $n: String!) { flagReasonedAccess(id: $id, note: $n) {
+  flagged flagNote } }"""
+
+NOTE = "note-glass-1 复核投诉"  # a seeded value: the log scanner proves it never reaches a log
+SEEDED.add(NOTE)
+
+
+async def _patient(c: Chain, tag: str, staff: str | None = None) -> tuple[str, str]:
+    values = patient_values(1, tag)
+    variables = {"b": c.branches["main"], "n": values["name"], "notes": values["notes"]}
+    created = ok(await c.q(CREATE, {**variables, "s": staff}))
+    return created["createPatient"]["patient"]["id"], values["notes"]
+
+
+def _reason_required(result: dict[str, Any]) -> None:
+    (error,) = result["errors"]
+    assert error["extensions"] == {"code": "FORBIDDEN", "reason": "REASON_REQUIRED"}
+    assert error["path"] == ["patient", "notes"]
+    assert result["data"]["patient"]["notes"] is None
+    assert result["data"]["patient"]["name"] is not None  # the rest of the answer stands
+
+
+async def test_health_fields_open_only_after_a_stated_purpose(
+    chain: Chain,  # noqa: F811
+    db: Database,
+) -> None:
+    patient, notes = await _patient(chain, "glass-a")
+    other, _ = await _patient(chain, "glass-b")
+    _reason_required(await chain.q(READ, {"id": patient}))
+
+    stated = ok(await chain.q(STATE, {"id": patient, "p": "QUALITY_REVIEW", "n": NOTE}))
+    stated = stated["statePurpose"]
+    at = datetime.fromisoformat(stated["statedAt"])
+    assert datetime.fromisoformat(stated["expiresAt"]) - at == timedelta(minutes=30)
+
+    assert ok(await chain.q(READ, {"id": patient}))["patient"]["notes"] == notes
+    _reason_required(await chain.q(READ, {"id": other}))  # that patient only
+
+    entries = ok(await chain.q(LOG, {"a": ["STATE_PURPOSE", "READ"]}, token=chain.auditor))
+    nodes = [e["node"] for e in entries["accessLog"]["edges"]]
+    states = [n for n in nodes if n["action"] == "STATE_PURPOSE"]
+    assert [n["reason"].split()[0] for n in states] == ["QUALITY_REVIEW"]
+    reads = [n for n in nodes if n["action"] == "READ" and "QUALITY_REVIEW" in n["reason"]]
+    assert len(reads) == 1 and reads[0]["fieldGroups"] == ["health"]
+    assert NOTE not in str(nodes)
+
+    review = ok(await chain.q(REVIEW, {"f": {"purpose": "QUALITY_REVIEW"}}, token=chain.auditor))
+    (item,) = [e["node"] for e in review["reasonedAccess"]["edges"]]
+    assert (item["patientId"], item["note"], item["flagged"]) == (patient, NOTE, False)
+    assert item["staff"]["id"] == chain.hq_id
+    assert item["branch"]["id"] == chain.branches["main"]
+    assert codes(await chain.q(REVIEW, {})) == ["FORBIDDEN"]  # HQ does not review itself
+
+    flagged = ok(await chain.q(FLAG, {"id": item["id"], "n": "ask why"}, token=chain.auditor))
+    assert flagged["flagReasonedAccess"] == {"flagged": True, "flagNote": "ask why"}
+    log = ok(await chain.q(LOG, {"a": ["FLAG_PURPOSE"]}, token=chain.auditor))
+    assert len(log["accessLog"]["edges"]) == 1
+
+    # The window ends: the fields close again.
+    engine = create_async_engine(db.owner_url)
+    async with engine.begin() as conn:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        await conn.execute(update(StatedPurpose.__table__).values(expires_at=past))
+    await engine.dispose()
+    _reason_required(await chain.q(READ, {"id": patient}))
+
+
+async def test_a_doctor_reads_their_own_patients_without_a_reason(chain: Chain) -> None:  # noqa: F811
+    doctor, pair = await chain.member("doctor", [chain.branches["main"]])
+    token = pair["accessToken"]
+    assigned, assigned_notes = await _patient(chain, "glass-c", staff=doctor)
+    assert ok(await chain.q(READ, {"id": assigned}, token=token))["patient"]["notes"] == (
+        assigned_notes
+    )
+    seen, seen_notes = await _patient(chain, "glass-d")
+    visit = ok(await chain.q(BOOK, {"p": seen, "b": chain.branches["main"], "d": doctor}))
+    ok(await chain.q(ARRIVED, {"id": visit["bookVisit"]["id"]}))
+    assert ok(await chain.q(READ, {"id": seen}, token=token))["patient"]["notes"] == seen_notes
+
+
+async def test_a_branch_manager_needs_a_reason_too(chain: Chain) -> None:  # noqa: F811
+    _, pair = await chain.member("branch_manager", [chain.branches["main"]])
+    patient, _ = await _patient(chain, "glass-e")
+    _reason_required(await chain.q(READ, {"id": patient}, token=pair["accessToken"]))
+
+
+async def test_bad_input_and_foreign_ids(chain: Chain, operator: Operator) -> None:  # noqa: F811
+    patient, _ = await _patient(chain, "glass-f")
+    bad = await chain.q(STATE, {"id": patient, "p": "CURIOSITY", "n": "x"})
+    assert codes(bad) == ["BAD_USER_INPUT"]
+    blank = await chain.q(STATE, {"id": patient, "p": "CARE", "n": "  "})
+    assert codes(blank) == ["BAD_USER_INPUT"]
+    # An operator may not read health fields at all: a purpose never widens Casbin's rules.
+    _, pair = await chain.member("operator", [chain.branches["main"]])
+    refused = await chain.q(
+        STATE, {"id": patient, "p": "CARE", "n": "x"}, token=pair["accessToken"]
+    )
+    assert codes(refused) == ["FORBIDDEN"]
+    # Another chain's patient answers as a missing one.
+    slug = f"{chain.slug}-x"
+    password = await new_chain(operator, slug, "--branch-name", "店", "--branch-city", "京")
+    other_hq = await sign_in_pair(chain.client, slug, f"admin@{slug}.test", password)
+    token = other_hq["accessToken"]
+    assert codes(await chain.q(STATE, {"id": patient, "p": "CARE", "n": "x"}, token=token)) == [
+        "NOT_FOUND"
+    ]
