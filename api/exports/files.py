@@ -54,16 +54,31 @@ class Sheet:
     rows: list[list[Cell]] = field(default_factory=list)
     groups: set[FieldGroup] = field(default_factory=set)  # revealed in full or masked
     integrity_failed: set[uuid.UUID] = field(default_factory=set)
+    # patients whose health cells stay empty: outside the caller's care with no stated purpose
+    health_withheld: set[uuid.UUID] = field(default_factory=set)
 
 
-def sheet_for(principal: Principal, cipher: FieldCipher, patients: Iterable[PatientRow]) -> Sheet:
+def sheet_for(
+    principal: Principal,
+    cipher: FieldCipher,
+    patients: Iterable[PatientRow],
+    health_opens: Callable[[uuid.UUID], bool] = lambda _id: True,
+) -> Sheet:
+    """`health_opens` is the reason gate (auth/reasons.py): a patient's health cells are
+    filled only where it opens, as `patients` would answer REASON_REQUIRED elsewhere."""
     seen = {g: field_visibility(principal, g) for g in FieldGroup}
     sealed = [n for n, g in SEALED_FIELDS.items() if seen[g] is not Visibility.DENIED]
     sheet = Sheet(headers=[h for h, _ in PLAIN] + [SEALED_COLUMNS[n] for n in sealed])
     sheet.groups = {g for g, v in seen.items() if v is not Visibility.DENIED}
     for patient in patients:
         row: list[Cell] = [get(patient) for _, get in PLAIN]
+        withheld = FieldGroup.HEALTH in sheet.groups and not health_opens(patient.id)
+        if withheld:
+            sheet.health_withheld.add(patient.id)
         for name in sealed:
+            if withheld and SEALED_FIELDS[name] is FieldGroup.HEALTH:
+                row.append(None)
+                continue
             try:
                 value = unseal(cipher, patient, name)
             except DecryptionError:

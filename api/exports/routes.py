@@ -25,10 +25,12 @@ from api.ids import parse_global_id
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Outcome, RequestInfo
 from auth.guard import patient_scope
+from auth.reasons import grants, in_own_care_at_once
 from auth.sessions import AuthError, principal_from_bearer
 from domain.errors import BadInput
 from domain.exports.models import ExportFormat
 from domain.exports.repository import ExportRepository
+from domain.patients.models import FieldGroup
 from domain.patients.repository import PatientRepository
 from domain.pool.models import JobStatus
 from tenancy.keystore import load_cipher
@@ -94,15 +96,33 @@ def exports_router(state: AppState) -> APIRouter:
                 key=lambda p: (p.created_at, p.id),
                 reverse=True,
             )
-            sheet = sheet_for(principal, await load_cipher(session, state.key_provider), patients)
-            events = [
-                AccessEvent(
-                    action=Action.EXPORT,
-                    patient_ids=[p.id for p in patients],
-                    field_groups=sorted(str(g) for g in sheet.groups),
-                    reason=f"patients export {export.id} ({export.format})",
+            # The reason gate, as for `patients`: health cells only for patients in the
+            # caller's care or under a purpose they stated that is still open.
+            pending = [p.id for p in patients if not in_own_care_at_once(principal, p)]
+            given = await grants(session, principal, pending)
+            cipher = await load_cipher(session, state.key_provider)
+            sheet = sheet_for(
+                principal, cipher, patients, lambda pid: pid not in given or given[pid].opens
+            )
+            reason = f"patients export {export.id} ({export.format})"
+            groups = sorted(str(g) for g in sheet.groups)
+            opened = [p.id for p in patients if p.id not in sheet.health_withheld]
+            events = []
+            if opened or not sheet.health_withheld:
+                events.append(
+                    AccessEvent(
+                        action=Action.EXPORT, patient_ids=opened, field_groups=groups, reason=reason
+                    )
                 )
-            ]
+            if sheet.health_withheld:
+                events.append(
+                    AccessEvent(
+                        action=Action.EXPORT,
+                        patient_ids=sorted(sheet.health_withheld),
+                        field_groups=[g for g in groups if g != str(FieldGroup.HEALTH)],
+                        reason=f"{reason}; health withheld: no stated purpose",
+                    )
+                )
             if sheet.integrity_failed:
                 events.append(
                     AccessEvent(

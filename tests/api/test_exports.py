@@ -36,6 +36,8 @@ EXPORT = """mutation($f: ExportFormat!, $flt: PatientFilter) {
   exportPatients(format: $f, filter: $flt) { job { id kind status total } downloadPath
   expiresAt } }"""
 JOB = "query($id: ID!) { job(id: $id) { status done total } }"
+STATE_PURPOSE = """mutation($id: ID!) { statePurpose(patientId: $id, purpose: QUALITY_REVIEW,
+  note: "export review") { id } }"""
 MORE = {
     "nationalId": "110105199001010011",
     "wechatId": "wx-export-1",
@@ -44,6 +46,8 @@ MORE = {
     "notes": "=1+1 note-export",
 }
 SEEDED.update(v for v in MORE.values())
+# the global id of the patient made with MORE, per world
+EXPORTED_WITH_MORE: dict[str, str] = {}
 SEEDED.update({"测试患者导出", "+8613955500001"})
 
 
@@ -68,7 +72,7 @@ async def world(owner_state: AppState, unique: str, client: httpx.AsyncClient) -
         },
         token=hq,
     )
-    ok(made)
+    EXPORTED_WITH_MORE[world.slug] = ok(made)["createPatient"]["patient"]["id"]
     return world
 
 
@@ -118,10 +122,11 @@ async def as_listed(
         + fields
         + " } } } }"
     )
-    nodes = [
-        e["node"]
-        for e in ok(await gql(client, query, {"flt": flt}, token=token))["patients"]["edges"]
-    ]
+    answer = await gql(client, query, {"flt": flt}, token=token)
+    # health fields outside the caller's care answer REASON_REQUIRED (null), the rest stands
+    for error in answer.get("errors", []):
+        assert error["extensions"].get("reason") == "REASON_REQUIRED", answer
+    nodes = [e["node"] for e in answer["data"]["patients"]["edges"]]
     return [
         [_text(n["homeBranch"]["id"] if h == "homeBranchId" else n[h]) for h in headers]
         for n in nodes
@@ -157,6 +162,9 @@ async def test_hq_exports_every_field_of_the_chain_as_it_reads_them(
     client: httpx.AsyncClient, owner_state: AppState, world: World, fmt: str
 ) -> None:
     hq = await sign_in(client, world, "hq_admin")
+    # HQ reads health fields only under a stated purpose: one patient's, for this review.
+    stated = await gql(client, STATE_PURPOSE, {"id": EXPORTED_WITH_MORE[world.slug]}, token=hq)
+    ok(stated)
     started = await run_export(client, hq, fmt)
     got = await client.get(started["downloadPath"], headers=_auth(hq))
     assert got.status_code == 200, got.text
@@ -165,7 +173,10 @@ async def test_hq_exports_every_field_of_the_chain_as_it_reads_them(
     assert headers == ALL
     assert rows == await as_listed(client, hq, headers)
     assert len(rows) == len(world.patients) + 1
-    assert MORE["medicalHistory"] in {r[headers.index("medicalHistory")] for r in rows}
+    history = {r[0]: r[headers.index("medicalHistory")] for r in rows}
+    # the purpose opened that patient's health cells and no other's
+    assert history.pop(EXPORTED_WITH_MORE[world.slug]) == MORE["medicalHistory"]
+    assert set(history.values()) == {""}
     assert MORE["notes"] in {r[headers.index("notes")] for r in rows}  # text, not a formula
     # The access log holds the download as an export of exactly these patients.
     async with owner_state.sessions() as session, session.begin():
@@ -175,11 +186,14 @@ async def test_hq_exports_every_field_of_the_chain_as_it_reads_them(
         ).all()
     job_id = parse_global_id(started["job"]["id"], "Job")
     mine = [e for e in entries if str(job_id) in e.reason]
-    assert len(mine) == 1
+    opened_gid = EXPORTED_WITH_MORE[world.slug]
+    assert {e.actor_id for e in mine} == {str(world.staff["hq_admin"].id)}
     assert mine[0].actor_id == str(world.staff["hq_admin"].id)
-    exported = sorted(str(parse_global_id(r[0], "Patient")) for r in rows)
-    assert json.loads(mine[0].patient_ids) == exported
-    assert mine[0].field_groups == "contact,health"
+    opened = str(parse_global_id(EXPORTED_WITH_MORE[world.slug], "Patient"))
+    withheld = sorted(str(parse_global_id(r[0], "Patient")) for r in rows if r[0] != opened_gid)
+    assert len(mine) == 2
+    by_groups = {e.field_groups: json.loads(e.patient_ids) for e in mine}
+    assert by_groups == {"contact,health": [opened], "contact": withheld}
 
 
 async def test_a_branch_manager_exports_their_branches_only(
