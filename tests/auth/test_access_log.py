@@ -227,7 +227,8 @@ CASES: dict[str, tuple[str, dict[str, Any], list[tuple[str, str, set[str] | None
     "exportPatientData": (
         "mutation($p: ID!) { exportPatientData(patientId: $p) { content } }",
         {"p": "b1"},
-        [("export", "allowed", {"b1"}, "contact,health")],
+        # HQ, outside its own care, no purpose stated: the copy (health included) is refused
+        [("decrypt_denied", "denied", {"b1"}, "health")],
     ),
     "rewards": (
         "query($p: ID!) { rewards(patientId: $p) { edges { node { id } } } }",

@@ -16,7 +16,7 @@ from auth.access_log import AccessLogEntry
 from migrations.registry import target_metadata
 from tenancy.session import bind_tenant
 from tests.conftest import Database
-from tests.support import World, build_world, codes, gql, sign_in
+from tests.support import World, build_world, codes, gql, ok, sign_in
 
 RECORD = (
     "mutation($p: ID!, $purpose: Purpose!, $channel: ContactChannel!, $granted: Boolean!) {"
@@ -33,6 +33,9 @@ REACHABLE = (
     "members(first: 50) { edges { node { id } } } } }"
 )
 EXPORT = "mutation($p: ID!) { exportPatientData(patientId: $p) { patientId content } }"
+# A data-subject request outside HQ's own care: the purpose is stated first (reason gate).
+LEGAL = """mutation($p: ID!) { statePurpose(patientId: $p, purpose: LEGAL,
+  note: "data copy request") { id } }"""
 
 
 @pytest.fixture
@@ -148,6 +151,10 @@ async def test_export_holds_everything_and_is_logged(
         {"p": world.gid("b1"), "b": branch},
         token=admin,
     )
+    refused = await gql(client, EXPORT, {"p": world.gid("b1")}, token=admin)
+    assert codes(refused) == ["FORBIDDEN"]
+    assert refused["errors"][0]["extensions"]["reason"] == "REASON_REQUIRED"
+    ok(await gql(client, LEGAL, {"p": world.gid("b1")}, token=admin))
     result = await gql(client, EXPORT, {"p": world.gid("b1")}, token=admin)
     copy = json.loads(result["data"]["exportPatientData"]["content"])
     plain = world.plaintext["b1"]
@@ -159,9 +166,13 @@ async def test_export_holds_everything_and_is_logged(
     assert [c["channel"] for c in copy["consents"]] == ["wecom"]
     async with owner_state.sessions() as s, s.begin():
         await bind_tenant(s, world.tenant_id)
-        last = await s.scalar(select(AccessLogEntry).order_by(AccessLogEntry.seq.desc()).limit(1))
+        newest = select(AccessLogEntry).order_by(AccessLogEntry.seq.desc()).limit(2)
+        reasoned, last = (await s.scalars(newest)).all()
     assert (last.action, last.field_groups) == ("export", "contact,health")
     assert json.loads(last.patient_ids) == [str(world.patients["b1"].id)]
+    # …and, in the same request, the health read under the purpose stated
+    assert (reasoned.action, reasoned.field_groups) == ("read", "health")
+    assert "LEGAL" in reasoned.reason and reasoned.request_id == last.request_id
     # Only those allowed to export may; the operator sees contact data, never a full copy.
     operator = await sign_in(client, world, "operator")
     assert codes(await gql(client, EXPORT, {"p": world.gid("b1")}, token=operator)) == ["FORBIDDEN"]
@@ -252,6 +263,7 @@ async def test_erasure_leaves_nothing_readable_and_figures_hold(
 
     dump = await _raw_dump(db, world)
     assert [s for s in secrets if s in dump] == []
+    ok(await gql(client, LEGAL, {"p": p}, token=admin))
     exported = await gql(client, EXPORT, {"p": p}, token=admin)
     content = exported["data"]["exportPatientData"]["content"]
     assert [s for s in secrets if s in content] == []
