@@ -13,6 +13,7 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     QueryDepthLimiter,
 )
+from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -33,6 +34,7 @@ from api.exports import resolvers as exports
 from api.extensions import OperationBoundary
 from api.gate import caller_first
 from api.imports import resolvers as imports
+from api.imports.upload import UPLOAD
 from api.limits import (
     MAX_ALIASES,
     MAX_DEPTH,
@@ -452,6 +454,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         config=StrawberryConfig(auto_camel_case=True),
         extensions=extensions,  # type: ignore[arg-type]
         execution_context_class=Execution,
+        scalar_overrides={Upload: UPLOAD},
     )
     describe_arguments(schema._schema)
     lean_resolvers(schema)

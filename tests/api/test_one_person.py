@@ -267,7 +267,11 @@ async def test_a_retired_id_answers_not_found_and_calls_naming_it_act_on_the_kep
             codes(missing) == ["NOT_FOUND"]
             and "mergedInto" not in missing["errors"][0]["extensions"]
         )
-    # The kept record was neither changed nor erased through the retired id.
+    # The kept record was neither changed nor erased through the retired id (HQ reads its
+    # notes, a health field, under a stated purpose: the reason gate).
+    purpose = """mutation($id: ID!) { statePurpose(patientId: $id, purpose: QUALITY_REVIEW,
+      note: "merge check") { id } }"""
+    ok(await gql(client, purpose, {"id": keep}, token=hq))
     shown = ok(
         await gql(
             client, "query($id: ID!) { patient(id: $id) { notes erased } }", {"id": keep}, token=hq
