@@ -57,14 +57,23 @@ LEFT_BEHIND = frozenset(
         "staff_recovery_codes",
         "staff_totp",
         "wecom_apps",
+        "mini_program_apps",
+        # work in progress of an import: sealed file chunks and rejected rows, no records
+        "import_files",
+        "import_chunks",
+        "import_rejections",
     }
 )
 DROPPED_COLUMNS = {
     "staff_users": frozenset({"password_hash"}),
-    "patients": frozenset(f"{name}_bidx" for name in ("phone", "wechat_id", "wecom_external_id")),
 }
 # Sealed columns the export opens: table → field names (`<name>_ct`, bound to the row's id).
-SEALED = {"patients": tuple(SEALED_FIELDS)}
+# Any other sealed column (`*_ct`) or blind index (`*_bidx`) stays behind: after the shred
+# nothing could open it, and an index is a keyed hash of the chain's identifiers.
+SEALED = {
+    "patients": tuple(SEALED_FIELDS),
+    "stated_purposes": ("note", "flag_note"),
+}
 
 # A test hook: called after each batch written (table, batches so far); raising stops the run
 # as a kill would.
@@ -96,7 +105,11 @@ def _row(table: str, row: Any, cipher: FieldCipher, done: Exported) -> dict[str,
     dropped = DROPPED_COLUMNS.get(table, frozenset())
     sealed = SEALED.get(table, ())
     sealed_columns = {f"{name}_ct" for name in sealed}
-    out = {k: _plain(v) for k, v in row.items() if k not in dropped and k not in sealed_columns}
+    out = {
+        k: _plain(v)
+        for k, v in row.items()
+        if k not in dropped and k not in sealed_columns and not k.endswith(("_ct", "_bidx"))
+    }
     for name in sealed:
         blob = row[f"{name}_ct"]
         value = None
