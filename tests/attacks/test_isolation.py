@@ -221,7 +221,7 @@ ATTACKS: dict[str, Attack] = {
     "reasonedAccess": lambda b: (
         "query($s: ID) { reasonedAccess(filter: {staffId: $s}) { totalCount "
         "edges { node { id patientId note branch { id } } } } }",
-        {"s": to_global_id("Staff", b.staff["hq_admin"].id)},
+        {"s": b.staff_gid("hq_admin")},
     ),
     "flagReasonedAccess": lambda b: (
         'mutation($id: ID!) { flagReasonedAccess(id: $id, note: "x") { id flagged } }',
