@@ -40,8 +40,10 @@ class AppState:
     sign_in_limits: SignInLimits = field(default_factory=SignInLimits.default)
 
     def __post_init__(self) -> None:
-        # Background jobs (api.jobs) get a bare session: this is how they reach the keys.
-        self.sessions.configure(info={KEY_PROVIDER_INFO: self.key_provider})
+        # Background jobs (api.jobs) get a bare session: this is how they reach the keys. The
+        # factory's own info (the statement timeout) is kept: `configure` replaces the dict.
+        info = {**self.sessions.kw.get("info", {}), KEY_PROVIDER_INFO: self.key_provider}
+        self.sessions.configure(info=info)
 
 
 class Context(BaseContext):
