@@ -15,12 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import parse
 from sqlalchemy import select
 
 from api.context import AppState
 from api.door.fields import PATIENT_ROOT_FIELDS
 from api.ids import parse_global_id, to_global_id
-from api.schema import PUBLIC_ROOT_FIELDS, build_schema
+from api.schema import OPERATIONS, PUBLIC_ROOT_FIELDS, build_schema
 from auth.access_log import AccessLogEntry
 from auth.ratelimit import WindowLimit
 from auth.signing_keys import TokenError
@@ -369,3 +370,41 @@ async def test_sign_in_is_rate_limited(
             await _sign_in(client, chain.slug, fake.login("o-r"))
         refused = await gql(client, SIGN_IN, {"t": chain.slug, "c": fake.login("o-r")})
         assert codes(refused) == ["RATE_LIMITED"]
+
+
+async def test_the_example_operations_run_as_the_mini_program_sends_them(
+    api: httpx.AsyncClient, chain: Chain, wechat: tuple[WeChat, str]
+) -> None:
+    """Every operation of frontend-schema/operations/patient-door.graphql, sent as a
+    mini-program sends it (the file's text with an operation name), answers without errors."""
+    fake, _ = wechat
+    text = (OPERATIONS / "patient-door.graphql").read_text(encoding="utf-8")
+
+    async def run(name: str, variables: dict[str, Any], token: str | None = None) -> Any:
+        body = {"query": text, "operationName": name, "variables": variables}
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        answer = (await api.post("/graphql", json=body, headers=headers)).json()
+        assert "errors" not in answer, (name, answer)
+        return answer["data"]
+
+    signed = await run(
+        "PatientSignIn",
+        {
+            "tenant": chain.slug,
+            "code": fake.login("o-ops"),
+            "phoneCode": fake.phone_code(chain.phone),
+        },
+    )
+    token = signed["signInPatient"]["accessToken"]
+    home = await run("MyHome", {}, token)
+    assert home["myRecord"]["id"] == chain.patient
+    at = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    booked = await run("BookMyVisit", {"branchId": chain.branch, "at": at}, token)
+    assert booked["bookMyVisit"]["status"] == "BOOKED"
+    withdrawn = await run("WithdrawMyConsent", {"purpose": "MARKETING", "channel": "SMS"}, token)
+    assert withdrawn["withdrawMyConsent"]["current"] is not None
+    history = await run("MyAccessHistory", {"first": 10}, token)
+    assert history["myAccessHistory"]["totalCount"] >= 1
+    names = {op.name.value for op in parse(text).definitions}  # type: ignore[attr-defined]
+    assert names == {"PatientSignIn", "MyHome", "BookMyVisit", "WithdrawMyConsent",
+                     "MyAccessHistory"}, "run the new operation here"  # fmt: skip
