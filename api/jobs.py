@@ -90,6 +90,6 @@ async def resume_jobs(sessions: async_sessionmaker[AsyncSession]) -> list[asynci
             if kind not in RUNNERS:
                 log.error("job %s has unknown kind %s; left as it is", job_id, kind)
                 continue
-            log.info("resuming %s job %s", kind, job_id)
+            log.info("resuming job %s (%s)", job_id, kind)
             started.append(start_job(sessions, tenant_id, job_id, RESUMED_BY, kind))
     return started
