@@ -1,8 +1,8 @@
 """Engines and tenant-bound sessions: the ORM half of tenant isolation.
 
 A `TenantSession` carries one tenant in `session.info`. Every ORM select, update and delete of a
-`TenantScoped` model gets `tenant_id = :tenant` added (relationship and eager loads included,
-through `with_loader_criteria`), inserts are stamped, and a statement on tenant-owned rows
+`TenantScoped` model, and the select inside an INSERT … SELECT, gets `tenant_id = :tenant` added
+(relationship and eager loads included, through `with_loader_criteria`), inserts are stamped, and a statement on tenant-owned rows
 without a tenant raises instead of returning everything. On PostgreSQL each transaction also
 sets `app.tenant_id` with `set_config(..., true)` (transaction-local), which the RLS policies
 read: a pooled connection never carries a tenant into the next transaction. The statement
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -176,6 +178,19 @@ async def bind_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
         await session.execute(_SET_TENANT, {"t": str(tenant_id)})
 
 
+@asynccontextmanager
+async def tenant_session(
+    sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
+) -> AsyncIterator[AsyncSession]:
+    """A new session bound to one tenant for its whole life, closed when the block ends: how
+    workers, background jobs and commands reach a tenant's rows (the request boundary binds the
+    request's own session once the token is verified, in auth.sessions). Transactions are the
+    caller's (`session.begin()`), as with any session."""
+    async with sessions() as session:
+        await bind_tenant(session, tenant_id)
+        yield session
+
+
 _SET_TENANT = text(f"SELECT set_config('{RLS_SETTING}', :t, true)")
 _SET_TIMEOUT = text("SELECT set_config('statement_timeout', :ms, true)")
 _SET_BOTH = text(
@@ -216,7 +231,11 @@ def _tenant_table_names() -> frozenset[str]:
 
 @event.listens_for(TenantSession, "do_orm_execute")
 def _add_tenant_filter(state: ORMExecuteState) -> None:
-    if not (state.is_select or state.is_update or state.is_delete):
+    # INSERT … SELECT (`from_select`) reads rows as a select does: the criteria below reach
+    # the select inside it (its CTEs and subqueries too), so it copies the bound tenant's rows
+    # only. A plain INSERT … VALUES reads nothing (flush and `stamp_rows` stamp the tenant).
+    from_select = state.is_insert and getattr(state.statement, "select", None) is not None
+    if not (state.is_select or state.is_update or state.is_delete or from_select):
         return
     if state.is_column_load or not _touches_tenant_rows(state):
         return

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, case, delete, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from domain.patients.models import Patient
 from domain.referrals.models import Referral, ReferralFigures
@@ -48,10 +49,9 @@ async def _add(
     """Add the differences to every ancestor of `patient_id` (not to the patient)."""
     if not (descendants or converted or fen):
         return
-    tenant_id = _tenant(session)
-    up = referrers_above(tenant_id, patient_id)
+    up = referrers_above(patient_id)
     rows = select(
-        literal(tenant_id, Referral.tenant_id.type),
+        literal(_tenant(session), Referral.tenant_id.type),
         up.c.id,
         literal(descendants, Integer),
         literal(converted, Integer),
@@ -75,7 +75,6 @@ async def _add(
 async def linked(session: AsyncSession, referred_id: uuid.UUID) -> None:
     """After a link to `referred_id` was flushed (under the exclusive lock `link` takes):
     its referrer and their ancestors gain the patient and the patient's own subtree."""
-    tenant_id = _tenant(session)
     own = (
         await session.execute(
             select(
@@ -84,11 +83,7 @@ async def linked(session: AsyncSession, referred_id: uuid.UUID) -> None:
                 func.coalesce(ReferralFigures.converted, 0),
                 func.coalesce(ReferralFigures.converted_fen, 0),
             )
-            .outerjoin(
-                ReferralFigures,
-                (ReferralFigures.tenant_id == tenant_id)
-                & (ReferralFigures.patient_id == Patient.id),
-            )
+            .outerjoin(ReferralFigures, ReferralFigures.patient_id == Patient.id)
             .where(Patient.id == referred_id)
         )
     ).one()
@@ -113,30 +108,27 @@ async def paid_total_changed(
     await _add(session, patient_id, 0, int(new > 0) - int(old > 0), new - old)
 
 
-def _recomputed(tenant_id: uuid.UUID) -> Select[Any]:
+def _recomputed(session: AsyncSession) -> Select[Any]:
     """(tenant, referrer, descendants, converted, fen) from the links and the paid totals:
-    every (ancestor, descendant) pair, walked up one link at a time, summed per ancestor."""
-    pairs = (
-        select(Referral.referrer_id.label("anc"), Referral.referred_id.label("des"))
-        .where(Referral.tenant_id == tenant_id)
-        .cte("pairs", recursive=True)
+    every (ancestor, descendant) pair, walked up one link at a time, summed per ancestor.
+    The session's tenant filter reaches every part of it (the select and the INSERT … SELECT)."""
+    pairs = select(Referral.referrer_id.label("anc"), Referral.referred_id.label("des")).cte(
+        "pairs", recursive=True
     )
-    above = Referral.__table__.alias("above")
+    above = aliased(Referral, name="above")
     pairs = pairs.union_all(
-        select(above.c.referrer_id, pairs.c.des).join(
-            pairs, (above.c.tenant_id == tenant_id) & (above.c.referred_id == pairs.c.anc)
-        )
+        select(above.referrer_id, pairs.c.des).join(pairs, above.referred_id == pairs.c.anc)
     )
     fen = Patient.order_total_fen
     return (
         select(
-            literal(tenant_id, Referral.tenant_id.type),
+            literal(_tenant(session), Referral.tenant_id.type),
             pairs.c.anc,
             func.count(),
             func.sum(case((fen > 0, 1), else_=0)),
             func.sum(fen),
         )
-        .join(Patient, (Patient.tenant_id == tenant_id) & (Patient.id == pairs.c.des))
+        .join(Patient, Patient.id == pairs.c.des)
         .group_by(pairs.c.anc)
     )
 
@@ -144,13 +136,12 @@ def _recomputed(tenant_id: uuid.UUID) -> Select[Any]:
 async def rebuild(session: AsyncSession) -> int:
     """Recompute the bound tenant's figures from the links and the paid totals (a bulk load
     writes links directly, then calls this). Returns how many referrers have figures."""
-    tenant_id = _tenant(session)
     await lock_tenant(session, LOCK)
     await session.execute(delete(ReferralFigures).execution_options(synchronize_session=False))
     result = await session.execute(
         ReferralFigures.__table__.insert().from_select(
             ["tenant_id", "patient_id", "descendants", "converted", "converted_fen"],
-            _recomputed(tenant_id),
+            _recomputed(session),
         )
     )
     return int(result.rowcount or 0)
@@ -164,9 +155,8 @@ class Check:
 
 async def check(session: AsyncSession) -> Check:
     """Compare the bound tenant's stored figures with a recomputation; changes nothing."""
-    tenant_id = _tenant(session)
     await lock_tenant(session, LOCK)  # no link moves the tree meanwhile
-    want = {r[1]: tuple(map(int, r[2:])) for r in await session.execute(_recomputed(tenant_id))}
+    want = {r[1]: tuple(map(int, r[2:])) for r in await session.execute(_recomputed(session))}
     have = {
         r[0]: tuple(map(int, r[1:]))
         for r in await session.execute(

@@ -22,7 +22,6 @@ from domain.care.models import Order, OrderStatus
 from domain.patients.models import Patient
 from domain.patients.scope import PatientScope
 from domain.referrals.models import Referral, ReferralFigures
-from tenancy.session import current_tenant
 
 # Links form a forest (cycles are refused when made); this bound only stops a runaway query.
 MAX_DEPTH = 1000
@@ -90,18 +89,18 @@ async def subtree(
     return Subtree(nodes=nodes, truncated=len(rows) > max_nodes)
 
 
-def referrers_above(tenant_id: uuid.UUID | None, patient_id: uuid.UUID) -> CTE:
+def referrers_above(patient_id: uuid.UUID) -> CTE:
     """The patient's referrer, theirs, … up to the root: columns `id` and `hops` (1 = the
-    referrer). Filtered by tenant here as well, for statements the ORM does not filter."""
+    referrer). The session's tenant filter reaches it in selects and INSERT … SELECT alike."""
     up = (
         select(Referral.referrer_id.label("id"), literal(1).label("hops"))
-        .where(Referral.tenant_id == tenant_id, Referral.referred_id == patient_id)
+        .where(Referral.referred_id == patient_id)
         .cte("up", recursive=True)
     )
     return up.union_all(
         select(Referral.referrer_id, up.c.hops + 1)
         .join(up, Referral.referred_id == up.c.id)
-        .where(Referral.tenant_id == tenant_id, up.c.hops < MAX_DEPTH)
+        .where(up.c.hops < MAX_DEPTH)
     )
 
 
@@ -110,7 +109,7 @@ async def ancestors(
 ) -> list[tuple[uuid.UUID, bool]]:
     """The referrer chain from the patient's referrer up to the root: (id, visible), nearest
     first."""
-    up = referrers_above(current_tenant(session), patient_id)
+    up = referrers_above(patient_id)
     rows = await session.execute(
         select(up.c.id, case((scope.clause(), True), else_=False))
         .join(Patient, Patient.id == up.c.id)
@@ -124,7 +123,7 @@ async def is_ancestor_or_self(session: AsyncSession, candidate: uuid.UUID, of: u
     `of → candidate` would then close a cycle)."""
     if candidate == of:
         return True
-    up = referrers_above(current_tenant(session), of)
+    up = referrers_above(of)
     found = await session.scalar(select(func.count()).select_from(up).where(up.c.id == candidate))
     return bool(found)
 
