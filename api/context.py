@@ -26,7 +26,7 @@ from auth.tokens import AccessClaims
 from auth.trail import AccessTrail
 from tenancy.keyring import FieldCipher, KeyProvider
 from tenancy.keystore import load_cipher
-from tenancy.session import bind_tenant
+from tenancy.session import tenant_session
 
 
 @dataclass
@@ -172,8 +172,10 @@ class Context(BaseContext):
             return
         events = self.trail.events(reads_only=True)
         if events:
-            async with self.app.sessions() as log_session, log_session.begin():
-                await bind_tenant(log_session, principal.tenant_id)
+            async with (
+                tenant_session(self.app.sessions, principal.tenant_id) as log_session,
+                log_session.begin(),
+            ):
                 await _append(log_session, principal, self.request_info, events)
 
     async def close(self) -> None:

@@ -12,16 +12,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.errors import describe_failure
 from api.exports.job import run_export
 from api.imports.runner import run_import_job
-from domain.pool.models import Job, JobStatus
+from domain.pool.models import Job
+from domain.pool.repository import PoolRepository
 from domain.pool.service import run_rescore
-from domain.tenants.models import Tenant
-from tenancy.session import bind_tenant
+from domain.tenants.repository import TenantRepository
+from tenancy.session import tenant_session
 
 log = logging.getLogger(__name__)
 RESUMED_BY = "system:resume"
@@ -38,40 +38,25 @@ RUNNERS: dict[str, Runner] = {
 _background: set[asyncio.Task[None]] = set()
 
 
-async def _run(
-    sessions: async_sessionmaker[AsyncSession],
-    tenant_id: uuid.UUID,
-    job_id: uuid.UUID,
-    actor: str,
-    kind: str,
-) -> None:
+async def _run(sessions: async_sessionmaker[AsyncSession], job: Job, actor: str) -> None:
     try:
-        async with sessions() as session:
-            await bind_tenant(session, tenant_id)
-            await RUNNERS[kind](session, job_id, actor)
+        async with tenant_session(sessions, job.tenant_id) as session:
+            await RUNNERS[job.kind](session, job.id, actor)
     except Exception as exc:  # noqa: BLE001  (a job's failure is logged, the process goes on)
-        log.error("%s job %s failed: %s", kind, job_id, describe_failure(exc))
+        log.error("%s job %s failed: %s", job.kind, job.id, describe_failure(exc))
 
 
 def start_job(
-    sessions: async_sessionmaker[AsyncSession],
-    tenant_id: uuid.UUID,
-    job_id: uuid.UUID,
-    actor: str,
-    kind: str,
+    sessions: async_sessionmaker[AsyncSession], job: Job, actor: str
 ) -> asyncio.Task[None]:
-    if kind not in RUNNERS:
-        raise ValueError(f"no runner for job kind {kind!r}")
-    task = asyncio.get_running_loop().create_task(_run(sessions, tenant_id, job_id, actor, kind))
+    """Run `job` (a row its request flushed, or one left running) in the background, in a
+    session bound to the job's tenant."""
+    if job.kind not in RUNNERS:
+        raise ValueError(f"no runner for job kind {job.kind!r}")
+    task = asyncio.get_running_loop().create_task(_run(sessions, job, actor))
     _background.add(task)
     task.add_done_callback(_background.discard)
     return task
-
-
-def start_rescore(
-    sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, job_id: uuid.UUID, actor: str
-) -> asyncio.Task[None]:
-    return start_job(sessions, tenant_id, job_id, actor, "rescore")
 
 
 async def resume_jobs(sessions: async_sessionmaker[AsyncSession]) -> list[asyncio.Task[None]]:
@@ -79,17 +64,15 @@ async def resume_jobs(sessions: async_sessionmaker[AsyncSession]) -> list[asynci
     time)."""
     started = []
     async with sessions() as session, session.begin():
-        tenants = (await session.scalars(select(Tenant.id))).all()
+        tenants = await TenantRepository(session).ids()
     for tenant_id in tenants:
-        async with sessions() as session:  # a session is bound to one tenant for its life
-            await bind_tenant(session, tenant_id)
-            async with session.begin():
-                stmt = select(Job.id, Job.kind).where(Job.status == JobStatus.RUNNING)
-                running = (await session.execute(stmt)).all()
-        for job_id, kind in running:
-            if kind not in RUNNERS:
-                log.error("job %s has unknown kind %s; left as it is", job_id, kind)
+        # a session is bound to one tenant for its life
+        async with tenant_session(sessions, tenant_id) as session, session.begin():
+            running = await PoolRepository(session).running_jobs()
+        for job in running:
+            if job.kind not in RUNNERS:
+                log.error("job %s has unknown kind %s; left as it is", job.id, job.kind)
                 continue
-            log.info("resuming job %s (%s)", job_id, kind)
-            started.append(start_job(sessions, tenant_id, job_id, RESUMED_BY, kind))
+            log.info("resuming job %s (%s)", job.id, job.kind)
+            started.append(start_job(sessions, job, RESUMED_BY))
     return started

@@ -5,7 +5,6 @@ a type that is not a Node, and a missing id all answer NOT_FOUND alike."""
 from __future__ import annotations
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 
 from api.campaigns.resolvers import campaign
@@ -19,7 +18,6 @@ from auth.staff import StaffService
 from auth.staff_scope import staff_scope
 from domain.errors import NotFound
 from domain.tenants.branches import BranchService
-from domain.tenants.models import Branch as BranchRow
 
 # Each kind is fetched through the resolver its own list or root field uses.
 RESOLVERS = {
@@ -41,11 +39,9 @@ async def node(info: Info, id: strawberry.ID) -> Node:
     if kind in RESOLVERS:
         return await RESOLVERS[kind](info, id)  # type: ignore[operator,no-any-return]
     if kind == "Branch":
-        row = await ctx.session.scalar(
-            select(BranchRow).where(BranchRow.id == parse_global_id(id, "Branch"))
-        )
-        if row is not None:
-            return Branch(_row=row)
+        found = await BranchService(ctx.session).by_ids([parse_global_id(id, "Branch")])
+        if found:
+            return Branch(_row=found[0])
     elif kind == "Region":
         rows = await BranchService(ctx.session).regions([parse_global_id(id, "Region")])
         if rows:

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.operator import owner_session, provider
+from api.operator import owner_sessions, provider
 from api.settings import Settings
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
@@ -41,7 +41,7 @@ from tenancy.archive import ArchiveError, ArchiveWriter, key_text, new_archive_k
 from tenancy.keyring import DecryptionError, FieldCipher
 from tenancy.keystore import load_cipher, shred_tenant_keys
 from tenancy.orm import tenant_tables
-from tenancy.session import bind_tenant
+from tenancy.session import tenant_session
 from tenancy.table_rows import tenant_row_batches
 
 FORMAT = "patientpool-offboarding/1"
@@ -226,8 +226,8 @@ async def offboard_command(
     key goes to `emit_key` once, after the archive is complete and read back, and before the
     state says exported (so no run can leave an exported archive whose key nobody saw)."""
     keys = provider(cfg)
-    async with owner_session(cfg) as session:
-        async with session.begin():
+    async with owner_sessions(cfg) as sessions:
+        async with sessions() as session, session.begin():
             tenant = await offboarding.tenant_by_slug(session, slug)
             if tenant is None:
                 raise ValueError(f"no tenant with slug {slug!r}")
@@ -242,62 +242,62 @@ async def offboard_command(
                 if state is None and out.exists():
                     raise ValueError(f"--out: {out} exists; choose another path")
                 # Sign-in closes here, before the first row is read.
-                await offboarding.set_state(session, tenant_id, OffboardingState.EXPORTING)
-        await bind_tenant(session, tenant_id)
-        if state != OffboardingState.EXPORTED:
-            key = new_archive_key()
-            partial = out.with_name(out.name + ".partial")
-            async with session.begin():
-                cipher = await load_cipher(session, keys)
-                with partial.open("wb") as raw:
-                    done = await _write_archive(
-                        session, cipher, raw, key, about, batch, after_batch, progress
+                await offboarding.set_state(session, tenant, OffboardingState.EXPORTING)
+        async with tenant_session(sessions, tenant_id) as session:
+            if state != OffboardingState.EXPORTED:
+                key = new_archive_key()
+                partial = out.with_name(out.name + ".partial")
+                async with session.begin():
+                    cipher = await load_cipher(session, keys)
+                    with partial.open("wb") as raw:
+                        done = await _write_archive(
+                            session, cipher, raw, key, about, batch, after_batch, progress
+                        )
+                        os.fsync(raw.fileno())
+                # Read back with the key before anyone is given it, and before anything is shredded.
+                _, counts = read_archive(partial, key)
+                if counts != {t: n for t, n in done.counts.items() if n}:
+                    raise ArchiveError("the archive read back does not hold what was written")
+                os.replace(partial, out)
+                emit_key(key_text(key))
+                async with session.begin():
+                    await offboarding.set_state(session, tenant, OffboardingState.EXPORTED)
+                    await access_log.append(
+                        session,
+                        ACTOR,
+                        RequestInfo(operation_name="tenant offboard"),
+                        [
+                            AccessEvent(
+                                action=Action.EXPORT,
+                                patient_ids=done.patient_ids,
+                                field_groups=("contact", "health"),
+                                reason=f"tenant.offboard.export Tenant:{tenant_id}",
+                            )
+                        ],
                     )
-                    os.fsync(raw.fileno())
-            # Read back with the key before anyone is given it, and before anything is shredded.
-            _, counts = read_archive(partial, key)
-            if counts != {t: n for t, n in done.counts.items() if n}:
-                raise ArchiveError("the archive read back does not hold what was written")
-            os.replace(partial, out)
-            emit_key(key_text(key))
+                progress(
+                    f"archive {out}: {sum(done.counts.values())} rows"
+                    + (
+                        f", {done.integrity_failures} sealed values failed"
+                        if done.integrity_failures
+                        else ""
+                    )
+                )
+            else:
+                progress(f"tenant {slug}: archive already written (its key was printed then)")
             async with session.begin():
-                await offboarding.set_state(session, tenant_id, OffboardingState.EXPORTED)
+                await shred_tenant_keys(session)
+                await offboarding.set_state(session, tenant, OffboardingState.SHREDDED)
                 await access_log.append(
                     session,
                     ACTOR,
                     RequestInfo(operation_name="tenant offboard"),
                     [
                         AccessEvent(
-                            action=Action.EXPORT,
-                            patient_ids=done.patient_ids,
-                            field_groups=("contact", "health"),
-                            reason=f"tenant.offboard.export Tenant:{tenant_id}",
+                            action=Action.ADMIN,
+                            patient_ids=[],
+                            reason=f"tenant.offboard.shred Tenant:{tenant_id}",
                         )
                     ],
                 )
-            progress(
-                f"archive {out}: {sum(done.counts.values())} rows"
-                + (
-                    f", {done.integrity_failures} sealed values failed"
-                    if done.integrity_failures
-                    else ""
-                )
-            )
-        else:
-            progress(f"tenant {slug}: archive already written (its key was printed then)")
-        async with session.begin():
-            await shred_tenant_keys(session)
-            await offboarding.set_state(session, tenant_id, OffboardingState.SHREDDED)
-            await access_log.append(
-                session,
-                ACTOR,
-                RequestInfo(operation_name="tenant offboard"),
-                [
-                    AccessEvent(
-                        action=Action.ADMIN,
-                        patient_ids=[],
-                        reason=f"tenant.offboard.shred Tenant:{tenant_id}",
-                    )
-                ],
-            )
     return f"tenant {slug}: offboarded; keys destroyed, its sealed fields are unreadable for good"

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.settings import Settings
 from auth import access_log
@@ -23,7 +23,7 @@ from domain.errors import DomainError
 from domain.patients.reencrypt import reencrypt_patients
 from domain.referrals import figures
 from domain.tenants.branches import BranchService
-from domain.tenants.models import Tenant
+from domain.tenants.repository import TenantRepository
 from tenancy.keyring import LocalKeyProvider
 from tenancy.keystore import (
     load_cipher,
@@ -31,17 +31,34 @@ from tenancy.keystore import (
     rotate_data_key,
     shred_tenant_keys,
 )
-from tenancy.session import bind_tenant, make_engine, session_factory
+from tenancy.session import make_engine, session_factory, tenant_session
+
+
+@asynccontextmanager
+async def owner_sessions(cfg: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions as the owner role, for the length of one command."""
+    engine = make_engine(cfg.owner_database_url)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
 
 
 @asynccontextmanager
 async def owner_session(cfg: Settings) -> AsyncIterator[AsyncSession]:
-    engine = make_engine(cfg.owner_database_url)
-    try:
-        async with session_factory(engine)() as session:
+    """One session as the owner role, bound to no tenant (tenant create, lookups by slug)."""
+    async with owner_sessions(cfg) as sessions, sessions() as session:
+        yield session
+
+
+@asynccontextmanager
+async def owner_tenant_session(cfg: Settings, slug: str) -> AsyncIterator[AsyncSession]:
+    """A session as the owner role bound to the tenant `slug` names (ValueError if none)."""
+    async with owner_sessions(cfg) as sessions:
+        async with sessions() as session, session.begin():
+            tenant = await _tenant_id(session, slug)
+        async with tenant_session(sessions, tenant) as session:
             yield session
-    finally:
-        await engine.dispose()
 
 
 def provider(cfg: Settings) -> LocalKeyProvider:
@@ -49,10 +66,10 @@ def provider(cfg: Settings) -> LocalKeyProvider:
 
 
 async def _tenant_id(session: AsyncSession, slug: str) -> uuid.UUID:
-    tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
-    if tenant_id is None:
+    found = await TenantRepository(session).id_by_slug(slug)
+    if found is None:
         raise ValueError(f"no tenant with slug {slug!r}")
-    return tenant_id
+    return found
 
 
 async def create_tenant_command(
@@ -97,8 +114,7 @@ async def invite_command(
     """An invitation made by the platform operator (e.g. a chain's first auditor, whom its
     HQ admins cannot appoint: they do not hold the access log's permissions). Logged as an
     administrative entry by `system`."""
-    async with owner_session(cfg) as session, session.begin():
-        await bind_tenant(session, await _tenant_id(session, slug))
+    async with owner_tenant_session(cfg, slug) as session, session.begin():
         branches = BranchService(session)
         picked = []
         for code in branch_codes:
@@ -123,8 +139,7 @@ async def invite_command(
 
 
 async def rotate_command(cfg: Settings, slug: str) -> int:
-    async with owner_session(cfg) as session, session.begin():
-        await bind_tenant(session, await _tenant_id(session, slug))
+    async with owner_tenant_session(cfg, slug) as session, session.begin():
         return await rotate_data_key(session, provider(cfg))
 
 
@@ -132,10 +147,7 @@ async def reencrypt_command(
     cfg: Settings, slug: str, batch: int, progress: Callable[[str], None], retire: bool = False
 ) -> int:
     keys = provider(cfg)
-    async with owner_session(cfg) as session:
-        async with session.begin():
-            tenant_id = await _tenant_id(session, slug)
-        await bind_tenant(session, tenant_id)
+    async with owner_tenant_session(cfg, slug) as session:
         async with session.begin():
             cipher = await load_cipher(session, keys)
         moved = await reencrypt_patients(session, cipher, batch, progress)
@@ -148,17 +160,13 @@ async def reencrypt_command(
 
 async def shred_command(cfg: Settings, slug: str) -> None:
     """Crypto-shred a tenant: its keys are deleted and its sealed fields can never be read."""
-    async with owner_session(cfg) as session, session.begin():
-        await bind_tenant(session, await _tenant_id(session, slug))
+    async with owner_tenant_session(cfg, slug) as session, session.begin():
         await shred_tenant_keys(session)
 
 
 async def _each_tenant(cfg: Settings, slug: str | None) -> list[tuple[uuid.UUID, str]]:
     async with owner_session(cfg) as session, session.begin():
-        stmt = select(Tenant.id, Tenant.slug).order_by(Tenant.slug)
-        if slug is not None:
-            stmt = stmt.where(Tenant.slug == slug)
-        tenants = [(t.id, t.slug) for t in (await session.execute(stmt)).all()]
+        tenants = await TenantRepository(session).ids_and_slugs(slug)
     if slug is not None and not tenants:
         raise ValueError(f"no tenant with slug {slug!r}")
     return tenants
@@ -167,8 +175,11 @@ async def _each_tenant(cfg: Settings, slug: str | None) -> list[tuple[uuid.UUID,
 async def verify_command(cfg: Settings, slug: str | None) -> list[tuple[str, LogVerifyResult]]:
     out: list[tuple[str, LogVerifyResult]] = []
     for tenant_id, tenant_slug in await _each_tenant(cfg, slug):
-        async with owner_session(cfg) as session, session.begin():
-            await bind_tenant(session, tenant_id)
+        async with (
+            owner_sessions(cfg) as sessions,
+            tenant_session(sessions, tenant_id) as session,
+            session.begin(),
+        ):
             out.append((tenant_slug, await verify_log(session, cfg.archive_dir)))
     return out
 
@@ -180,8 +191,11 @@ async def referral_figures_command(
     `only_check`, rebuild them (one transaction per tenant; safe to stop and run again)."""
     out: list[tuple[str, figures.Check]] = []
     for tenant_id, tenant_slug in await _each_tenant(cfg, slug):
-        async with owner_session(cfg) as session, session.begin():
-            await bind_tenant(session, tenant_id)
+        async with (
+            owner_sessions(cfg) as sessions,
+            tenant_session(sessions, tenant_id) as session,
+            session.begin(),
+        ):
             progress(f"{tenant_slug}: checking referral figures")
             checked = await figures.check(session)
             if checked.drifted and not only_check:
@@ -196,8 +210,7 @@ async def archive_command(
 ) -> list[tuple[str, ArchiveResult]]:
     out: list[tuple[str, ArchiveResult]] = []
     for tenant_id, tenant_slug in await _each_tenant(cfg, slug):
-        async with owner_session(cfg) as session:
-            await bind_tenant(session, tenant_id)
+        async with owner_sessions(cfg) as sessions, tenant_session(sessions, tenant_id) as session:
             progress(f"{tenant_slug}: archiving")
             result = await archive_log(session, cfg.archive_dir, progress=progress)
             out.append((tenant_slug, result))
@@ -224,9 +237,8 @@ async def campaigns_send_command(
             for tenant_id, tenant_slug in await _each_tenant(cfg, slug):  # new tenants too
                 try:
                     result = await run_tenant(
-                        sessions,
+                        partial(tenant_session, sessions, tenant_id),
                         keys,
-                        tenant_id,
                         backends,
                         datetime.now(UTC),
                         lambda m, t=tenant_slug: progress(f"{t}: {m}"),

@@ -85,7 +85,7 @@ async def verify_totp(
         if used is None:
             raise AuthError(WRONG)
         row.used_at = now
-        pair = await issue_tokens(session, keys, tenant_id, user)
+        pair = await issue_tokens(session, keys, user)
         if used == "recovery":
             # A recovery code is the fallback for a lost device: auditors see each one spent.
             trail = AccessTrail()

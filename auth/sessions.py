@@ -116,17 +116,17 @@ async def _tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
 OFFBOARDED = "this chain has been offboarded; sign-in is closed"
 
 
-async def _refuse_offboarded(session: AsyncSession, tenant_id: uuid.UUID) -> None:
-    state = await session.scalar(select(Tenant.offboarding_state).where(Tenant.id == tenant_id))
+async def _refuse_offboarded(session: AsyncSession, user: StaffUser) -> None:
+    state = await session.scalar(
+        select(Tenant.offboarding_state).where(Tenant.id == user.tenant_id)
+    )
     if state is not None:
         raise AuthError(OFFBOARDED)
 
 
-async def issue_tokens(
-    session: AsyncSession, keys: SigningKeys, tenant_id: uuid.UUID, user: StaffUser
-) -> TokenPair:
-    await _refuse_offboarded(session, tenant_id)
-    refresh = new_opaque_token(f"ppr_{tenant_id.hex}_")
+async def issue_tokens(session: AsyncSession, keys: SigningKeys, user: StaffUser) -> TokenPair:
+    await _refuse_offboarded(session, user)
+    refresh = new_opaque_token(f"ppr_{user.tenant_id.hex}_")
     row = RefreshSession(
         staff_id=user.id, token_digest=opaque_token_digest(refresh), expires_at=_now() + REFRESH_TTL
     )
@@ -134,7 +134,7 @@ async def issue_tokens(
     await session.flush()
     access, expires_in = issue_access_token(
         keys,
-        tenant_id=tenant_id,
+        tenant_id=user.tenant_id,
         user_id=user.id,
         session_id=row.id,
         token_version=user.token_version,
@@ -200,7 +200,7 @@ async def _second_step(
 ) -> TokenPair | Challenge:
     if await totp.factor_of(session, user) is not None:
         ttl = limits.challenge_ttl
-        challenge = await totp.new_challenge(session, tenant.id, user, ttl, limits.now())
+        challenge = await totp.new_challenge(session, user, ttl, limits.now())
         return Challenge(challenge, int(ttl.total_seconds()))
     if totp.required_roles(tenant) and totp.must_enrol(
         tenant, await load_policy(session, tenant.policy_version), user
@@ -214,7 +214,7 @@ async def _second_step(
             enrolment_only=True,
         )
         return TokenPair(access, None, expires_in, enrolment_only=True)
-    return await issue_tokens(session, keys, tenant.id, user)
+    return await issue_tokens(session, keys, user)
 
 
 async def refresh(
@@ -239,7 +239,7 @@ async def refresh(
             failure = AuthError("invalid token")
         else:
             row.revoked_at = _now()
-            pair = await issue_tokens(session, keys, tenant_id, user)
+            pair = await issue_tokens(session, keys, user)
     if failure is not None:
         raise failure
     return pair

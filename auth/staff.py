@@ -361,6 +361,11 @@ class StaffService:
             regions[sid].add(rid)
         return branches, regions
 
+    async def by_ids(self, ids: Sequence[uuid.UUID]) -> Sequence[StaffUser]:
+        """The staff members among `ids` (no scope: a loader under a checked field asks)."""
+        stmt = select(StaffUser).where(StaffUser.id.in_(sorted(set(ids))))
+        return (await self.session.scalars(stmt)).all()
+
     async def pending_ids(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Of these staff, those with an invitation still open (unspent, unrevoked, unexpired)."""
         if not ids:

@@ -183,7 +183,7 @@ async def remove(session: AsyncSession, user: StaffUser) -> bool:
 
 
 async def new_challenge(
-    session: AsyncSession, tenant_id: uuid.UUID, user: StaffUser, ttl: timedelta, now: datetime
+    session: AsyncSession, user: StaffUser, ttl: timedelta, now: datetime
 ) -> str:
     """A one-time challenge for verifyTotp; the member's earlier unspent ones stop working."""
     await session.execute(
@@ -197,7 +197,7 @@ async def new_challenge(
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
-    challenge = new_opaque_token(f"{CHALLENGE_PREFIX}_{tenant_id.hex}_")
+    challenge = new_opaque_token(f"{CHALLENGE_PREFIX}_{user.tenant_id.hex}_")
     session.add(
         StaffToken(
             staff_id=user.id,

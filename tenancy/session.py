@@ -2,12 +2,13 @@
 
 A `TenantSession` carries one tenant in `session.info`. Every ORM select, update and delete of a
 `TenantScoped` model, and the select inside an INSERT … SELECT, gets `tenant_id = :tenant` added
-(relationship and eager loads included, through `with_loader_criteria`), inserts are stamped, and a statement on tenant-owned rows
-without a tenant raises instead of returning everything. On PostgreSQL each transaction also
-sets `app.tenant_id` with `set_config(..., true)` (transaction-local), which the RLS policies
-read: a pooled connection never carries a tenant into the next transaction. The statement
-timeout, when the session factory was given one, is set in that same statement, just as
-transaction-local (`SET LOCAL` semantics), so it too holds under a transaction-mode pooler.
+(relationship and eager loads included, through `with_loader_criteria`), inserts are stamped,
+and a statement on tenant-owned rows without a tenant raises instead of returning everything. On
+PostgreSQL each transaction also sets `app.tenant_id` with `set_config(..., true)` (transaction-
+local), which the RLS policies read: a pooled connection never carries a tenant into the next
+transaction. The statement timeout, when the session factory was given one, is set in that same
+statement, just as transaction-local (`SET LOCAL` semantics), so it too holds under a
+transaction-mode pooler.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
@@ -35,6 +36,9 @@ from tenancy.orm import TenantScoped, is_tenant_scoped, tenant_tables
 TENANT_KEY = "tenant_id"
 TIMEOUT_KEY = "statement_timeout_ms"
 RLS_SETTING = "app.tenant_id"
+
+
+_Row = TypeVar("_Row", bound=TenantScoped)
 
 
 class TenantContextError(RuntimeError):
@@ -266,6 +270,19 @@ def _stamp_tenant(session: Session, _ctx: Any, _instances: Any) -> None:
     for obj in session.dirty:
         if is_tenant_scoped(type(obj)) and obj.tenant_id != tenant_id:
             raise TenantContextError("row of another tenant changed")
+
+
+def stamp(session: AsyncSession, obj: _Row) -> _Row:
+    """Stamp the current tenant on a new row now rather than at flush, for rows whose id must
+    be known first (a ciphertext bound to a row keyed by its tenant)."""
+    tenant_id = current_tenant(session)
+    if tenant_id is None:
+        raise TenantContextError("tenant-owned row made without a tenant")
+    if obj.tenant_id is None:
+        obj.tenant_id = tenant_id
+    elif obj.tenant_id != tenant_id:
+        raise TenantContextError("row stamped with another tenant")
+    return obj
 
 
 def stamp_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

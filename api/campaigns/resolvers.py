@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 
 from api.campaigns.types import Campaign, CampaignInput, ContactRules
@@ -21,8 +20,9 @@ from auth.guard import require, require_patient_scope
 from domain.campaigns import audience
 from domain.campaigns import models as m
 from domain.campaigns import rules as contact_rules
+from domain.campaigns.repository import CampaignRepository
 from domain.errors import BadInput, NotFound
-from domain.wecom.models import WecomApp
+from domain.wecom.repository import WecomRepository
 
 
 def _now() -> datetime:
@@ -45,9 +45,7 @@ def _minute(value: str, field: str) -> int:
 
 
 async def _row(info: Info, id: strawberry.ID) -> m.Campaign:
-    row = await info.context.session.scalar(
-        select(m.Campaign).where(m.Campaign.id == parse_global_id(id, "Campaign"))
-    )
+    row = await CampaignRepository(info.context.session).campaign(parse_global_id(id, "Campaign"))
     if row is None:
         raise NotFound("no such campaign")
     return row
@@ -58,7 +56,7 @@ async def _check_sender(info: Info, channel: m.CampaignChannel) -> None:
     if channel is m.CampaignChannel.SMS and not info.context.app.settings.sms_api_url:
         raise BadInput("no SMS gateway is configured (PATIENTPOOL_SMS_API_URL)", field="channel")
     if channel is m.CampaignChannel.WECOM:
-        app = await info.context.session.scalar(select(WecomApp))
+        app = await WecomRepository(info.context.session).app()
         if app is None or app.secret_ct is None:
             raise BadInput(
                 "WeCom bulk sending needs configureWecom with the customer-contact secret",
@@ -71,7 +69,7 @@ async def campaigns(
 ) -> Connection[Campaign]:
     require(await info.context.principal(), "campaigns", "read")
     rows, cursors, has_next, count = await keyset_page(
-        info, select(m.Campaign), m.Campaign, m.Campaign.created_at, first, after
+        info, CampaignRepository.every_campaign(), m.Campaign, m.Campaign.created_at, first, after
     )
     return make_connection([Campaign(_row=r) for r in rows], cursors, has_next, count)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
@@ -21,10 +21,9 @@ from domain.campaigns import audience, sender
 from domain.campaigns.backends import SendError, SmsGateway, WecomTasks
 from domain.campaigns.models import CampaignChannel
 from domain.wecom.callbacks import api_secret
-from domain.wecom.models import WecomApp
+from domain.wecom.repository import WecomRepository
 from tenancy.keyring import FieldCipher, KeyProvider
 from tenancy.keystore import load_cipher
-from tenancy.session import bind_tenant
 
 ACTOR = Actor("system", sender.SENDER)
 MAX_BATCHES = 10_000  # per channel per tick: a bound, not a target
@@ -60,10 +59,13 @@ async def _log(
         )
 
 
+# opens a new session bound to the tenant the pass is for (tenancy.session.tenant_session)
+TenantSessions = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
 async def run_tenant(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: TenantSessions,
     keys: KeyProvider,
-    tenant_id: uuid.UUID,
     backends: Backends,
     now: datetime,
     progress: Callable[[str], None] = lambda _m: None,
@@ -71,14 +73,7 @@ async def run_tenant(
     stale_after: timedelta = sender.STALE_AFTER,
 ) -> TickResult:
     result = TickResult()
-
-    async def bound() -> AsyncSession:
-        s = sessions()
-        await bind_tenant(s, tenant_id)
-        return s
-
-    s = await bound()
-    async with s, s.begin():
+    async with sessions() as s, s.begin():
         for campaign in await audience.due_campaigns(s, now):
             if now >= campaign.window_end:
                 continue  # closed before it could start: `finish` marks it done
@@ -87,7 +82,7 @@ async def run_tenant(
             result.queued += len(queued)
             progress(f"campaign {campaign.name}: {len(queued)} deliveries queued")
         cipher: FieldCipher = await load_cipher(s, keys)
-        app = await s.scalar(select(WecomApp))
+        app = await WecomRepository(s).app()
         secret = api_secret(cipher, app) if app is not None else None
 
     wecom = (
@@ -103,16 +98,14 @@ async def run_tenant(
             for _ in range(MAX_BATCHES):
                 if backend is None:
                     break
-                s = await bound()
-                async with s, s.begin():
+                async with sessions() as s, s.begin():
                     claim = await sender.claim(s, now, channel, stale_after=stale_after)
                     if claim is not None:
                         what = f"campaign:{claim.campaign_id}:send"
                         await _log(s, Action.READ, claim.patient_ids, what)
                 if claim is None:
                     break
-                s = await bound()
-                async with s, s.begin():
+                async with sessions() as s, s.begin():
                     if channel is CampaignChannel.SMS:
                         tally = await sender.send_sms(s, cipher, backend, claim, now)  # type: ignore[arg-type]
                     else:
@@ -123,8 +116,7 @@ async def run_tenant(
                 progress(f"{channel}: {result.sent}")
         if wecom is not None:
             try:
-                s = await bound()
-                async with s, s.begin():
+                async with sessions() as s, s.begin():
                     tally = await sender.track_wecom(s, cipher, wecom, now)
                 result.outcomes.update(tally.outcomes)
             except SendError as exc:  # WeCom unreachable: the next tick reads the results
@@ -132,7 +124,6 @@ async def run_tenant(
     finally:
         if wecom is not None:
             await wecom.aclose()
-    s = await bound()
-    async with s, s.begin():
+    async with sessions() as s, s.begin():
         result.expired = await sender.finish(s, now, stale_after)
     return result

@@ -12,7 +12,6 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import strawberry
-from sqlalchemy import Select, select
 from strawberry.types import Info
 
 from api.care.types import (
@@ -38,18 +37,20 @@ from api.tenants.types import Branch, Region
 from api.times import to_utc
 from auth.access_log import Action
 from auth.guard import patient_scope, require, require_patient_scope
-from auth.models import StaffUser
 from auth.principal import Principal
+from auth.staff import StaffService
 from domain.care import follow_ups
 from domain.care import models as cm
 from domain.care.metrics import Figures, chain_figures
 from domain.care.orders import NewLine, OrderService, to_fen
+from domain.care.repository import CareRepository, FollowUpCriteria, OrderCriteria, VisitCriteria
 from domain.care.visits import VisitService
 from domain.errors import BadInput, Forbidden, NotFound
 from domain.patients.models import Patient as PatientRow
 from domain.patients.repository import PatientRepository
+from domain.patients.scope import PatientScope
 from domain.pool import models as pm
-from domain.tenants.models import Branch as BranchRow
+from domain.tenants.branches import BranchService
 
 # "Today" for follow-ups is a clinic's day; the chains we serve keep China time.
 CLINIC_TZ = ZoneInfo("Asia/Shanghai")
@@ -71,28 +72,20 @@ async def _owned(info: Info, model: type, id: strawberry.ID, type_name: str, obj
     principal = await ctx.principal()
     require(principal, obj, "write")
     scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
-    row = (
-        await ctx.session.execute(
-            select(model, PatientRow)
-            .join(PatientRow, PatientRow.id == model.patient_id)
-            .where(model.id == parse_global_id(id, type_name), scope.clause())
-        )
-    ).first()
+    row = await CareRepository(ctx.session).owned(model, parse_global_id(id, type_name), scope)
     if row is None:
         raise NotFound(f"no such {type_name[0].lower()}{type_name[1:]}")
     ctx.trail.changed(Action.UPDATE, [row[1].id])
     return row[0], row[1]
 
 
-async def _listed(info: Info, obj: str, model: type) -> tuple[Principal, Select]:
-    """Rows of `model` (visits, orders, follow-ups) whose patient the caller may read, as a
-    select to filter further; the caller must hold `obj` read."""
+async def _listed(info: Info, obj: str) -> tuple[Principal, PatientScope]:
+    """The caller and the patients whose visits, orders or follow-ups they may list; the
+    caller must hold `obj` read."""
     ctx = info.context
     principal = await ctx.principal()
     require(principal, obj, "read")
-    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
-    stmt = select(model).join(PatientRow, PatientRow.id == model.patient_id).where(scope.clause())
-    return principal, stmt
+    return principal, require_patient_scope(principal, ctx.trail, "read", Action.LIST)
 
 
 async def _filtered_patient(info: Info, value: strawberry.ID) -> uuid.UUID:
@@ -107,8 +100,10 @@ async def _filtered_patient(info: Info, value: strawberry.ID) -> uuid.UUID:
 async def _one(info: Info, obj: str, model: type, type_name: str, id: strawberry.ID) -> object:
     """One visit, order or follow-up by id, under the same rule and scope as its list (for
     `node(id:)`); another tenant's or an out-of-scope id is NOT_FOUND like a missing one."""
-    _principal, stmt = await _listed(info, obj, model)
-    row = await info.context.session.scalar(stmt.where(model.id == parse_global_id(id, type_name)))
+    _principal, scope = await _listed(info, obj)
+    row = await CareRepository(info.context.session).one(
+        model, parse_global_id(id, type_name), scope
+    )
     if row is None:
         raise NotFound("no such node")
     info.context.trail.returned(Action.READ, [row.patient_id])
@@ -132,9 +127,7 @@ async def _staff_id(info: Info, raw: strawberry.ID | None, field: str) -> uuid.U
     if raw is None:
         return None
     staff_id = parse_global_id(raw, "Staff", field)
-    found = await info.context.session.scalar(select(StaffUser.id).where(StaffUser.id == staff_id))
-    if found is None:
-        raise NotFound("no such staff member", field=field)
+    await StaffService(info.context.session, info.context.trail).get(staff_id, field)
     return staff_id
 
 
@@ -162,20 +155,17 @@ async def visits(
     after: str | None = None,
 ) -> Connection[Visit]:
     ctx = info.context
-    _principal, stmt = await _listed(info, "visits", cm.Visit)
+    _principal, scope = await _listed(info, "visits")
     flt = filter or VisitFilter()
-    if flt.patient_id:
-        stmt = stmt.where(cm.Visit.patient_id == await _filtered_patient(info, flt.patient_id))
-    if flt.branch_id:
-        stmt = stmt.where(cm.Visit.branch_id == parse_global_id(flt.branch_id, "Branch"))
-    if flt.doctor_id:
-        stmt = stmt.where(cm.Visit.doctor_id == parse_global_id(flt.doctor_id, "Staff"))
-    if flt.statuses:
-        stmt = stmt.where(cm.Visit.status.in_([str(s) for s in flt.statuses]))
-    if flt.from_ is not None:
-        stmt = stmt.where(cm.Visit.scheduled_at >= to_utc(flt.from_, "from"))
-    if flt.to is not None:
-        stmt = stmt.where(cm.Visit.scheduled_at < to_utc(flt.to, "to"))
+    criteria = VisitCriteria(
+        patient_id=await _filtered_patient(info, flt.patient_id) if flt.patient_id else None,
+        branch_id=parse_global_id(flt.branch_id, "Branch") if flt.branch_id else None,
+        doctor_id=parse_global_id(flt.doctor_id, "Staff") if flt.doctor_id else None,
+        statuses=[str(s) for s in flt.statuses or ()],
+        since=None if flt.from_ is None else to_utc(flt.from_, "from"),
+        until=None if flt.to is None else to_utc(flt.to, "to"),
+    )
+    stmt = CareRepository(ctx.session).visits(scope, criteria)
     rows, cursors, has_next, count = await keyset_page(
         info, stmt, cm.Visit, cm.Visit.scheduled_at, first, after
     )
@@ -247,31 +237,14 @@ class OrderFilter:
 
 
 async def _order(info: Info, row: cm.Order) -> Order:
-    lines = await info.context.session.scalars(
-        select(cm.OrderLine).where(cm.OrderLine.order_id == row.id).order_by(cm.OrderLine.line_no)
-    )
-    refunds = await info.context.session.scalars(
-        select(cm.Refund).where(cm.Refund.order_id == row.id).order_by(cm.Refund.refunded_at)
-    )
-    return Order(_row=row, _lines=list(lines), _refunds=list(refunds))
+    return (await _orders(info, [row]))[0]
 
 
 async def _orders(info: Info, rows: list[cm.Order]) -> list[Order]:
     """Lines and refunds of a page of orders: two queries for the whole page."""
-    ids = [r.id for r in rows]
-    if not ids:
+    if not rows:
         return []
-    session = info.context.session
-    lines: dict[uuid.UUID, list[cm.OrderLine]] = {i: [] for i in ids}
-    refunds: dict[uuid.UUID, list[cm.Refund]] = {i: [] for i in ids}
-    for line in await session.scalars(
-        select(cm.OrderLine).where(cm.OrderLine.order_id.in_(ids)).order_by(cm.OrderLine.line_no)
-    ):
-        lines[line.order_id].append(line)
-    for refund in await session.scalars(
-        select(cm.Refund).where(cm.Refund.order_id.in_(ids)).order_by(cm.Refund.refunded_at)
-    ):
-        refunds[refund.order_id].append(refund)
+    lines, refunds = await CareRepository(info.context.session).order_details([r.id for r in rows])
     return [Order(_row=r, _lines=lines[r.id], _refunds=refunds[r.id]) for r in rows]
 
 
@@ -282,14 +255,14 @@ async def orders(
     after: str | None = None,
 ) -> Connection[Order]:
     ctx = info.context
-    _principal, stmt = await _listed(info, "orders", cm.Order)
+    _principal, scope = await _listed(info, "orders")
     flt = filter or OrderFilter()
-    if flt.patient_id:
-        stmt = stmt.where(cm.Order.patient_id == await _filtered_patient(info, flt.patient_id))
-    if flt.branch_id:
-        stmt = stmt.where(cm.Order.branch_id == parse_global_id(flt.branch_id, "Branch"))
-    if flt.statuses:
-        stmt = stmt.where(cm.Order.status.in_([str(s) for s in flt.statuses]))
+    criteria = OrderCriteria(
+        patient_id=await _filtered_patient(info, flt.patient_id) if flt.patient_id else None,
+        branch_id=parse_global_id(flt.branch_id, "Branch") if flt.branch_id else None,
+        statuses=[str(s) for s in flt.statuses or ()],
+    )
+    stmt = CareRepository(ctx.session).orders(scope, criteria)
     rows, cursors, has_next, count = await keyset_page(
         info, stmt, cm.Order, cm.Order.created_at, first, after
     )
@@ -367,20 +340,19 @@ async def follow_ups_list(
     after: str | None = None,
 ) -> Connection[FollowUp]:
     ctx = info.context
-    principal, stmt = await _listed(info, "followups", pm.FollowUp)
+    principal, scope = await _listed(info, "followups")
     flt = filter or FollowUpFilter()
-    statuses = [str(s) for s in flt.statuses or [pm.FollowUpStatus.OPEN]]
-    stmt = stmt.where(pm.FollowUp.status.in_(statuses))
-    if flt.mine:
-        stmt = stmt.where(pm.FollowUp.assignee_id == principal.id)
-    if flt.due_today:
-        stmt = stmt.where(pm.FollowUp.due_at < end_of_today())
+    due_before = [end_of_today()] if flt.due_today else []
     if flt.due_before is not None:
-        stmt = stmt.where(pm.FollowUp.due_at < to_utc(flt.due_before, "dueBefore"))
-    if flt.kinds:
-        stmt = stmt.where(pm.FollowUp.kind.in_([str(k) for k in flt.kinds]))
-    if flt.patient_id:
-        stmt = stmt.where(pm.FollowUp.patient_id == await _filtered_patient(info, flt.patient_id))
+        due_before.append(to_utc(flt.due_before, "dueBefore"))
+    criteria = FollowUpCriteria(
+        statuses=[str(s) for s in flt.statuses or [pm.FollowUpStatus.OPEN]],
+        assignee_id=principal.id if flt.mine else None,
+        due_before=due_before,
+        kinds=[str(k) for k in flt.kinds or ()],
+        patient_id=await _filtered_patient(info, flt.patient_id) if flt.patient_id else None,
+    )
+    stmt = CareRepository(ctx.session).follow_ups(scope, criteria)
     rows, cursors, has_next, count = await keyset_page(
         info, stmt, pm.FollowUp, pm.FollowUp.due_at, first, after
     )
@@ -468,12 +440,7 @@ async def metrics(
         raise BadInput("the period runs forward, at most 366 days", field="to")
     branch = parse_global_id(branch_id, "Branch", "branchId") if branch_id else None
     figures = await chain_figures(ctx.session, scope, since, until, branch)
-    branches = {
-        b.id: b
-        for b in await ctx.session.scalars(
-            select(BranchRow).where(BranchRow.id.in_(list(figures.by_branch)))
-        )
-    }
+    branches = {b.id: b for b in await BranchService(ctx.session).by_ids(list(figures.by_branch))}
     regions = await by_region(ctx.session, figures.by_branch.items(), Figures, Figures.add)
     return ChainMetrics(
         since=since,

@@ -19,7 +19,7 @@ from api.pool.types import Job
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope, scope_to_json
 from domain.exports import models as em
-from domain.exports.repository import KIND, ExportRepository, filter_to_json
+from domain.exports.repository import ExportRepository, filter_to_json
 from domain.patients.repository import PatientRepository
 
 ExportFormat = strawberry.enum(
@@ -58,9 +58,7 @@ async def export_patients(
         principal.subject, em.ExportFormat(format), plan, total, ttl
     )
     ctx.trail.admin("patients.export", "Job", job.id, str(format))
-    ctx.after_commit(
-        lambda: start_job(ctx.app.sessions, principal.tenant_id, job.id, principal.subject, KIND)
-    )
+    ctx.after_commit(lambda: start_job(ctx.app.sessions, job, principal.subject))
     return ExportPatientsPayload(
         job=Job(_row=job),
         download_path=f"/exports/{to_global_id('Job', job.id)}",

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.imports.runner import run_import_job
-from api.operator import _tenant_id, owner_session, provider
+from api.operator import owner_tenant_session, provider
 from api.settings import Settings
 from domain.errors import DomainError
 from domain.imports.service import ImportOptions, ImportService, OnMatch, Report
 from domain.pool.models import Job
 from tenancy.keystore import load_cipher
-from tenancy.session import bind_tenant
 
 ACTOR = "system:cli:patients-import"
 
@@ -52,10 +51,7 @@ async def import_command(
     resume: uuid.UUID | None = None,
     rejected_out: Path | None = None,
 ) -> ImportOutcome:
-    async with owner_session(cfg) as session:
-        async with session.begin():
-            tenant_id = await _tenant_id(session, slug)
-        await bind_tenant(session, tenant_id)
+    async with owner_tenant_session(cfg, slug) as session:
         async with session.begin():
             cipher = await load_cipher(session, provider(cfg))
             if resume is None:

@@ -22,7 +22,7 @@ from auth.guard import require
 from auth.principal import Principal
 from domain.errors import BadInput
 from domain.imports.reader import FileFormat
-from domain.imports.service import KIND, ImportOptions, ImportService, OnMatch
+from domain.imports.service import ImportOptions, ImportService, OnMatch
 
 # The rights an import needs: it reads, creates and changes any patient, contact and health.
 REQUIRED = (
@@ -76,9 +76,7 @@ async def import_patients(
         )
     service = ImportService(ctx.session, await ctx.cipher())
     job = await service.start(data, _options(options), principal.subject)
-    ctx.after_commit(
-        lambda: start_job(ctx.app.sessions, principal.tenant_id, job.id, principal.subject, KIND)
-    )
+    ctx.after_commit(lambda: start_job(ctx.app.sessions, job, principal.subject))
     return Job(_row=job)
 
 

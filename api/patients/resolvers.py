@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 from strawberry.utils.str_converters import to_camel_case
 
@@ -27,7 +26,7 @@ from auth.guard import (
     require_unmasked,
     writable_groups,
 )
-from auth.models import StaffUser
+from auth.staff import StaffService
 from domain.errors import BadInput, Forbidden, Merged, NotFound
 from domain.patients.models import SEALED_FIELDS, FieldGroup, TouchVia
 from domain.patients.models import Patient as PatientRow
@@ -169,11 +168,9 @@ async def _values(info: Info, data: Any, creating: bool = False) -> dict[str, An
         staff = None
         if raw is not None:
             staff_id = parse_global_id(raw, "Staff", "assignedStaffId")
-            staff = await info.context.session.scalar(
-                select(StaffUser).where(StaffUser.id == staff_id)
+            staff = await StaffService(info.context.session, info.context.trail).get(
+                staff_id, "assignedStaffId"
             )
-            if staff is None:
-                raise NotFound("no such staff member", field="assignedStaffId")
         values["assigned_staff"] = staff
     for name in ("gender", "pool_tier", "lifecycle_stage", "trust_level"):
         if values.get(name) is not None:

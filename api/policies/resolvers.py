@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 
 from api.ids import parse_global_id, to_global_id
@@ -28,7 +27,6 @@ from auth.policy import set_user_roles as set_roles
 from auth.staff import Granter, StaffService
 from auth.staff_scope import staff_scope
 from auth.tokens import new_opaque_token, opaque_token_digest
-from domain.errors import NotFound
 
 
 def _perms(pairs: set[tuple[str, str]]) -> list[Permission]:
@@ -57,10 +55,7 @@ async def permission_catalogue(
 
 async def _staff(info: Info, staff_id: strawberry.ID) -> StaffUser:
     uid = parse_global_id(staff_id, "Staff", "staffId")
-    row = await info.context.session.scalar(select(StaffUser).where(StaffUser.id == uid))
-    if row is None:
-        raise NotFound("no such staff member", field="staffId")
-    return row
+    return await StaffService(info.context.session, info.context.trail).get(uid, "staffId")
 
 
 async def set_staff_roles(info: Info, staff_id: strawberry.ID, roles: list[str]) -> StaffRoles:

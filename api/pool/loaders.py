@@ -5,24 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from domain.pool.models import PatientTag, Tag, TagGroup
+from domain.pool.models import Tag, TagGroup
+from domain.pool.repository import PoolRepository
 
 
 def patient_tags_loader(
     session: AsyncSession,
 ) -> DataLoader[uuid.UUID, list[tuple[Tag, TagGroup]]]:
     async def load(ids: Sequence[uuid.UUID]) -> list[list[tuple[Tag, TagGroup]]]:
-        rows = await session.execute(
-            select(PatientTag.patient_id, Tag, TagGroup)
-            .join(Tag, Tag.id == PatientTag.tag_id)
-            .join(TagGroup, TagGroup.id == Tag.group_id)
-            .where(PatientTag.patient_id.in_(sorted(set(ids))))
-            .order_by(TagGroup.name, Tag.name)
-        )
+        rows = await PoolRepository(session).tags_of_patients(ids)
         found: dict[uuid.UUID, list[tuple[Tag, TagGroup]]] = {}
         for pid, tag, group in rows:
             found.setdefault(pid, []).append((tag, group))

@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import Select, func, select
 from strawberry.types import Info
 
 from api.chain.rollup import by_region
 from api.ids import parse_global_id, to_global_id
-from api.jobs import start_rescore
+from api.jobs import start_job
 from api.node import Node
 from api.pagination import (
     Connection,
@@ -56,10 +55,10 @@ from domain.pool import identity
 from domain.pool.metrics import pool_figures
 from domain.pool.models import Channel as ChannelRow
 from domain.pool.models import ChannelKind
-from domain.pool.models import Job as JobRow
 from domain.pool.models import Segment as SegmentRow
 from domain.pool.models import Tag as TagRow
 from domain.pool.models import TagGroup as TagGroupRow
+from domain.pool.repository import PoolRepository
 from domain.pool.segments import compile_filter, tag_ids, validate
 from domain.pool.service import NewEvent, PoolService
 from domain.pool.tags import TagService
@@ -71,38 +70,32 @@ def sees_health(principal: Principal) -> bool:
 
 async def _tag(info: Info, tag_id: strawberry.ID) -> tuple[TagRow, TagGroupRow]:
     principal = await info.context.principal()
-    row = (
-        await info.context.session.execute(
-            select(TagRow, TagGroupRow)
-            .join(TagGroupRow, TagGroupRow.id == TagRow.group_id)
-            .where(TagRow.id == parse_global_id(tag_id, "Tag", "tagId"))
-        )
-    ).first()
+    tid = parse_global_id(tag_id, "Tag", "tagId")
+    row = await PoolRepository(info.context.session).tag_with_group(tid)
     if row is None or (row[1].is_health and not sees_health(principal)):
         raise NotFound("no such tag", field="tagId")
     return row[0], row[1]
 
 
-async def _visible_tags(info: Info) -> Select:
+async def _visible_tags(info: Info, tag_id: uuid.UUID | None = None) -> Sequence[Any]:
     """Tags with their groups, without the health groups for a caller who may not see them."""
     principal = await info.context.principal()
     require(principal, "tags", "read")
-    stmt = select(TagRow, TagGroupRow).join(TagGroupRow, TagGroupRow.id == TagRow.group_id)
-    if not sees_health(principal):
-        stmt = stmt.where(TagGroupRow.is_health.is_(False))
-    return stmt
+    return await PoolRepository(info.context.session).tags(
+        with_health=sees_health(principal), tag_id=tag_id
+    )
 
 
 async def tags(info: Info, first: int | None = None, after: str | None = None) -> Connection[Tag]:
-    rows = await info.context.session.execute(await _visible_tags(info))
+    rows = await _visible_tags(info)
     found = [((g.name, t.name, str(t.id)), Tag(_row=t, _group=g)) for t, g in rows]
     return held_connection(found, 3, first, after)
 
 
 async def tag(info: Info, id: strawberry.ID) -> Tag:
     """One tag by id (for `node(id:)`), hidden like in `tags` when it reveals health data."""
-    stmt = (await _visible_tags(info)).where(TagRow.id == parse_global_id(id, "Tag"))
-    row = (await info.context.session.execute(stmt)).first()
+    found = await _visible_tags(info, parse_global_id(id, "Tag"))
+    row = found[0] if found else None
     if row is None:
         raise NotFound("no such node")
     return Tag(_row=row[0], _group=row[1])
@@ -114,10 +107,8 @@ async def tag_groups(
     ctx = info.context
     principal = await ctx.principal()
     require(principal, "tags", "read")
-    stmt = select(TagGroupRow)
-    if not sees_health(principal):
-        stmt = stmt.where(TagGroupRow.is_health.is_(False))
-    found = [((g.name,), TagGroup(_row=g)) for g in await ctx.session.scalars(stmt)]
+    groups = await PoolRepository(ctx.session).tag_groups(with_health=sees_health(principal))
+    found = [((g.name,), TagGroup(_row=g)) for g in groups]
     return held_connection(found, 1, first, after)
 
 
@@ -126,7 +117,7 @@ async def channels(
 ) -> Connection[Channel]:
     ctx = info.context
     await ctx.principal()
-    rows = await ctx.session.scalars(select(ChannelRow))
+    rows = await PoolRepository(ctx.session).channels()
     return held_connection([((c.code,), Channel(_row=c)) for c in rows], 1, first, after)
 
 
@@ -139,7 +130,7 @@ async def create_channel(info: Info, code: str, name: str, kind: str = "platform
         raise BadInput("unknown channel kind", field="kind") from None
     if not (0 < len(code) <= 64) or not code.replace("_", "").replace("-", "").isalnum():
         raise BadInput("code must be 1-64 letters, digits, - or _", field="code")
-    if await ctx.session.scalar(select(ChannelRow.id).where(ChannelRow.code == code)):
+    if await PoolRepository(ctx.session).channel_code_taken(code):
         raise Conflict("a channel with this code exists", field="code")
     row = ChannelRow(code=code, name=name.strip()[:200] or code, kind=kind)
     ctx.session.add(row)
@@ -162,10 +153,8 @@ async def create_tag(
     ctx = info.context
     principal = await ctx.principal()
     require(principal, "tags", "write")
-    group = await ctx.session.scalar(
-        select(TagGroupRow).where(
-            TagGroupRow.id == parse_global_id(group_id, "TagGroup", "groupId")
-        )
+    group = await PoolRepository(ctx.session).tag_group(
+        parse_global_id(group_id, "TagGroup", "groupId")
     )
     if group is None or (group.is_health and not sees_health(principal)):
         raise NotFound("no such tag group", field="groupId")
@@ -266,16 +255,14 @@ async def set_scoring_rules(info: Info, input: ScoringRulesInput) -> Job:
         [(str(r.event_type), r.points, r.cap, r.cap_period_days) for r in input.rules],
         (input.idle_days, input.idle_points, input.threshold),
     )
-    ctx.after_commit(
-        lambda: start_rescore(ctx.app.sessions, principal.tenant_id, job.id, principal.subject)
-    )
+    ctx.after_commit(lambda: start_job(ctx.app.sessions, job, principal.subject))
     return Job(_row=job)
 
 
 async def job(info: Info, id: strawberry.ID) -> Job:
     ctx = info.context
     require(await ctx.principal(), "segments", "read")
-    row = await ctx.session.scalar(select(JobRow).where(JobRow.id == parse_global_id(id, "Job")))
+    row = await PoolRepository(ctx.session).job(parse_global_id(id, "Job"))
     if row is None:
         raise NotFound("no such job")
     return Job(_row=row)
@@ -411,13 +398,7 @@ async def _check_filter(session: Any, principal: Principal, flt: dict[str, Any])
     mentioned = sorted(set(tag_ids(flt)))
     if not mentioned:
         return
-    groups = (
-        await session.execute(
-            select(TagRow.id, TagGroupRow.is_health)
-            .join(TagGroupRow, TagGroupRow.id == TagRow.group_id)
-            .where(TagRow.id.in_(mentioned))
-        )
-    ).all()
+    groups = await PoolRepository(session).health_flags(mentioned)
     if len(groups) != len(mentioned):
         raise NotFound("a tag in the filter does not exist", field="filter")
     if any(is_health for _id, is_health in groups) and not sees_health(principal):
@@ -503,15 +484,13 @@ async def segments(
     require(await ctx.principal(), "segments", "read")
     limit = check_first(first)
     key = decode_cursor(after, 1)
-    stmt = select(SegmentRow).order_by(SegmentRow.name).limit(limit + 1)
-    if key is not None:
-        stmt = stmt.where(SegmentRow.name > key[0])
-    rows = list((await ctx.session.scalars(stmt)).all())
+    repo = PoolRepository(ctx.session)
+    rows = list(await repo.segments(None if key is None else key[0], limit + 1))
     has_next = len(rows) > limit
     rows = rows[:limit]
 
     async def count() -> int:
-        return int(await ctx.session.scalar(select(func.count()).select_from(SegmentRow)) or 0)
+        return await repo.count_segments()
 
     return make_connection(
         [Segment(_row=r) for r in rows], [encode_cursor([r.name]) for r in rows], has_next, count
@@ -521,9 +500,7 @@ async def segments(
 async def segment(info: Info, id: strawberry.ID) -> Segment:
     ctx = info.context
     require(await ctx.principal(), "segments", "read")
-    row = await ctx.session.scalar(
-        select(SegmentRow).where(SegmentRow.id == parse_global_id(id, "Segment"))
-    )
+    row = await PoolRepository(ctx.session).segment(parse_global_id(id, "Segment"))
     if row is None:
         raise NotFound("no such segment")
     return Segment(_row=row)
@@ -538,7 +515,7 @@ async def create_segment(info: Info, name: str, filter: SegmentFilterInput) -> S
     name = name.strip()
     if not (0 < len(name) <= 100):
         raise BadInput("name must be 1-100 characters", field="name")
-    if await ctx.session.scalar(select(SegmentRow.id).where(SegmentRow.name == name)):
+    if await PoolRepository(ctx.session).segment_name_taken(name):
         raise Conflict("a segment with this name exists", field="name")
     row = SegmentRow(name=name, filter=flt, created_by=principal.subject)
     ctx.session.add(row)

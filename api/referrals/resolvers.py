@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 
 from api.ids import parse_global_id
@@ -41,6 +40,7 @@ from domain.patients.repository import PatientRepository
 from domain.patients.scope import PatientScope
 from domain.referrals import models as rm
 from domain.referrals import tree
+from domain.referrals.repository import ReferralRepository
 from domain.referrals.service import ReferralService
 
 MAX_DEPTH = 50
@@ -183,7 +183,7 @@ async def reward_rules(
 ) -> Connection[RewardRule]:
     ctx = info.context
     require(await ctx.principal(), "referrals", "read")
-    rows = await ctx.session.scalars(select(rm.RewardRule))
+    rows = await ReferralRepository(ctx.session).reward_rules()
     found = [((r.trigger, f"{r.threshold:06d}", str(r.id)), RewardRule(_row=r)) for r in rows]
     return held_connection(found, 3, first, after)
 
@@ -209,8 +209,8 @@ async def set_reward_rule(info: Info, input: RewardRuleInput) -> RewardRule:
     if input.points == 0 and not input.coupon.strip():
         raise BadInput("a reward grants points or a coupon", field="points")
     if input.id is not None:
-        row = await ctx.session.scalar(
-            select(rm.RewardRule).where(rm.RewardRule.id == parse_global_id(input.id, "RewardRule"))
+        row = await ReferralRepository(ctx.session).reward_rule(
+            parse_global_id(input.id, "RewardRule")
         )
         if row is None:
             raise NotFound("no such reward rule")
@@ -234,7 +234,7 @@ async def rewards(
     scope = require_patient_scope(principal, ctx.trail, "read", Action.READ)
     referrer = await patient_in_scope(info, scope, patient_id)
     ctx.trail.returned(Action.READ, [referrer.id])
-    stmt = select(rm.Reward).where(rm.Reward.referrer_id == referrer.id)
+    stmt = ReferralRepository.rewards_of(referrer)
     rows, cursors, has_next, count = await keyset_page(
         info, stmt, rm.Reward, rm.Reward.created_at, first, after
     )

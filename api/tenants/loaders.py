@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
@@ -19,7 +18,7 @@ from domain.tenants.models import Branch, Region
 
 def branch_loader(session: AsyncSession) -> DataLoader[uuid.UUID, Branch | None]:
     async def load(ids: Sequence[uuid.UUID]) -> list[Branch | None]:
-        rows = await session.scalars(select(Branch).where(Branch.id.in_(sorted(set(ids)))))
+        rows = await BranchService(session).by_ids(ids)
         found = {b.id: b for b in rows}
         return [found.get(i) for i in ids]
 
@@ -28,7 +27,7 @@ def branch_loader(session: AsyncSession) -> DataLoader[uuid.UUID, Branch | None]
 
 def staff_loader(session: AsyncSession) -> DataLoader[uuid.UUID, StaffUser | None]:
     async def load(ids: Sequence[uuid.UUID]) -> list[StaffUser | None]:
-        rows = await session.scalars(select(StaffUser).where(StaffUser.id.in_(sorted(set(ids)))))
+        rows = await StaffService(session, AccessTrail()).by_ids(ids)
         found = {s.id: s for s in rows}
         return [found.get(i) for i in ids]
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from strawberry.types import Info
 
 from api.tenants.types import Tenant
-from domain.tenants.models import Tenant as TenantRow
+from domain.tenants.repository import TenantRepository
 
 
 async def tenant(info: Info) -> Tenant:
     ctx = info.context
-    principal = await ctx.principal()
-    row = await ctx.session.scalar(select(TenantRow).where(TenantRow.id == principal.tenant_id))
+    await ctx.principal()  # the principal binds the session to its tenant
+    row = await TenantRepository(ctx.session).bound()
     return Tenant(_row=row)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 
 from api.ids import parse_global_id
@@ -11,17 +10,16 @@ from api.tenants.types import Branch
 from api.wecom.types import WecomSettings
 from auth.guard import require
 from domain.errors import BadInput, NotFound
-from domain.tenants.models import Branch as BranchRow
-from domain.tenants.models import Tenant
 from domain.wecom.callbacks import seal_api_secret, seal_secrets
 from domain.wecom.models import WecomApp
-from tenancy.session import current_tenant
+from domain.wecom.repository import WecomRepository
+from tenancy.session import stamp
 
 
 async def _settings(info: Info, app: WecomApp) -> WecomSettings:
-    session = info.context.session
-    slug = await session.scalar(select(Tenant.slug).where(Tenant.id == app.tenant_id))
-    branch = await session.scalar(select(BranchRow).where(BranchRow.id == app.default_branch_id))
+    repo = WecomRepository(info.context.session)
+    slug = await repo.slug_of(app)
+    branch = await repo.branch(app.default_branch_id)
     return WecomSettings(
         corp_id=app.corp_id,
         callback_path=f"/wecom/{slug}/callback",
@@ -32,7 +30,7 @@ async def _settings(info: Info, app: WecomApp) -> WecomSettings:
 
 async def wecom_settings(info: Info) -> WecomSettings | None:
     require(await info.context.principal(), "policies", "read")
-    app = await info.context.session.scalar(select(WecomApp))
+    app = await WecomRepository(info.context.session).app()
     return None if app is None else await _settings(info, app)
 
 
@@ -58,17 +56,18 @@ async def configure_wecom(
     if secret is not None and not 1 <= len(secret.strip()) <= 128:
         raise BadInput("secret must be 1-128 characters", field="secret")
     branch_id = parse_global_id(default_branch_id, "Branch", "defaultBranchId")
-    if await ctx.session.scalar(select(BranchRow.id).where(BranchRow.id == branch_id)) is None:
+    repo = WecomRepository(ctx.session)
+    if await repo.branch(branch_id) is None:
         raise NotFound("no such branch", field="defaultBranchId")
     cipher = await ctx.cipher()
-    app = await ctx.session.scalar(select(WecomApp)) or WecomApp()
+    app = await repo.app() or stamp(ctx.session, WecomApp())
     app.corp_id, app.default_branch_id = corp_id, branch_id
     try:
-        seal_secrets(cipher, app, token, encoding_aes_key, current_tenant(ctx.session))
+        seal_secrets(cipher, app, token, encoding_aes_key)
     except (ValueError, AssertionError):
         raise BadInput("encodingAesKey is not a valid key", field="encodingAesKey") from None
     if secret is not None:
-        seal_api_secret(cipher, app, secret.strip(), current_tenant(ctx.session))
+        seal_api_secret(cipher, app, secret.strip())
     ctx.session.add(app)
     await ctx.session.flush()
     return await _settings(info, app)

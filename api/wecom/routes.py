@@ -9,21 +9,22 @@ to a patient is written to the access log, as the system actor `wecom`, in its t
 from __future__ import annotations
 
 import logging
+import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.context import AppState, new_request_id
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
-from domain.tenants.models import Tenant
+from domain.tenants.repository import TenantRepository
 from domain.wecom import callbacks
 from domain.wecom.models import WecomApp
+from domain.wecom.repository import WecomRepository
 from tenancy.keyring import FieldCipher, KeyShreddedError
 from tenancy.keystore import load_cipher
-from tenancy.session import bind_tenant
+from tenancy.session import tenant_session
 
 log = logging.getLogger(__name__)
 ACTOR = Actor("system", "wecom")
@@ -33,12 +34,15 @@ REFUSED = PlainTextResponse("refused", status_code=403)
 def wecom_router(state: AppState) -> APIRouter:
     router = APIRouter()
 
-    async def _app(session: AsyncSession, slug: str) -> tuple[WecomApp, FieldCipher]:
-        tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
+    async def _tenant(slug: str) -> uuid.UUID:
+        async with state.sessions() as session, session.begin():
+            tenant_id = await TenantRepository(session).id_by_slug(slug)
         if tenant_id is None:
             raise callbacks.Refused("unknown tenant")
-        await bind_tenant(session, tenant_id)
-        app = await session.scalar(select(WecomApp))
+        return tenant_id
+
+    async def _app(session: AsyncSession) -> tuple[WecomApp, FieldCipher]:
+        app = await WecomRepository(session).app()
         if app is None:
             raise callbacks.Refused("no WeCom app")
         try:
@@ -52,8 +56,9 @@ def wecom_router(state: AppState) -> APIRouter:
         slug: str, msg_signature: str, timestamp: str, nonce: str, echostr: str
     ) -> PlainTextResponse:
         try:
-            async with state.sessions() as session, session.begin():
-                app, cipher = await _app(session, slug)
+            tenant_id = await _tenant(slug)
+            async with tenant_session(state.sessions, tenant_id) as session, session.begin():
+                app, cipher = await _app(session)
                 crypto = callbacks.crypto_for(cipher, app)
             echo = callbacks.verify_url(crypto, msg_signature, timestamp, nonce, echostr)
         except callbacks.Refused as exc:
@@ -72,8 +77,9 @@ def wecom_router(state: AppState) -> APIRouter:
             user_agent=request.headers.get("user-agent", "")[:300],
         )
         try:
-            async with state.sessions() as session, session.begin():
-                app, cipher = await _app(session, slug)
+            tenant_id = await _tenant(slug)
+            async with tenant_session(state.sessions, tenant_id) as session, session.begin():
+                app, cipher = await _app(session)
                 crypto = callbacks.crypto_for(cipher, app)
                 event = callbacks.open_message(crypto, body, msg_signature, timestamp, nonce)
                 done = await callbacks.handle(session, cipher, app, msg_signature, event)

@@ -152,6 +152,10 @@ class BranchService:
             self.session.add(BranchRegion(branch_id=branch.id, region_id=region.id))
         await self.session.flush()
 
+    async def by_ids(self, ids: Sequence[uuid.UUID]) -> Sequence[Branch]:
+        stmt = select(Branch).where(Branch.id.in_(sorted(set(ids))))
+        return (await self.session.scalars(stmt)).all()
+
     async def list(self, flt: BranchFilter = BranchFilter()) -> Sequence[Branch]:
         stmt = select(Branch)
         if flt.region_ids:

@@ -8,7 +8,6 @@ changes nothing.
 
 from __future__ import annotations
 
-import uuid
 from enum import StrEnum
 
 from sqlalchemy import select, update
@@ -27,10 +26,10 @@ async def tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
     return await session.scalar(select(Tenant).where(Tenant.slug == slug))
 
 
-async def set_state(session: AsyncSession, tenant_id: uuid.UUID, state: OffboardingState) -> None:
+async def set_state(session: AsyncSession, tenant: Tenant, state: OffboardingState) -> None:
     await session.execute(
         update(Tenant)
-        .where(Tenant.id == tenant_id)
+        .where(Tenant.id == tenant.id)
         .values(offboarding_state=state.value)
         .execution_options(synchronize_session=False)
     )

@@ -59,20 +59,25 @@ class Outcome:
     duplicate: bool = False
 
 
-def seal_secrets(
-    cipher: FieldCipher, app: WecomApp, token: str, aes_key: str, tenant_id: uuid.UUID
-) -> None:
-    """Store the callback token and key sealed, bound to the tenant; checks the key is a
-    WeCom EncodingAESKey (raises ValueError or AssertionError otherwise)."""
+def seal_secrets(cipher: FieldCipher, app: WecomApp, token: str, aes_key: str) -> None:
+    """Store the callback token and key sealed, bound to the tenant (the app's row id: it
+    must be stamped, see tenancy.session.stamp); checks the key is a WeCom EncodingAESKey
+    (raises ValueError or AssertionError otherwise)."""
     WeChatCrypto(token, aes_key, app.corp_id)
-    row = tenant_id
+    row = _row(app)
     app.token_ct = cipher.encrypt(token, table=TABLE, column="token", row_id=row)
     app.aes_key_ct = cipher.encrypt(aes_key, table=TABLE, column="aes_key", row_id=row)
 
 
-def seal_api_secret(cipher: FieldCipher, app: WecomApp, secret: str, tenant_id: uuid.UUID) -> None:
+def seal_api_secret(cipher: FieldCipher, app: WecomApp, secret: str) -> None:
     """Store the customer-contact secret (for group-message tasks) sealed like the others."""
-    app.secret_ct = cipher.encrypt(secret, table=TABLE, column="secret", row_id=tenant_id)
+    app.secret_ct = cipher.encrypt(secret, table=TABLE, column="secret", row_id=_row(app))
+
+
+def _row(app: WecomApp) -> uuid.UUID:
+    if app.tenant_id is None:
+        raise ValueError("the WeCom app row is not stamped with its tenant")
+    return app.tenant_id
 
 
 def api_secret(cipher: FieldCipher, app: WecomApp) -> str | None:

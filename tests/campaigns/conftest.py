@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from domain.consent.models import ContactChannel, Purpose
 from domain.patients.models import Patient
 from domain.patients.service import PatientService
 from tenancy.keystore import load_cipher
-from tenancy.session import bind_tenant
+from tenancy.session import bind_tenant, tenant_session
 from tests.campaigns.standin import CORP_ID, CORP_SECRET, SMS_KEY, Served, StandIn
 from tests.support import World, build_world, gql, sign_in
 
@@ -132,9 +133,8 @@ async def tick(
     gateway = sms or SmsGateway(url, SMS_KEY)
     try:
         return await run_tenant(
-            state.sessions,
+            partial(tenant_session, state.sessions, world.tenant_id),
             state.key_provider,
-            world.tenant_id,
             Backends(gateway, url),
             now or datetime.now(UTC),
             stale_after=stale_after,
