@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
 
@@ -27,7 +26,7 @@ from api.settings import Settings, load_settings
 from api.wecom.routes import wecom_router
 from auth.access_log import RequestInfo
 from auth.signing_keys import SigningKeys
-from migrations.runner import head_revision
+from migrations.runner import head_revision, recorded_revision
 from tenancy.keyring import LocalKeyProvider
 from tenancy.leader import StartupLock
 from tenancy.session import make_engine, session_factory
@@ -155,7 +154,7 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
     async def readyz() -> JSONResponse:
         try:
             async with state.sessions() as session:
-                current = await session.scalar(text("SELECT version_num FROM alembic_version"))
+                current = await recorded_revision(session)
         except Exception:  # noqa: BLE001 - any failure means "not ready", the reason is logged
             return JSONResponse({"status": "unavailable", "reason": "database"}, status_code=503)
         if current != head_revision():

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.operator import owner_session, provider
@@ -38,7 +37,8 @@ from domain.pool.tags import TagService
 from domain.referrals import figures
 from domain.referrals.models import Referral, RewardRule, RewardTrigger
 from domain.tenants.branches import BranchService
-from domain.tenants.models import Branch, Region, Tenant
+from domain.tenants.models import Branch, Region
+from domain.tenants.repository import TenantRepository
 from tenancy.keyring import KeyProvider
 from tenancy.keystore import load_cipher
 
@@ -391,7 +391,7 @@ async def _load_care(
             referrer.referral_count += 1
     await session.flush()
     await figures.rebuild(session)  # the links above were written directly
-    branch_of = {b.id: b for b in await session.scalars(select(Branch))}
+    branch_of = {b.id: b for b in await BranchService(session).list()}
     visits, orders = VisitService(session, "system"), OrderService(session, "system")
     for patient in patients:
         if LifecycleStage(patient.lifecycle_stage) not in VISITED_STAGES:
@@ -425,7 +425,7 @@ async def load_demo(
     rng = random.Random(seed)
     accounts: list[dict[str, object]] = []
     async with owner_session(cfg) as session, session.begin():
-        if await session.scalar(select(func.count()).select_from(Tenant)):
+        if await TenantRepository(session).count():
             return False
     # One transaction per chain, each on its own session (a session binds one tenant): an
     # interrupted load leaves whole chains only, never half of one.

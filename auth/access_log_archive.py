@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -96,6 +96,12 @@ def _read_segment(path: Path) -> Iterator[dict[str, object]]:
         line = json.loads(raw)
         line["occurred_at"] = datetime.fromisoformat(line["occurred_at"])
         yield line
+
+
+async def archived_segments(session: AsyncSession) -> Sequence[AccessLogSegment]:
+    """The bound tenant's archived segments, oldest first."""
+    stmt = select(AccessLogSegment).order_by(AccessLogSegment.number)
+    return (await session.scalars(stmt)).all()
 
 
 async def archive_log(

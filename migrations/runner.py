@@ -8,7 +8,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
 
 HERE = Path(__file__).parent
 
@@ -49,3 +51,9 @@ def head_revision() -> str | None:
 
 def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
+
+
+async def recorded_revision(session: AsyncSession) -> str | None:
+    """The revision the database says it is at, as the app role reads it (raises when the
+    database is unreachable or was never migrated)."""
+    return await session.scalar(text("SELECT version_num FROM alembic_version"))

@@ -8,7 +8,6 @@ import json
 import uuid
 
 import strawberry
-from sqlalchemy import select, update
 from strawberry.types import Info
 
 from api.audit.types import (
@@ -23,11 +22,10 @@ from api.audit.types import (
 from api.ids import parse_global_id, type_of_global_id
 from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
 from auth import access_log_queries as queries
-from auth.access_log import AccessLogSegment as SegmentRow
-from auth.access_log_archive import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
+from auth.access_log_archive import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, archived_segments
 from auth.guard import require
 from domain.errors import BadInput
-from domain.tenants.models import Tenant
+from domain.tenants.repository import TenantRepository
 
 MAX_EXPORT = 10_000
 
@@ -141,11 +139,10 @@ async def export_access_log(
 
 async def _archive(info: Info) -> AccessLogArchive:
     ctx = info.context
-    principal = await ctx.principal()
-    days = await ctx.session.scalar(
-        select(Tenant.audit_retention_days).where(Tenant.id == principal.tenant_id)
-    )
-    rows = await ctx.session.scalars(select(SegmentRow).order_by(SegmentRow.number))
+    await ctx.principal()  # the principal binds the session to its tenant
+    tenant = await TenantRepository(ctx.session).bound()
+    days = None if tenant is None else tenant.audit_retention_days
+    rows = await archived_segments(ctx.session)
     return AccessLogArchive(retention_days=days, segments=[AccessLogSegment(_row=r) for r in rows])
 
 
@@ -163,7 +160,5 @@ async def set_access_log_retention(info: Info, days: int | None) -> AccessLogArc
             f"and {MAX_RETENTION_DAYS}, or null to keep the log for ever",
             field="days",
         )
-    await info.context.session.execute(
-        update(Tenant).where(Tenant.id == principal.tenant_id).values(audit_retention_days=days)
-    )
+    await TenantRepository(info.context.session).set_audit_retention(days)
     return await _archive(info)

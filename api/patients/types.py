@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import select
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
@@ -28,7 +27,7 @@ from domain.patients.models import ChannelTouch as ChannelTouchRow
 from domain.patients.models import Patient as PatientRow
 from domain.patients.repository import PatientRepository
 from domain.patients.service import unseal
-from domain.pool.models import StageChange as StageChangeRow
+from domain.pool.repository import PoolRepository
 from domain.pool.service import PoolService
 from tenancy.keyring import DecryptionError, FieldCipher
 
@@ -322,9 +321,5 @@ class Patient(Node):
     async def stage_history(self, info: Info) -> list[StageChange]:
         ctx = info.context
         await ctx.principal()
-        rows = await ctx.session.scalars(
-            select(StageChangeRow)
-            .where(StageChangeRow.patient_id == self._row.id)
-            .order_by(StageChangeRow.occurred_at)
-        )
+        rows = await PoolRepository(ctx.session).stage_changes(self._row.id)
         return [StageChange(_row=r) for r in rows]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 
 from api.tenants.types import Branch, Staff, Tenant
-from auth.models import StaffUser
 from auth.sessions import Challenge, TokenPair, change_password, refresh, sign_in, sign_out
-from domain.tenants.models import Branch as BranchRow
-from domain.tenants.models import Tenant as TenantRow
+from auth.staff import StaffService
+from domain.tenants.branches import BranchService
+from domain.tenants.repository import TenantRepository
 
 
 @strawberry.type(
@@ -105,15 +104,14 @@ async def change_password_mutation(info: Info, current_password: str, new_passwo
 async def me(info: Info) -> Me:
     ctx = info.context
     principal = await ctx.principal()
-    tenant = await ctx.session.scalar(select(TenantRow).where(TenantRow.id == principal.tenant_id))
+    tenant = await TenantRepository(ctx.session).bound()
     user = None
     if principal.kind == "user":
-        user = await ctx.session.scalar(select(StaffUser).where(StaffUser.id == principal.id))
+        found = await StaffService(ctx.session, ctx.trail).by_ids([principal.id])
+        user = found[0] if found else None
     branches = []
     if principal.branch_ids:
-        rows = await ctx.session.scalars(
-            select(BranchRow).where(BranchRow.id.in_(sorted(principal.branch_ids)))
-        )
+        rows = await BranchService(ctx.session).by_ids(sorted(principal.branch_ids))
         branches = [Branch(_row=b) for b in rows]
     return Me(
         user=None if user is None else Staff(_row=user),

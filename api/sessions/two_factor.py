@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types import Info
 
 from api.ids import parse_global_id
@@ -20,6 +19,7 @@ from auth.second_factor import verify_totp
 from auth.staff import StaffService
 from domain.errors import Forbidden
 from domain.tenants.models import Tenant as TenantRow
+from domain.tenants.repository import TenantRepository
 
 
 @strawberry.type(description="A second factor being set up: add it to an authenticator app.")
@@ -57,9 +57,8 @@ async def _member(info: Info) -> tuple[Principal, StaffUser]:
     principal = await info.context.principal()
     user = None
     if principal.kind == "user":
-        user = await info.context.session.scalar(
-            select(StaffUser).where(StaffUser.id == principal.id)
-        )
+        found = await StaffService(info.context.session, info.context.trail).by_ids([principal.id])
+        user = found[0] if found else None
     if user is None:
         raise Forbidden("only a staff member signed in as themselves can do this")
     return principal, user
@@ -123,9 +122,7 @@ async def reset_totp(info: Info, staff_id: strawberry.ID) -> bool:
 
 
 async def _tenant(info: Info, principal: Principal) -> TenantRow:
-    row = await info.context.session.scalar(
-        select(TenantRow).where(TenantRow.id == principal.tenant_id)
-    )
+    row = await TenantRepository(info.context.session).bound()
     assert row is not None
     return row
 

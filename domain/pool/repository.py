@@ -9,7 +9,16 @@ from collections.abc import Sequence
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.pool.models import Channel, Job, JobStatus, PatientTag, Segment, Tag, TagGroup
+from domain.pool.models import (
+    Channel,
+    Job,
+    JobStatus,
+    PatientTag,
+    Segment,
+    StageChange,
+    Tag,
+    TagGroup,
+)
 
 
 class PoolRepository:
@@ -85,6 +94,17 @@ class PoolRepository:
 
     async def channel_code_taken(self, code: str) -> bool:
         return bool(await self.session.scalar(select(Channel.id).where(Channel.code == code)))
+
+    # --- lifecycle ---
+
+    async def stage_changes(self, patient_id: uuid.UUID) -> Sequence[StageChange]:
+        """A patient's lifecycle stage changes, oldest first."""
+        stmt = (
+            select(StageChange)
+            .where(StageChange.patient_id == patient_id)
+            .order_by(StageChange.occurred_at)
+        )
+        return (await self.session.scalars(stmt)).all()
 
     # --- segments ---
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.tenants.models import Tenant
@@ -16,6 +16,16 @@ from tenancy.session import current_tenant
 class TenantRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def count(self) -> int:
+        return int(await self.session.scalar(select(func.count()).select_from(Tenant)) or 0)
+
+    async def set_audit_retention(self, days: int | None) -> None:
+        """The bound tenant keeps its access log for `days` (None: for ever)."""
+        tenant_id = current_tenant(self.session)
+        await self.session.execute(
+            update(Tenant).where(Tenant.id == tenant_id).values(audit_retention_days=days)
+        )
 
     async def ids(self) -> Sequence[uuid.UUID]:
         """Every tenant's id (a process resuming work walks them one at a time)."""
