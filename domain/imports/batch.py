@@ -62,6 +62,7 @@ class Batch:
 
     async def commit(self, pending: list[tuple[Row, Checked | Reason]]) -> Job | None:
         async with self.session.begin():
+            await self.repo.relax_commit()
             locked = await self.repo.lock_job(self.job_id)
             if locked is None or locked[0].status != JobStatus.RUNNING:
                 return None
@@ -114,10 +115,13 @@ class Batch:
         record it was merged into)."""
         by_digest: dict[tuple[str, bytes], set[Patient]] = {}
         retired: dict[uuid.UUID, list[tuple[str, bytes]]] = {}
-        for kind in IDENTITY:
-            digests = [c.identity[kind] for c in rows if kind in c.identity]
-            for p in await self.patients.find_by_blind_indexes(kind, digests):
-                key = (kind, getattr(p, f"{kind}_bidx"))
+        wanted = {kind: {c.identity[kind] for c in rows if kind in c.identity} for kind in IDENTITY}
+        for p in await self.repo.find_by_blind_indexes(wanted):
+            for kind in IDENTITY:
+                digest = getattr(p, f"{kind}_bidx")
+                if digest is None or digest not in wanted[kind]:
+                    continue
+                key = (kind, digest)
                 if p.merged_into_id is None:
                     by_digest.setdefault(key, set()).add(p)
                 else:
