@@ -4,20 +4,25 @@ process at start)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
-from api.imports.runner import run_import_job
-from api.operator import _tenant_id, owner_session, provider
+from api.imports.runner import IMPORT_BATCH_INFO, run_import_job
+from api.jobs import run_leased
+from api.operator import _tenant_id, provider
 from api.settings import Settings
 from domain.errors import DomainError
+from domain.imports.repository import ImportRepository
 from domain.imports.service import ImportOptions, ImportService, OnMatch, Report
+from domain.pool.leases import LEASE_INFO, Claim
 from domain.pool.models import Job
 from tenancy.keystore import load_cipher
-from tenancy.session import bind_tenant
+from tenancy.session import bind_tenant, make_engine, session_factory
 
 ACTOR = "system:cli:patients-import"
 
@@ -52,39 +57,63 @@ async def import_command(
     resume: uuid.UUID | None = None,
     rejected_out: Path | None = None,
 ) -> ImportOutcome:
-    async with owner_session(cfg) as session:
-        async with session.begin():
-            tenant_id = await _tenant_id(session, slug)
-        await bind_tenant(session, tenant_id)
-        async with session.begin():
-            cipher = await load_cipher(session, provider(cfg))
-            if resume is None:
-                assert file is not None
-                try:
-                    job = await ImportService(session, cipher).start(
-                        file.read_bytes(), options, ACTOR
-                    )
-                except DomainError as exc:
-                    raise ValueError(exc.message) from None
-                job_id = job.id
-            else:
-                job_id = resume
+    """Start (or name) the job, then work it under a lease, as a served process would: a job
+    another live process works is waited for, and taken over if that process dies."""
+    engine = make_engine(cfg.owner_database_url)
+    sessions = session_factory(engine)
+    sessions.configure(
+        info={
+            LEASE_INFO: timedelta(seconds=cfg.job_lease_seconds),
+            IMPORT_BATCH_INFO: cfg.import_batch_rows,
+        }
+    )
+    try:
+        async with sessions() as session:
+            async with session.begin():
+                tenant_id = await _tenant_id(session, slug)
+            await bind_tenant(session, tenant_id)
+            async with session.begin():
+                cipher = await load_cipher(session, provider(cfg))
+                if resume is None:
+                    assert file is not None
+                    try:
+                        job = await ImportService(session, cipher).start(
+                            file.read_bytes(), options, ACTOR
+                        )
+                    except DomainError as exc:
+                        raise ValueError(exc.message) from None
+                    job_id = job.id
+                else:
+                    job_id = resume
         progress(f"import job {job_id}")
 
         def report_progress(job: Job) -> None:
             progress(f"{job.done}/{job.total} rows")
 
-        done = await run_import_job(session, job_id, ACTOR, cipher=cipher, progress=report_progress)
-        if done is None:
-            raise ValueError(f"no import job {job_id}")
-        async with session.begin():
-            service = ImportService(session, cipher)
-            report = await service.report(job_id)
-            if rejected_out is not None:
-                # personal data: written only where the operator asked, as the file to fix
-                rejected_out.write_text(await service.rejected_file(job_id) or "", "utf-8-sig")
-        assert report is not None
-        return ImportOutcome(job_id, done.status, report)
+        claim = await run_leased(
+            sessions,
+            tenant_id,
+            job_id,
+            ACTOR,
+            functools.partial(run_import_job, cipher=cipher, progress=report_progress),
+            on_wait=lambda: progress(f"job {job_id} runs in another process: waiting"),
+        )
+        async with sessions() as session:
+            await bind_tenant(session, tenant_id)
+            async with session.begin():
+                status = await ImportRepository(session).job_status(job_id)
+                if claim is Claim.MISSING or status is None:
+                    raise ValueError(f"no import job {job_id}")
+                service = ImportService(session, cipher)
+                report = await service.report(job_id)
+                if report is None:
+                    raise ValueError(f"no import job {job_id}")
+                if rejected_out is not None:
+                    # personal data: written only where the operator asked, as the file to fix
+                    rejected_out.write_text(await service.rejected_file(job_id) or "", "utf-8-sig")
+        return ImportOutcome(job_id, status, report)
+    finally:
+        await engine.dispose()
 
 
 __all__ = ["OnMatch", "import_command", "parse_mapping_text"]

@@ -21,6 +21,7 @@ from domain.imports.rows import IDENTITY, Checked, Reason
 from domain.patients.models import BLIND_INDEXED, SEALED_FIELDS, Gender, Patient
 from domain.patients.repository import PatientRepository
 from domain.patients.service import TABLE, seal, unseal
+from domain.pool.leases import holds
 from domain.pool.models import Job, JobStatus
 from tenancy.keyring import DecryptionError, FieldCipher
 
@@ -51,8 +52,10 @@ class Batch:
         job_id: uuid.UUID,
         on_match: OnMatch,
         log_batch: BatchLogger,
+        holder: str | None = None,
     ) -> None:
         self.session = session
+        self.holder = holder
         self.cipher = cipher
         self.job_id = job_id
         self.on_match = on_match
@@ -64,11 +67,15 @@ class Batch:
         async with self.session.begin():
             await self.repo.relax_commit()
             locked = await self.repo.lock_job(self.job_id)
-            if locked is None or locked[0].status != JobStatus.RUNNING:
-                return None
+            if (
+                locked is None
+                or locked[0].status != JobStatus.RUNNING
+                or not holds(locked[0], self.holder)
+            ):
+                return None  # finished elsewhere, or the lease went to another process
             job, imp = locked
-            # Another process may have done some of these rows meanwhile (it holds the same
-            # cursor): only the rest is ours.
+            # A process that held the job before may have done some of these rows (it
+            # moved the cursor): only the rest is ours.
             todo = [(r, c) for r, c in pending if r.number > imp.row_cursor]
             if not todo:
                 return job

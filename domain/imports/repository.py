@@ -32,14 +32,24 @@ class ImportRepository:
         self.session = session
 
     async def lock_job(self, job_id: uuid.UUID) -> tuple[Job, ImportFile] | None:
-        """The job and its import, locked: batches of two processes resuming it take turns."""
-        job = await self.session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+        """The job and its import, locked and read afresh (the session keeps its objects
+        between transactions; another process may have moved the cursor or taken the lease)."""
+        fresh = {"populate_existing": True}
+        job = await self.session.scalar(
+            select(Job).where(Job.id == job_id).with_for_update().execution_options(**fresh)
+        )
         if job is None:
             return None
         found = await self.session.scalar(
-            select(ImportFile).where(ImportFile.job_id == job_id).with_for_update()
+            select(ImportFile)
+            .where(ImportFile.job_id == job_id)
+            .with_for_update()
+            .execution_options(**fresh)
         )
         return None if found is None else (job, found)
+
+    async def job_status(self, job_id: uuid.UUID) -> str | None:
+        return await self.session.scalar(select(Job.status).where(Job.id == job_id))
 
     async def file(self, job_id: uuid.UUID) -> ImportFile | None:
         return await self.session.scalar(select(ImportFile).where(ImportFile.job_id == job_id))
@@ -103,9 +113,7 @@ class ImportRepository:
         if self.session.get_bind().dialect.name == "postgresql":
             await self.session.execute(_RELAX_COMMIT)
 
-    async def find_by_blind_indexes(
-        self, digests: dict[str, Sequence[bytes]]
-    ) -> list[Patient]:
+    async def find_by_blind_indexes(self, digests: dict[str, Sequence[bytes]]) -> list[Patient]:
         """The live records any of the digests names (kind → digests), in one statement: one
         `IN` per identifier kind, OR-ed (each an index scan). Erased and retired (merged)
         records are never matched, as `PatientRepository.find_by_blind_indexes` has it."""
