@@ -33,7 +33,7 @@ from tenancy.keyring import FieldCipher
 
 KIND = "import"
 CHUNK_BYTES = 1 << 20
-BATCH_ROWS = 500
+BATCH_ROWS = 2000
 REASON_HEADER = "reason"
 
 
