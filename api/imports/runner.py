@@ -15,7 +15,7 @@ from domain.imports.models import ImportFile
 from domain.imports.repository import ImportRepository
 from domain.imports.service import BATCH_ROWS, run_import
 from domain.patients.models import FieldGroup
-from domain.pool.leases import HOLDER_INFO
+from domain.pool.leases import HOLDER_INFO, LEASE, LEASE_INFO
 from domain.pool.models import Job
 from tenancy.keyring import FieldCipher, KeyProvider
 from tenancy.keystore import load_cipher
@@ -73,4 +73,5 @@ async def run_import_job(
         stop_after_batches=stop_after_batches,
         progress=progress,
         holder=session.info.get(HOLDER_INFO),
+        lease=session.info.get(LEASE_INFO, LEASE),
     )

@@ -8,7 +8,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -21,7 +21,7 @@ from domain.imports.rows import IDENTITY, Checked, Reason
 from domain.patients.models import BLIND_INDEXED, SEALED_FIELDS, Gender, Patient
 from domain.patients.repository import PatientRepository
 from domain.patients.service import TABLE, seal, unseal
-from domain.pool.leases import holds
+from domain.pool.leases import LEASE, holds
 from domain.pool.models import Job, JobStatus
 from tenancy.keyring import DecryptionError, FieldCipher
 
@@ -53,9 +53,11 @@ class Batch:
         on_match: OnMatch,
         log_batch: BatchLogger,
         holder: str | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
         self.session = session
         self.holder = holder
+        self.lease = lease
         self.cipher = cipher
         self.job_id = job_id
         self.on_match = on_match
@@ -74,6 +76,10 @@ class Batch:
             ):
                 return None  # finished elsewhere, or the lease went to another process
             job, imp = locked
+            if self.holder is not None:
+                # each batch renews the lease too: the heartbeat's own write may queue behind
+                # batches (SQLite has one writer)
+                job.lease_until = datetime.now(UTC) + self.lease
             # A process that held the job before may have done some of these rows (it
             # moved the cursor): only the rest is ours.
             todo = [(r, c) for r, c in pending if r.number > imp.row_cursor]

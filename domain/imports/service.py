@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +27,7 @@ from domain.imports.models import ImportChunk, ImportFile, ImportRejection
 from domain.imports.reader import FileFormat, Row, UnreadableFile, detect_format, read_rows
 from domain.imports.repository import ImportRepository
 from domain.imports.rows import Checked, Lookups, Reason, check_row
-from domain.pool.leases import holds
+from domain.pool.leases import LEASE, holds
 from domain.pool.models import Job, JobStatus
 from tenancy.keyring import FieldCipher
 
@@ -144,6 +144,7 @@ async def run_import(
     stop_after_batches: int | None = None,
     progress: Callable[[Job], None] = lambda _j: None,
     holder: str | None = None,
+    lease: timedelta = LEASE,
 ) -> Job | None:
     """Work an import job from its cursor to the end. Rows before the cursor are read again
     (not written): the duplicate-in-file check needs the identifiers of every earlier row.

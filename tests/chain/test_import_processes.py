@@ -45,7 +45,7 @@ from tests.support import SEEDED
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "api.cli", "patients", "import"]
-ROWS = 3000
+ROWS = 1200
 SUMMARY = re.compile(
     r"job (\S+) done: created (\d+), updated (\d+), unchanged (\d+), rejected (\d+)"
 )
@@ -173,7 +173,7 @@ async def test_killed_at_a_random_batch_and_resumed_equals_one_run(
     upload = tmp_path / "patients.csv"
     upload.write_bytes(gen.data)
     batch = 20
-    after = random.Random(unique).randint(1, 50) * batch
+    after = random.Random(unique).randint(1, 30) * batch
 
     proc = _spawn(operator, ["--tenant", killed, str(upload)], tmp_path / "killed.log", batch)
     try:
