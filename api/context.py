@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import InvalidRequestError
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.fastapi import BaseContext
 
 from api import metrics, signals
-from api.imports.runner import KEY_PROVIDER_INFO
+from api.imports.runner import IMPORT_BATCH_INFO, KEY_PROVIDER_INFO
 from api.settings import Settings
 from auth import access_log
 from auth.access_log import AccessEvent, RequestInfo
@@ -24,6 +25,7 @@ from auth.sessions import SignInLimits, check_bearer, principal_from_bearer
 from auth.signing_keys import SigningKeys
 from auth.tokens import AccessClaims
 from auth.trail import AccessTrail
+from domain.pool.leases import LEASE_INFO
 from tenancy.keyring import FieldCipher, KeyProvider
 from tenancy.keystore import load_cipher
 from tenancy.session import tenant_session
@@ -42,7 +44,12 @@ class AppState:
     def __post_init__(self) -> None:
         # Background jobs (api.jobs) get a bare session: this is how they reach the keys. The
         # factory's own info (the statement timeout) is kept: `configure` replaces the dict.
-        info = {**self.sessions.kw.get("info", {}), KEY_PROVIDER_INFO: self.key_provider}
+        info = {
+            **self.sessions.kw.get("info", {}),
+            KEY_PROVIDER_INFO: self.key_provider,
+            LEASE_INFO: timedelta(seconds=self.settings.job_lease_seconds),
+            IMPORT_BATCH_INFO: self.settings.import_batch_rows,
+        }
         self.sessions.configure(info=info)
 
 

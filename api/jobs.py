@@ -1,8 +1,12 @@
 """Background jobs of the served process: started after the request that asked for them
 commits, and resumed when a process starts, so a job cut off by a restart or a crash finishes
 from its cursor. Each kind of job has one runner in `RUNNERS`; a runner works in batches that
-take a lock on the job row, so two processes resuming the same job work in turn and never do a
-batch twice."""
+take a lock on the job row.
+
+One process works a job at a time (domain/pool/leases.py): `run_leased` claims it, renews the
+lease while the runner works and lets go at the end. Another process that starts the same job
+meanwhile sees it held and waits; if the holder dies, its lease lapses and the waiting process
+claims the job and goes on from the cursor."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.errors import describe_failure
 from api.exports.job import run_export
 from api.imports.runner import run_import_job
+from domain.pool.leases import HOLDER_INFO, LEASE, LEASE_INFO, Claim, JobLeases, new_holder
 from domain.pool.models import Job
 from domain.pool.repository import PoolRepository
 from domain.pool.service import run_rescore
@@ -38,10 +44,70 @@ RUNNERS: dict[str, Runner] = {
 _background: set[asyncio.Task[None]] = set()
 
 
+async def run_leased(
+    sessions: async_sessionmaker[AsyncSession],
+    job: Job,
+    actor: str,
+    runner: Runner,
+    *,
+    on_wait: Callable[[], None] = lambda: None,
+) -> Claim:
+    """Claim the job (waiting while another live process holds it), run it, let go. Returns
+    how the claim ended: CLAIMED when this process ran it, ENDED or MISSING otherwise."""
+    holder = new_holder()
+    job_id = job.id
+    # one session for the claim, the runner and the release
+    async with tenant_session(sessions, job.tenant_id) as session:
+        lease: timedelta = session.info.get(LEASE_INFO, LEASE)
+        leases = JobLeases(session, lease)
+        waited = False
+        while True:
+            async with session.begin():
+                claim = await leases.claim(job_id, holder)
+            if claim is not Claim.HELD:
+                break
+            if not waited:
+                log.info("job %s is held by another process; waiting for its lease", job_id)
+                on_wait()
+                waited = True
+            await asyncio.sleep(min(lease.total_seconds() / 3, 5.0))
+        if claim is not Claim.CLAIMED:
+            return claim
+        if waited:
+            log.info("job %s: the holder's lease lapsed; taking it over", job_id)
+        session.info[HOLDER_INFO] = holder
+        beat = asyncio.get_running_loop().create_task(_heartbeat(sessions, job, holder, lease))
+        try:
+            await runner(session, job_id, actor)
+        finally:
+            beat.cancel()
+            session.info.pop(HOLDER_INFO, None)
+            if session.in_transaction():
+                await session.rollback()
+            async with session.begin():
+                await leases.release(job_id, holder)
+    return Claim.CLAIMED
+
+
+async def _heartbeat(
+    sessions: async_sessionmaker[AsyncSession], job: Job, holder: str, lease: timedelta
+) -> None:
+    """Renew the lease a third of the way through it, in a session of its own (the runner's
+    is busy with a batch)."""
+    while True:
+        await asyncio.sleep(lease.total_seconds() / 3)
+        try:
+            async with tenant_session(sessions, job.tenant_id) as session, session.begin():
+                if not await JobLeases(session, lease).renew(job.id, holder):
+                    log.error("job %s: the lease went to another process", job.id)
+                    return
+        except Exception as exc:  # noqa: BLE001  (the next beat tries again)
+            log.error("job %s: lease renewal failed: %s", job.id, describe_failure(exc))
+
+
 async def _run(sessions: async_sessionmaker[AsyncSession], job: Job, actor: str) -> None:
     try:
-        async with tenant_session(sessions, job.tenant_id) as session:
-            await RUNNERS[job.kind](session, job.id, actor)
+        await run_leased(sessions, job, actor, RUNNERS[job.kind])
     except Exception as exc:  # noqa: BLE001  (a job's failure is logged, the process goes on)
         log.error("%s job %s failed: %s", job.kind, job.id, describe_failure(exc))
 

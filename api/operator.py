@@ -54,11 +54,19 @@ async def owner_session(cfg: Settings) -> AsyncIterator[AsyncSession]:
 @asynccontextmanager
 async def owner_tenant_session(cfg: Settings, slug: str) -> AsyncIterator[AsyncSession]:
     """A session as the owner role bound to the tenant `slug` names (ValueError if none)."""
-    async with owner_sessions(cfg) as sessions:
-        async with sessions() as session, session.begin():
-            tenant = await _tenant_id(session, slug)
-        async with tenant_session(sessions, tenant) as session:
-            yield session
+    async with owner_sessions(cfg) as sessions, slug_session(sessions, slug) as session:
+        yield session
+
+
+@asynccontextmanager
+async def slug_session(
+    sessions: async_sessionmaker[AsyncSession], slug: str
+) -> AsyncIterator[AsyncSession]:
+    """A session from `sessions` bound to the tenant `slug` names (ValueError if none)."""
+    async with sessions() as session, session.begin():
+        tenant = await _tenant_id(session, slug)
+    async with tenant_session(sessions, tenant) as session:
+        yield session
 
 
 def provider(cfg: Settings) -> LocalKeyProvider:

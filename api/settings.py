@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from domain.imports.service import BATCH_ROWS
 from tenancy.deployment import ROLE_NAME, default_app_role
 
 
@@ -64,6 +65,11 @@ class Settings(BaseSettings):
     # PostgreSQL: each transaction's statements may run this long (SET LOCAL, so it holds
     # under a transaction-mode pooler too); SQLite applies none.
     statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
+    # How long a process holds a background job it works before it must renew the claim; a
+    # job whose holder died is taken over by another process once this has passed.
+    job_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    # Rows an import commits at a time (one transaction, one access-log entry each).
+    import_batch_rows: int = Field(default=BATCH_ROWS, ge=10, le=20_000)
     # How long a request waits for a pooled connection before it answers UNAVAILABLE.
     pool_timeout_s: float = Field(default=10.0, gt=0, le=300)
     # Log lines: "json" (one object a line) or "text"; unset: json in production.

@@ -188,6 +188,7 @@ def main() -> None:
         from bench.imports import main as import_bench
 
         import_bench(sys.argv[2:])
+        return
     if sys.argv[1] == "history":
         from bench.history import main as history
 

@@ -2,7 +2,8 @@
 
 A generated spreadsheet of N patients (default 100,000, about one row in 25 rejected for each
 reason in turn) imported through the import service and its job runner, as the app's login
-role (RLS on) on PostgreSQL: the whole file as one job, in batches of 500 rows. Prints the
+role (RLS on) on PostgreSQL: the whole file as one job, in batches (`--batch`, default the
+import's own). Prints the
 seconds to start the job (read, check and seal the upload), to run it, and rows per second.
 The database must be empty (its owner's URL); default: `pp_bench_import` on the local server,
 made anew.
@@ -21,7 +22,7 @@ from api.imports.runner import run_import_job
 from auth.provisioning import create_tenant
 from bench.import_rows import generate
 from bench.scale import _app_url
-from domain.imports.service import ImportOptions, ImportService
+from domain.imports.service import BATCH_ROWS, ImportOptions, ImportService
 from domain.pool.models import Tag, TagGroup
 from domain.tenants.models import Branch
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
@@ -43,7 +44,7 @@ async def _fresh_database(url: str) -> None:
     await admin.dispose()
 
 
-async def run(rows: int, owner_url: str, fresh: bool) -> str:
+async def run(rows: int, owner_url: str, fresh: bool, batch: int = BATCH_ROWS) -> str:
     if fresh:
         await _fresh_database(owner_url)
     app_url = await _app_url(owner_url)
@@ -75,7 +76,7 @@ async def run(rows: int, owner_url: str, fresh: bool) -> str:
             job = await ImportService(session, cipher).start(gen.data, ImportOptions(), "bench")
         started = time.perf_counter()
         cpu = time.process_time()
-        done = await run_import_job(session, job.id, "bench", cipher=cipher)
+        done = await run_import_job(session, job.id, "bench", cipher=cipher, batch=batch)
         ended = time.perf_counter()
         cpu = time.process_time() - cpu
     await engine.dispose()
@@ -86,7 +87,7 @@ async def run(rows: int, owner_url: str, fresh: bool) -> str:
             f"rows: {rows} ({len(gen.data) / 1e6:.1f} MB; {gen.created} created, "
             f"{gen.rejected} rejected)",
             f"start (read, check, seal the upload): {started - began:.1f} s",
-            f"job (batches of 500): {ended - started:.1f} s, of which {cpu:.1f} s CPU in this "
+            f"job (batches of {batch}): {ended - started:.1f} s, of which {cpu:.1f} s CPU in this "
             "process (the rest: PostgreSQL)",
             f"total: {total:.1f} s, {rows / total:,.0f} rows/s",
         ]
@@ -97,5 +98,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench import", description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--database-url", default=None, help="an empty database (owner URL)")
+    parser.add_argument("--batch", type=int, default=BATCH_ROWS, help="rows per transaction")
     args = parser.parse_args(argv)
-    print(asyncio.run(run(args.rows, args.database_url or DEFAULT_URL, args.database_url is None)))
+    url = args.database_url or DEFAULT_URL
+    print(asyncio.run(run(args.rows, url, args.database_url is None, args.batch)))

@@ -4,19 +4,25 @@ process at start)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
-from api.imports.runner import run_import_job
-from api.operator import owner_tenant_session, provider
+from api.imports.runner import IMPORT_BATCH_INFO, run_import_job
+from api.jobs import run_leased
+from api.operator import owner_sessions, provider, slug_session
 from api.settings import Settings
 from domain.errors import DomainError
+from domain.imports.repository import ImportRepository
 from domain.imports.service import ImportOptions, ImportService, OnMatch, Report
+from domain.pool.leases import LEASE_INFO, Claim
 from domain.pool.models import Job
 from tenancy.keystore import load_cipher
+from tenancy.session import tenant_session
 
 ACTOR = "system:cli:patients-import"
 
@@ -51,8 +57,16 @@ async def import_command(
     resume: uuid.UUID | None = None,
     rejected_out: Path | None = None,
 ) -> ImportOutcome:
-    async with owner_tenant_session(cfg, slug) as session:
-        async with session.begin():
+    """Start (or name) the job, then work it under a lease, as a served process would: a job
+    another live process works is waited for, and taken over if that process dies."""
+    async with owner_sessions(cfg) as sessions:
+        sessions.configure(
+            info={
+                LEASE_INFO: timedelta(seconds=cfg.job_lease_seconds),
+                IMPORT_BATCH_INFO: cfg.import_batch_rows,
+            }
+        )
+        async with slug_session(sessions, slug) as session, session.begin():
             cipher = await load_cipher(session, provider(cfg))
             if resume is None:
                 assert file is not None
@@ -62,25 +76,37 @@ async def import_command(
                     )
                 except DomainError as exc:
                     raise ValueError(exc.message) from None
-                job_id = job.id
             else:
-                job_id = resume
+                found = await session.get(Job, resume)
+                if found is None or found.kind != "import":
+                    raise ValueError(f"no import job {resume}")
+                job = found
+            job_id = job.id
         progress(f"import job {job_id}")
 
-        def report_progress(job: Job) -> None:
-            progress(f"{job.done}/{job.total} rows")
+        def report_progress(at: Job) -> None:
+            progress(f"{at.done}/{at.total} rows")
 
-        done = await run_import_job(session, job_id, ACTOR, cipher=cipher, progress=report_progress)
-        if done is None:
-            raise ValueError(f"no import job {job_id}")
-        async with session.begin():
-            service = ImportService(session, cipher)
-            report = await service.report(job_id)
-            if rejected_out is not None:
-                # personal data: written only where the operator asked, as the file to fix
-                rejected_out.write_text(await service.rejected_file(job_id) or "", "utf-8-sig")
-        assert report is not None
-        return ImportOutcome(job_id, done.status, report)
+        claim = await run_leased(
+            sessions,
+            job,
+            ACTOR,
+            functools.partial(run_import_job, cipher=cipher, progress=report_progress),
+            on_wait=lambda: progress(f"job {job_id} runs in another process: waiting"),
+        )
+        async with tenant_session(sessions, job.tenant_id) as session:
+            async with session.begin():
+                status = await ImportRepository(session).job_status(job_id)
+                if claim is Claim.MISSING or status is None:
+                    raise ValueError(f"no import job {job_id}")
+                service = ImportService(session, cipher)
+                report = await service.report(job_id)
+                if report is None:
+                    raise ValueError(f"no import job {job_id}")
+                if rejected_out is not None:
+                    # personal data: written only where the operator asked, as the file to fix
+                    rejected_out.write_text(await service.rejected_file(job_id) or "", "utf-8-sig")
+        return ImportOutcome(job_id, status, report)
 
 
 __all__ = ["OnMatch", "import_command", "parse_mapping_text"]

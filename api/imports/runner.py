@@ -15,6 +15,7 @@ from domain.imports.models import ImportFile
 from domain.imports.repository import ImportRepository
 from domain.imports.service import BATCH_ROWS, run_import
 from domain.patients.models import FieldGroup
+from domain.pool.leases import HOLDER_INFO, LEASE, LEASE_INFO
 from domain.pool.models import Job
 from tenancy.keyring import FieldCipher, KeyProvider
 from tenancy.keystore import load_cipher
@@ -23,6 +24,8 @@ from tenancy.keystore import load_cipher
 # `info`), so a job resumed at start-up can open the tenant's keys like the request that
 # started it.
 KEY_PROVIDER_INFO = "patientpool.key_provider"
+# Where a session finds the rows an import commits at a time (settings: import_batch_rows).
+IMPORT_BATCH_INFO = "patientpool.import_batch_rows"
 OPERATION = "importPatients"
 
 
@@ -37,7 +40,7 @@ async def run_import_job(
     actor: str,
     *,
     cipher: FieldCipher | None = None,
-    batch: int = BATCH_ROWS,
+    batch: int | None = None,
     stop_after_batches: int | None = None,
     progress: Callable[[Job], None] = lambda _j: None,
 ) -> Job | None:
@@ -66,7 +69,9 @@ async def run_import_job(
         cipher,
         job_id,
         log_batch,
-        batch=batch,
+        batch=batch or int(session.info.get(IMPORT_BATCH_INFO, BATCH_ROWS)),
         stop_after_batches=stop_after_batches,
         progress=progress,
+        holder=session.info.get(HOLDER_INFO),
+        lease=session.info.get(LEASE_INFO, LEASE),
     )

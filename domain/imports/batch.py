@@ -8,7 +8,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -21,6 +21,7 @@ from domain.imports.rows import IDENTITY, Checked, Reason
 from domain.patients.models import BLIND_INDEXED, SEALED_FIELDS, Gender, Patient
 from domain.patients.repository import PatientRepository
 from domain.patients.service import TABLE, seal, unseal
+from domain.pool.leases import LEASE, holds
 from domain.pool.models import Job, JobStatus
 from tenancy.keyring import DecryptionError, FieldCipher
 
@@ -51,8 +52,12 @@ class Batch:
         job_id: uuid.UUID,
         on_match: OnMatch,
         log_batch: BatchLogger,
+        holder: str | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
         self.session = session
+        self.holder = holder
+        self.lease = lease
         self.cipher = cipher
         self.job_id = job_id
         self.on_match = on_match
@@ -62,12 +67,21 @@ class Batch:
 
     async def commit(self, pending: list[tuple[Row, Checked | Reason]]) -> Job | None:
         async with self.session.begin():
+            await self.repo.relax_commit()
             locked = await self.repo.lock_job(self.job_id)
-            if locked is None or locked[0].status != JobStatus.RUNNING:
-                return None
+            if (
+                locked is None
+                or locked[0].status != JobStatus.RUNNING
+                or not holds(locked[0], self.holder)
+            ):
+                return None  # finished elsewhere, or the lease went to another process
             job, imp = locked
-            # Another process may have done some of these rows meanwhile (it holds the same
-            # cursor): only the rest is ours.
+            if self.holder is not None:
+                # each batch renews the lease too: the heartbeat's own write may queue behind
+                # batches (SQLite has one writer)
+                job.lease_until = datetime.now(UTC) + self.lease
+            # A process that held the job before may have done some of these rows (it
+            # moved the cursor): only the rest is ours.
             todo = [(r, c) for r, c in pending if r.number > imp.row_cursor]
             if not todo:
                 return job
@@ -114,10 +128,13 @@ class Batch:
         record it was merged into)."""
         by_digest: dict[tuple[str, bytes], set[Patient]] = {}
         retired: dict[uuid.UUID, list[tuple[str, bytes]]] = {}
-        for kind in IDENTITY:
-            digests = [c.identity[kind] for c in rows if kind in c.identity]
-            for p in await self.patients.find_by_blind_indexes(kind, digests):
-                key = (kind, getattr(p, f"{kind}_bidx"))
+        wanted = {kind: {c.identity[kind] for c in rows if kind in c.identity} for kind in IDENTITY}
+        for p in await self.repo.find_by_blind_indexes(wanted):
+            for kind in IDENTITY:
+                digest = getattr(p, f"{kind}_bidx")
+                if digest is None or digest not in wanted[kind]:
+                    continue
+                key = (kind, digest)
                 if p.merged_into_id is None:
                     by_digest.setdefault(key, set()).add(p)
                 else:

@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,12 +27,13 @@ from domain.imports.models import ImportChunk, ImportFile, ImportRejection
 from domain.imports.reader import FileFormat, Row, UnreadableFile, detect_format, read_rows
 from domain.imports.repository import ImportRepository
 from domain.imports.rows import Checked, Lookups, Reason, check_row
+from domain.pool.leases import LEASE, holds
 from domain.pool.models import Job, JobStatus
 from tenancy.keyring import FieldCipher
 
 KIND = "import"
 CHUNK_BYTES = 1 << 20
-BATCH_ROWS = 500
+BATCH_ROWS = 2000
 REASON_HEADER = "reason"
 
 
@@ -142,14 +143,20 @@ async def run_import(
     batch: int = BATCH_ROWS,
     stop_after_batches: int | None = None,
     progress: Callable[[Job], None] = lambda _j: None,
+    holder: str | None = None,
+    lease: timedelta = LEASE,
 ) -> Job | None:
     """Work an import job from its cursor to the end. Rows before the cursor are read again
-    (not written): the duplicate-in-file check needs the identifiers of every earlier row."""
+    (not written): the duplicate-in-file check needs the identifiers of every earlier row.
+    `holder`: the lease this run works under (domain/pool/leases.py); a batch that finds the
+    job no longer held by it stops the run (None)."""
     repo = ImportRepository(session)
     async with session.begin():
         locked = await repo.lock_job(job_id)
         if locked is None or locked[0].status != JobStatus.RUNNING:
             return None if locked is None else locked[0]
+        if not holds(locked[0], holder):
+            return None
         job, imp = locked
         blobs = await repo.chunks(job_id)
         data = b"".join(
@@ -172,7 +179,7 @@ async def run_import(
         cursor = imp.row_cursor
     header, rows = read_rows(data, FileFormat(str(options["format"])))
     cols = columns(header, options.get("mapping") or {})  # type: ignore[arg-type]
-    batcher = Batch(session, cipher, job_id, OnMatch(str(options["on_match"])), log_batch)
+    batcher = Batch(session, cipher, job_id, OnMatch(str(options["on_match"])), log_batch, holder)
     seen: set[tuple[str, bytes]] = set()
     pending: list[tuple[Row, Checked | Reason]] = []
     batches = 0
@@ -205,6 +212,8 @@ async def run_import(
         if locked is None:
             return None
         job = locked[0]
+        if not holds(job, holder):
+            return None
         if job.status == JobStatus.RUNNING:
             job.status = JobStatus.DONE
             job.finished_at = datetime.now(UTC)

@@ -192,6 +192,10 @@ class Job(TenantScoped, Timestamped, Base):
     done: Mapped[int] = mapped_column(Integer, default=0)
     cursor: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    # The process working the job and until when it holds it (domain/pool/leases.py): it
+    # renews the lease while it works; another process may claim the job once it lapses.
+    claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
 
 class FollowUpKind(StrEnum):
