@@ -12,8 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from domain.reasons.models import StatedPurpose
-from tests.chain.conftest import Operator, new_chain, sign_in_pair
-from tests.chain.test_staff_lifecycle import Chain, chain  # noqa: F401  (the module's chain)
+from tests.chain.conftest import Chain, Operator, new_chain, sign_in_pair
 from tests.conftest import Database
 from tests.support import SEEDED, codes, ok, patient_values
 
@@ -54,7 +53,7 @@ def _reason_required(result: dict[str, Any]) -> None:
 
 
 async def test_health_fields_open_only_after_a_stated_purpose(
-    chain: Chain,  # noqa: F811
+    chain: Chain,
     db: Database,
 ) -> None:
     patient, notes = await _patient(chain, "glass-a")
@@ -98,7 +97,7 @@ async def test_health_fields_open_only_after_a_stated_purpose(
     _reason_required(await chain.q(READ, {"id": patient}))
 
 
-async def test_a_doctor_reads_their_own_patients_without_a_reason(chain: Chain) -> None:  # noqa: F811
+async def test_a_doctor_reads_their_own_patients_without_a_reason(chain: Chain) -> None:
     doctor, pair = await chain.member("doctor", [chain.branches["main"]])
     token = pair["accessToken"]
     assigned, assigned_notes = await _patient(chain, "glass-c", staff=doctor)
@@ -111,13 +110,13 @@ async def test_a_doctor_reads_their_own_patients_without_a_reason(chain: Chain) 
     assert ok(await chain.q(READ, {"id": seen}, token=token))["patient"]["notes"] == seen_notes
 
 
-async def test_a_branch_manager_needs_a_reason_too(chain: Chain) -> None:  # noqa: F811
+async def test_a_branch_manager_needs_a_reason_too(chain: Chain) -> None:
     _, pair = await chain.member("branch_manager", [chain.branches["main"]])
     patient, _ = await _patient(chain, "glass-e")
     _reason_required(await chain.q(READ, {"id": patient}, token=pair["accessToken"]))
 
 
-async def test_bad_input_and_foreign_ids(chain: Chain, operator: Operator) -> None:  # noqa: F811
+async def test_bad_input_and_foreign_ids(chain: Chain, operator: Operator) -> None:
     patient, _ = await _patient(chain, "glass-f")
     bad = await chain.q(STATE, {"id": patient, "p": "CURIOSITY", "n": "x"})
     assert codes(bad) == ["BAD_USER_INPUT"]
