@@ -116,7 +116,7 @@ class Batch:
         retired: dict[uuid.UUID, list[tuple[str, bytes]]] = {}
         for kind in IDENTITY:
             digests = [c.identity[kind] for c in rows if kind in c.identity]
-            for p in await self.patients.find_by_blind_indexes(kind, digests):
+            for p in await self.patients.find_by_identifiers({kind: digests}):
                 key = (kind, getattr(p, f"{kind}_bidx"))
                 if p.merged_into_id is None:
                     by_digest.setdefault(key, set()).add(p)
