@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -76,19 +75,21 @@ def _reveal(
 def _health_gate(ctx: Any, principal: Principal) -> Any:
     """One loader per request: the care/reason gate (auth.reasons) for a batch of patients."""
 
-    def make() -> DataLoader[uuid.UUID, HealthGrant]:
-        async def load(ids: list[uuid.UUID]) -> list[HealthGrant]:
-            found = await grants(ctx.session, principal, ids)
-            return [found[i] for i in ids]
+    def make() -> DataLoader[PatientRow, HealthGrant]:
+        async def load(rows: list[PatientRow]) -> list[HealthGrant]:
+            found = await grants(ctx.session, principal, rows)
+            return [found[r.id] for r in rows]
 
-        return DataLoader(load_fn=load)
+        # Keyed by the row (the gate reads its assignee), cached by its id.
+        return DataLoader(load_fn=load, cache_key_fn=lambda row: row.id)
 
     return ctx.loader("health_gate", make)
 
 
 def _gated(principal: Principal, patient: PatientRow, name: str) -> bool:
     """Whether the care/reason gate must be asked (health fields Casbin lets the caller read,
-    of a patient not assigned to them)."""
+    of a patient not assigned to them: for those the row answers `grants` alone, so a page of
+    the caller's own patients resolves without the gate's look-up)."""
     return (
         SEALED_FIELDS[name] is m.FieldGroup.HEALTH
         and field_visibility(principal, m.FieldGroup.HEALTH) is not Visibility.DENIED
@@ -103,7 +104,7 @@ async def _sealed_async(patient: PatientRow, info: Info, name: str) -> str | Non
         return _reveal(ctx, principal, None, patient, name)  # type: ignore[arg-type]  # raises
     grant = IN_CARE
     if _gated(principal, patient, name):
-        grant = await _health_gate(ctx, principal).load(patient.id)
+        grant = await _health_gate(ctx, principal).load(patient)
     return _reveal(ctx, principal, await ctx.cipher(), patient, name, grant)
 
 
@@ -118,7 +119,7 @@ def _sealed(patient: PatientRow, info: Info, name: str) -> Any:
         return _sealed_async(patient, info, name)
     grant = IN_CARE
     if _gated(principal, patient, name):
-        held, grant = ctx.ready(_health_gate(ctx, principal), patient.id)
+        held, grant = ctx.ready(_health_gate(ctx, principal), patient)
         if not held:
             return _sealed_async(patient, info, name)
     return _reveal(ctx, principal, cipher, patient, name, grant)
