@@ -42,6 +42,15 @@ def patient_scope(principal: Principal, act: str = "read") -> PatientScope:
     return PatientScope(branch_ids=frozenset(branches), staff_id=staff)
 
 
+def care_scope(principal: Principal) -> PatientScope:
+    """The caller's own care: the patients assigned to them or seen by them at an arrived
+    visit (`PatientScope`'s "my patients" rule, the one place it is written), whatever wider
+    scope their rules grant. Empty for anyone but a staff member."""
+    if principal.kind != "user":
+        return PatientScope()
+    return PatientScope(staff_id=principal.id)
+
+
 def require_patient_scope(
     principal: Principal, trail: AccessTrail, act: str, action: Action
 ) -> PatientScope:

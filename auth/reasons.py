@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.access_log import Action, Outcome
+from auth.guard import care_scope
 from auth.principal import Principal
 from auth.trail import AccessTrail
 from domain.errors import BadInput, ReasonRequired
@@ -49,43 +50,68 @@ IN_CARE = HealthGrant(in_care=True)
 
 
 def in_own_care_at_once(principal: Principal, patient: Patient) -> bool:
-    """Assigned to the caller: known from the row, with no query (the hot path of a page)."""
+    """Assigned to the caller: known from the row, with no query. `grants` asks it first; a
+    hot path (a page of patients) may ask it alone to skip the gate's look-up altogether."""
     return principal.kind == "user" and patient.assigned_staff_id == principal.id
 
 
 async def grants(
     session: AsyncSession,
     principal: Principal,
-    patient_ids: Sequence[uuid.UUID],
+    patients: Sequence[Patient],
     now: datetime | None = None,
 ) -> dict[uuid.UUID, HealthGrant]:
-    """The gate for a batch of patients (a DataLoader's batch): seen by the caller, or under
-    a purpose they stated that is still open. Assignment is checked by the caller first."""
+    """The gate for a batch of patient rows (a DataLoader's batch, an export's sheet): IN_CARE
+    for those in the caller's own care (assigned, from the row; seen at an arrived visit, by
+    `care_scope`), else the purpose they stated that is still open, else closed."""
+    out = {p.id: IN_CARE for p in patients if in_own_care_at_once(principal, p)}
+    rest = sorted({p.id for p in patients} - set(out))
     repo = ReasonRepository(session)
-    now = now or datetime.now(UTC)
-    seen = await repo.seen_by(principal.id, patient_ids) if principal.kind == "user" else set()
-    open_ = await repo.open_for(principal.id, [p for p in patient_ids if p not in seen], now)
-    out: dict[uuid.UUID, HealthGrant] = {}
-    for pid in patient_ids:
-        if pid in seen:
-            out[pid] = IN_CARE
-        elif pid in open_:
-            out[pid] = HealthGrant(purpose=open_[pid].purpose, stated_id=open_[pid].id)
-        else:
-            out[pid] = HealthGrant()
+    seen = await repo.in_scope(care_scope(principal), rest)
+    out |= dict.fromkeys(seen, IN_CARE)
+    open_ = await repo.open_for(
+        principal.id, [p for p in rest if p not in seen], now or datetime.now(UTC)
+    )
+    for pid in rest:
+        if pid in out:
+            continue
+        stated = open_.get(pid)
+        out[pid] = (
+            HealthGrant()
+            if stated is None
+            else HealthGrant(purpose=stated.purpose, stated_id=stated.id)
+        )
     return out
 
 
-def check_grant(trail: AccessTrail, patient_id: uuid.UUID, grant: HealthGrant) -> None:
-    """Record a health read the gate let through under a purpose, or refuse it."""
+def check_grant(
+    trail: AccessTrail, patient_id: uuid.UUID, grant: HealthGrant, action: Action | None = None
+) -> None:
+    """Record a health read (or, with `action`, a change) the gate let through under a
+    purpose, or refuse it."""
     if grant.in_care:
         return
     if grant.purpose is None:
-        trail.reasoned_field(patient_id, "health", Outcome.DENIED, REASON_REQUIRED)
+        trail.reasoned_field(patient_id, "health", Outcome.DENIED, REASON_REQUIRED, action)
         raise ReasonRequired(
-            "health fields of a patient outside your own care open only after statePurpose"
+            "health data of a patient outside your own care opens only after statePurpose"
         )
-    trail.reasoned_field(patient_id, "health", Outcome.ALLOWED, grant.log_reason)
+    trail.reasoned_field(patient_id, "health", Outcome.ALLOWED, grant.log_reason, action)
+
+
+async def check_health(
+    session: AsyncSession,
+    principal: Principal,
+    trail: AccessTrail,
+    patients: Sequence[Patient],
+    action: Action | None = None,
+) -> None:
+    """The gate for one operation on these patients' health data (Casbin has already let the
+    caller read or write health fields): each in their own care, or under an open purpose
+    (logged with it, as `action` when it is a change); else REASON_REQUIRED."""
+    given = await grants(session, principal, patients)
+    for patient in patients:
+        check_grant(trail, patient.id, given[patient.id], action)
 
 
 def clean_note(note: str, field: str = "note") -> str:

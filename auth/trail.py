@@ -46,12 +46,20 @@ class AccessTrail:
         self._groups[(action, outcome)].setdefault(patient_id, set()).add(group)
 
     def reasoned_field(
-        self, patient_id: uuid.UUID, group: str, outcome: Outcome, reason: str
+        self,
+        patient_id: uuid.UUID,
+        group: str,
+        outcome: Outcome,
+        reason: str,
+        action: Action | None = None,
     ) -> None:
-        """A field group read under a stated purpose, or refused for want of one."""
-        action = self._action_of.get(patient_id, Action.READ)
-        if outcome is Outcome.DENIED:
-            action = Action.DECRYPT_DENIED
+        """A field group read (or, with `action`, changed) under a stated purpose, or refused
+        for want of one (a refused read is a DECRYPT_DENIED, a refused change keeps its
+        action and, like every refused change, is rolled back with it)."""
+        if action is None:
+            action = self._action_of.get(patient_id, Action.READ)
+            if outcome is Outcome.DENIED:
+                action = Action.DECRYPT_DENIED
         self._reasoned[(action, outcome, reason)].setdefault(patient_id, set()).add(group)
 
     def purpose(self, action: Action, patient_id: uuid.UUID, reason: str) -> None:

@@ -20,7 +20,7 @@ from api.consent.types import (
 from api.patients.loaders import patient_in_scope
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope
-from auth.reasons import check_grant, grants, in_own_care_at_once
+from auth.reasons import check_health
 from domain.consent import service as consent
 from domain.patients.models import SEALED_FIELDS
 from domain.patients.models import Patient as PatientRow
@@ -77,9 +77,7 @@ async def export_patient_data(info: Info, patient_id: strawberry.ID) -> PatientD
     patient = await _patient(info, patient_id, "read", Action.EXPORT)
     # The copy holds the health record: the reason gate applies as to any health read (a
     # data-subject request outside one's own care is stated as LEGAL first).
-    if not in_own_care_at_once(principal, patient):
-        grant = (await grants(ctx.session, principal, [patient.id]))[patient.id]
-        check_grant(ctx.trail, patient.id, grant)
+    await check_health(ctx.session, principal, ctx.trail, [patient])
     copy = await patient_copy(ctx.session, await ctx.cipher(), patient)
     groups = {str(g) for g in set(SEALED_FIELDS.values())}
     ctx.trail.changed(Action.EXPORT, [patient.id], groups)

@@ -21,6 +21,7 @@ from domain.imports.repository import ImportRepository
 from domain.imports.service import ImportOptions, ImportService, OnMatch, Report
 from domain.pool.leases import LEASE_INFO, Claim
 from domain.pool.models import Job
+from domain.pool.repository import PoolRepository
 from tenancy.keystore import load_cipher
 from tenancy.session import tenant_session
 
@@ -60,8 +61,9 @@ async def import_command(
     """Start (or name) the job, then work it under a lease, as a served process would: a job
     another live process works is waited for, and taken over if that process dies."""
     async with owner_sessions(cfg) as sessions:
-        sessions.configure(
+        sessions.configure(  # `configure` replaces the dict: keep the factory's own info
             info={
+                **sessions.kw.get("info", {}),
                 LEASE_INFO: timedelta(seconds=cfg.job_lease_seconds),
                 IMPORT_BATCH_INFO: cfg.import_batch_rows,
             }
@@ -77,7 +79,7 @@ async def import_command(
                 except DomainError as exc:
                     raise ValueError(exc.message) from None
             else:
-                found = await session.get(Job, resume)
+                found = await PoolRepository(session).job(resume)
                 if found is None or found.kind != "import":
                     raise ValueError(f"no import job {resume}")
                 job = found
@@ -94,18 +96,17 @@ async def import_command(
             functools.partial(run_import_job, cipher=cipher, progress=report_progress),
             on_wait=lambda: progress(f"job {job_id} runs in another process: waiting"),
         )
-        async with tenant_session(sessions, job.tenant_id) as session:
-            async with session.begin():
-                status = await ImportRepository(session).job_status(job_id)
-                if claim is Claim.MISSING or status is None:
-                    raise ValueError(f"no import job {job_id}")
-                service = ImportService(session, cipher)
-                report = await service.report(job_id)
-                if report is None:
-                    raise ValueError(f"no import job {job_id}")
-                if rejected_out is not None:
-                    # personal data: written only where the operator asked, as the file to fix
-                    rejected_out.write_text(await service.rejected_file(job_id) or "", "utf-8-sig")
+        async with tenant_session(sessions, job.tenant_id) as session, session.begin():
+            status = await ImportRepository(session).job_status(job_id)
+            if claim is Claim.MISSING or status is None:
+                raise ValueError(f"no import job {job_id}")
+            service = ImportService(session, cipher)
+            report = await service.report(job_id)
+            if report is None:
+                raise ValueError(f"no import job {job_id}")
+            if rejected_out is not None:
+                # personal data: written only where the operator asked, as the file to fix
+                rejected_out.write_text(await service.rejected_file(job_id) or "", "utf-8-sig")
         return ImportOutcome(job_id, status, report)
 
 

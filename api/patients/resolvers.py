@@ -26,6 +26,7 @@ from auth.guard import (
     require_unmasked,
     writable_groups,
 )
+from auth.reasons import check_health
 from auth.staff import StaffService
 from domain.errors import BadInput, Forbidden, Merged, NotFound
 from domain.patients.models import SEALED_FIELDS, FieldGroup, TouchVia
@@ -220,6 +221,8 @@ async def update_patient(
     row = await live_patient(ctx.session, scope, id)
     values = await _values(info, input)
     groups = _check_field_groups(info, principal, values)
+    if str(FieldGroup.HEALTH) in groups:  # as the record stands: before any reassignment
+        await check_health(ctx.session, principal, ctx.trail, [row], Action.UPDATE)
     visible = patient_scope(principal, "read")
     await PatientService(ctx.session, await ctx.cipher()).update(row, values, visible)
     if not await PatientRepository(ctx.session).holds(scope, row.id):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -75,19 +74,21 @@ def _reveal(
 def _health_gate(ctx: Any, principal: Principal) -> Any:
     """One loader per request: the care/reason gate (auth.reasons) for a batch of patients."""
 
-    def make() -> DataLoader[uuid.UUID, HealthGrant]:
-        async def load(ids: list[uuid.UUID]) -> list[HealthGrant]:
-            found = await grants(ctx.session, principal, ids)
-            return [found[i] for i in ids]
+    def make() -> DataLoader[PatientRow, HealthGrant]:
+        async def load(rows: list[PatientRow]) -> list[HealthGrant]:
+            found = await grants(ctx.session, principal, rows)
+            return [found[r.id] for r in rows]
 
-        return DataLoader(load_fn=load)
+        # Keyed by the row (the gate reads its assignee), cached by its id.
+        return DataLoader(load_fn=load, cache_key_fn=lambda row: row.id)
 
     return ctx.loader("health_gate", make)
 
 
 def _gated(principal: Principal, patient: PatientRow, name: str) -> bool:
     """Whether the care/reason gate must be asked (health fields Casbin lets the caller read,
-    of a patient not assigned to them)."""
+    of a patient not assigned to them: for those the row answers `grants` alone, so a page of
+    the caller's own patients resolves without the gate's look-up)."""
     return (
         SEALED_FIELDS[name] is m.FieldGroup.HEALTH
         and field_visibility(principal, m.FieldGroup.HEALTH) is not Visibility.DENIED
@@ -102,7 +103,7 @@ async def _sealed_async(patient: PatientRow, info: Info, name: str) -> str | Non
         return _reveal(ctx, principal, None, patient, name)  # type: ignore[arg-type]  # raises
     grant = IN_CARE
     if _gated(principal, patient, name):
-        grant = await _health_gate(ctx, principal).load(patient.id)
+        grant = await _health_gate(ctx, principal).load(patient)
     return _reveal(ctx, principal, await ctx.cipher(), patient, name, grant)
 
 
@@ -117,7 +118,7 @@ def _sealed(patient: PatientRow, info: Info, name: str) -> Any:
         return _sealed_async(patient, info, name)
     grant = IN_CARE
     if _gated(principal, patient, name):
-        held, grant = ctx.ready(_health_gate(ctx, principal), patient.id)
+        held, grant = ctx.ready(_health_gate(ctx, principal), patient)
         if not held:
             return _sealed_async(patient, info, name)
     return _reveal(ctx, principal, cipher, patient, name, grant)
@@ -148,9 +149,31 @@ def _touch_loader(session: Any) -> DataLoader[Any, list[ChannelTouchRow]]:
     return DataLoader(load_fn=load)
 
 
-def _visible_tags(principal: Principal, found: list[tuple[Any, Any]]) -> list[Tag]:
-    sees_health = field_visibility(principal, m.FieldGroup.HEALTH) is Visibility.FULL
-    return [Tag(_row=t, _group=g) for t, g in found if sees_health or not g.is_health]
+def _visible_tags(
+    ctx: Any,
+    principal: Principal,
+    patient: PatientRow,
+    found: list[tuple[Any, Any]],
+    grant: HealthGrant | None = None,
+) -> list[Tag] | None:
+    """The patient's tags the caller may see. Health tags are health data: only for roles
+    that read health fields in full, and past the care/reason gate (a patient outside the
+    caller's own care shows them only under an open purpose, and that read is logged with it;
+    otherwise they are left out). None when the gate's answer is not loaded yet."""
+    shown = [(t, g) for t, g in found if not g.is_health]
+    if len(shown) == len(found) or (
+        field_visibility(principal, m.FieldGroup.HEALTH) is not Visibility.FULL
+    ):
+        return [Tag(_row=t, _group=g) for t, g in shown]
+    if not in_own_care_at_once(principal, patient):
+        if grant is None:
+            held, grant = ctx.ready(_health_gate(ctx, principal), patient)
+            if not held:
+                return None
+        if not grant.opens:
+            return [Tag(_row=t, _group=g) for t, g in shown]
+        check_grant(ctx.trail, patient.id, grant)  # logs the purpose (opens: never raises)
+    return [Tag(_row=t, _group=g) for t, g in found]
 
 
 @strawberry.type(
@@ -279,7 +302,9 @@ class Patient(Node):
         return self._row.last_visit_at
 
     @strawberry.field(
-        description="Tags on the patient; health tags only for roles that may read health data."
+        description="Tags on the patient; health tags only for roles that may read health data "
+        "and, for a patient outside your own care, while a purpose you stated is open "
+        "(statePurpose); otherwise they are left out."
     )
     def tags(self, info: Info) -> list[Tag]:
         # Sync when the page's resolver prefetched the tags (see page_patients): no coroutine
@@ -290,11 +315,21 @@ class Patient(Node):
         held, found = ctx.ready(loader, self._row.id)
         if principal is None or not held:
             return self._tags_async(info, loader)  # type: ignore[return-value]
-        return _visible_tags(principal, found)
+        shown = _visible_tags(ctx, principal, self._row, found)
+        if shown is None:
+            return self._tags_async(info, loader)  # type: ignore[return-value]
+        return shown
 
     async def _tags_async(self, info: Info, loader: Any) -> list[Tag]:
-        principal = await info.context.principal()
-        return _visible_tags(principal, await loader.load(self._row.id))
+        ctx = info.context
+        principal = await ctx.principal()
+        found = await loader.load(self._row.id)
+        shown = _visible_tags(ctx, principal, self._row, found)
+        if shown is None:
+            grant = await _health_gate(ctx, principal).load(self._row)
+            shown = _visible_tags(ctx, principal, self._row, found, grant)
+        assert shown is not None
+        return shown
 
     @strawberry.field(description="How the lead score came about: which events gave which points.")
     async def score_explanation(self, info: Info) -> ScoreExplanation:

@@ -47,6 +47,7 @@ from auth.guard import (
     require_unmasked,
 )
 from auth.principal import Principal
+from auth.reasons import check_health
 from domain.errors import BadInput, Conflict, Forbidden, NotFound
 from domain.patients.models import FieldGroup
 from domain.patients.repository import PatientFilter, PatientRepository
@@ -176,8 +177,11 @@ async def _tagging(
     principal = await ctx.principal()
     require(principal, "tags", "write")
     scope = require_patient_scope(principal, ctx.trail, "write", Action.UPDATE)
-    tag, _group = await _tag(info, tag_id)
+    tag, group = await _tag(info, tag_id)
     ids = _patient_ids(patient_ids)
+    if group.is_health:  # a health tag is health data: the care/reason gate, as for writes
+        rows = await PatientRepository(ctx.session).get_many(scope, ids)
+        await check_health(ctx.session, principal, ctx.trail, list(rows.values()), Action.UPDATE)
     ctx.trail.changed(Action.UPDATE, ids)
     return TagService(ctx.session), tag, scope, ids
 

@@ -42,6 +42,10 @@ class DoorRepository:
             )
         )
 
+    async def identities_of(self, patient: Patient) -> Sequence[PatientIdentity]:
+        stmt = select(PatientIdentity).where(PatientIdentity.patient_id == patient.id)
+        return (await self.session.scalars(stmt)).all()
+
     async def patient(self, patient_id: uuid.UUID) -> Patient | None:
         return await self.session.scalar(select(Patient).where(Patient.id == patient_id))
 

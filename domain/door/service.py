@@ -37,6 +37,18 @@ def app_secret(cipher: FieldCipher, app: MiniProgramApp) -> str:
     return cipher.decrypt(app.secret_ct, table=APP_TABLE, column="secret", row_id=app.tenant_id)
 
 
+async def move_identities(
+    session: AsyncSession, cipher: FieldCipher, old: Patient, new: Patient
+) -> None:
+    """A merge's part of the door: `old`'s WeChat identities now sign in to `new`, each value
+    re-sealed for its new record (the ciphertext is bound to the record it belongs to)."""
+    for row in await DoorRepository(session).identities_of(old):
+        value = cipher.decrypt(row.value_ct, table=IDENTITY_TABLE, column=row.kind, row_id=old.id)
+        row.patient_id = new.id
+        row.value_ct = cipher.encrypt(value, table=IDENTITY_TABLE, column=row.kind, row_id=new.id)
+    await session.flush()
+
+
 @dataclass(frozen=True)
 class SignedIn:
     patient: Patient

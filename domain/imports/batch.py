@@ -129,7 +129,7 @@ class Batch:
         by_digest: dict[tuple[str, bytes], set[Patient]] = {}
         retired: dict[uuid.UUID, list[tuple[str, bytes]]] = {}
         wanted = {kind: {c.identity[kind] for c in rows if kind in c.identity} for kind in IDENTITY}
-        for p in await self.repo.find_by_blind_indexes(wanted):
+        for p in await self.patients.find_by_identifiers(wanted):
             for kind in IDENTITY:
                 digest = getattr(p, f"{kind}_bidx")
                 if digest is None or digest not in wanted[kind]:

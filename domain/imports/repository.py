@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, or_, select, text, update
+from sqlalchemy import Table, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.imports.models import ImportChunk, ImportFile, ImportRejection
@@ -112,22 +112,6 @@ class ImportRepository:
         cursor and its access-log entry commit together, and the resume redoes what is lost."""
         if self.session.get_bind().dialect.name == "postgresql":
             await self.session.execute(_RELAX_COMMIT)
-
-    async def find_by_blind_indexes(self, digests: dict[str, Sequence[bytes]]) -> list[Patient]:
-        """The live records any of the digests names (kind → digests), in one statement: one
-        `IN` per identifier kind, OR-ed (each an index scan). Erased and retired (merged)
-        records are never matched, as `PatientRepository.find_by_blind_indexes` has it."""
-        wanted = [
-            getattr(Patient, f"{kind}_bidx").in_(sorted(set(values)))
-            for kind, values in digests.items()
-            if values
-        ]
-        if not wanted:
-            return []
-        stmt = select(Patient).where(
-            or_(*wanted), Patient.erased_at.is_(None), Patient.merged_into_id.is_(None)
-        )
-        return list((await self.session.scalars(stmt)).all())
 
     async def insert_patients(self, rows: list[dict[str, Any]]) -> None:
         """Multi-row INSERTs of the table, not the mapper (the ORM's bulk insert sends about a

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -122,13 +122,6 @@ class PatientRepository:
         stmt = select(func.count()).select_from(Patient).where(*self._where(scope, flt))
         return int(await self.session.scalar(stmt) or 0)
 
-    async def find_by_blind_index(self, column: str, digest: bytes) -> list[Patient]:
-        """Exact-match identity look-up across the whole tenant (duplicate detection)."""
-        stmt = select(Patient).where(
-            getattr(Patient, f"{column}_bidx") == digest, Patient.erased_at.is_(None)
-        )
-        return list((await self.session.scalars(stmt)).all())
-
     async def ids_after(
         self, scope: PatientScope, flt: PatientFilter, after: uuid.UUID | None, size: int
     ) -> list[uuid.UUID]:
@@ -140,17 +133,21 @@ class PatientRepository:
         return list((await self.session.scalars(stmt)).all())
 
     async def find_by_identifiers(
-        self, digests: Mapping[str, bytes], scope: PatientScope | None = None
+        self, digests: Mapping[str, Collection[bytes]], scope: PatientScope | None = None
     ) -> list[Patient]:
-        """Live records (neither erased nor merged) holding any of these identifiers
-        ({"phone": blind index, …}), oldest first: one person's records across channels.
+        """Live records (neither erased nor merged: a retired record is never matched again)
+        holding any of these identifiers ({"phone": [blind index, …], …}), oldest first: one
+        person's records across channels, or a whole import batch's matches in one statement.
         Across the whole tenant unless `scope` narrows it."""
-        if not digests:
+        wanted = [
+            getattr(Patient, f"{name}_bidx").in_(sorted(set(values)))
+            for name, values in sorted(digests.items())
+            if values
+        ]
+        if not wanted:
             return []
         stmt = select(Patient).where(
-            or_(*(getattr(Patient, f"{name}_bidx") == d for name, d in sorted(digests.items()))),
-            Patient.erased_at.is_(None),
-            Patient.merged_into_id.is_(None),
+            or_(*wanted), Patient.erased_at.is_(None), Patient.merged_into_id.is_(None)
         )
         if scope is not None:
             stmt = stmt.where(scope.clause())
@@ -176,17 +173,6 @@ class PatientRepository:
         for row in (await self.session.scalars(stmt)).all():
             out[row.patient_id].append(row)
         return out
-
-    async def find_by_blind_indexes(self, column: str, digests: Sequence[bytes]) -> list[Patient]:
-        """`find_by_blind_index` for many digests in one statement (bulk import matching)."""
-        if not digests:
-            return []
-        stmt = select(Patient).where(
-            getattr(Patient, f"{column}_bidx").in_(sorted(set(digests))),
-            Patient.erased_at.is_(None),
-            Patient.merged_into_id.is_(None),  # a retired record is never matched again
-        )
-        return list((await self.session.scalars(stmt)).all())
 
     async def referral_codes_taken(self, codes: Sequence[str]) -> set[str]:
         stmt = select(Patient.referral_code).where(Patient.referral_code.in_(sorted(set(codes))))

@@ -146,7 +146,7 @@ class PatientService:
         digest = self.cipher.blind_index(phone, kind="phone")
         if digest == patient.phone_bidx:
             return
-        for other in await self.repo.find_by_identifiers({"phone": digest}, visible):
+        for other in await self.repo.find_by_identifiers({"phone": [digest]}, visible):
             if other.id != patient.id:
                 raise Conflict("a patient with this phone already exists", field="phone")
 
@@ -171,7 +171,7 @@ class PatientService:
         its own id) and, sharing the identifier, is listed for HQ by possibleDuplicates."""
         channel = str(values.get("source_channel") or "")
         digests = self.identifier_digests(values)
-        matches = await self.repo.find_by_identifiers(digests)
+        matches = await self.repo.find_by_identifiers({n: [d] for n, d in digests.items()})
         seen = await self.repo.get_many(visible, [m.id for m in matches])
         known = next((m for m in matches if m.id in seen), None)
         if known is None:

@@ -15,6 +15,7 @@ from domain.campaigns.models import Delivery
 from domain.care.metrics import PAID
 from domain.care.models import Order, Visit, VisitStatus
 from domain.consent.models import ConsentRecord, ConsentState
+from domain.door.service import move_identities
 from domain.errors import BadInput
 from domain.patients.models import SEALED_FIELDS, ChannelTouch, LifecycleStage, Patient
 from domain.patients.scope import PatientScope
@@ -98,7 +99,8 @@ _STAGE_RANK[LifecycleStage.LOST] = -1
 async def merge(session: AsyncSession, cipher: FieldCipher, keep: Patient, other: Patient) -> None:
     """One transaction's worth: move everything `other` owns onto `keep` (visits, orders and
     their refunds, follow-ups, events, stage history, tags, consents, referral links in both
-    directions, rewards, campaign deliveries, WeCom callbacks), fill `keep`'s empty sealed
+    directions, rewards, campaign deliveries, WeCom callbacks, the WeChat identities the
+    patient signs in with), fill `keep`'s empty sealed
     fields from `other` (re-sealed for keep's row), then retire `other`.
 
     The books stay whole: revenue moves with the orders, the earliest visit and the earliest
@@ -125,6 +127,7 @@ async def merge(session: AsyncSession, cipher: FieldCipher, keep: Patient, other
     ):
         await _move(session, model, other.id, keep.id)
     await _move(session, WecomCallback, other.id, keep.id)
+    await move_identities(session, cipher, other, keep)
     await _move_unique(session, Delivery, "campaign_id", other.id, keep.id)
     await _merge_consent_states(session, other.id, keep.id)
     keep_tags = set(

@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.care.models import Visit, VisitStatus
+from domain.patients.models import Patient
+from domain.patients.scope import PatientScope
 from domain.reasons.models import DEFAULT_WINDOW_MINUTES, StatedPurpose
 from domain.tenants.models import Tenant
 from tenancy.session import current_tenant
@@ -41,18 +42,15 @@ class ReasonRepository:
             .values(reason_window_minutes=minutes)
         )
 
-    async def seen_by(
-        self, staff_id: uuid.UUID, patient_ids: Sequence[uuid.UUID]
+    async def in_scope(
+        self, scope: PatientScope, patient_ids: Sequence[uuid.UUID]
     ) -> set[uuid.UUID]:
-        """Those of `patient_ids` this staff member saw at an arrived visit ("my patients",
-        the same rule as `PatientScope.clause()`)."""
-        if not patient_ids:
+        """Those of `patient_ids` that `scope` covers: with the caller's care scope
+        (`auth.guard.care_scope`), the ones assigned to them or seen by them, by the scope's
+        one rule."""
+        if not patient_ids or scope.is_empty:
             return set()
-        stmt = select(Visit.patient_id).where(
-            Visit.doctor_id == staff_id,
-            Visit.status == VisitStatus.ARRIVED,
-            Visit.patient_id.in_(sorted(set(patient_ids))),
-        )
+        stmt = select(Patient.id).where(Patient.id.in_(sorted(set(patient_ids))), scope.clause())
         return set((await self.session.scalars(stmt)).all())
 
     async def open_for(

@@ -203,7 +203,7 @@ async def _act(
     digest = cipher.blind_index(external, kind="wecom_external_id")
     service = PatientService(session, cipher)
     # One person across channels (OneID): the oldest live record with this WeCom id.
-    found = await PatientRepository(session).find_by_identifiers({"wecom_external_id": digest})
+    found = await PatientRepository(session).find_by_identifiers({"wecom_external_id": [digest]})
     patient = found[0] if found else None
     channel = (event.get("State") or "wecom")[:64]
     if change in ("add_external_contact", "add_half_external_contact"):

@@ -269,12 +269,18 @@ async def test_scope_and_health_tags(client: httpx.AsyncClient, world: World) ->
     admin = await sign_in(client, world, "hq_admin")
     health_tag = await _tag(client, admin, "诊断标签", "牙周炎", health=True)
     everyone = [world.gid(k) for k in world.patients]
-    await gql(
+    # A health tag is health data: HQ, whose care holds none of them, states why first.
+    state = """mutation($id: ID!) { statePurpose(patientId: $id, purpose: QUALITY_REVIEW,
+      note: "coding review") { id } }"""
+    for gid in everyone:
+        assert not codes(await gql(client, state, {"id": gid}, token=admin))
+    tagged = await gql(
         client,
         "mutation($t: ID!, $p: [ID!]!) { tagPatients(tagId: $t, patientIds: $p) { added } }",
         {"t": health_tag, "p": everyone},
         token=admin,
     )
+    assert tagged["data"]["tagPatients"]["added"] == len(everyone), tagged
     preview = "query($f: SegmentFilterInput!) { previewSegment(filter: $f) { count } }"
     # a branch manager of b1 counts only b1's patients
     manager = await sign_in(client, world, "branch_manager")

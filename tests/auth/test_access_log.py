@@ -26,7 +26,7 @@ from api.schema import build_schema
 from auth.access_log import AccessLogEntry, verify_chain
 from tenancy.session import bind_tenant
 from tests.conftest import Database
-from tests.support import World, build_world, codes, gql, sign_in
+from tests.support import SEEDED, World, build_world, codes, gql, sign_in
 
 
 @pytest.fixture
@@ -45,6 +45,7 @@ def _pids(entry: AccessLogEntry) -> set[str]:
 
 
 UPDATED_B1 = [("update", "allowed", {"b1"}, "")]
+SEEDED.add("wx-log-case")  # a WeChat id one case writes: the log scan checks no line holds it
 
 # Every root field that reads or changes patients, with an operation and the entries it must
 # leave: (action, outcome, patient keys, field groups). `None` keys: whichever ids it returned.
@@ -72,10 +73,11 @@ CASES: dict[str, tuple[str, dict[str, Any], list[tuple[str, str, set[str] | None
         {"b": "branch:b1"},
         [("create", "allowed", None, "contact,health")],
     ),
-    "updatePatient": (
-        'mutation($id: ID!) { updatePatient(id: $id, input: {notes: "n"}) { patient { id } } }',
+    "updatePatient": (  # (health writes, under a stated purpose: tests/chain/test_reasons.py)
+        'mutation($id: ID!) { updatePatient(id: $id, input: {wechatId: "wx-log-case"}) '
+        "{ patient { id } } }",
         {"id": "b2"},
-        [("update", "allowed", {"b2"}, "health")],
+        [("update", "allowed", {"b2"}, "contact")],
     ),
     "erasePatient": (
         "mutation($id: ID!) { erasePatient(id: $id) { patient { id } } }",

@@ -5,7 +5,9 @@ master key the commands share (they read it from the environment, as in producti
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from auth.signing_keys import SigningKeys
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
 from tenancy.session import make_engine, session_factory
 from tests.conftest import Database
-from tests.support import gql
+from tests.support import gql, ok
 
 NEW_PASSWORD = "a long new password 1"
 
@@ -119,3 +121,70 @@ async def new_chain(operator: Operator, slug: str, *extra: str) -> str:
         "--admin-email", f"admin@{slug}.test", *extra,
     )  # fmt: skip
     return out.split("password: ", 1)[1].split()[0]
+
+
+INVITE = """mutation($i: InviteStaffInput!) {
+  inviteStaff(input: $i) { invitationToken staff { id } } }"""
+ACCEPT = """mutation($t: String!, $p: String!) { acceptInvitation(token: $t, password: $p) }"""
+ADMIN_COUNT = "{ accessLog(filter: {actions: [ADMIN]}) { totalCount } }"
+
+
+@dataclass
+class Chain:
+    slug: str
+    client: httpx.AsyncClient
+    hq: str
+    hq_id: str
+    auditor: str
+    branches: dict[str, str] = field(default_factory=dict)
+    n: int = 0
+
+    def email(self, tag: str) -> str:
+        self.n += 1
+        return f"{tag}{self.n}@{self.slug}.test"
+
+    async def q(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        """As HQ by default; `token=""` sends no token (the public mutations)."""
+        return await gql(self.client, query, variables, token=self.hq if token is None else token)
+
+    async def admin_entries(self) -> int:
+        result = await gql(self.client, ADMIN_COUNT, token=self.auditor)
+        return int(ok(result)["accessLog"]["totalCount"])
+
+    async def invite(self, role: str, branches: list[str] = ()) -> tuple[str, str, str]:
+        email = self.email(role.split("_")[0])
+        values = {"email": email, "name": "n", "roles": [role], "branchIds": list(branches)}
+        invited = ok(await self.q(INVITE, {"i": values}))["inviteStaff"]
+        return email, invited["invitationToken"], invited["staff"]["id"]
+
+    async def member(self, role: str, branches: list[str] = ()) -> tuple[str, dict[str, Any]]:
+        """A staff member who accepted; (staff id, their token pair)."""
+        email, token, staff_id = await self.invite(role, branches)
+        ok(await self.q(ACCEPT, {"t": token, "p": NEW_PASSWORD}, token=""))
+        return staff_id, await sign_in_pair(self.client, self.slug, email, NEW_PASSWORD)
+
+
+@pytest.fixture(scope="module")
+async def chain(chain_state: AppState, operator: Operator) -> AsyncIterator[Chain]:
+    """One chain per test module: `tenant create` with a first branch ("main"), its HQ admin
+    signed in, and an auditor invited by `staff invite` on the command line."""
+    slug = f"life-{uuid.uuid4().hex[:8]}"
+    password = await new_chain(operator, slug, "--branch-name", "总店", "--branch-city", "上海")
+    application = create_app(chain_state.settings, chain_state)
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        hq = (await sign_in_pair(client, slug, f"admin@{slug}.test", password))["accessToken"]
+        me = ok(await gql(client, "{ me { user { id } } }", token=hq))["me"]
+        out = await operator.run(
+            "staff", "invite", "--tenant", slug, "--email", f"audit@{slug}.test",
+            "--role", "auditor",
+        )  # fmt: skip
+        token = out.strip().splitlines()[-1]
+        ok(await gql(client, ACCEPT, {"t": token, "p": NEW_PASSWORD}))
+        auditor = await sign_in_pair(client, slug, f"audit@{slug}.test", NEW_PASSWORD)
+        c = Chain(slug, client, hq, me["user"]["id"], auditor["accessToken"])
+        branches = ok(await gql(client, "{ branches { edges { node { id code } } } }", token=hq))
+        c.branches = {e["node"]["code"]: e["node"]["id"] for e in branches["branches"]["edges"]}
+        yield c

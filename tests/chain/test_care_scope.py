@@ -4,7 +4,7 @@ create` and the API."""
 
 from __future__ import annotations
 
-from tests.chain.test_staff_lifecycle import Chain, chain  # noqa: F401  (the module's chain)
+from tests.chain.conftest import Chain
 from tests.support import codes, ok
 
 CREATE = """mutation($b: ID!) { createPatient(input: {name: "李四", homeBranchId: $b}) {
@@ -17,7 +17,7 @@ UPDATE = """mutation($id: ID!, $n: String!) { updatePatient(id: $id, input: {not
 READ = "query($id: ID!) { patient(id: $id) { id notes } }"
 
 
-async def test_a_doctor_who_saw_a_patient_reads_and_updates_them(chain: Chain) -> None:  # noqa: F811
+async def test_a_doctor_who_saw_a_patient_reads_and_updates_them(chain: Chain) -> None:
     branch = chain.branches["main"]
     doctor, pair = await chain.member("doctor", [branch])
     token = pair["accessToken"]

@@ -6,18 +6,13 @@ inside it whom they may not change answers FORBIDDEN. Refusals write nothing."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
-from api.app import create_app
-from api.context import AppState
-from tests.chain.conftest import NEW_PASSWORD, Operator, new_chain, sign_in_pair
-from tests.chain.test_staff_lifecycle import ACCEPT, INVITE, ME, RESET, Chain
+from tests.chain.conftest import ACCEPT, INVITE, NEW_PASSWORD, Chain
+from tests.chain.test_staff_lifecycle import ME, RESET
 from tests.support import codes, gql, ok
 
 UPDATE = """mutation($s: ID!, $i: UpdateStaffInput!) { updateStaff(staffId: $s, input: $i) {
@@ -60,37 +55,16 @@ async def _invite(
 
 
 @pytest.fixture(scope="module")
-async def m(chain_state: AppState, operator: Operator) -> AsyncIterator[Managers]:
-    slug = f"mgr-{uuid.uuid4().hex[:8]}"
-    password = await new_chain(operator, slug, "--branch-name", "总店", "--branch-city", "上海")
-    application = create_app(chain_state.settings, chain_state)
-    transport = httpx.ASGITransport(app=application)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        hq = (await sign_in_pair(client, slug, f"admin@{slug}.test", password))["accessToken"]
-        me = ok(await gql(client, "{ me { user { id } } }", token=hq))["me"]
-        out = await operator.run(
-            "staff", "invite", "--tenant", slug, "--email", f"audit@{slug}.test",
-            "--role", "auditor",
-        )  # fmt: skip
-        ok(await gql(client, ACCEPT, {"t": out.strip().splitlines()[-1], "p": NEW_PASSWORD}))
-        auditor = await sign_in_pair(client, slug, f"audit@{slug}.test", NEW_PASSWORD)
-        chain = Chain(slug, client, hq, me["user"]["id"], auditor["accessToken"])
-        main = ok(await chain.q("{ branches { edges { node { id } } } }"))
-        chain.branches["main"] = main["branches"]["edges"][0]["node"]["id"]
-        made = ok(await chain.q(CREATE_BRANCH, {"i": {"code": "b2", "name": "二店"}}))
-        chain.branches["b2"] = made["createBranch"]["id"]
-        bm_a_id, bm_a = await chain.member("branch_manager", [chain.branches["main"]])
-        _, bm_b = await chain.member("branch_manager", [chain.branches["b2"]])
-        colleague_id, _ = await chain.member("branch_manager", [chain.branches["main"]])
-        b2_operator_id, _ = await chain.member("operator", [chain.branches["b2"]])
-        yield Managers(
-            chain,
-            bm_a["accessToken"],
-            bm_a_id,
-            bm_b["accessToken"],
-            colleague_id,
-            b2_operator_id,
-        )
+async def m(chain: Chain) -> Managers:
+    made = ok(await chain.q(CREATE_BRANCH, {"i": {"code": "b2", "name": "二店"}}))
+    chain.branches["b2"] = made["createBranch"]["id"]
+    bm_a_id, bm_a = await chain.member("branch_manager", [chain.branches["main"]])
+    _, bm_b = await chain.member("branch_manager", [chain.branches["b2"]])
+    colleague_id, _ = await chain.member("branch_manager", [chain.branches["main"]])
+    b2_operator_id, _ = await chain.member("operator", [chain.branches["b2"]])
+    return Managers(
+        chain, bm_a["accessToken"], bm_a_id, bm_b["accessToken"], colleague_id, b2_operator_id
+    )
 
 
 async def test_a_branch_manager_invites_an_operator_into_their_branch(m: Managers) -> None:

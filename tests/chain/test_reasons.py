@@ -12,8 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from domain.reasons.models import StatedPurpose
-from tests.chain.conftest import Operator, new_chain, sign_in_pair
-from tests.chain.test_staff_lifecycle import Chain, chain  # noqa: F401  (the module's chain)
+from tests.chain.conftest import Chain, Operator, new_chain, sign_in_pair
 from tests.conftest import Database
 from tests.support import SEEDED, codes, ok, patient_values
 
@@ -36,6 +35,7 @@ FLAG = """mutation($id: ID!, $n: String!) { flagReasonedAccess(id: $id, note: $n
 
 NOTE = "note-glass-1 复核投诉"  # a seeded value: the log scanner proves it never reaches a log
 SEEDED.add(NOTE)
+SEEDED.add("wx-glass-w")
 
 
 async def _patient(c: Chain, tag: str, staff: str | None = None) -> tuple[str, str]:
@@ -54,7 +54,7 @@ def _reason_required(result: dict[str, Any]) -> None:
 
 
 async def test_health_fields_open_only_after_a_stated_purpose(
-    chain: Chain,  # noqa: F811
+    chain: Chain,
     db: Database,
 ) -> None:
     patient, notes = await _patient(chain, "glass-a")
@@ -98,7 +98,7 @@ async def test_health_fields_open_only_after_a_stated_purpose(
     _reason_required(await chain.q(READ, {"id": patient}))
 
 
-async def test_a_doctor_reads_their_own_patients_without_a_reason(chain: Chain) -> None:  # noqa: F811
+async def test_a_doctor_reads_their_own_patients_without_a_reason(chain: Chain) -> None:
     doctor, pair = await chain.member("doctor", [chain.branches["main"]])
     token = pair["accessToken"]
     assigned, assigned_notes = await _patient(chain, "glass-c", staff=doctor)
@@ -111,13 +111,13 @@ async def test_a_doctor_reads_their_own_patients_without_a_reason(chain: Chain) 
     assert ok(await chain.q(READ, {"id": seen}, token=token))["patient"]["notes"] == seen_notes
 
 
-async def test_a_branch_manager_needs_a_reason_too(chain: Chain) -> None:  # noqa: F811
+async def test_a_branch_manager_needs_a_reason_too(chain: Chain) -> None:
     _, pair = await chain.member("branch_manager", [chain.branches["main"]])
     patient, _ = await _patient(chain, "glass-e")
     _reason_required(await chain.q(READ, {"id": patient}, token=pair["accessToken"]))
 
 
-async def test_bad_input_and_foreign_ids(chain: Chain, operator: Operator) -> None:  # noqa: F811
+async def test_bad_input_and_foreign_ids(chain: Chain, operator: Operator) -> None:
     patient, _ = await _patient(chain, "glass-f")
     bad = await chain.q(STATE, {"id": patient, "p": "CURIOSITY", "n": "x"})
     assert codes(bad) == ["BAD_USER_INPUT"]
@@ -137,3 +137,119 @@ async def test_bad_input_and_foreign_ids(chain: Chain, operator: Operator) -> No
     assert codes(await chain.q(STATE, {"id": patient, "p": "CARE", "n": "x"}, token=token)) == [
         "NOT_FOUND"
     ]
+
+
+UPDATE = """mutation($id: ID!, $i: UpdatePatientInput!) { updatePatient(id: $id, input: $i) {
+  patient { id } } }"""
+NAME = "query($id: ID!) { patient(id: $id) { name } }"
+WRITE_LOG = """{ accessLog(filter: {actions: [UPDATE]}, first: 50) {
+  edges { node { reason fieldGroups patientIds } } } }"""
+
+
+def _refused(result: dict[str, Any], field: str) -> None:
+    (error,) = result["errors"]
+    assert error["extensions"] == {"code": "FORBIDDEN", "reason": "REASON_REQUIRED"}
+    assert error["path"] == [field]
+    assert result["data"] is None
+
+
+async def _notes(c: Chain, patient: str) -> str:
+    """The stored notes, read by the auditor-free way: HQ under a purpose of its own."""
+    ok(await c.q(STATE, {"id": patient, "p": "QUALITY_REVIEW", "n": "check the write"}))
+    return ok(await c.q(READ, {"id": patient}))["patient"]["notes"]
+
+
+async def test_health_writes_outside_ones_care_need_a_stated_purpose(
+    chain: Chain, operator: Operator
+) -> None:
+    patient, notes = await _patient(chain, "glass-w")
+    changed = patient_values(2, "glass-w")["notes"]
+    # Health fields refused, alone or with a contact field (the whole change: nothing moves).
+    _refused(await chain.q(UPDATE, {"id": patient, "i": {"notes": changed}}), "updatePatient")
+    mixed = {"name": patient_values(3, "glass-w")["name"], "diagnoses": changed}
+    _refused(await chain.q(UPDATE, {"id": patient, "i": mixed}), "updatePatient")
+    # Taking the patient into one's own care in the same change does not open the gate.
+    mine = {"assignedStaffId": chain.hq_id, "notes": changed}
+    _refused(await chain.q(UPDATE, {"id": patient, "i": mine}), "updatePatient")
+    name = patient_values(1, "glass-w")["name"]
+    assert ok(await chain.q(NAME, {"id": patient}))["patient"]["name"] == name
+    # Contact fields stay as they are: no reason needed.
+    ok(await chain.q(UPDATE, {"id": patient, "i": {"wechatId": "wx-glass-w"}}))
+    # Another chain's HQ: the patient answers as a missing one, reason or not.
+    slug = f"{chain.slug}-w"
+    password = await new_chain(operator, slug, "--branch-name", "店", "--branch-city", "京")
+    other = (await sign_in_pair(chain.client, slug, f"admin@{slug}.test", password))["accessToken"]
+    foreign = await chain.q(UPDATE, {"id": patient, "i": {"notes": changed}}, token=other)
+    assert codes(foreign) == ["NOT_FOUND"]
+
+    assert await _notes(chain, patient) == notes  # nothing was written
+    # Under the purpose just stated the write goes through, on the record with the purpose.
+    ok(await chain.q(UPDATE, {"id": patient, "i": {"notes": changed}}))
+    assert ok(await chain.q(READ, {"id": patient}))["patient"]["notes"] == changed
+    log = ok(await chain.q(WRITE_LOG, token=chain.auditor))["accessLog"]["edges"]
+    reasoned = [e["node"] for e in log if "QUALITY_REVIEW" in e["node"]["reason"]]
+    assert [(n["fieldGroups"], n["patientIds"]) for n in reasoned] == [(["health"], [patient])]
+
+
+async def test_a_doctor_writes_their_own_patients_health_without_a_reason(chain: Chain) -> None:
+    doctor, pair = await chain.member("doctor", [chain.branches["main"]])
+    patient, _ = await _patient(chain, "glass-dw", staff=doctor)
+    changed = patient_values(2, "glass-dw")["notes"]
+    token = pair["accessToken"]
+    ok(await chain.q(UPDATE, {"id": patient, "i": {"notes": changed}}, token=token))
+    assert ok(await chain.q(READ, {"id": patient}, token=token))["patient"]["notes"] == changed
+
+
+GROUP = """mutation($n: String!, $h: Boolean!) { createTagGroup(name: $n, isHealth: $h) { id } }"""
+TAG = """mutation($g: ID!, $n: String!) { createTag(groupId: $g, name: $n) { id } }"""
+TAGGING = """mutation($t: ID!, $p: [ID!]!) { %s(tagId: $t, patientIds: $p) { added removed } }"""
+TAGS = "query($id: ID!) { patient(id: $id) { tags { name } } }"
+LISTED = "{ patients(first: 100) { edges { node { id tags { name } } } } }"
+
+
+async def _tag(c: Chain, group: str, name: str, health: bool) -> str:
+    made = ok(await c.q(GROUP, {"n": group, "h": health}))["createTagGroup"]["id"]
+    return ok(await c.q(TAG, {"g": made, "n": name}))["createTag"]["id"]
+
+
+async def test_health_tags_open_like_health_fields(chain: Chain) -> None:  # reads and writes
+    health = await _tag(chain, "诊断-glass", "牙周炎-glass", health=True)
+    plain = await _tag(chain, "意向-glass", "正畸意向-glass", health=False)
+    patient, _ = await _patient(chain, "glass-t")
+    tag_health = {"t": health, "p": [patient]}
+    # Tagging (or untagging) with a health tag outside one's care: refused, nothing tagged.
+    _refused(await chain.q(TAGGING % "tagPatients", tag_health), "tagPatients")
+    _refused(await chain.q(TAGGING % "untagPatients", tag_health), "untagPatients")
+    ok(await chain.q(TAGGING % "tagPatients", {"t": plain, "p": [patient]}))  # no reason needed
+    ok(await chain.q(STATE, {"id": patient, "p": "CARE", "n": "coding the diagnosis"}))
+    tagged = ok(await chain.q(TAGGING % "tagPatients", tag_health))["tagPatients"]
+    assert tagged["added"] == 1
+    names = {t["name"] for t in ok(await chain.q(TAGS, {"id": patient}))["patient"]["tags"]}
+    assert names == {"牙周炎-glass", "正畸意向-glass"}
+
+    # A branch manager (health fields in full, the patient outside their care, no purpose):
+    # the health tag is left out, on one record and on a page; the rest stands.
+    _, pair = await chain.member("branch_manager", [chain.branches["main"]])
+    token = pair["accessToken"]
+    one = ok(await chain.q(TAGS, {"id": patient}, token=token))["patient"]["tags"]
+    assert [t["name"] for t in one] == ["正畸意向-glass"]
+    page = ok(await chain.q(LISTED, token=token))["patients"]["edges"]
+    (listed,) = [e["node"]["tags"] for e in page if e["node"]["id"] == patient]
+    assert [t["name"] for t in listed] == ["正畸意向-glass"]
+    # Under a purpose of their own it shows, and that read carries the purpose.
+    ok(await chain.q(STATE, {"id": patient, "p": "COMPLAINT", "n": "a complaint"}, token=token))
+    page = ok(await chain.q(LISTED, token=token))["patients"]["edges"]
+    (listed,) = [e["node"]["tags"] for e in page if e["node"]["id"] == patient]
+    assert {t["name"] for t in listed} == {"牙周炎-glass", "正畸意向-glass"}
+    reads = ok(await chain.q(LOG, {"a": ["LIST"]}, token=chain.auditor))["accessLog"]["edges"]
+    assert any(
+        "COMPLAINT" in e["node"]["reason"] and e["node"]["patientIds"] == [patient] for e in reads
+    )
+
+    # A health manager tags and reads health tags of their own patients freely.
+    manager, pair = await chain.member("health_manager", [chain.branches["main"]])
+    own, _ = await _patient(chain, "glass-t2", staff=manager)
+    token = pair["accessToken"]
+    ok(await chain.q(TAGGING % "tagPatients", {"t": health, "p": [own]}, token=token))
+    shown = ok(await chain.q(TAGS, {"id": own}, token=token))["patient"]["tags"]
+    assert [t["name"] for t in shown] == ["牙周炎-glass"]

@@ -4,27 +4,18 @@ new, bad input writes nothing, and each administrative change leaves exactly one
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import httpx
 import pytest
 
-from api.app import create_app
 from api.context import AppState
 from auth.access_log import RequestInfo
 from auth.models import StaffTokenPurpose
 from auth.staff_tokens import redeem
 from domain.patients import repository
-from tests.chain.conftest import NEW_PASSWORD, Operator, new_chain, sign_in_pair
+from tests.chain.conftest import ACCEPT, INVITE, NEW_PASSWORD, Chain
 from tests.support import codes, gql, ok
 
-INVITE = """mutation($i: InviteStaffInput!) {
-  inviteStaff(input: $i) { invitationToken staff { id } } }"""
-ACCEPT = """mutation($t: String!, $p: String!) { acceptInvitation(token: $t, password: $p) }"""
 RESET = """mutation($s: ID!) { resetStaffPassword(staffId: $s) { resetToken } }"""
 COMPLETE = (
     """mutation($t: String!, $p: String!) { completePasswordReset(token: $t, password: $p) }"""
@@ -32,68 +23,8 @@ COMPLETE = (
 REFRESH = """mutation($r: String!) { refreshTokens(refreshToken: $r) { accessToken } }"""
 ME = "{ me { roles branches { code } } }"
 CREATE_BRANCH = """mutation($i: CreateBranchInput!) { createBranch(input: $i) { id code } }"""
-ADMIN_COUNT = "{ accessLog(filter: {actions: [ADMIN]}) { totalCount } }"
 LAST_ADMIN = """{ accessLog(first: 1, filter: {actions: [ADMIN]}) {
   edges { node { actorId change target changeDetail } } } }"""
-
-
-@dataclass
-class Chain:
-    slug: str
-    client: httpx.AsyncClient
-    hq: str
-    hq_id: str
-    auditor: str
-    branches: dict[str, str] = field(default_factory=dict)
-    n: int = 0
-
-    def email(self, tag: str) -> str:
-        self.n += 1
-        return f"{tag}{self.n}@{self.slug}.test"
-
-    async def q(
-        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
-    ) -> dict[str, Any]:
-        """As HQ by default; `token=""` sends no token (the public mutations)."""
-        return await gql(self.client, query, variables, token=self.hq if token is None else token)
-
-    async def admin_entries(self) -> int:
-        result = await gql(self.client, ADMIN_COUNT, token=self.auditor)
-        return int(ok(result)["accessLog"]["totalCount"])
-
-    async def invite(self, role: str, branches: list[str] = ()) -> tuple[str, str, str]:
-        email = self.email(role.split("_")[0])
-        values = {"email": email, "name": "n", "roles": [role], "branchIds": list(branches)}
-        invited = ok(await self.q(INVITE, {"i": values}))["inviteStaff"]
-        return email, invited["invitationToken"], invited["staff"]["id"]
-
-    async def member(self, role: str, branches: list[str] = ()) -> tuple[str, dict[str, Any]]:
-        """A staff member who accepted; (staff id, their token pair)."""
-        email, token, staff_id = await self.invite(role, branches)
-        ok(await self.q(ACCEPT, {"t": token, "p": NEW_PASSWORD}, token=""))
-        return staff_id, await sign_in_pair(self.client, self.slug, email, NEW_PASSWORD)
-
-
-@pytest.fixture(scope="module")
-async def chain(chain_state: AppState, operator: Operator) -> AsyncIterator[Chain]:
-    slug = f"life-{uuid.uuid4().hex[:8]}"
-    password = await new_chain(operator, slug, "--branch-name", "总店", "--branch-city", "上海")
-    application = create_app(chain_state.settings, chain_state)
-    transport = httpx.ASGITransport(app=application)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        hq = (await sign_in_pair(client, slug, f"admin@{slug}.test", password))["accessToken"]
-        me = ok(await gql(client, "{ me { user { id } } }", token=hq))["me"]
-        out = await operator.run(
-            "staff", "invite", "--tenant", slug, "--email", f"audit@{slug}.test",
-            "--role", "auditor",
-        )  # fmt: skip
-        token = out.strip().splitlines()[-1]
-        ok(await gql(client, ACCEPT, {"t": token, "p": NEW_PASSWORD}))
-        auditor = await sign_in_pair(client, slug, f"audit@{slug}.test", NEW_PASSWORD)
-        c = Chain(slug, client, hq, me["user"]["id"], auditor["accessToken"])
-        branches = ok(await gql(client, "{ branches { edges { node { id code } } } }", token=hq))
-        c.branches = {e["node"]["code"]: e["node"]["id"] for e in branches["branches"]["edges"]}
-        yield c
 
 
 async def test_first_branch_from_tenant_create(chain: Chain) -> None:
