@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
 from domain.campaigns import audience, sender
-from domain.campaigns.backends import SendError, SmsGateway, WecomTasks
+from domain.campaigns.backends import SendError, SmsGateway
 from domain.campaigns.models import CampaignChannel
+from domain.wecom import group_campaigns
 from domain.wecom.callbacks import api_secret
+from domain.wecom.groups_api import WecomGroupChats
 from domain.wecom.models import WecomApp
 from tenancy.keyring import FieldCipher, KeyProvider
 from tenancy.keystore import load_cipher
@@ -91,7 +93,7 @@ async def run_tenant(
         secret = api_secret(cipher, app) if app is not None else None
 
     wecom = (
-        WecomTasks(backends.wecom_api_url, app.corp_id, secret)
+        WecomGroupChats(backends.wecom_api_url, app.corp_id, secret)
         if app is not None and secret
         else None
     )
@@ -122,6 +124,12 @@ async def run_tenant(
                 result.outcomes.update(tally.outcomes)
                 progress(f"{channel}: {result.sent}")
         if wecom is not None:
+            s = await bound()
+            async with s, s.begin():
+                grouped = await group_campaigns.send_due(s, wecom, now)
+            if any(grouped.values()):
+                progress("group chats: " + ", ".join(f"{k} {v}" for k, v in grouped.items()))
+            result.outcomes.update({f"group_{k}": v for k, v in grouped.items() if v})
             try:
                 s = await bound()
                 async with s, s.begin():
