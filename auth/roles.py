@@ -164,6 +164,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("orders", "read"),
         ("referrals", "read"),
         ("consents", "read"),
+        ("groupchats", "read"),
     },
     "health_manager": {
         *(("patients:assigned", a) for a in _RW),

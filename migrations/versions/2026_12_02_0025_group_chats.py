@@ -26,6 +26,7 @@ GAINED: dict[str, list[tuple[str, str]]] = {
     "hq_admin": [("groupchats", "read"), ("groupchats", "write")],
     "branch_manager": _READ,
     "region_manager": _READ,
+    "doctor": _READ,
     "health_manager": _READ,
     "operator": _READ,
     "marketing": _READ,
