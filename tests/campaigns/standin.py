@@ -178,6 +178,7 @@ class StandIn:
                 {"msgid": t.msgid, "creator": STAFF, "create_type": 1, "text": {"content": t.text}}
                 for t in self.tasks.values()
                 if body["start_time"] <= t.created <= body["end_time"]
+                and t.chat_type == body.get("chat_type", "single")
             ]
             return {"errcode": 0, "errmsg": "ok", "next_cursor": "", "group_msg_list": found}
 
