@@ -18,6 +18,7 @@ from api.ids import to_global_id
 from auth.access_log import AccessLogEntry
 from domain.wecom.group_models import GroupMember
 from tenancy.session import bind_tenant
+from tests.readme import blocks
 from tests.support import World, build_world, codes, gql, ok, sign_in
 from tests.wecom.test_callbacks import CORP, Wecom
 
@@ -277,3 +278,17 @@ async def test_in_group_chat_segments_are_exact(client: httpx.AsyncClient, world
     ]
     branch_as_group = {"inGroupChat": [world.branch_gid("b1")]}
     assert codes(await gql(client, PREVIEW, {"f": branch_as_group}, admin)) != []
+
+
+async def test_the_readme_query_runs(client: httpx.AsyncClient, world: World) -> None:
+    (query,) = blocks("graphql", "## WeCom customer groups (社群)")
+    wecom, admin = await _set_up(client, world, "readme")
+    await _deliver(client, wecom, chat_event("wrREADME", "create"))
+    await _deliver(
+        client, wecom, chat_event("wrREADME", "update", "add_member", ("wmGRPb1",), AT + 1)
+    )
+    data = ok(await gql(client, query, {"since": "2020-01-01T00:00:00Z"}, token=admin))
+    (edge,) = data["groupChats"]["edges"]
+    assert (edge["node"]["memberCount"], edge["node"]["joined"]) == (1, 1)
+    assert edge["node"]["members"]["edges"][0]["node"]["id"] == world.gid("b1")
+    assert data["poolMetrics"]["groupChats"]["members"] == 1
