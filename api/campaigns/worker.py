@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
 from domain.campaigns import audience, sender
-from domain.campaigns.backends import SendError, SmsGateway
+from domain.campaigns.backends import SendError, SmsGateway, WecomTasks
 from domain.campaigns.models import CampaignChannel
 from domain.wecom import group_campaigns
 from domain.wecom.callbacks import api_secret
@@ -93,7 +93,7 @@ async def run_tenant(
         secret = api_secret(cipher, app) if app is not None else None
 
     wecom = (
-        WecomGroupChats(backends.wecom_api_url, app.corp_id, secret)
+        WecomTasks(backends.wecom_api_url, app.corp_id, secret)
         if app is not None and secret
         else None
     )
@@ -124,9 +124,15 @@ async def run_tenant(
                 result.outcomes.update(tally.outcomes)
                 progress(f"{channel}: {result.sent}")
         if wecom is not None:
-            s = await bound()
-            async with s, s.begin():
-                grouped = await group_campaigns.send_due(s, wecom, now)
+            # Campaigns to customer groups: the same WeCom client, speaking the group API
+            # (its access token is fetched only when a group campaign is due).
+            to_groups = WecomGroupChats(backends.wecom_api_url, wecom.corp_id, wecom.secret)
+            try:
+                s = await bound()
+                async with s, s.begin():
+                    grouped = await group_campaigns.send_due(s, to_groups, now)
+            finally:
+                await to_groups.aclose()
             if any(grouped.values()):
                 progress("group chats: " + ", ".join(f"{k} {v}" for k, v in grouped.items()))
             result.outcomes.update({f"group_{k}": v for k, v in grouped.items() if v})
