@@ -19,7 +19,7 @@ from auth.access_log import AccessLogEntry
 from domain.wecom.group_models import GroupMember
 from tenancy.session import bind_tenant
 from tests.readme import blocks
-from tests.support import World, build_world, codes, gql, ok, sign_in
+from tests.support import SEEDED, World, build_world, codes, gql, ok, sign_in
 from tests.wecom.test_callbacks import CORP, Wecom
 
 CONFIGURE = (
@@ -49,6 +49,7 @@ AT = int(time.time()) - 60  # WeCom's CreateTime: when the change happened
 # Customers: the world's patients b1, b2 and hm get these WeCom ids; STRANGER is no patient.
 EXTERNAL = {"b1": "wmGRPb1", "b2": "wmGRPb2", "hm": "wmGRPhm"}
 STRANGER = "wmGRPstranger"
+SEEDED.update([*EXTERNAL.values(), STRANGER])  # identifiers: never in a log line
 
 
 def chat_event(
