@@ -185,7 +185,11 @@ async def handle(
     )
     if seen is not None:
         return Outcome(seen.outcome, seen.patient_id, duplicate=True)
-    outcome = await _act(session, cipher, app, event)
+    try:
+        outcome = await _act(session, cipher, app, event)
+    except IntegrityError:
+        # a concurrent delivery made the same group or stay first: WeCom retries this one
+        raise Refused("delivered concurrently") from None
     session.add(
         WecomCallback(
             signature=signature,

@@ -13,6 +13,7 @@ changes no tier (they may still be a staff member's contact).
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -135,6 +136,21 @@ async def dismiss(session: AsyncSession, group: GroupChat, at: datetime) -> Chan
     group.status = GroupChatStatus.DISMISSED
     group.dismissed_at = group.dismissed_at or at
     return await leave(session, group, None, at)
+
+
+async def forget_member(session: AsyncSession, digest: bytes | None) -> None:
+    """Right to erasure: the person's stays end now and lose their blind index (each gets a
+    random one, so the stays still count in past figures but match nobody)."""
+    if digest is None:
+        return
+    stays = (
+        await session.scalars(select(GroupMember).where(GroupMember.member_bidx == digest))
+    ).all()
+    now = datetime.now(UTC)
+    for stay in stays:
+        stay.member_bidx = os.urandom(16)
+        stay.left_at = stay.left_at or now
+    await session.flush()
 
 
 def event_time(event: dict[str, str]) -> datetime:

@@ -17,6 +17,7 @@ from api.context import AppState
 from api.ids import to_global_id
 from auth.access_log import AccessLogEntry
 from domain.wecom.group_models import GroupMember
+from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant
 from tests.readme import blocks
 from tests.support import SEEDED, World, build_world, codes, gql, ok, sign_in
@@ -293,3 +294,25 @@ async def test_the_readme_query_runs(client: httpx.AsyncClient, world: World) ->
     assert (edge["node"]["memberCount"], edge["node"]["joined"]) == (1, 1)
     assert edge["node"]["members"]["edges"][0]["node"]["id"] == world.gid("b1")
     assert data["poolMetrics"]["groupChats"]["members"] == 1
+
+
+async def test_an_erased_patient_is_forgotten_by_the_groups(
+    client: httpx.AsyncClient, owner_state: AppState, world: World
+) -> None:
+    wecom, admin = await _set_up(client, world, "erase")
+    await _deliver(client, wecom, chat_event("wrERASE", "create"))
+    members = ("wmGRPb1", "wmGRPb2")
+    await _deliver(client, wecom, chat_event("wrERASE", "update", "add_member", members, AT + 1))
+    gid = (await _only_group(client, admin))["id"]
+    erase = "mutation($id: ID!) { erasePatient(id: $id) { patient { id } } }"
+    ok(await gql(client, erase, {"id": world.gid("b1")}, token=admin))
+    seen, ids = await _members(client, admin, gid)
+    assert (seen["memberCount"], seen["joined"], seen["left"]) == (1, 2, 1)
+    assert ids == {world.gid("b2")}
+    async with owner_state.sessions() as s, s.begin():
+        await bind_tenant(s, world.tenant_id)
+        digests = set((await s.scalars(select(GroupMember.member_bidx))).all())
+        cipher = await load_cipher(s, owner_state.key_provider)
+    # b2's stay keeps its index; b1's matches nobody any more.
+    b1, b2 = (cipher.blind_index(e, kind="wecom_external_id") for e in members)
+    assert len(digests) == 2 and b2 in digests and b1 not in digests
