@@ -7,6 +7,7 @@ the caller's patient scope, logged as a list read; the others are counted, never
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -39,6 +40,7 @@ from domain.wecom.group_models import GroupChat as GroupChatRow
 from domain.wecom.group_models import GroupChatStatus
 
 ACTIVITY_DAYS = 30
+USERID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # WeCom's rule for a member's UserID (账号)
 
 
 async def _group_scope(info: Info):  # type: ignore[no-untyped-def]
@@ -102,8 +104,11 @@ async def link_wecom_staff(
     ctx = info.context
     require(await ctx.principal(), "groupchats", "write")
     userid = wecom_user_id.strip()
-    if not 1 <= len(userid) <= 64 or groups.is_customer(userid):
-        raise BadInput("wecomUserId must be a staff member's WeCom UserID", field="wecomUserId")
+    if not USERID.fullmatch(userid):
+        raise BadInput(
+            "wecomUserId must be 1-64 letters, digits or _ - . @ (a WeCom UserID)",
+            field="wecomUserId",
+        )
     raw = parse_global_id(staff_id, "Staff", "staffId")
     staff = await ctx.session.scalar(select(StaffUser).where(StaffUser.id == raw))
     if staff is None:

@@ -83,7 +83,7 @@ async def test_resync_adds_missing_members_and_removes_departed_ones(
     doctor = await sign_in(cclient, world, "doctor")
     assert set(await _groups(cclient, doctor)) == {"孕妈群"}
     operator = await sign_in(cclient, world, "operator")
-    bad = {"s": world.staff_gid("doctor"), "u": "wmCUSTOMER"}
+    bad = {"s": world.staff_gid("doctor"), "u": "张 三"}
     assert codes(await gql(cclient, LINK, bad, token=admin)) == ["BAD_USER_INPUT"]
     assert codes(await gql(cclient, LINK, bad | {"u": "x"}, token=operator)) == ["FORBIDDEN"]
 
