@@ -35,7 +35,7 @@ from auth.models import StaffUser
 from domain.errors import BadInput, NotFound
 from domain.patients.repository import PatientFilter
 from domain.pool.segments import group_chat_ids
-from domain.wecom import group_campaigns, groups
+from domain.wecom import group_campaigns, group_queries, groups
 from domain.wecom.group_models import GroupChat as GroupChatRow
 from domain.wecom.group_models import GroupChatStatus
 
@@ -57,23 +57,28 @@ async def group_chats(
     filter: GroupChatFilter | None = None,
 ) -> Connection[GroupChat]:
     scope = await _group_scope(info)
-    q = groups.GroupQuery()
+    q = group_queries.GroupQuery()
     if filter is not None:
-        q = groups.GroupQuery(
+        q = group_queries.GroupQuery(
             branch_id=None
             if filter.branch_id is None
             else parse_global_id(filter.branch_id, "Branch", "branchId"),
             status=None if filter.status is None else str(filter.status),
         )
     rows, cursors, has_next, count = await keyset_page(
-        info, groups.groups_select(scope, q), GroupChatRow, GroupChatRow.created_at, first, after
+        info,
+        group_queries.groups_select(scope, q),
+        GroupChatRow,
+        GroupChatRow.created_at,
+        first,
+        after,
     )
     return make_connection([GroupChat(_row=r) for r in rows], cursors, has_next, count)
 
 
 async def _group(info: Info, id: strawberry.ID, field: str = "id") -> GroupChatRow:
     scope = await _group_scope(info)
-    row = await groups.get_group(
+    row = await group_queries.get_group(
         info.context.session, scope, parse_global_id(id, "GroupChat", field)
     )
     if row is None:
@@ -90,7 +95,7 @@ async def group_members(
 ) -> Connection[Patient]:
     ctx = info.context
     scope = require_patient_scope(await ctx.principal(), ctx.trail, "read", Action.LIST)
-    row_filter = PatientFilter(extra=(groups.in_groups([group.id]),))
+    row_filter = PatientFilter(extra=(group_queries.in_groups([group.id]),))
     return await page_patients(info, scope, row_filter, first, after)
 
 
@@ -146,7 +151,7 @@ async def group_chat_figures(info: Info) -> GroupChatFigures:
     ctx = info.context
     scope = require_patient_scope(await ctx.principal(), ctx.trail, "read", Action.LIST)
     since = datetime.now(UTC) - timedelta(days=ACTIVITY_DAYS)
-    f = await groups.figures(ctx.session, scope, since)
+    f = await group_queries.figures(ctx.session, scope, since)
     return GroupChatFigures(
         groups=f.groups,
         members=f.members,
@@ -160,5 +165,5 @@ async def check_group_filter(session: AsyncSession, flt: dict[str, Any]) -> None
     """A segment filter naming a group that does not exist (another chain's included) is
     refused as NOT_FOUND, as one naming an unknown tag is."""
     mentioned = sorted(set(group_chat_ids(flt)))
-    if mentioned and len(await groups.existing_groups(session, mentioned)) != len(mentioned):
+    if mentioned and len(await group_queries.existing_groups(session, mentioned)) != len(mentioned):
         raise NotFound("a group chat in the filter does not exist", field="filter")

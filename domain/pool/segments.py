@@ -31,7 +31,7 @@ from domain.consent.service import reachable
 from domain.errors import BadInput
 from domain.patients.models import Patient
 from domain.pool.models import PatientTag
-from domain.wecom.groups import in_groups
+from domain.wecom.group_queries import in_groups
 
 LIST_KEYS = {
     "stages",
