@@ -50,8 +50,11 @@ def month_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def _period(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
-    now = datetime.now(UTC)
+def _period(
+    info: Info, since: datetime | None, until: datetime | None
+) -> tuple[datetime, datetime]:
+    # One "now" per request, so every group on a page shares one batched count.
+    now = info.context.loader("group_period_now", lambda: datetime.now(UTC))
     start = to_utc(since, "since") if since is not None else month_start(now)
     end = to_utc(until, "until") if until is not None else now
     if end <= start:
@@ -204,14 +207,14 @@ class GroupChat(Node):
         description="Customers who joined in [since, until) (default: this month, UTC, to now)."
     )
     async def joined(self, info: Info, since: Since = None, until: Until = None) -> int:
-        start, end = _period(since, until)
+        start, end = _period(info, since, until)
         return (await _movement_loader(info, start, end).load(self._row.id))[0]
 
     @strawberry.field(
         description="Customers who left in [since, until) (default: this month, UTC, to now)."
     )
     async def left(self, info: Info, since: Since = None, until: Until = None) -> int:
-        start, end = _period(since, until)
+        start, end = _period(info, since, until)
         return (await _movement_loader(info, start, end).load(self._row.id))[1]
 
     @strawberry.field(

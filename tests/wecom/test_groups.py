@@ -316,3 +316,28 @@ async def test_an_erased_patient_is_forgotten_by_the_groups(
     # b2's stay keeps its index; b1's matches nobody any more.
     b1, b2 = (cipher.blind_index(e, kind="wecom_external_id") for e in members)
     assert len(digests) == 2 and b2 in digests and b1 not in digests
+
+
+async def test_a_page_of_groups_costs_the_same_statements_as_fewer(
+    client: httpx.AsyncClient, state: AppState, world: World
+) -> None:
+    from tests.api.test_limits import statements
+
+    wecom, admin = await _set_up(client, world, "cost")
+    page = (
+        "{ groupChats(first: 50) { edges { node { name memberCount joined left status "
+        "owner { displayName } branch { code } campaigns { status } } } } }"
+    )
+    counts = []
+    for n in range(2):
+        for k in range(2):
+            chat = f"wrCOST{n}{k}"
+            await _deliver(client, wecom, chat_event(chat, "create"))
+            await _deliver(
+                client, wecom, chat_event(chat, "update", "add_member", ("wmGRPb1",), AT + k)
+            )
+        with statements(state) as seen:
+            result = ok(await gql(client, page, token=admin))
+        counts.append(len(seen))
+    assert len(result["groupChats"]["edges"]) == 4
+    assert counts[0] == counts[1]
