@@ -230,6 +230,10 @@ async def test_another_chains_group_is_never_visible(
     foreign = await gql(client, GROUP, {"id": gid}, token=theirs)
     missing = await gql(client, GROUP, {"id": to_global_id("GroupChat", other.tenant_id)}, theirs)
     assert codes(foreign) == ["NOT_FOUND"] and foreign["errors"] == missing["errors"]
+    node = "query($id: ID!) { node(id: $id) { id ... on GroupChat { memberCount } } }"
+    mine = ok(await gql(client, node, {"id": gid}, token=admin))["node"]
+    assert mine == {"id": gid, "memberCount": 1}
+    assert codes(await gql(client, node, {"id": gid}, token=theirs)) == ["NOT_FOUND"]
     assert codes(await gql(client, PREVIEW, {"f": {"inGroupChat": [gid]}}, theirs)) == ["NOT_FOUND"]
     # The same ChatId sent to the other chain's endpoint with its own key is its own group.
     their_wecom, _ = await _set_up(client, other, "theirs")
