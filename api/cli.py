@@ -29,6 +29,7 @@ documents_app = typer.Typer(
 staff_app = typer.Typer(no_args_is_help=True, help="A chain's staff.")
 db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL deployment.")
 patients_app = typer.Typer(no_args_is_help=True, help="A chain's patients.")
+wecom_app = typer.Typer(no_args_is_help=True, help="WeCom (企业微信): customer groups.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
@@ -38,6 +39,7 @@ app.add_typer(documents_app, name="documents")
 app.add_typer(staff_app, name="staff")
 app.add_typer(db_app, name="db")
 app.add_typer(patients_app, name="patients")
+app.add_typer(wecom_app, name="wecom")
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the SQLite file and dev keys live.")
@@ -496,6 +498,28 @@ def campaigns_send(
         return
     if not clean:
         fail("a tenant's pass failed (see above); the next run resumes from the outbox", 1)
+
+
+@wecom_app.command("sync-groups")
+def wecom_sync_groups(tenant: Annotated[str, typer.Option("--tenant")]) -> None:
+    """Bring the tenant's customer groups (客户群) in line with WeCom: names, owners, members
+    joined and left, groups dismissed; progress on stderr. Exit 1 when WeCom cannot be read
+    (what was synced stays; run it again), 2 for an unknown tenant or no WeCom secret."""
+    from api.wecom.group_sync import NotConfigured, sync_groups_command
+    from domain.campaigns.backends import WecomError
+
+    try:
+        result = asyncio.run(
+            sync_groups_command(settings(), tenant, lambda m: typer.echo(m, err=True))
+        )
+    except (ValueError, NotConfigured) as exc:
+        fail(str(exc))
+    except WecomError as exc:
+        fail(f"WeCom could not be read ({exc.code}); what was synced stays, run it again", 1)
+    typer.echo(
+        f"tenant {tenant}: {result.groups} groups synced, {result.joined} members joined, "
+        f"{result.left} left, {result.dismissed} groups dismissed"
+    )
 
 
 @referrals_app.command("figures")

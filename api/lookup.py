@@ -14,6 +14,7 @@ from api.node import Node
 from api.patients.resolvers import patient
 from api.pool.resolvers import job, segment, tag
 from api.tenants.types import Branch, Region, Staff
+from api.wecom.group_resolvers import group_chat
 from auth.staff import StaffService
 from auth.staff_scope import staff_scope
 from domain.errors import NotFound
@@ -29,6 +30,7 @@ RESOLVERS = {
     "Visit": care.visit,
     "Order": care.order,
     "FollowUp": care.follow_up,
+    "GroupChat": group_chat,
 }
 
 

@@ -69,6 +69,7 @@ from api.settings import Settings
 from api.tenants import resolvers as tenants
 from api.tenants.types import Tenant
 from api.wecom import resolvers as wecom
+from api.wecom.group_fields import GroupChatMutation, GroupChatQuery
 from api.wecom.types import WecomSettings
 
 OPERATIONS = Path(__file__).resolve().parent.parent / "frontend-schema" / "operations"
@@ -89,7 +90,7 @@ ENROLMENT_ROOT_FIELDS = frozenset({"me", "startTotpEnrolment", "confirmTotp"})
 
 
 @strawberry.type(description="Read the patient pool.")
-class Query(ChainQuery, TwoFactorQuery, DoorQuery):
+class Query(ChainQuery, TwoFactorQuery, DoorQuery, GroupChatQuery):
     me: sessions.Me = strawberry.field(
         resolver=sessions.me, description="The signed-in principal: user, tenant, roles, branches."
     )
@@ -218,7 +219,7 @@ class Query(ChainQuery, TwoFactorQuery, DoorQuery):
 
 
 @strawberry.type(description="Change the patient pool.")
-class Mutation(ChainMutation, TwoFactorMutation, DoorMutation):
+class Mutation(ChainMutation, TwoFactorMutation, DoorMutation, GroupChatMutation):
     sign_in: sessions.AuthPayload = strawberry.field(
         resolver=sessions.sign_in_mutation,
         description="Sign in with tenant slug, email and password.",

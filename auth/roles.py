@@ -58,6 +58,9 @@ CATALOGUE: frozenset[Permission] = frozenset(
         ("patients", "export"),
         ("campaigns", "read"),
         ("campaigns", "write"),
+        # WeCom customer groups (社群): read the groups; write: link staff, group campaigns.
+        ("groupchats", "read"),
+        ("groupchats", "write"),
         # A signed-in patient's own record, and nothing else (the `patient` role).
         ("self", "read"),
         ("self", "write"),
@@ -133,6 +136,7 @@ _BRANCH_MANAGER: set[Permission] = {
     ("events", "write"),
     *((obj, a) for obj in ("visits", "orders", "followups", "referrals") for a in _RW),
     *(("consents", a) for a in _RW),
+    ("groupchats", "read"),
 }
 
 DEFAULT_ROLES: dict[str, set[Permission]] = {
@@ -160,6 +164,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("orders", "read"),
         ("referrals", "read"),
         ("consents", "read"),
+        ("groupchats", "read"),
     },
     "health_manager": {
         *(("patients:assigned", a) for a in _RW),
@@ -176,6 +181,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("orders", "read"),
         *(("referrals", a) for a in _RW),
         *(("consents", a) for a in _RW),
+        ("groupchats", "read"),
     },
     "operator": {
         *(("patients:branch", a) for a in _RW),
@@ -188,6 +194,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         *(("followups", a) for a in _RW),
         *(("referrals", a) for a in _RW),
         *(("consents", a) for a in _RW),
+        ("groupchats", "read"),
     },
     "marketing": {
         ("patients:chain", "read"),
@@ -198,6 +205,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("branches", "read"),
         ("referrals", "read"),
         *(("campaigns", a) for a in _RW),
+        ("groupchats", "read"),
     },
     "auditor": {
         ("accesslog", "read"),

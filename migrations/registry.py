@@ -15,6 +15,7 @@ import domain.pool.models
 import domain.reasons.models
 import domain.referrals.models
 import domain.tenants.models
+import domain.wecom.group_models
 import domain.wecom.models  # noqa: F401
 import tenancy.keystore  # noqa: F401
 from tenancy.orm import Base

@@ -68,7 +68,8 @@ class World:
 # (tests/conftest.py checks at the end of the run).
 SEEDED: set[str] = set()
 # What every seeded value contains, for a cheap first pass over many log lines.
-SEEDED_MARKS = ("测试患者", "history-", "allergy-", "diagnosis-", "note-", "+86139")
+# WeCom external user ids that tests/wecom/test_groups.py seeds start "wmGRP".
+SEEDED_MARKS = ("测试患者", "history-", "allergy-", "diagnosis-", "note-", "+86139", "wmGRP")
 
 
 def patient_values(n: int, tag: str) -> dict[str, str]:

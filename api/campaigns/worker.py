@@ -20,7 +20,9 @@ from auth.access_log import AccessEvent, Action, Actor, RequestInfo
 from domain.campaigns import audience, sender
 from domain.campaigns.backends import SendError, SmsGateway, WecomTasks
 from domain.campaigns.models import CampaignChannel
+from domain.wecom import group_campaigns
 from domain.wecom.callbacks import api_secret
+from domain.wecom.groups_api import WecomGroupChats
 from domain.wecom.repository import WecomRepository
 from tenancy.keyring import FieldCipher, KeyProvider
 from tenancy.keystore import load_cipher
@@ -115,6 +117,17 @@ async def run_tenant(
                 result.outcomes.update(tally.outcomes)
                 progress(f"{channel}: {result.sent}")
         if wecom is not None:
+            # Campaigns to customer groups: the same WeCom client, speaking the group API
+            # (its access token is fetched only when a group campaign is due).
+            to_groups = WecomGroupChats(backends.wecom_api_url, wecom.corp_id, wecom.secret)
+            try:
+                async with sessions() as s, s.begin():
+                    grouped = await group_campaigns.send_due(s, to_groups, now)
+            finally:
+                await to_groups.aclose()
+            if any(grouped.values()):
+                progress("group chats: " + ", ".join(f"{k} {v}" for k, v in grouped.items()))
+            result.outcomes.update({f"group_{k}": v for k, v in grouped.items() if v})
             try:
                 async with sessions() as s, s.begin():
                     tally = await sender.track_wecom(s, cipher, wecom, now)

@@ -90,6 +90,11 @@ class SegmentFilterInput:
         default=None,
         description="Marketing consent (营销同意) in force on any of these channels.",
     )
+    in_group_chat: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="A customer in any of these WeCom customer groups (社群) now (matched by "
+        "WeCom external user id).",
+    )
     order_total_min: Decimal | None = strawberry.field(
         default=None, description="Paid orders' total (net of refunds) ≥ this, yuan."
     )
@@ -102,6 +107,7 @@ _ID_LISTS = {
     "tags_any": ("Tag", "tagsAny"),
     "tags_all": ("Tag", "tagsAll"),
     "branch_ids": ("Branch", "branchIds"),
+    "in_group_chat": ("GroupChat", "inGroupChat"),
 }
 
 

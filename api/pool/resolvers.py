@@ -38,6 +38,7 @@ from api.pool.types import (
     TaggingPayload,
     TagGroup,
 )
+from api.wecom.group_resolvers import check_group_filter
 from auth.access_log import Action
 from auth.guard import (
     Visibility,
@@ -399,6 +400,7 @@ async def pool_metrics(info: Info) -> PoolMetrics:
 async def _check_filter(session: Any, principal: Principal, flt: dict[str, Any]) -> None:
     """Refuse (never silently ignore) a filter on data the caller may not see."""
     validate(flt)
+    await check_group_filter(session, flt)
     mentioned = sorted(set(tag_ids(flt)))
     if not mentioned:
         return

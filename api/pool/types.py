@@ -11,6 +11,7 @@ from strawberry.types import Info
 from api.ids import to_global_id
 from api.imports.types import ImportReport
 from api.node import Node
+from api.wecom.group_figures import GroupChatFigures
 from domain.imports.service import KIND as IMPORT_KIND
 from domain.pool.models import Channel as ChannelRow
 from domain.pool.models import Job as JobRow
@@ -225,3 +226,9 @@ class PoolMetrics:
     score_distribution: list[Bucket] = strawberry.field(
         description="Lead scores in ranges of 20 (key: lower bound)."
     )
+
+    @strawberry.field(description="Customer groups (社群): members and their activity.")
+    async def group_chats(self, info: Info) -> GroupChatFigures:
+        from api.wecom.group_resolvers import group_chat_figures
+
+        return await group_chat_figures(info)

@@ -95,6 +95,16 @@ def wecom_router(state: AppState) -> APIRouter:
                     await access_log.append(
                         session, ACTOR, named, [AccessEvent(action, [done.patient_id], groups)]
                     )
+                if done.patient_ids and not done.duplicate:
+                    # a group event moved these patients to the strong-private tier
+                    named = RequestInfo(
+                        info.request_id,
+                        f"wecom:group:{done.outcome}"[:100],
+                        info.client_addr,
+                        info.user_agent,
+                    )
+                    changed = [AccessEvent(Action.UPDATE, list(done.patient_ids), [])]
+                    await access_log.append(session, ACTOR, named, changed)
         except callbacks.Refused as exc:
             log.info("wecom callback refused for %s: %s", slug[:63], exc)
             return REFUSED

@@ -13,6 +13,7 @@ A filter is a dict; every key present must hold (AND). Keys:
   hasReferred: bool        consent: bool
   reachableBy: [channel, …]  (marketing consent in force on any of them: domain/consent)
   orderTotalMinFen / orderTotalMaxFen: int (fen, inclusive)
+  inGroupChat: [group chat uuid, …]  (a customer in any of these WeCom groups now)
 Nothing is evaluated in Python: counts and members come straight from SQL.
 """
 
@@ -30,6 +31,7 @@ from domain.consent.service import reachable
 from domain.errors import BadInput
 from domain.patients.models import Patient
 from domain.pool.models import PatientTag
+from domain.wecom.group_queries import in_groups
 
 LIST_KEYS = {
     "stages",
@@ -40,6 +42,7 @@ LIST_KEYS = {
     "tagsAny",
     "tagsAll",
     "reachableBy",
+    "inGroupChat",
 }
 CONTACT_CHANNELS = {c.value for c in ContactChannel} - {ContactChannel.ANY.value}
 INT_KEYS = {"scoreMin", "scoreMax", "ageMin", "ageMax", "orderTotalMinFen", "orderTotalMaxFen"}
@@ -115,6 +118,18 @@ def tag_ids(flt: Mapping[str, Any]) -> Iterator[uuid.UUID]:
             yield from tag_ids(value)
 
 
+def group_chat_ids(flt: Mapping[str, Any]) -> Iterator[uuid.UUID]:
+    """Every customer group a filter mentions, at any depth (to refuse unknown ones)."""
+    for key, value in flt.items():
+        if key == "inGroupChat":
+            yield from (_uuid(v, key) for v in value)
+        elif key in ("and", "or"):
+            for sub in value:
+                yield from group_chat_ids(sub)
+        elif key == "not":
+            yield from group_chat_ids(value)
+
+
 def _has_tag(tag_id: uuid.UUID) -> ColumnElement[bool]:
     return exists(
         select(PatientTag.patient_id).where(
@@ -173,6 +188,8 @@ def compile_filter(flt: Mapping[str, Any], now: datetime) -> ColumnElement[bool]
         elif key == "reachableBy":
             channels = [ContactChannel(str(v)) for v in value]
             parts.append(reachable(Purpose.MARKETING, channels))
+        elif key == "inGroupChat":
+            parts.append(in_groups(sorted({_uuid(v, key) for v in value})))
         elif key == "orderTotalMinFen":
             parts.append(Patient.order_total_fen >= value)
         elif key == "orderTotalMaxFen":

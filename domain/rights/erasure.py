@@ -13,12 +13,15 @@ from domain.care.models import Order, Refund
 from domain.patients.models import Patient
 from domain.patients.service import PatientService
 from domain.pool.models import FollowUp, StageChange
+from domain.wecom import groups
 from tenancy.keyring import FieldCipher
 
 ERASED = "[erased]"
 
 
 async def erase(session: AsyncSession, cipher: FieldCipher, patient: Patient) -> None:
+    # The customer groups keep members by the same blind index: forgotten there too.
+    await groups.forget_member(session, patient.wecom_external_id_bidx)
     await PatientService(session, cipher).erase(patient)
     pid = patient.id
     orders = select(Order.id).where(Order.patient_id == pid)

@@ -13,6 +13,7 @@ Events handled (Event = change_external_contact):
   channel. A known patient moves to the strong-private tier.
 - del_follow_user: the customer removed the staff member: back to semi-private (半私域).
 - anything else (edit, tag changes…) is recorded and otherwise ignored.
+Event = change_external_chat (customer groups) is domain.wecom.groups's.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from wechatpy.exceptions import InvalidSignatureException
 from domain.patients.models import PoolTier, TouchVia
 from domain.patients.repository import PatientRepository
 from domain.patients.service import PatientService
+from domain.wecom import groups
 from domain.wecom.models import WecomApp, WecomCallback
 from tenancy.keyring import FieldCipher
 
@@ -57,6 +59,8 @@ class Outcome:
     outcome: str
     patient_id: uuid.UUID | None = None
     duplicate: bool = False
+    # Patients a group event changed (moved to strong-private), for the access log.
+    patient_ids: tuple[uuid.UUID, ...] = ()
 
 
 def seal_secrets(cipher: FieldCipher, app: WecomApp, token: str, aes_key: str) -> None:
@@ -137,7 +141,14 @@ def open_message(
         raise Malformed(type(exc).__name__) from None
     if not isinstance(event, dict):
         raise Malformed("event is not an element")
-    return {k: v for k, v in event.items() if isinstance(v, str)}
+    flat = {k: v for k, v in event.items() if isinstance(v, str)}
+    # A group's member change lists ids as <MemChangeList><Item>…</Item>…: one id per line.
+    items = event.get("MemChangeList")
+    items = items.get("Item") if isinstance(items, dict) else None
+    items = [items] if isinstance(items, str) else items
+    if isinstance(items, list):
+        flat["MemChangeList"] = "\n".join(i for i in items if isinstance(i, str))
+    return flat
 
 
 def event_key(event: dict[str, str]) -> str:
@@ -154,6 +165,10 @@ def event_key(event: dict[str, str]) -> str:
             "State",
         )
     ]
+    if event.get("Event") == "change_external_chat":
+        # CurMemVer names the member list after the change: two changes never share it.
+        keys = ("ChatId", "UpdateDetail", "MemChangeList", "LastMemVer", "CurMemVer")
+        parts += [event.get(k, "") for k in keys]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
@@ -175,7 +190,11 @@ async def handle(
     )
     if seen is not None:
         return Outcome(seen.outcome, seen.patient_id, duplicate=True)
-    outcome = await _act(session, cipher, app, event)
+    try:
+        outcome = await _act(session, cipher, app, event)
+    except IntegrityError:
+        # a concurrent delivery made the same group or stay first: WeCom retries this one
+        raise Refused("delivered concurrently") from None
     session.add(
         WecomCallback(
             signature=signature,
@@ -196,6 +215,11 @@ async def handle(
 async def _act(
     session: AsyncSession, cipher: FieldCipher, app: WecomApp, event: dict[str, str]
 ) -> Outcome:
+    if event.get("Event") == "change_external_chat":
+        outcome, change_done = await groups.on_chat_event(
+            session, cipher, app.default_branch_id, event
+        )
+        return Outcome(outcome, patient_ids=tuple(change_done.strengthened))
     external = (event.get("ExternalUserID") or "").strip()
     change = event.get("ChangeType", "")
     if event.get("Event") != "change_external_contact" or not external:

@@ -177,6 +177,25 @@ ATTACKS: dict[str, Attack] = {
         "defaultBranchId: $b) { corpId callbackPath } }",
         {"b": b.branch_gid("b1")},
     ),
+    "groupChats": lambda b: (
+        "query($b: ID) { groupChats(filter: {branchId: $b}) { totalCount edges { node { id "
+        "name memberCount members { totalCount edges { node { id name } } } } } } }",
+        {"b": b.branch_gid("b1")},
+    ),
+    "groupChat": lambda b: (
+        "query($id: ID!) { groupChat(id: $id) { name members { edges { node { id } } } } }",
+        {"id": to_global_id("GroupChat", b.tenant_id)},
+    ),
+    "linkWecomStaff": lambda b: (
+        'mutation($s: ID!) { linkWecomStaff(staffId: $s, wecomUserId: "zhangsan") { id } }',
+        {"s": b.staff_gid("doctor")},
+    ),
+    "createGroupChatCampaign": lambda b: (
+        'mutation($g: ID!) { createGroupChatCampaign(input: {groupChatId: $g, name: "x", '
+        'content: "x", windowStart: "2026-12-01T00:00:00Z", windowEnd: "2099-01-01T00:00:00Z"}) '
+        "{ id } }",
+        {"g": to_global_id("GroupChat", b.tenant_id)},
+    ),
     "campaigns": lambda b: (
         "{ campaigns { totalCount edges { node { id name reach { audience delivered } } } } }",
         {},

@@ -1,7 +1,8 @@
 """A local stand-in for the providers campaigns talk to, served over real HTTP on loopback:
 the JSON SMS gateway (docs/campaigns.md) and the parts of WeCom's API the WeCom sender uses
-(gettoken, add_msg_template, get_groupmsg_list_v2, get_groupmsg_task,
-get_groupmsg_send_result), answering as WeCom documents them. Tests drive its behaviour
+(gettoken, add_msg_template for customers and for groups, get_groupmsg_list_v2,
+get_groupmsg_task, get_groupmsg_send_result) and the customer-group sync uses
+(groupchat/list, groupchat/get), answering as WeCom documents them. Tests drive its behaviour
 (failures, opted-out numbers, a staff member confirming a task) and read what reached it."""
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ class Task:
     externals: list[str]
     created: int
     confirmed: bool = False
+    chat_type: str = "single"
+    sender: str = ""
+    chat_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Chat:
+    """A customer group as WeCom holds it: members are (userid, type 1 staff / 2 customer)."""
+
+    name: str
+    owner: str
+    members: list[tuple[str, int]] = field(default_factory=list)
+    join_time: int = 1_764_000_000
 
 
 @dataclass
@@ -45,6 +59,7 @@ class StandIn:
     contacts: set[str] = field(default_factory=set)  # external ids that are STAFF's customers
     tasks: dict[str, Task] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
+    chats: dict[str, Chat] = field(default_factory=dict)  # chat id -> group (not dismissed)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def confirm(self, msgid: str) -> None:
@@ -99,9 +114,60 @@ class StandIn:
             body = await request.json()
             externals = [str(e) for e in body.get("external_userid", [])]
             msgid = f"msg{next(self._ids)}"
-            self.tasks[msgid] = Task(msgid, body["text"]["content"], externals, int(time.time()))
+            chat_type = str(body.get("chat_type", "single"))
+            if chat_type == "group" and not body.get("sender"):
+                return {"errcode": 41048, "errmsg": "sender required for group"}
+            self.tasks[msgid] = Task(
+                msgid,
+                body["text"]["content"],
+                externals,
+                int(time.time()),
+                chat_type=chat_type,
+                sender=str(body.get("sender", "")),
+                chat_ids=[str(c) for c in body.get("chat_id_list", [])],
+            )
             fail = [e for e in externals if e not in self.contacts]
             return {"errcode": 0, "errmsg": "ok", "fail_list": fail, "msgid": msgid}
+
+        @app.post("/cgi-bin/externalcontact/groupchat/list")
+        async def groupchat_list(request: Request, access_token: str) -> dict[str, Any]:
+            if (refused := _auth(access_token)) is not None:
+                return refused
+            body = await request.json()
+            ids = sorted(self.chats)
+            start = int(body.get("cursor") or 0)
+            page = ids[start : start + int(body.get("limit", 100))]
+            after = start + len(page)
+            return {
+                "errcode": 0,
+                "errmsg": "ok",
+                "group_chat_list": [{"chat_id": c, "status": 0} for c in page],
+                "next_cursor": str(after) if after < len(ids) else "",
+            }
+
+        @app.post("/cgi-bin/externalcontact/groupchat/get")
+        async def groupchat_get(request: Request, access_token: str) -> dict[str, Any]:
+            if (refused := _auth(access_token)) is not None:
+                return refused
+            chat_id = (await request.json())["chat_id"]
+            chat = self.chats.get(chat_id)
+            if chat is None:
+                return {"errcode": 701008, "errmsg": "not a customer group"}
+            members = [
+                {"userid": u, "type": t, "join_time": chat.join_time, "join_scene": 1}
+                for u, t in chat.members
+            ]
+            return {
+                "errcode": 0,
+                "errmsg": "ok",
+                "group_chat": {
+                    "chat_id": chat_id,
+                    "name": chat.name,
+                    "owner": chat.owner,
+                    "create_time": chat.join_time,
+                    "member_list": members,
+                },
+            }
 
         @app.post("/cgi-bin/externalcontact/get_groupmsg_list_v2")
         async def list_v2(request: Request, access_token: str) -> dict[str, Any]:
@@ -112,6 +178,7 @@ class StandIn:
                 {"msgid": t.msgid, "creator": STAFF, "create_type": 1, "text": {"content": t.text}}
                 for t in self.tasks.values()
                 if body["start_time"] <= t.created <= body["end_time"]
+                and t.chat_type == body.get("chat_type", "single")
             ]
             return {"errcode": 0, "errmsg": "ok", "next_cursor": "", "group_msg_list": found}
 
