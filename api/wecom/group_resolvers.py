@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import strawberry
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
@@ -31,7 +30,7 @@ from api.wecom.group_types import (
 )
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope
-from auth.models import StaffUser
+from auth.staff import StaffService
 from domain.errors import BadInput, NotFound
 from domain.patients.repository import PatientFilter
 from domain.pool.segments import group_chat_ids
@@ -115,9 +114,7 @@ async def link_wecom_staff(
             field="wecomUserId",
         )
     raw = parse_global_id(staff_id, "Staff", "staffId")
-    staff = await ctx.session.scalar(select(StaffUser).where(StaffUser.id == raw))
-    if staff is None:
-        raise NotFound("no such staff member", field="staffId")
+    staff = await StaffService(ctx.session, ctx.trail).get(raw)
     await groups.link_staff(ctx.session, staff.id, userid)
     return Staff(_row=staff)
 

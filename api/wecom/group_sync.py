@@ -6,25 +6,23 @@ strong-private tier are on the access log as the system actor `wecom`."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
+from api.campaigns.worker import TenantSessions
 from api.settings import Settings
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
-from domain.tenants.models import Tenant
+from domain.tenants.repository import TenantRepository
 from domain.wecom import groups
 from domain.wecom.callbacks import api_secret
 from domain.wecom.groups_api import WecomGroupChats
-from domain.wecom.models import WecomApp
+from domain.wecom.repository import WecomRepository
 from tenancy.keyring import KeyProvider, LocalKeyProvider
 from tenancy.keystore import load_cipher
-from tenancy.session import bind_tenant, make_engine, session_factory
+from tenancy.session import make_engine, session_factory, tenant_session
 
 ACTOR = Actor("system", "wecom")
 
@@ -42,24 +40,17 @@ class SyncResult:
 
 
 async def sync_tenant(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: TenantSessions,
     keys: KeyProvider,
-    tenant_id: uuid.UUID,
     api_url: str,
     progress: Callable[[str], None] = lambda _m: None,
     client: WecomGroupChats | None = None,
 ) -> SyncResult:
-    """Raises NotConfigured, or the client's WecomError when WeCom cannot be read."""
-
-    async def bound() -> AsyncSession:
-        s = sessions()
-        await bind_tenant(s, tenant_id)
-        return s
-
-    s = await bound()
-    async with s, s.begin():
+    """`sessions` opens a session bound to the tenant (tenancy.session.tenant_session). Raises
+    NotConfigured, or the client's WecomError when WeCom cannot be read."""
+    async with sessions() as s, s.begin():
         cipher = await load_cipher(s, keys)
-        app = await s.scalar(select(WecomApp))
+        app = await WecomRepository(s).app()
         secret = api_secret(cipher, app) if app is not None else None
         if app is None or not secret:
             raise NotConfigured("no WeCom app with a customer-contact secret (configureWecom)")
@@ -72,8 +63,7 @@ async def sync_tenant(
         for n, chat_id in enumerate(chat_ids, 1):
             detail = await api.chat(chat_id)
             detail["chat_id"] = chat_id
-            s = await bound()
-            async with s, s.begin():
+            async with sessions() as s, s.begin():
                 now = datetime.now(UTC)
                 _group, change = await groups.apply_detail(s, cipher, branch_id, detail, now)
                 if change.strengthened:
@@ -87,8 +77,7 @@ async def sync_tenant(
             result.joined += change.joined
             result.left += change.left
             progress(f"group {n}/{len(chat_ids)}: {change.joined} joined, {change.left} left")
-        s = await bound()
-        async with s, s.begin():
+        async with sessions() as s, s.begin():
             result.dismissed = await groups.dismiss_missing(s, set(chat_ids), datetime.now(UTC))
     finally:
         if client is None:
@@ -105,10 +94,11 @@ async def sync_groups_command(
     try:
         sessions = session_factory(engine)
         async with sessions() as s, s.begin():
-            tenant_id = await s.scalar(select(Tenant.id).where(Tenant.slug == slug))
+            tenant_id = await TenantRepository(s).id_by_slug(slug)
         if tenant_id is None:
             raise ValueError(f"no tenant with slug {slug!r}")
         keys = LocalKeyProvider.from_text(cfg.master_key_text())
-        return await sync_tenant(sessions, keys, tenant_id, cfg.wecom_api_url, progress)
+        bound = partial(tenant_session, sessions, tenant_id)
+        return await sync_tenant(bound, keys, cfg.wecom_api_url, progress)
     finally:
         await engine.dispose()

@@ -5,6 +5,7 @@ creates exactly one group-message task (chat_type group) for the group's owner."
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from api.context import AppState
 from api.wecom.group_sync import NotConfigured, sync_tenant
 from domain.campaigns.backends import WecomError
+from tenancy.session import tenant_session
 from tests.campaigns.conftest import add_patients, configure_wecom, tick
 from tests.campaigns.standin import STAFF, Chat, StandIn
 from tests.support import World, build_world, codes, gql, ok, sign_in
@@ -34,8 +36,12 @@ async def _groups(client: httpx.AsyncClient, token: str) -> dict[str, dict[str, 
     return {e["node"]["name"]: e["node"] for e in edges}
 
 
+def _bound(state: AppState, world: World) -> Any:
+    return partial(tenant_session, state.sessions, world.tenant_id)
+
+
 async def _sync(state: AppState, world: World, url: str) -> Any:
-    return await sync_tenant(state.sessions, state.key_provider, world.tenant_id, url)
+    return await sync_tenant(_bound(state, world), state.key_provider, url)
 
 
 async def test_resync_adds_missing_members_and_removes_departed_ones(
@@ -53,7 +59,7 @@ async def test_resync_adds_missing_members_and_removes_departed_ones(
     fake.chats["wrTEETH"] = Chat("正畸交流群", "lisi", [(c, 2)])
     progress: list[str] = []
     first = await sync_tenant(
-        sending_state.sessions, sending_state.key_provider, world.tenant_id, url, progress.append
+        _bound(sending_state, world), sending_state.key_provider, url, progress.append
     )
     assert (first.groups, first.joined, first.left, first.dismissed) == (2, 4, 0, 0)
     assert progress[0] == "2 groups listed by WeCom" and len(progress) == 3
