@@ -58,6 +58,11 @@ CATALOGUE: frozenset[Permission] = frozenset(
         ("patients", "export"),
         ("campaigns", "read"),
         ("campaigns", "write"),
+        # Satisfaction surveys: templates and rules; the answers (free text also needs
+        # fields:health read).
+        ("surveys", "read"),
+        ("surveys", "write"),
+        ("survey_answers", "read"),
         # A signed-in patient's own record, and nothing else (the `patient` role).
         ("self", "read"),
         ("self", "write"),
@@ -133,6 +138,8 @@ _BRANCH_MANAGER: set[Permission] = {
     ("events", "write"),
     *((obj, a) for obj in ("visits", "orders", "followups", "referrals") for a in _RW),
     *(("consents", a) for a in _RW),
+    ("surveys", "read"),
+    ("survey_answers", "read"),
 }
 
 DEFAULT_ROLES: dict[str, set[Permission]] = {
@@ -160,6 +167,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("orders", "read"),
         ("referrals", "read"),
         ("consents", "read"),
+        ("survey_answers", "read"),
     },
     "health_manager": {
         *(("patients:assigned", a) for a in _RW),
@@ -176,6 +184,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("orders", "read"),
         *(("referrals", a) for a in _RW),
         *(("consents", a) for a in _RW),
+        ("survey_answers", "read"),
     },
     "operator": {
         *(("patients:branch", a) for a in _RW),

@@ -15,6 +15,8 @@ from api.ids import to_global_id
 from api.node import Node
 from api.patients.loaders import scoped_patient
 from api.patients.types import Patient
+from api.surveys.metrics import satisfaction_metrics
+from api.surveys.types import SatisfactionMetrics
 from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Region, Staff
 from domain.care import models as cm
@@ -349,4 +351,9 @@ class ChainMetrics:
     by_region: list[RegionFigures] = strawberry.field(
         description="Per region, by name: each the sum of its branches in your scope "
         "(branches in no region are in none)."
+    )
+    satisfaction: SatisfactionMetrics = strawberry.field(
+        resolver=satisfaction_metrics,
+        description="Satisfaction surveys of the period: response rate, average rating, NPS, "
+        "per branch and doctor of the visit.",
     )

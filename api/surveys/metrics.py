@@ -1,0 +1,54 @@
+"""`metrics { satisfaction }`: the surveys' figures beside the conversion figures, for the same
+period and within the caller's patient scope (the root field has checked `metrics:read`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.surveys.types import (
+    BranchSatisfaction,
+    DoctorSatisfaction,
+    SatisfactionFigures,
+    SatisfactionMetrics,
+)
+from api.tenants.types import Branch, Staff
+from auth.guard import patient_scope, require
+from auth.models import StaffUser
+from domain.surveys.figures import satisfaction
+from domain.tenants.models import Branch as BranchRow
+
+
+async def satisfaction_metrics(root: Any, info: Info) -> SatisfactionMetrics:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "metrics", "read")
+    figures = await satisfaction(
+        ctx.session, patient_scope(principal, "read"), root.since, root.until
+    )
+    branches = {
+        b.id: b
+        for b in await ctx.session.scalars(
+            select(BranchRow).where(BranchRow.id.in_(list(figures.by_branch)))
+        )
+    }
+    doctors = {
+        s.id: s
+        for s in await ctx.session.scalars(
+            select(StaffUser).where(StaffUser.id.in_(list(figures.by_doctor)))
+        )
+    }
+    return SatisfactionMetrics(
+        total=SatisfactionFigures(_f=figures.total),
+        by_branch=[
+            BranchSatisfaction(branch=Branch(_row=branches[b]), figures=SatisfactionFigures(_f=f))
+            for b, f in sorted(figures.by_branch.items(), key=lambda kv: branches[kv[0]].name)
+        ],
+        by_doctor=[
+            DoctorSatisfaction(doctor=Staff(_row=doctors[d]), figures=SatisfactionFigures(_f=f))
+            for d, f in sorted(figures.by_doctor.items(), key=lambda kv: str(kv[0]))
+            if d in doctors
+        ],
+    )

@@ -1,0 +1,254 @@
+"""Root fields of satisfaction surveys: templates and rules (HQ), answers (roles holding
+`survey_answers:read`, free text only with `fields:health:read`), and the two public fields a
+survey link's page calls, `surveyForm(token)` and `answerSurvey(token, answers)`.
+
+The public fields need no sign-in: the token names its tenant, whose key verifies it, in a
+session of their own bound to that tenant (as `signInPatient` does). Every refusal of a link
+(forged, expired, used, unknown, another tenant's) is the same BAD_USER_INPUT with the same
+message. The answer is logged as the patient's own change; a complaint callback it opens as
+the system actor `surveys`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.ids import parse_global_id
+from api.pagination import Connection, keyset_page, make_connection
+from api.surveys.types import (
+    AnswerSurveyPayload,
+    SurveyAnswer,
+    SurveyAnswerInput,
+    SurveyForm,
+    SurveyRule,
+    SurveyRuleInput,
+    SurveyTemplate,
+    SurveyTemplateInput,
+    questions_of,
+)
+from api.times import to_utc
+from auth import access_log
+from auth.access_log import AccessEvent, Action, Actor
+from auth.guard import Visibility, field_visibility, record_field, require, require_patient_scope
+from auth.patient_sessions import patient_actor
+from domain.errors import BadInput, NotFound
+from domain.patients.models import FieldGroup
+from domain.surveys import answers as survey_answers
+from domain.surveys import models as m
+from domain.surveys import templates
+from domain.surveys.models import QuestionKind
+from domain.surveys.sender import SENDER
+from domain.surveys.templates import Question, RuleDraft, TemplateDraft
+from domain.surveys.tokens import BadLink, peek
+from tenancy.keyring import CryptoError, DecryptionError
+from tenancy.keystore import load_cipher
+from tenancy.session import bind_tenant
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _draft(input: SurveyTemplateInput) -> TemplateDraft:
+    return TemplateDraft(
+        name=input.name,
+        title=input.title,
+        intro=input.intro,
+        questions=[
+            Question(q.key, QuestionKind(q.kind), q.text, tuple(q.options), q.required)
+            for q in input.questions
+        ],
+    )
+
+
+async def _template(info: Info, row: m.SurveyTemplate) -> SurveyTemplate:
+    version = await templates.version(info.context.session, row.id, row.current_version)
+    assert version is not None
+    return SurveyTemplate(_row=row, _version=version)
+
+
+async def survey_templates(
+    info: Info, first: int | None = None, after: str | None = None
+) -> Connection[SurveyTemplate]:
+    require(await info.context.principal(), "surveys", "read")
+    rows, cursors, has_next, count = await keyset_page(
+        info, select(m.SurveyTemplate), m.SurveyTemplate, m.SurveyTemplate.created_at, first, after
+    )
+    return make_connection([await _template(info, r) for r in rows], cursors, has_next, count)
+
+
+async def survey_template(info: Info, id: strawberry.ID) -> SurveyTemplate:
+    require(await info.context.principal(), "surveys", "read")
+    row = await templates.template(info.context.session, parse_global_id(id, "SurveyTemplate"))
+    return await _template(info, row)
+
+
+async def create_survey_template(info: Info, input: SurveyTemplateInput) -> SurveyTemplate:
+    principal = await info.context.principal()
+    require(principal, "surveys", "write")
+    row = await templates.create_template(info.context.session, _draft(input), principal.subject)
+    info.context.trail.admin("survey_template.create", "SurveyTemplate", str(row.id))
+    return await _template(info, row)
+
+
+async def revise_survey_template(
+    info: Info, id: strawberry.ID, input: SurveyTemplateInput
+) -> SurveyTemplate:
+    """A new version of the template; links already sent keep theirs."""
+    principal = await info.context.principal()
+    require(principal, "surveys", "write")
+    session = info.context.session
+    row = await templates.template(session, parse_global_id(id, "SurveyTemplate"))
+    await templates.revise_template(session, row, _draft(input), principal.subject)
+    info.context.trail.admin("survey_template.revise", "SurveyTemplate", str(row.id))
+    return await _template(info, row)
+
+
+async def survey_rules(
+    info: Info, first: int | None = None, after: str | None = None
+) -> Connection[SurveyRule]:
+    require(await info.context.principal(), "surveys", "read")
+    rows, cursors, has_next, count = await keyset_page(
+        info, select(m.SurveyRule), m.SurveyRule, m.SurveyRule.created_at, first, after
+    )
+    return make_connection([SurveyRule(_row=r) for r in rows], cursors, has_next, count)
+
+
+async def create_survey_rule(info: Info, input: SurveyRuleInput) -> SurveyRule:
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "surveys", "write")
+    if not ctx.app.settings.survey_url:
+        raise BadInput("no survey page is configured (PATIENTPOOL_SURVEY_URL)", field="channels")
+    template = await templates.template(
+        ctx.session, parse_global_id(input.template_id, "SurveyTemplate", "templateId")
+    )
+    draft = RuleDraft(
+        name=input.name,
+        template=template,
+        delay_days=input.delay_days,
+        visit_kind=m.VisitKind(input.visit_kind),
+        branch_id=parse_global_id(input.branch_id, "Branch", "branchId")
+        if input.branch_id
+        else None,
+        channels=[str(c.value) for c in input.channels],
+        starts_at=to_utc(input.starts_at, "startsAt") if input.starts_at else _now(),
+        answer_days=input.answer_days,
+        low_rating=input.low_rating,
+        low_nps=input.low_nps,
+    )
+    row = await templates.create_rule(ctx.session, draft, principal.subject)
+    ctx.trail.admin("survey_rule.create", "SurveyRule", str(row.id))
+    return SurveyRule(_row=row)
+
+
+async def set_survey_rule_active(info: Info, id: strawberry.ID, active: bool) -> SurveyRule:
+    principal = await info.context.principal()
+    require(principal, "surveys", "write")
+    row = await templates.rule(info.context.session, parse_global_id(id, "SurveyRule"))
+    row.active = active
+    await info.context.session.flush()
+    info.context.trail.admin("survey_rule.active", "SurveyRule", str(row.id))
+    return SurveyRule(_row=row)
+
+
+async def survey_answers_query(
+    info: Info,
+    first: int | None = None,
+    after: str | None = None,
+    branch_id: strawberry.ID | None = None,
+) -> Connection[SurveyAnswer]:
+    """Answers whose patient is in your scope, oldest first; every answer returned is a read
+    of its patient in the access log, free text a read of health data."""
+    ctx = info.context
+    principal = await ctx.principal()
+    require(principal, "survey_answers", "read")
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    branch = parse_global_id(branch_id, "Branch", "branchId") if branch_id else None
+    stmt = survey_answers.answers_query(scope.clause(), branch)
+    rows, cursors, has_next, count = await keyset_page(
+        info, stmt, m.SurveyAnswer, m.SurveyAnswer.answered_at, first, after
+    )
+    ctx.trail.returned(Action.LIST, [r.patient_id for r in rows])
+    deliveries = await survey_answers.deliveries(ctx.session, [r.delivery_id for r in rows])
+    visibility = field_visibility(principal, FieldGroup.HEALTH)
+    cipher = await ctx.cipher() if visibility is Visibility.FULL else None
+    out = []
+    for r in rows:
+        text = None
+        if r.free_text_ct is not None:
+            record_field(ctx.trail, r.patient_id, FieldGroup.HEALTH, visibility)
+            if cipher is not None:
+                try:
+                    text = survey_answers.free_text(cipher, r)
+                except DecryptionError:
+                    ctx.trail.integrity_failed(r.patient_id, str(FieldGroup.HEALTH))
+        out.append(SurveyAnswer(_row=r, _delivery=deliveries[r.delivery_id], _text=text))
+    return make_connection(out, cursors, has_next, count)
+
+
+# --- the public link ---
+
+
+def _refused() -> BadInput:
+    return BadInput(survey_answers.REFUSED, field="token")
+
+
+async def survey_form(info: Info, token: str) -> SurveyForm:
+    """What the link's page shows: the questions of the version it was sent with."""
+    try:
+        link = peek(token)
+        async with info.context.app.sessions() as session, session.begin():
+            await bind_tenant(session, link.tenant_id)
+            cipher = await load_cipher(session, info.context.app.key_provider)
+            opened = await survey_answers.open_link(session, cipher, token, _now(), lock=False)
+            return SurveyForm(
+                title=opened.version.title,
+                questions=questions_of(opened.version),
+                expires_at=link.expires_at,
+            )
+    except (BadLink, CryptoError):
+        raise _refused() from None
+
+
+async def answer_survey(
+    info: Info, token: str, answers: list[SurveyAnswerInput]
+) -> AnswerSurveyPayload:
+    if len(answers) > templates.MAX_QUESTIONS:
+        raise BadInput("too many answers", field="answers")
+    given = [survey_answers.Given(a.key, a.value, tuple(a.choices), a.text) for a in answers]
+    ctx = info.context
+    now = _now()
+    try:
+        link = peek(token)
+        async with ctx.app.sessions() as session, session.begin():
+            await bind_tenant(session, link.tenant_id)
+            cipher = await load_cipher(session, ctx.app.key_provider)
+            done = await survey_answers.answer(session, cipher, token, given, now)
+            pid = done.patient.id
+            groups = [str(FieldGroup.HEALTH)] if done.answer.free_text_ct is not None else []
+            await access_log.append(
+                session,
+                patient_actor(pid),
+                ctx.request_info,
+                [AccessEvent(Action.CREATE, [pid], groups)],
+            )
+            if done.follow_up is not None:
+                await access_log.append(
+                    session,
+                    Actor("system", SENDER),
+                    access_log.RequestInfo(
+                        request_id=ctx.request_info.request_id,
+                        operation_name=f"survey:{done.answer.delivery_id}:complaint-callback",
+                    ),
+                    [AccessEvent(Action.CREATE, [pid])],
+                )
+    except (BadLink, CryptoError):
+        raise _refused() from None
+    except NotFound:
+        raise _refused() from None
+    return AnswerSurveyPayload(accepted=True)
