@@ -220,7 +220,7 @@ async def answer_survey(
 ) -> AnswerSurveyPayload:
     if len(answers) > templates.MAX_QUESTIONS:
         raise BadInput("too many answers", field="answers")
-    given = [survey_answers.Given(a.key, a.value, tuple(a.choices), a.text) for a in answers]
+    given = [survey_answers.Given(a.key, a.score, tuple(a.choices), a.text) for a in answers]
     ctx = info.context
     now = _now()
     try:

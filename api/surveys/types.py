@@ -44,7 +44,9 @@ SurveyChannelEnum = strawberry.enum(
 @strawberry.input(description="One question of a survey.")
 class SurveyQuestionInput:
     key: str = strawberry.field(description="Its key (a-z, 0-9, _; unique in the survey).")
-    kind: SurveyQuestionKind  # type: ignore[valid-type]
+    kind: SurveyQuestionKind = strawberry.field(  # type: ignore[valid-type]
+        description="What kind of answer it takes."
+    )
     text: str = strawberry.field(description="The question as the patient reads it.")
     options: list[str] = strawberry.field(
         default_factory=list, description="The options of a SINGLE or MULTIPLE question (2-10)."
@@ -64,7 +66,7 @@ class SurveyTemplateInput:
 
 @strawberry.input(description="When and how a survey is sent after a visit.")
 class SurveyRuleInput:
-    name: str
+    name: str = strawberry.field(description="Name for staff (1-100 characters).")
     template_id: strawberry.ID = strawberry.field(description="The template (global id).")
     channels: list[SurveyChannelEnum] = strawberry.field(  # type: ignore[valid-type]
         description="In order of preference: the first one the patient has marketing consent "
@@ -91,8 +93,8 @@ class SurveyRuleInput:
 
 @strawberry.input(description="The answer to one question, by its key.")
 class SurveyAnswerInput:
-    key: str
-    value: int | None = strawberry.field(default=None, description="RATING 1-5 or NPS 0-10.")
+    key: str = strawberry.field(description="The question's key.")
+    score: int | None = strawberry.field(default=None, description="RATING 1-5 or NPS 0-10.")
     choices: list[str] = strawberry.field(
         default_factory=list, description="The chosen options (SINGLE: exactly one)."
     )
@@ -101,11 +103,13 @@ class SurveyAnswerInput:
 
 @strawberry.type(description="One question of a survey version.")
 class SurveyQuestion:
-    key: str
-    kind: SurveyQuestionKind  # type: ignore[valid-type]
-    text: str
-    options: list[str]
-    required: bool
+    key: str = strawberry.field(description="Its key, which answers name.")
+    kind: SurveyQuestionKind = strawberry.field(  # type: ignore[valid-type]
+        description="What kind of answer it takes."
+    )
+    text: str = strawberry.field(description="The question as the patient reads it.")
+    options: list[str] = strawberry.field(description="Options of a choice question.")
+    required: bool = strawberry.field(description="Must it be answered?")
 
     @staticmethod
     def of(q: Question) -> SurveyQuestion:
@@ -156,7 +160,7 @@ class SurveyRule(Node):
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("SurveyRule", self._row.id))
 
-    @strawberry.field
+    @strawberry.field(description="Name for staff.")
     def name(self) -> str:
         return self._row.name
 
@@ -164,41 +168,41 @@ class SurveyRule(Node):
     def template_id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("SurveyTemplate", self._row.template_id))
 
-    @strawberry.field
+    @strawberry.field(description="Channels in order of preference.")
     def channels(self) -> list[SurveyChannelEnum]:  # type: ignore[valid-type]
         return [SurveyChannelEnum(c) for c in self._row.channels]  # type: ignore[misc]
 
-    @strawberry.field
+    @strawberry.field(description="Days after the arrival.")
     def delay_days(self) -> int:
         return self._row.delay_days
 
-    @strawberry.field
+    @strawberry.field(description="Which visits.")
     def visit_kind(self) -> SurveyVisitKind:  # type: ignore[valid-type]
         return m.VisitKind(self._row.visit_kind)
 
-    @strawberry.field
+    @strawberry.field(description="Only visits at this branch (null: every branch).")
     async def branch(self, info: Info) -> Branch | None:
         if self._row.branch_id is None:
             return None
         return await _branch(info, self._row.branch_id)
 
-    @strawberry.field
+    @strawberry.field(description="Visits that arrived from then on are surveyed.")
     def starts_at(self) -> datetime:
         return self._row.starts_at
 
-    @strawberry.field
+    @strawberry.field(description="How long a link answers.")
     def answer_days(self) -> int:
         return self._row.answer_days
 
-    @strawberry.field
+    @strawberry.field(description="A rating at or below this opens a complaint callback.")
     def low_rating(self) -> int | None:
         return self._row.low_rating
 
-    @strawberry.field
+    @strawberry.field(description="An NPS score at or below this opens a complaint callback.")
     def low_nps(self) -> int | None:
         return self._row.low_nps
 
-    @strawberry.field
+    @strawberry.field(description="Whether the rule sends.")
     def active(self) -> bool:
         return self._row.active
 
@@ -214,15 +218,17 @@ async def _branch(info: Info, branch_id: object) -> Branch:
 
 @strawberry.type(description="One question's answer.")
 class SurveyAnswerItem:
-    key: str
-    value: int | None = None
-    choices: list[str] = strawberry.field(default_factory=list)
+    key: str = strawberry.field(description="The question's key.")
+    score: int | None = strawberry.field(default=None, description="RATING or NPS score.")
+    choices: list[str] = strawberry.field(
+        default_factory=list, description="Options chosen (choice questions)."
+    )
 
 
 @strawberry.type(description="A free-text answer (sealed at rest like health data).")
 class SurveyTextAnswer:
-    key: str
-    text: str
+    key: str = strawberry.field(description="The question's key.")
+    text: str = strawberry.field(description="What the patient wrote.")
 
 
 @strawberry.type(description="A patient's answer to one survey link.")
@@ -247,7 +253,7 @@ class SurveyAnswer(Node):
     def template_version(self) -> int:
         return self._delivery.template_version
 
-    @strawberry.field
+    @strawberry.field(description="When it was answered.")
     def answered_at(self) -> datetime:
         return self._row.answered_at
 
@@ -279,7 +285,7 @@ class SurveyAnswer(Node):
             if isinstance(value, list):
                 out.append(SurveyAnswerItem(key=key, choices=[str(v) for v in value]))
             else:
-                out.append(SurveyAnswerItem(key=key, value=int(value)))  # type: ignore[call-overload]
+                out.append(SurveyAnswerItem(key=key, score=int(value)))  # type: ignore[call-overload]
         return out
 
     @strawberry.field(
@@ -333,28 +339,34 @@ class SatisfactionFigures:
 
 @strawberry.type(description="One branch's satisfaction figures (the visit's branch).")
 class BranchSatisfaction:
-    branch: Branch
-    figures: SatisfactionFigures
+    branch: Branch = strawberry.field(description="The branch of the visits.")
+    figures: SatisfactionFigures = strawberry.field(description="Its figures.")
 
 
 @strawberry.type(description="One doctor's satisfaction figures (the visit's doctor).")
 class DoctorSatisfaction:
-    doctor: Staff
-    figures: SatisfactionFigures
+    doctor: Staff = strawberry.field(description="The doctor of the visits.")
+    figures: SatisfactionFigures = strawberry.field(description="Their figures.")
 
 
 @strawberry.type(description="Satisfaction surveys' figures for the period, in your scope.")
 class SatisfactionMetrics:
-    total: SatisfactionFigures
-    by_branch: list[BranchSatisfaction]
-    by_doctor: list[DoctorSatisfaction]
+    total: SatisfactionFigures = strawberry.field(description="All surveys in your scope.")
+    by_branch: list[BranchSatisfaction] = strawberry.field(
+        description="Per branch of the visit, by name."
+    )
+    by_doctor: list[DoctorSatisfaction] = strawberry.field(
+        description="Per doctor of the visit (visits without a doctor are in none)."
+    )
 
 
 @strawberry.type(description="A survey as its link shows it to the patient.")
 class SurveyForm:
-    title: str
-    questions: list[SurveyQuestion]
-    expires_at: datetime
+    title: str = strawberry.field(description="The survey's title.")
+    questions: list[SurveyQuestion] = strawberry.field(
+        description="The questions of the version the link was sent with."
+    )
+    expires_at: datetime = strawberry.field(description="Until when the link answers.")
 
 
 @strawberry.type(description="answerSurvey's result.")

@@ -48,7 +48,7 @@ METRICS = """query($f: DateTime!, $to: DateTime!) { metrics(from: $f, to: $to) {
   byBranch { branch { code } figures { sent answered responseRate averageRating nps } }
   byDoctor { doctor { id } figures { sent answered averageRating nps } } } } }"""
 ANSWERS = """query { surveyAnswers(first: 50) { totalCount edges { node { patientId nps
-  lowScore templateVersion items { key value choices } freeText { key text } } } } }"""
+  lowScore templateVersion items { key score choices } freeText { key text } } } } }"""
 TASKS = """query { followUps(first: 50, filter: {kinds: [COMPLAINT_CALLBACK]}) { edges { node {
   patient { id } branch { code } } } } }"""
 
@@ -74,8 +74,8 @@ def _questions(title: str) -> dict[str, object]:
 
 def _answers(rating: int, nps: int, text: str | None = None) -> list[dict[str, object]]:
     out: list[dict[str, object]] = [
-        {"key": "service", "value": rating},
-        {"key": "recommend", "value": nps},
+        {"key": "service", "score": rating},
+        {"key": "recommend", "score": nps},
         {"key": "came_for", "choices": ["洁牙"]},
     ]
     if text is not None:
