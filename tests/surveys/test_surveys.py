@@ -11,6 +11,7 @@ import base64
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import select
@@ -21,7 +22,7 @@ from auth.access_log import AccessLogEntry
 from domain.patients.models import Patient
 from domain.surveys import tokens
 from domain.surveys.answers import REFUSED
-from domain.surveys.models import SurveyAnswer
+from domain.surveys.models import SurveyAnswer, SurveyDelivery
 from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant
 from tests.campaigns.standin import StandIn
@@ -346,3 +347,65 @@ async def test_bad_input_is_answered_with_codes_and_staff_need_their_rights(
     tid = ok(await gql(sclient, TEMPLATE, {"i": _questions("x")}, admin))["createSurveyTemplate"]
     rule = {"name": "r", "templateId": tid["id"], "channels": ["SMS"], "delayDays": 400}
     assert codes(await gql(sclient, RULE, {"i": rule}, admin)) == ["BAD_USER_INPUT"]
+
+
+async def test_quiet_hours_caps_and_a_withdrawal_between_queue_and_send(
+    sclient: httpx.AsyncClient,
+    owner_state: AppState,
+    survey_state: AppState,
+    world: World,
+    provider: tuple[StandIn, str],
+) -> None:
+    """Surveys obey the campaigns' rules: nothing leaves in quiet hours, consent is read again
+    when sending, and survey links and campaign messages share one frequency cap."""
+    fake, url = provider
+    now = datetime.now(UTC).replace(microsecond=0)
+    quiet = now - timedelta(days=3)
+    local = quiet.astimezone(ZoneInfo("Asia/Shanghai"))
+    minute = local.hour * 60 + local.minute
+    admin = await sign_in(sclient, world, "hq_admin")
+    hhmm = [f"{(m % 1440) // 60:02d}:{m % 60:02d}" for m in (minute - 60, minute + 60)]
+    ok(
+        await gql(
+            sclient,
+            "mutation($s: String!, $e: String!) { setContactRules(frequencyCap: 1, "
+            'frequencyDays: 7, quietStart: $s, quietEnd: $e, timezone: "Asia/Shanghai") '
+            "{ frequencyCap } }",
+            {"s": hhmm[0], "e": hhmm[1]},
+            admin,
+        )
+    )
+    tid = ok(await gql(sclient, TEMPLATE, {"i": _questions("体验")}, admin))
+    rule = {
+        "name": "诊后",
+        "templateId": tid["createSurveyTemplate"]["id"],
+        "channels": ["SMS"],
+        "startsAt": (now - timedelta(days=10)).isoformat(),
+    }
+    ok(await gql(sclient, RULE, {"i": rule}, admin))
+    reached = await add_patients(owner_state, world, ["b1", "b1", "b1"])
+    twice, withdrawing, plain = reached
+    visits = [(twice, 5), (twice, 4), (withdrawing, 5), (plain, 5)]
+    for who, days in visits:
+        s = Scripted("b1", False, 0, None, None)
+        await _visit(sclient, admin, world, who.patient, s, now - timedelta(days=days))
+
+    queued = await tick(survey_state, world, url, quiet)
+    assert fake.messages == {}, "nothing leaves in quiet hours"
+    assert queued.outcomes == {"survey_skipped_capped": 1}  # the second visit of `twice`
+    await withdraw_sms(owner_state, world, withdrawing.patient)
+    sent = await tick(survey_state, world, url, quiet + timedelta(hours=2))
+    assert set(tokens_by_phone(fake)) == {twice.phone, plain.phone}
+    assert sent.outcomes == {"survey_delivered": 2, "survey_withdrawn": 1}
+
+    # A campaign now finds both surveyed patients at the cap.
+    from tests.campaigns.conftest import campaign, launch, segment
+
+    marketing = await sign_in(sclient, world, "marketing")
+    seg = await segment(sclient, marketing, {"branchIds": [world.branch_gid("b1")]})
+    launched = await launch(sclient, marketing, await campaign(sclient, marketing, seg))
+    assert launched["excludedByCap"] == 2
+    async with owner_state.sessions() as s, s.begin():
+        await bind_tenant(s, world.tenant_id)
+        rows = list(await s.scalars(select(SurveyDelivery)))
+    assert sorted(r.status for r in rows) == ["delivered", "delivered", "skipped", "withdrawn"]
