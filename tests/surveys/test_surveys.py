@@ -296,6 +296,17 @@ async def test_a_scripted_month_from_rule_to_answer_to_figure(
     tasks_after = ok(await gql(sclient, TASKS, None, admin))["followUps"]["edges"]
     assert len(tasks_after) == len(low)
 
+    # Erasing the patient destroys what they wrote; their scores stay in the figures.
+    erased = await gql(
+        sclient,
+        "mutation($id: ID!) { erasePatient(id: $id) { patient { id } } }",
+        {"id": to_global_id("Patient", low_text.id)},
+        admin,
+    )
+    assert "errors" not in erased, erased
+    after = ok(await gql(sclient, ANSWERS, None, admin))["surveyAnswers"]["edges"]
+    assert not any(a["node"]["freeText"] for a in after) and len(after) == 5
+
     # Another tenant sees none of it.
     b_admin = await sign_in(sclient, other, "hq_admin")
     missing = await gql(
