@@ -26,7 +26,7 @@ from domain.surveys.models import SurveyAnswer, SurveyDelivery
 from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant
 from tests.campaigns.standin import StandIn
-from tests.support import World, codes, gql, ok, sign_in
+from tests.support import SEEDED, World, codes, gql, ok, sign_in
 from tests.surveys.conftest import add_patients, tick, tokens_by_phone, withdraw_sms
 
 RULES = """mutation { setContactRules(frequencyCap: 5, frequencyDays: 7, quietStart: "00:00",
@@ -204,7 +204,8 @@ async def test_a_scripted_month_from_rule_to_answer_to_figure(
     assert first["surveyForm"]["title"] == "本次就诊体验"
     later = ok(await gql(sclient, FORM, {"t": links[phones[people[2].id]]}))
     assert later["surveyForm"]["title"] == "新版体验"
-    complaint = f"候诊太久-{uuid.uuid4().hex[:6]}"
+    complaint = f"note-{uuid.uuid4().hex[:6]} 候诊太久"  # health text: checked against logs
+    SEEDED.add(complaint)
     for patient, s in zip(people, MONTH, strict=True):
         if s.rating is None or not s.consent:
             continue
