@@ -35,7 +35,9 @@ from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor
 from auth.guard import Visibility, field_visibility, record_field, require, require_patient_scope
 from auth.patient_sessions import patient_actor
-from domain.errors import BadInput, NotFound
+from auth.principal import Principal
+from auth.reasons import IN_CARE, check_grant, grants, in_own_care_at_once
+from domain.errors import BadInput, NotFound, ReasonRequired
 from domain.patients.models import FieldGroup
 from domain.surveys import answers as survey_answers
 from domain.surveys import models as m
@@ -175,20 +177,52 @@ async def survey_answers_query(
     )
     ctx.trail.returned(Action.LIST, [r.patient_id for r in rows])
     deliveries = await survey_answers.deliveries(ctx.session, [r.delivery_id for r in rows])
-    visibility = field_visibility(principal, FieldGroup.HEALTH)
-    cipher = await ctx.cipher() if visibility is Visibility.FULL else None
-    out = []
-    for r in rows:
-        text = None
-        if r.free_text_ct is not None:
-            record_field(ctx.trail, r.patient_id, FieldGroup.HEALTH, visibility)
-            if cipher is not None:
-                try:
-                    text = survey_answers.free_text(cipher, r)
-                except DecryptionError:
-                    ctx.trail.integrity_failed(r.patient_id, str(FieldGroup.HEALTH))
-        out.append(SurveyAnswer(_row=r, _delivery=deliveries[r.delivery_id], _text=text))
+    texts = await _free_texts(info, principal, [r for r in rows if r.free_text_ct is not None])
+    out = [
+        SurveyAnswer(
+            _row=r, _delivery=deliveries[r.delivery_id], _text=texts.get(r.delivery_id, None)
+        )
+        for r in rows
+    ]
     return make_connection(out, cursors, has_next, count)
+
+
+async def _free_texts(
+    info: Info, principal: Principal, rows: list[m.SurveyAnswer]
+) -> dict[object, dict[str, str] | ReasonRequired | None]:
+    """The free text of each answer, under the rules of health fields: Casbin's
+    `fields:health`, then the care/reason gate (auth.reasons): a patient outside the caller's
+    own care opens only under a purpose they stated. Every read or refusal is on the trail."""
+    ctx = info.context
+    visibility = field_visibility(principal, FieldGroup.HEALTH)
+    out: dict[object, dict[str, str] | ReasonRequired | None] = {}
+    if not rows:
+        return out
+    if visibility is not Visibility.FULL:
+        for r in rows:
+            record_field(ctx.trail, r.patient_id, FieldGroup.HEALTH, visibility)
+            out[r.delivery_id] = None
+        return out
+    patients = await survey_answers.patients(ctx.session, [r.patient_id for r in rows])
+    outside = [pid for pid, p in patients.items() if not in_own_care_at_once(principal, p)]
+    found = await grants(ctx.session, principal, outside)
+    cipher = await ctx.cipher()
+    for r in rows:
+        grant = found.get(r.patient_id, IN_CARE)
+        try:
+            if grant.in_care:
+                record_field(ctx.trail, r.patient_id, FieldGroup.HEALTH, visibility)
+            else:
+                check_grant(ctx.trail, r.patient_id, grant)  # or REASON_REQUIRED
+        except ReasonRequired as refused:
+            out[r.delivery_id] = refused
+            continue
+        try:
+            out[r.delivery_id] = survey_answers.free_text(cipher, r)
+        except DecryptionError:
+            ctx.trail.integrity_failed(r.patient_id, str(FieldGroup.HEALTH))
+            out[r.delivery_id] = None
+    return out
 
 
 # --- the public link ---

@@ -12,7 +12,7 @@ from api.ids import to_global_id
 from api.node import Node
 from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Staff
-from domain.errors import NotFound
+from domain.errors import NotFound, ReasonRequired
 from domain.surveys import figures as sf
 from domain.surveys import models as m
 from domain.surveys.templates import Question
@@ -235,7 +235,9 @@ class SurveyTextAnswer:
 class SurveyAnswer(Node):
     _row: strawberry.Private[m.SurveyAnswer]
     _delivery: strawberry.Private[m.SurveyDelivery]
-    _text: strawberry.Private[dict[str, str] | None]
+    # The free text, None (not a reader of health data, or none written) or the refusal of
+    # the care/reason gate, raised when the field is asked for.
+    _text: strawberry.Private[dict[str, str] | ReasonRequired | None]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
@@ -289,10 +291,13 @@ class SurveyAnswer(Node):
         return out
 
     @strawberry.field(
-        description="Free-text answers: null for roles that may not read health data (each "
-        "read is in the access log)."
+        description="Free-text answers, under the rules of health fields: null for roles that "
+        "may not read health data; outside your own care FORBIDDEN (reason REASON_REQUIRED) "
+        "until statePurpose; each read is in the access log."
     )
     def free_text(self) -> list[SurveyTextAnswer] | None:
+        if isinstance(self._text, ReasonRequired):
+            raise self._text
         if self._text is None:
             return None
         return [SurveyTextAnswer(key=k, text=v) for k, v in self._text.items()]

@@ -193,3 +193,8 @@ async def deliveries(
 ) -> dict[uuid.UUID, SurveyDelivery]:
     rows = await session.scalars(select(SurveyDelivery).where(SurveyDelivery.id.in_(ids)))
     return {r.id: r for r in rows}
+
+
+async def patients(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Patient]:
+    rows = await session.scalars(select(Patient).where(Patient.id.in_(set(ids))))
+    return {p.id: p for p in rows}

@@ -251,7 +251,21 @@ async def test_a_scripted_month_from_rule_to_answer_to_figure(
         to_global_id("Patient", p.id) for p in low
     )
 
-    # Answers: the free text for a role that reads health data, logged; sealed at rest.
+    # Answers: the free text is health data. HQ reads it only after stating a purpose (the
+    # care/reason gate of health fields); each read is logged; it is sealed at rest.
+    low_text = next(p for p, s_ in zip(people, MONTH, strict=True) if s_.rating == 1)
+    gated = await gql(sclient, ANSWERS, None, admin)
+    assert [e["extensions"] for e in gated["errors"]] == [
+        {"code": "FORBIDDEN", "reason": "REASON_REQUIRED"}
+    ]
+    stated = await gql(
+        sclient,
+        "mutation($id: ID!) { statePurpose(patientId: $id, purpose: COMPLAINT, "
+        'note: "投诉回访") { id } }',
+        {"id": to_global_id("Patient", low_text.id)},
+        admin,
+    )
+    assert "errors" not in stated, stated
     answers = ok(await gql(sclient, ANSWERS, None, admin))["surveyAnswers"]
     assert answers["totalCount"] == 4
     texts = [a["node"]["freeText"] for a in answers["edges"] if a["node"]["freeText"]]
@@ -268,7 +282,6 @@ async def test_a_scripted_month_from_rule_to_answer_to_figure(
                 AccessLogEntry.field_groups.contains("health"),
             )
         )
-        low_text = next(p for p, s_ in zip(people, MONTH, strict=True) if s_.rating == 1)
         assert any(str(low_text.id) in r.patient_ids for r in reads)
         callbacks = await s.scalars(
             select(AccessLogEntry).where(AccessLogEntry.actor_id == "surveys")
