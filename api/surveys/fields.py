@@ -10,6 +10,7 @@ from api.pagination import Connection
 from api.surveys import resolvers as surveys
 from api.surveys.types import (
     AnswerSurveyPayload,
+    MySurvey,
     SurveyAnswer,
     SurveyForm,
     SurveyRule,
@@ -17,6 +18,7 @@ from api.surveys.types import (
 )
 
 PUBLIC_SURVEY_FIELDS = frozenset({"surveyForm", "answerSurvey"})
+# `mySurveys` answers a patient token only (it is listed in api.door.fields.PATIENT_ROOT_FIELDS).
 
 
 @strawberry.type(description="Satisfaction surveys.")
@@ -34,6 +36,10 @@ class SurveyQuery:
     survey_answers: Connection[SurveyAnswer] = strawberry.field(
         resolver=surveys.survey_answers_query,
         description="Survey answers of patients in your scope, oldest first (logged).",
+    )
+    my_surveys: list[MySurvey] = strawberry.field(
+        resolver=surveys.my_surveys,
+        description="Your surveys waiting for an answer (patient token), newest first.",
     )
     survey_form: SurveyForm = strawberry.field(
         resolver=surveys.survey_form,

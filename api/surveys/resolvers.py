@@ -21,6 +21,7 @@ from api.ids import parse_global_id
 from api.pagination import Connection, keyset_page, make_connection
 from api.surveys.types import (
     AnswerSurveyPayload,
+    MySurvey,
     SurveyAnswer,
     SurveyAnswerInput,
     SurveyForm,
@@ -33,7 +34,14 @@ from api.surveys.types import (
 from api.times import to_utc
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor
-from auth.guard import Visibility, field_visibility, record_field, require, require_patient_scope
+from auth.guard import (
+    Visibility,
+    field_visibility,
+    own_record_scope,
+    record_field,
+    require,
+    require_patient_scope,
+)
 from auth.patient_sessions import patient_actor
 from auth.principal import Principal
 from auth.reasons import IN_CARE, check_grant, grants, in_own_care_at_once
@@ -43,9 +51,9 @@ from domain.surveys import answers as survey_answers
 from domain.surveys import models as m
 from domain.surveys import templates
 from domain.surveys.models import QuestionKind
-from domain.surveys.sender import SENDER
+from domain.surveys.sender import SENDER, open_for
 from domain.surveys.templates import Question, RuleDraft, TemplateDraft
-from domain.surveys.tokens import BadLink, peek
+from domain.surveys.tokens import BadLink, issue, peek
 from tenancy.keyring import CryptoError, DecryptionError
 from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant
@@ -223,6 +231,26 @@ async def _free_texts(
             ctx.trail.integrity_failed(r.patient_id, str(FieldGroup.HEALTH))
             out[r.delivery_id] = None
     return out
+
+
+async def my_surveys(info: Info) -> list[MySurvey]:
+    """The signed-in patient's surveys waiting for an answer (patient token only)."""
+    ctx = info.context
+    principal = await ctx.principal()
+    scope = own_record_scope(principal)
+    patient = await survey_answers.own(ctx.session, scope)
+    if patient is None:
+        raise NotFound("no such patient")
+    cipher = await ctx.cipher()
+    ctx.trail.returned(Action.READ, [patient.id])
+    return [
+        MySurvey(
+            title=version.title,
+            token=issue(cipher, d.id, d.expires_at),
+            expires_at=d.expires_at,
+        )
+        for d, version in await open_for(ctx.session, patient, _now())
+    ]
 
 
 # --- the public link ---

@@ -31,13 +31,14 @@ SurveyVisitKind = strawberry.enum(
 class _SurveyChannel(StrEnum):
     SMS = "sms"
     WECOM = "wecom"
+    MINI_PROGRAM = "mini_program"
 
 
 SurveyChannelEnum = strawberry.enum(
     _SurveyChannel,
     name="SurveyChannel",
-    description="SMS (a link in a text message) or WECOM (a WeCom message task a staff member "
-    "confirms).",
+    description="SMS (a link in a text message), WECOM (a WeCom message task a staff member "
+    "confirms) or MINI_PROGRAM (shown to the signed-in patient: mySurveys).",
 )
 
 
@@ -377,3 +378,12 @@ class SurveyForm:
 @strawberry.type(description="answerSurvey's result.")
 class AnswerSurveyPayload:
     accepted: bool = strawberry.field(description="The answer is stored; the link is used up.")
+
+
+@strawberry.type(description="A survey waiting for the signed-in patient's answer.")
+class MySurvey:
+    title: str = strawberry.field(description="The survey's title.")
+    token: str = strawberry.field(
+        description="Its link's token, for surveyForm and answerSurvey (one answer)."
+    )
+    expires_at: datetime = strawberry.field(description="Until when it answers.")

@@ -57,8 +57,13 @@ async def run(
         progress(f"surveys: {len(queued.patient_ids)} queued")
     for reason, n in queued.skipped.items():
         outcomes[f"survey_skipped_{reason}"] += n
-    for channel, backend in ((CampaignChannel.SMS, sms), (CampaignChannel.WECOM, wecom)):
-        for _ in range(MAX_BATCHES if backend is not None else 0):
+    channels = (
+        (str(CampaignChannel.SMS), sms, sms is not None),
+        (str(CampaignChannel.WECOM), wecom, wecom is not None),
+        (sender.MINI_PROGRAM, None, True),  # no provider: the patient finds it there
+    )
+    for channel, backend, ready in channels:
+        for _ in range(MAX_BATCHES if ready else 0):
             s = await bound()
             async with s, s.begin():
                 claim = await sender.claim(s, now, channel, stale_after=stale_after)
@@ -68,7 +73,7 @@ async def run(
                 break
             s = await bound()
             async with s, s.begin():
-                tally = await sender.send(s, cipher, backend, claim, survey_url, now)  # type: ignore[arg-type]
+                tally = await sender.send(s, cipher, backend, claim, survey_url, now)
                 await _log(s, Action.UPDATE, tally.withdrew, "surveys:opt-out")
             outcomes.update(tally.outcomes)
     return outcomes

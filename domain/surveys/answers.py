@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.care import follow_ups
 from domain.errors import BadInput
 from domain.patients.models import Patient
+from domain.patients.scope import PatientScope
 from domain.pool.models import FollowUp
 from domain.surveys import tokens
 from domain.surveys.models import (
@@ -198,3 +199,8 @@ async def deliveries(
 async def patients(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Patient]:
     rows = await session.scalars(select(Patient).where(Patient.id.in_(set(ids))))
     return {p.id: p for p in rows}
+
+
+async def own(session: AsyncSession, scope: PatientScope) -> Patient | None:
+    """The signed-in patient's own record."""
+    return await session.scalar(select(Patient).where(scope.clause()))

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.campaigns import caps
@@ -38,6 +38,7 @@ from domain.campaigns.sender import (
 from domain.care.models import Visit, VisitStatus
 from domain.consent.models import ContactChannel, Purpose
 from domain.consent.service import reachable
+from domain.door.models import IdentityKind, PatientIdentity
 from domain.patients.models import Patient
 from domain.patients.service import unseal
 from domain.surveys import tokens
@@ -52,6 +53,7 @@ from domain.surveys.models import (
 from tenancy.keyring import FieldCipher
 
 SENDER = "surveys"  # the system actor that sends
+MINI_PROGRAM = "mini_program"
 BATCH = 100
 S = SurveyDeliveryStatus
 
@@ -100,10 +102,7 @@ async def queue(session: AsyncSession, now: datetime) -> Queued:
         if rule.branch_id is not None:
             where.append(Visit.branch_id == rule.branch_id)
         reach = [
-            and_(
-                reachable(Purpose.MARKETING, [ContactChannel(c)]),
-                ADDRESS[CampaignChannel(c)].is_not(None),
-            ).label(c)
+            and_(reachable(Purpose.MARKETING, [ContactChannel(c)]), _addressed(c)).label(c)
             for c in rule.channels
         ]
         rows = (
@@ -148,9 +147,22 @@ async def queue(session: AsyncSession, now: datetime) -> Queued:
     return out
 
 
+def _addressed(channel: str):  # type: ignore[no-untyped-def]
+    """The patient can be reached on `channel`: a phone, a WeCom contact, or (mini-program)
+    a signed-in WeChat identity of the brand's mini-program."""
+    if channel == MINI_PROGRAM:
+        return exists(
+            select(PatientIdentity.patient_id).where(
+                PatientIdentity.patient_id == Patient.id,
+                PatientIdentity.kind == str(IdentityKind.OPENID),
+            )
+        )
+    return ADDRESS[CampaignChannel(channel)].is_not(None)
+
+
 @dataclass(frozen=True)
 class Claim:
-    channel: CampaignChannel
+    channel: str
     delivery_ids: list[uuid.UUID]
     patient_ids: list[uuid.UUID]
 
@@ -164,7 +176,7 @@ def _due(now: datetime, stale_after: timedelta):  # type: ignore[no-untyped-def]
 async def claim(
     session: AsyncSession,
     now: datetime,
-    channel: CampaignChannel,
+    channel: str,
     *,
     limit: int = BATCH,
     stale_after: timedelta = STALE_AFTER,
@@ -215,12 +227,13 @@ def link_text(version: SurveyTemplateVersion, base_url: str, token: str) -> str:
 async def send(
     session: AsyncSession,
     cipher: FieldCipher,
-    backend: SmsGateway | WecomTasks,
+    backend: SmsGateway | WecomTasks | None,
     claim: Claim,
     base_url: str,
     now: datetime,
 ) -> Tally:
-    """Send the claimed links (SMS gateway or one WeCom task per patient: each link differs)."""
+    """Send the claimed links (SMS gateway, or one WeCom task per patient: each link differs;
+    on the mini-program the link is simply there for the patient, `mySurveys`)."""
     tally = Tally()
     allowed = await consenting(session, claim.patient_ids, claim.channel)
     rows = list(
@@ -236,10 +249,12 @@ async def send(
             .order_by(SurveyDelivery.id)
         )
     )
-    address = "phone" if claim.channel is CampaignChannel.SMS else "wecom_external_id"
+    address = {"sms": "phone", "wecom": "wecom_external_id"}.get(claim.channel)
     for d, rule, version in rows:
         patient = allowed.get(d.patient_id)
-        value = unseal(cipher, patient, address) if patient is not None else None
+        value = None
+        if patient is not None:
+            value = unseal(cipher, patient, address) if address else "mini_program"
         if patient is None:
             d.status, d.last_error = S.WITHDRAWN, "no_consent"
         elif value is None:
@@ -251,11 +266,13 @@ async def send(
             try:
                 if isinstance(backend, SmsGateway):
                     ref = (await backend.send(str(d.id), value, text)).provider_ref
-                else:
+                elif isinstance(backend, WecomTasks):
                     ref = await _wecom(backend, d, value, text)
+                else:
+                    ref = ""  # the mini-program shows it to the signed-in patient
             except OptedOut as exc:
                 _failed(d, exc, now)
-                await record_opt_out(session, patient, claim.channel)
+                await record_opt_out(session, patient, CampaignChannel(claim.channel))
                 tally.withdrew.append(patient.id)
             except SendError as exc:
                 _failed(d, exc, now)
@@ -277,3 +294,23 @@ async def _wecom(tasks: WecomTasks, d: SurveyDelivery, external: str, text: str)
     if external in refused:
         raise SendError("wecom_refused", transient=False)
     return msgid
+
+
+async def open_for(session: AsyncSession, patient: Patient, now: datetime) -> list[tuple]:
+    """A patient's delivered, unanswered, unexpired surveys, with their version, newest first."""
+    rows = await session.execute(
+        select(SurveyDelivery, SurveyTemplateVersion)
+        .join(
+            SurveyTemplateVersion,
+            (SurveyTemplateVersion.template_id == SurveyDelivery.template_id)
+            & (SurveyTemplateVersion.version == SurveyDelivery.template_version),
+        )
+        .where(
+            SurveyDelivery.patient_id == patient.id,
+            SurveyDelivery.status == S.DELIVERED,
+            SurveyDelivery.expires_at > now,
+        )
+        .order_by(SurveyDelivery.sent_at.desc())
+        .limit(20)
+    )
+    return [tuple(r) for r in rows]

@@ -24,8 +24,9 @@ from domain.tenants.models import Branch
 MAX_QUESTIONS = 30
 MAX_OPTIONS = 10
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
-# Channels a survey link can travel on, the campaign back-ends' (domain.campaigns.backends).
-CHANNELS = ("sms", "wecom")
+# Channels a survey link can travel on: the campaign back-ends' (domain.campaigns.backends),
+# and the mini-program, where a signed-in patient finds it (`mySurveys`).
+CHANNELS = ("sms", "wecom", "mini_program")
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ async def create_rule(session: AsyncSession, draft: RuleDraft, actor: str) -> Su
     if not draft.channels or len(set(draft.channels)) != len(draft.channels):
         raise BadInput("give one or more different channels", field="channels")
     if any(c not in CHANNELS for c in draft.channels):
-        raise BadInput("survey links go by SMS or WECOM", field="channels")
+        raise BadInput("survey links go by SMS, WECOM or MINI_PROGRAM", field="channels")
     if draft.low_rating is not None and not 1 <= draft.low_rating <= 5:
         raise BadInput("lowRating is 1-5", field="lowRating")
     if draft.low_nps is not None and not 0 <= draft.low_nps <= 10:

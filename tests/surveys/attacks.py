@@ -61,6 +61,7 @@ SURVEY_ATTACKS: dict[str, Attack] = {
         "mutation($id: ID!) { setSurveyRuleActive(id: $id, active: false) { id } }",
         {"id": to_global_id("SurveyRule", b.tenant_id)},
     ),
+    "mySurveys": lambda b: ("{ mySurveys { title token } }", {}),
     "answerSurvey": lambda b: (
         'mutation($t: String!) { answerSurvey(token: $t, answers: [{key: "s", score: 1}]) '
         "{ accepted } }",
