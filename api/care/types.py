@@ -347,6 +347,8 @@ class ChainMetrics:
     since: datetime = strawberry.field(description="Start of the period (inclusive).")
     until: datetime = strawberry.field(description="End of the period (exclusive).")
     total: ConversionFigures = strawberry.field(description="All branches in your scope.")
+    # The metrics' branchId, for the fields that resolve later (satisfaction).
+    branch_id: strawberry.Private[uuid.UUID | None] = None
     by_branch: list[BranchFigures] = strawberry.field(description="Per branch, by name.")
     by_region: list[RegionFigures] = strawberry.field(
         description="Per region, by name: each the sum of its branches in your scope "

@@ -26,7 +26,7 @@ async def satisfaction_metrics(root: Any, info: Info) -> SatisfactionMetrics:
     principal = await ctx.principal()
     require(principal, "metrics", "read")
     figures = await satisfaction(
-        ctx.session, patient_scope(principal, "read"), root.since, root.until
+        ctx.session, patient_scope(principal, "read"), root.since, root.until, root.branch_id
     )
     branches = {
         b.id: b

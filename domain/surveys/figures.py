@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, fields
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,15 +64,19 @@ class Satisfaction:
 async def satisfaction(
     session: AsyncSession,
     scope: PatientScope,
-    since,
-    until,  # type: ignore[no-untyped-def]
+    since: datetime,
+    until: datetime,
+    branch_id: uuid.UUID | None = None,
 ) -> Satisfaction:
+    """`branch_id`: only visits at that branch."""
     live: list[ColumnElement[bool]] = [
         scope.clause(),
         SurveyDelivery.status.in_([str(s) for s in SENT]),
         SurveyDelivery.sent_at >= since,
         SurveyDelivery.sent_at < until,
     ]
+    if branch_id is not None:
+        live.append(SurveyDelivery.branch_id == branch_id)
     rows = await session.execute(
         select(
             SurveyDelivery.branch_id,

@@ -237,6 +237,19 @@ async def test_a_scripted_month_from_rule_to_answer_to_figure(
     b1 = next(b for b in month["byBranch"] if b["branch"]["code"] == "b1")["figures"]
     want_b1 = _oracle([s for s in MONTH if s.branch == "b1"], 0, 30)
     assert {k: b1[k] for k in want_b1} == want_b1
+    only_b2 = ok(
+        await gql(
+            sclient,
+            "query($f: DateTime!, $to: DateTime!, $b: ID) { metrics(from: $f, to: $to, "
+            "branchId: $b) { satisfaction { total { sent answered } "
+            "byBranch { branch { code } } } } }",
+            {"f": start.isoformat(), "to": now.isoformat(), "b": world.branch_gid("b2")},
+            admin,
+        )
+    )["metrics"]["satisfaction"]
+    want_b2 = _oracle([s for s in MONTH if s.branch == "b2"], 0, 30)
+    assert only_b2["total"] == {"sent": want_b2["sent"], "answered": want_b2["answered"]}
+    assert [b["branch"]["code"] for b in only_b2["byBranch"]] == ["b2"]
     (doctor,) = month["byDoctor"]
     assert doctor["doctor"]["id"] == to_global_id("Staff", world.staff["doctor"].id)
     want_doctor = _oracle([s for s in MONTH if s.doctor], 0, 30)
