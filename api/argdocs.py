@@ -79,6 +79,9 @@ BY_NAME: dict[str, str] = {
 }
 
 BY_FIELD: dict[str, str] = {
+    "Query.surveyForm.token": "The token of a survey link (the last segment of its URL).",
+    "Mutation.answerSurvey.token": "The token of a survey link (the last segment of its URL).",
+    "Mutation.answerSurvey.answers": "One answer per question, by its key.",
     "Mutation.acceptInvitation.token": "The invitation token from inviteStaff (ppi_…).",
     "Mutation.acceptInvitation.password": "Your new password (at least 10 characters).",
     "Mutation.completePasswordReset.token": "The reset token from resetStaffPassword (ppw_…).",

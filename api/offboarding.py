@@ -73,7 +73,10 @@ DROPPED_COLUMNS = {
 SEALED = {
     "patients": tuple(SEALED_FIELDS),
     "stated_purposes": ("note", "flag_note"),
+    "survey_answers": ("free_text",),  # JSON {question key: text}
 }
+# The row id sealed values are bound to, where it is not `id`.
+ROW_ID = {"survey_answers": "delivery_id"}
 
 # A test hook: called after each batch written (table, batches so far); raising stops the run
 # as a kill would.
@@ -115,7 +118,8 @@ def _row(table: str, row: Any, cipher: FieldCipher, done: Exported) -> dict[str,
         value = None
         if blob is not None:
             try:
-                value = cipher.decrypt(blob, table=table, column=name, row_id=row["id"])
+                row_id = row[ROW_ID.get(table, "id")]
+                value = cipher.decrypt(blob, table=table, column=name, row_id=row_id)
             except DecryptionError:
                 done.integrity_failures += 1  # tampered at rest: handed over as null, counted
         out[name] = value

@@ -237,7 +237,7 @@ async def campaigns_send_command(
     keys = provider(cfg)
     engine = make_engine(cfg.app_database_url)
     sms = SmsGateway(cfg.sms_api_url, cfg.sms_api_key or "") if cfg.sms_api_url else None
-    backends = Backends(sms, cfg.wecom_api_url)
+    backends = Backends(sms, cfg.wecom_api_url, cfg.survey_url)
     try:
         sessions = session_factory(engine)
         while True:

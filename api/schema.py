@@ -66,6 +66,7 @@ from api.referrals.types import Referral, ReferralTree, ReferrerFigures, Reward,
 from api.sessions import resolvers as sessions
 from api.sessions.fields import TwoFactorMutation, TwoFactorQuery
 from api.settings import Settings
+from api.surveys.fields import PUBLIC_SURVEY_FIELDS, SurveyMutation, SurveyQuery
 from api.tenants import resolvers as tenants
 from api.tenants.types import Tenant
 from api.wecom import resolvers as wecom
@@ -83,6 +84,7 @@ PUBLIC_ROOT_FIELDS = frozenset(
         "completePasswordReset",
         "verifyTotp",
         "signInPatient",
+        *PUBLIC_SURVEY_FIELDS,
     }
 )
 # All a token that may only set up a second factor reaches (signIn's enrolmentRequired).
@@ -90,7 +92,7 @@ ENROLMENT_ROOT_FIELDS = frozenset({"me", "startTotpEnrolment", "confirmTotp"})
 
 
 @strawberry.type(description="Read the patient pool.")
-class Query(ChainQuery, TwoFactorQuery, DoorQuery, GroupChatQuery):
+class Query(ChainQuery, TwoFactorQuery, DoorQuery, GroupChatQuery, SurveyQuery):
     me: sessions.Me = strawberry.field(
         resolver=sessions.me, description="The signed-in principal: user, tenant, roles, branches."
     )
@@ -219,7 +221,7 @@ class Query(ChainQuery, TwoFactorQuery, DoorQuery, GroupChatQuery):
 
 
 @strawberry.type(description="Change the patient pool.")
-class Mutation(ChainMutation, TwoFactorMutation, DoorMutation, GroupChatMutation):
+class Mutation(ChainMutation, TwoFactorMutation, DoorMutation, GroupChatMutation, SurveyMutation):
     sign_in: sessions.AuthPayload = strawberry.field(
         resolver=sessions.sign_in_mutation,
         description="Sign in with tenant slug, email and password.",

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     sms_api_url: str | None = None
     sms_api_key: str | None = Field(default=None, repr=False)
     wecom_api_url: str = "https://qyapi.weixin.qq.com"
+    # Satisfaction surveys: the page a survey link opens (the token is appended as a path
+    # segment); without it no survey link is sent.
+    survey_url: str | None = None
     # WeChat's API host for mini-program sign-in (code2Session, getPhoneNumber).
     wechat_api_url: str = "https://api.weixin.qq.com"
     # PostgreSQL: the role the app's privileges are granted to (default `<db>_app`).
@@ -91,7 +94,7 @@ class Settings(BaseSettings):
                 raise ValueError("production needs PATIENTPOOL_SIGNING_KEYS_FILE")
         if self.master_key and self.master_key_file:
             raise ValueError("set PATIENTPOOL_MASTER_KEY or PATIENTPOOL_MASTER_KEY_FILE, not both")
-        for name in ("sms_api_url", "wecom_api_url", "wechat_api_url"):
+        for name in ("sms_api_url", "wecom_api_url", "wechat_api_url", "survey_url"):
             value = getattr(self, name)
             if value and not value.startswith(("https://", "http://")):
                 raise ValueError(f"PATIENTPOOL_{name.upper()} must be an http(s) URL")

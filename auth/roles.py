@@ -61,6 +61,11 @@ CATALOGUE: frozenset[Permission] = frozenset(
         # WeCom customer groups (社群): read the groups; write: link staff, group campaigns.
         ("groupchats", "read"),
         ("groupchats", "write"),
+        # Satisfaction surveys: templates and rules; the answers (free text also needs
+        # fields:health read).
+        ("surveys", "read"),
+        ("surveys", "write"),
+        ("survey_answers", "read"),
         # A signed-in patient's own record, and nothing else (the `patient` role).
         ("self", "read"),
         ("self", "write"),
@@ -137,6 +142,8 @@ _BRANCH_MANAGER: set[Permission] = {
     *((obj, a) for obj in ("visits", "orders", "followups", "referrals") for a in _RW),
     *(("consents", a) for a in _RW),
     ("groupchats", "read"),
+    ("surveys", "read"),
+    ("survey_answers", "read"),
 }
 
 DEFAULT_ROLES: dict[str, set[Permission]] = {
@@ -165,6 +172,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         ("referrals", "read"),
         ("consents", "read"),
         ("groupchats", "read"),
+        ("survey_answers", "read"),
     },
     "health_manager": {
         *(("patients:assigned", a) for a in _RW),
@@ -182,6 +190,7 @@ DEFAULT_ROLES: dict[str, set[Permission]] = {
         *(("referrals", a) for a in _RW),
         *(("consents", a) for a in _RW),
         ("groupchats", "read"),
+        ("survey_answers", "read"),
     },
     "operator": {
         *(("patients:branch", a) for a in _RW),

@@ -14,6 +14,7 @@ import domain.patients.models
 import domain.pool.models
 import domain.reasons.models
 import domain.referrals.models
+import domain.surveys.models
 import domain.tenants.models
 import domain.wecom.group_models
 import domain.wecom.models  # noqa: F401

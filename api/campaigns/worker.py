@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.surveys import worker as survey_pass
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
 from domain.campaigns import audience, sender
@@ -35,6 +36,7 @@ MAX_BATCHES = 10_000  # per channel per tick: a bound, not a target
 class Backends:
     sms: SmsGateway | None
     wecom_api_url: str
+    survey_url: str | None = None  # the survey page (surveys are sent in the same pass)
 
 
 @dataclass
@@ -134,6 +136,18 @@ async def run_tenant(
                 result.outcomes.update(tally.outcomes)
             except SendError as exc:  # WeCom unreachable: the next tick reads the results
                 progress(f"wecom task results not read: {exc.code}")
+        result.outcomes.update(
+            await survey_pass.run(
+                sessions,
+                cipher,
+                backends.sms,
+                wecom,
+                backends.survey_url,
+                now,
+                progress,
+                stale_after=stale_after,
+            )
+        )
     finally:
         if wecom is not None:
             await wecom.aclose()

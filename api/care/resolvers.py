@@ -445,6 +445,7 @@ async def metrics(
     return ChainMetrics(
         since=since,
         until=until,
+        branch_id=branch,
         total=ConversionFigures(_f=figures.total),
         by_region=[
             RegionFigures(region=Region(_row=r), figures=ConversionFigures(_f=f))

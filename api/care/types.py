@@ -15,6 +15,8 @@ from api.ids import to_global_id
 from api.node import Node
 from api.patients.loaders import scoped_patient
 from api.patients.types import Patient
+from api.surveys.metrics import satisfaction_metrics
+from api.surveys.types import SatisfactionMetrics
 from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Region, Staff
 from domain.care import models as cm
@@ -345,8 +347,15 @@ class ChainMetrics:
     since: datetime = strawberry.field(description="Start of the period (inclusive).")
     until: datetime = strawberry.field(description="End of the period (exclusive).")
     total: ConversionFigures = strawberry.field(description="All branches in your scope.")
+    # The metrics' branchId, for the fields that resolve later (satisfaction).
+    branch_id: strawberry.Private[uuid.UUID | None] = None
     by_branch: list[BranchFigures] = strawberry.field(description="Per branch, by name.")
     by_region: list[RegionFigures] = strawberry.field(
         description="Per region, by name: each the sum of its branches in your scope "
         "(branches in no region are in none)."
+    )
+    satisfaction: SatisfactionMetrics = strawberry.field(
+        resolver=satisfaction_metrics,
+        description="Satisfaction surveys of the period: response rate, average rating, NPS, "
+        "per branch and doctor of the visit.",
     )

@@ -26,6 +26,7 @@ PATIENT_ROOT_FIELDS = frozenset(
         "grantMyConsent",
         "withdrawMyConsent",
         "exportMyData",
+        "mySurveys",  # api.surveys.fields
     }
 )
 

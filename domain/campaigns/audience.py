@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.campaigns import caps
 from domain.campaigns import rules as contact_rules
 from domain.campaigns.models import (
-    COUNTED,
     Campaign,
     CampaignChannel,
     CampaignStatus,
@@ -32,7 +32,7 @@ from domain.patients.models import Patient
 from domain.patients.scope import PatientScope
 from domain.pool.models import Segment
 from domain.pool.segments import compile_filter
-from tenancy.session import lock_tenant, stamp_rows
+from tenancy.session import stamp_rows
 
 MAX_CONTENT = 500
 MAX_WINDOW = timedelta(days=30)
@@ -111,7 +111,7 @@ async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) 
         raise Conflict(f"the campaign is {campaign.status}, not scheduled")
     if now >= campaign.window_end:
         raise Conflict("the send window has closed")
-    await lock_tenant(session, "campaign-audience")
+    await caps.lock(session)
     rules = await contact_rules.load(session)
     segment = await session.scalar(select(Segment).where(Segment.id == campaign.segment_id))
     if segment is None:
@@ -125,15 +125,7 @@ async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) 
     )
     consent = reachable(Purpose.MARKETING, [ContactChannel(channel.value)])
     address = ADDRESS[channel].is_not(None)
-    capped = (
-        select(Delivery.patient_id)
-        .where(
-            Delivery.status.in_([str(s) for s in COUNTED]),
-            Delivery.queued_at > now - timedelta(days=rules.frequency_days),
-        )
-        .group_by(Delivery.patient_id)
-        .having(func.count() >= rules.frequency_cap)
-    )
+    capped = caps.over_cap(rules, now)
     audience = (*members, consent, address, Patient.id.not_in(capped))
 
     # Why members were left out, in one pass over them.

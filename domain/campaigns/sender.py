@@ -139,17 +139,23 @@ async def claim(
 
 
 async def _consenting(session: AsyncSession, claim: Claim) -> dict[uuid.UUID, Patient]:
-    """The claimed patients who may still be reached, with their rows; the consent and patient
-    rows stay share-locked until the batch commits (PostgreSQL; SQLite's writer lock already
-    serialises)."""
+    return await consenting(session, claim.patient_ids, claim.channel)
+
+
+async def consenting(
+    session: AsyncSession, patient_ids: list[uuid.UUID], channel: str
+) -> dict[uuid.UUID, Patient]:
+    """Those of `patient_ids` who may still be reached on `channel`, with their rows; the
+    consent and patient rows stay share-locked until the batch commits (PostgreSQL; SQLite's
+    writer lock already serialises). Survey links are sent under the same check."""
     rows = await session.scalars(
         select(Patient)
         .join(ConsentState, ConsentState.patient_id == Patient.id)
         .where(
-            Patient.id.in_(claim.patient_ids),
+            Patient.id.in_(patient_ids),
             Patient.erased_at.is_(None),
             ConsentState.purpose == str(Purpose.MARKETING),
-            ConsentState.channel == str(claim.channel),
+            ConsentState.channel == str(channel),
             ConsentState.granted.is_(True),
         )
         .with_for_update(read=True)
@@ -218,7 +224,7 @@ async def send_sms(
             sent = await gateway.send(str(d.id), phone, campaign.content)
         except OptedOut as exc:
             _failed(d, exc, now)
-            await _withdraw(session, patient, claim.channel)
+            await record_opt_out(session, patient, claim.channel)
             tally.withdrew.append(patient.id)
         except SendError as exc:
             _failed(d, exc, now)
@@ -229,7 +235,7 @@ async def send_sms(
     return tally
 
 
-async def _withdraw(session: AsyncSession, patient: Patient, channel: CampaignChannel) -> None:
+async def record_opt_out(session: AsyncSession, patient: Patient, channel: CampaignChannel) -> None:
     """An unsubscribe (退订) reported by the provider is a withdrawal of marketing consent on
     that channel, recorded like any other so no later audience includes the patient."""
     state = await session.scalar(

@@ -81,6 +81,32 @@ async def from_rule(
     return task
 
 
+async def complaint_callback(
+    session: AsyncSession,
+    patient: Patient,
+    subject: uuid.UUID,
+    branch_id: uuid.UUID,
+    at: datetime,
+    assignee_id: uuid.UUID | None = None,
+) -> FollowUp | None:
+    """The complaint callback (投诉回访) a low survey score opens for the branch, due at once,
+    once per `subject` (the survey delivery): repeats are no-ops."""
+    key = f"complaint:{subject}"
+    if await session.scalar(select(FollowUp.id).where(FollowUp.dedupe_key == key)):
+        return None
+    task = FollowUp(
+        patient_id=patient.id,
+        branch_id=branch_id,
+        assignee_id=assignee_id,
+        kind=str(FollowUpKind.COMPLAINT_CALLBACK),
+        due_at=at,
+        dedupe_key=key,
+    )
+    session.add(task)
+    await session.flush()
+    return task
+
+
 def create(
     session: AsyncSession,
     patient: Patient,

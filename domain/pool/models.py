@@ -203,6 +203,7 @@ class FollowUpKind(StrEnum):
     RETURN_VISIT_REMINDER = "return_visit_reminder"
     POST_VISIT = "post_visit"
     HEALTH_EDUCATION = "health_education"
+    COMPLAINT_CALLBACK = "complaint_callback"  # 投诉回访: a low satisfaction score
 
 
 class FollowUpStatus(StrEnum):

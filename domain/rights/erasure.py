@@ -1,7 +1,8 @@
 """Right to erasure (删除权): the patient's sealed fields and blind indexes are destroyed (the
 data key stays, so other patients are untouched; see PatientService.erase), and the free
-text that staff wrote about them elsewhere is blanked. Ids, dates, stages, amounts and links
-stay, so counts, referral shapes, metrics and the access log still add up.
+text that staff wrote about them elsewhere, and their own survey free text, is blanked. Ids,
+dates, stages, amounts and links stay, so counts, referral shapes, metrics and the access log
+still add up.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from domain.care.models import Order, Refund
 from domain.patients.models import Patient
 from domain.patients.service import PatientService
 from domain.pool.models import FollowUp, StageChange
+from domain.surveys.models import SurveyAnswer
 from domain.wecom import groups
 from tenancy.keyring import FieldCipher
 
@@ -35,5 +37,9 @@ async def erase(session: AsyncSession, cipher: FieldCipher, patient: Patient) ->
         update(Refund)
         .where(Refund.order_id.in_(orders), Refund.reason != "")
         .values(reason=ERASED),
+        # What they wrote in satisfaction surveys; their scores stay in the figures.
+        update(SurveyAnswer)
+        .where(SurveyAnswer.patient_id == pid, SurveyAnswer.free_text_ct.is_not(None))
+        .values(free_text_ct=None),
     ):
         await session.execute(stmt.execution_options(synchronize_session=False))

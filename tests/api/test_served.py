@@ -321,6 +321,7 @@ RUN_ELSEWHERE = {
     "staff.graphql": "tests/chain/test_production_setup.py",
     "two-factor.graphql": "tests/chain/test_production_setup.py",
     "patient-door.graphql": "tests/door/test_patient_door.py",
+    "survey.graphql": "tests/surveys/test_operations.py",
 }
 
 

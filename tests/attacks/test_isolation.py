@@ -24,6 +24,7 @@ from tenancy.orm import tenant_tables
 from tenancy.session import TenantContextError, bind_tenant
 from tests.conftest import Database
 from tests.support import World, build_world, codes, gql, sign_in
+from tests.surveys.attacks import SURVEY_ATTACKS
 
 # Every root field, with an operation that aims it at tenant B. A new root field fails
 # `test_every_root_field_is_attacked` until it is added here.
@@ -498,6 +499,9 @@ ATTACKS: dict[str, Attack] = {
         {"c": f"ppc_{b.tenant_id.hex}_forged"},
     ),
 }
+
+
+ATTACKS.update(SURVEY_ATTACKS)
 
 
 def root_fields() -> set[str]:
