@@ -91,9 +91,7 @@ async def test_the_deep_patient_page_is_one_index_range(
             ]
             assert ranged, nodes
         else:
-            rows = (
-                await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-            ).all()
+            rows = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)).all()
             details = [r[-1] for r in rows]
             assert any(
                 "USING INDEX ix_patients_created" in d and "(created_at,id)<(?,?)" in d
