@@ -1,8 +1,17 @@
 """Defences against expensive or hostile documents, checked while validating (before any
-resolver or SQL runs), cheapest first (`checks_first`): Strawberry's depth and alias limiters
-and a limit on root fields, then a cost limit, then every other rule the operation declares,
-then the variables. (Byte limits and "trusted documents only" are the HTTP edge's, before
-parsing: api/http_edge.py.)
+resolver or SQL runs), through Strawberry's public extension points only: its token limiter
+(while parsing), its depth and alias limiters, `AddValidationRules` for the root-field limit,
+the cost limit and the variables' check (graphql-core `ValidationRule`s), and
+`DisableIntrospection` in production unless introspection is enabled. Strawberry's own
+validation then runs graphql's specified rules and every added rule (with its own
+`MaybeNull` and `OneOf` rules) in one pass over the document: so there is no "cheapest
+first". Every rule sees the whole document and every error found is reported (a document too
+deep and also wrong on every level answers QUERY_TOO_COMPLEX and the BAD_USER_INPUTs);
+the token limit (2,000) and the byte limits bound what one pass costs. Nothing runs a
+resolver or SQL before all pass. Validation is not cached per document text: the cost and
+the variables' check depend on each request's variables. (Byte limits and "trusted documents
+only" are the HTTP edge's, before parsing: api/http_edge.py. The caller's token is checked
+before validation: api/gate.py.)
 
 Cost: each field costs 1; a field's selection costs as many times as the list it returns may
 hold: `first` for connections (default 20), `maxNodes` for the node lists of a referral tree
@@ -12,8 +21,9 @@ costs about 100 × 20; a tree of 10,000 nodes with six figures each about 70,000
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from functools import lru_cache
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from contextvars import ContextVar
 from typing import Any
 
 from graphql import (
@@ -32,12 +42,15 @@ from graphql import (
     get_named_type,
     get_nullable_type,
     is_list_type,
-    print_ast,
 )
-from graphql.validation import ASTValidationRule, KnownFragmentNamesRule, validate
-from strawberry.extensions import SchemaExtension
-from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
-from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+from graphql.validation import ASTValidationRule, ValidationContext
+from strawberry.extensions import (
+    AddValidationRules,
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 
 from api.gate import selected_operation
 from api.variables import variable_errors
@@ -135,82 +148,86 @@ def estimate_cost(schema: GraphQLSchema, document: DocumentNode, variables: dict
     )
 
 
-VALIDATION_CACHE = 1024
+# (variables, operation name) of the operation being validated; set by RequestValues.
+REQUEST: ContextVar[tuple[dict[str, Any], str | None]] = ContextVar(
+    "patientpool_request_values", default=({}, None)
+)
 
 
-class _Document:
-    """A parsed document keyed by its text alone, for the validation caches."""
+class RequestValues(SchemaExtension):
+    """Publishes the request's variables and operation name for the rules that need them
+    (graphql-core hands a validation rule the schema and the document, not the variables),
+    for the length of the operation."""
 
-    __slots__ = ("node", "schema", "text")
-
-    def __init__(self, text: str, node: DocumentNode, schema: GraphQLSchema) -> None:
-        self.text, self.node, self.schema = text, node, schema
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Document) and other.text == self.text
-
-
-def checks_first(
-    limits: Iterable[type[ValidationRule]], hide_suggestions: bool
-) -> type[SchemaExtension]:
-    """Validation in order of cost, so a hostile document is refused cheaply: fragment names,
-    then the shape limits alone (depth, aliases, root fields), then the cost
-    estimate (variables are known here: `first: $n` is costed at the value sent), then every
-    rule the operation's validation declares (graphql's specified rules and each one an
-    extension added, such as DisableIntrospection's), which in production skips computing the
-    "did you mean" suggestions that would be hidden anyway, and last the variables' values
-    (api.variables). Nothing runs a resolver or SQL before all pass."""
-    # Fragment names first and alone: the depth limiter follows spreads and cannot meet a
-    # fragment that is not there.
-    named, shape = (KnownFragmentNamesRule,), tuple(limits)
-    # Strawberry's own validation adds these two to the declared rules; so does this one.
-    strawberry_rules = (MaybeNullValidationRule, OneOfInputValidationRule)
-
-    # What does not depend on variables is remembered per document text (frontends send the
-    # same few documents again and again); bounded, so unique hostile documents cannot grow it.
-    @lru_cache(maxsize=VALIDATION_CACHE)
-    def shape_errors(doc: _Document) -> tuple[GraphQLError, ...]:
-        return tuple(validate(doc.schema, doc.node, named) or validate(doc.schema, doc.node, shape))
-
-    @lru_cache(maxsize=VALIDATION_CACHE)
-    def rule_errors(
-        doc: _Document, declared: tuple[type[ASTValidationRule], ...]
-    ) -> tuple[GraphQLError, ...]:
-        rules = (*declared, *strawberry_rules)
-        return tuple(validate(doc.schema, doc.node, rules, hide_suggestions=hide_suggestions))
-
-    class ChecksFirst(SchemaExtension):
-        def on_validate(self) -> Iterator[None]:
-            ec = self.execution_context
-            document = ec.graphql_document
-            if document is not None and ec.pre_execution_errors is None:
-                schema = ec.schema._schema
-                doc = _Document(ec.query or print_ast(document), document, schema)
-                errors = list(shape_errors(doc))
-                if not errors:
-                    cost = estimate_cost(schema, document, ec.variables or {})
-                    if cost > MAX_COST:
-                        errors = [
-                            GraphQLError(
-                                f"query cost {cost} exceeds the limit of {MAX_COST}: ask for "
-                                "smaller pages or fewer nested lists",
-                                extensions=TOO_COMPLEX,
-                            )
-                        ]
-                if not errors:
-                    errors = list(rule_errors(doc, tuple(ec.validation_rules)))
-                if not errors:
-                    operation = selected_operation(document, ec.operation_name)
-                    if operation is not None:
-                        errors = variable_errors(schema, operation, ec.variables or {})
-                # An empty list tells Strawberry validation has run (and passed).
-                ec.pre_execution_errors = errors
+    def on_operation(self) -> Iterator[None]:
+        ec = self.execution_context
+        token = REQUEST.set((ec.variables or {}, ec.operation_name))
+        try:
             yield
+        finally:
+            REQUEST.reset(token)
 
-    return ChecksFirst
+
+class CostLimit(ValidationRule):
+    """Refuses a document whose estimated cost (see the module docstring) exceeds MAX_COST,
+    with the variables the request sends (`first: $n` is costed at the value of `$n`)."""
+
+    def enter_document(self, node: DocumentNode, *_args: Any) -> None:
+        variables, _name = REQUEST.get()
+        cost = estimate_cost(self.context.schema, node, variables)
+        if cost > MAX_COST:
+            self.report_error(
+                GraphQLError(
+                    f"query cost {cost} exceeds the limit of {MAX_COST}: ask for "
+                    "smaller pages or fewer nested lists",
+                    extensions=TOO_COMPLEX,
+                )
+            )
+
+
+class VariableValues(ValidationRule):
+    """The selected operation's variables against their declared types (api.variables):
+    BAD_USER_INPUT naming the place, never the value, before graphql-core coerces them (its
+    own messages would quote what was sent)."""
+
+    def enter_document(self, node: DocumentNode, *_args: Any) -> None:
+        variables, name = REQUEST.get()
+        operation = selected_operation(node, name)
+        if operation is not None:
+            for error in variable_errors(self.context.schema, operation, variables):
+                self.report_error(error)
+
+
+def _spread_tolerant(rule: type[ASTValidationRule]) -> type[ValidationRule]:
+    """Strawberry's depth limiter measures the document when its rule is made and raises
+    KeyError on a spread of a fragment the document lacks; graphql's KnownFragmentNames rule
+    reports that spread (BAD_USER_INPUT), so the depth is not measured then."""
+
+    class DepthLimit(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            with suppress(KeyError):
+                rule(context)
+
+    return DepthLimit
+
+
+# Strawberry's QueryDepthLimiter's own rule, as the extension adds it.
+DEPTH_LIMIT = _spread_tolerant(QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules[0])
+
+
+def validation_extensions(introspection: bool) -> list[Callable[[], SchemaExtension]]:
+    """The schema extensions that declare every validation rule, in the order their rules
+    join the operation's validation (Strawberry then runs them, with graphql's specified
+    rules first, in one pass)."""
+    extensions: list[Callable[[], SchemaExtension]] = [
+        RequestValues,
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: AddValidationRules([DEPTH_LIMIT, RootFieldLimit, CostLimit, VariableValues]),
+    ]
+    if not introspection:
+        extensions.append(DisableIntrospection)
+    return extensions
 
 
 class RootFieldLimit(ValidationRule):
