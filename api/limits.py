@@ -8,8 +8,9 @@ validation then runs graphql's specified rules and every added rule (with its ow
 first". Every rule sees the whole document and every error found is reported (a document too
 deep and also wrong on every level answers QUERY_TOO_COMPLEX and the BAD_USER_INPUTs);
 the token limit (2,000) and the byte limits bound what one pass costs. Nothing runs a
-resolver or SQL before all pass. Validation is not cached per document text: the cost and
-the variables' check depend on each request's variables. (Byte limits and "trusted documents
+resolver or SQL before all pass. What does not depend on the request's variables is
+remembered per document text (`ValidationMemo`); the cost and the variables' check
+(`RequestLimits`) run for every request. (Byte limits and "trusted documents
 only" are the HTTP edge's, before parsing: api/http_edge.py. The caller's token is checked
 before validation: api/gate.py.)
 
@@ -21,9 +22,11 @@ costs about 100 × 20; a tree of 10,000 nodes with six figures each about 70,000
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
@@ -42,6 +45,7 @@ from graphql import (
     get_named_type,
     get_nullable_type,
     is_list_type,
+    print_ast,
 )
 from graphql.validation import ASTValidationRule, ValidationContext
 from strawberry.extensions import (
@@ -71,6 +75,7 @@ SIZE_ARGUMENTS = {"first": 20, "maxNodes": 1000}
 # A size argument on a field that is not itself a list sizes one list inside it.
 SIZED_CHILD = {"maxNodes": "nodes"}
 TOO_COMPLEX = {"code": "QUERY_TOO_COMPLEX"}
+VALIDATION_CACHE = 1024
 
 
 def _size(node: FieldNode, variables: dict[str, Any]) -> tuple[int, str] | None:
@@ -148,10 +153,21 @@ def estimate_cost(schema: GraphQLSchema, document: DocumentNode, variables: dict
     )
 
 
-# (variables, operation name) of the operation being validated; set by RequestValues.
-REQUEST: ContextVar[tuple[dict[str, Any], str | None]] = ContextVar(
-    "patientpool_request_values", default=({}, None)
-)
+@dataclass
+class _Request:
+    """What the rules that depend on the request read, and what they leave for the memo."""
+
+    variables: dict[str, Any]
+    operation_name: str | None
+    schema: GraphQLSchema | None = None  # as graphql-core's ValidationContext hands it over
+    own: list[GraphQLError] = field(default_factory=list)  # the errors those rules reported
+
+
+REQUEST: ContextVar[_Request | None] = ContextVar("patientpool_request", default=None)
+
+
+def _request() -> _Request:
+    return REQUEST.get() or _Request({}, None)
 
 
 class RequestValues(SchemaExtension):
@@ -161,41 +177,88 @@ class RequestValues(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         ec = self.execution_context
-        token = REQUEST.set((ec.variables or {}, ec.operation_name))
+        token = REQUEST.set(_Request(ec.variables or {}, ec.operation_name))
         try:
             yield
         finally:
             REQUEST.reset(token)
 
 
-class CostLimit(ValidationRule):
-    """Refuses a document whose estimated cost (see the module docstring) exceeds MAX_COST,
-    with the variables the request sends (`first: $n` is costed at the value of `$n`)."""
-
-    def enter_document(self, node: DocumentNode, *_args: Any) -> None:
-        variables, _name = REQUEST.get()
-        cost = estimate_cost(self.context.schema, node, variables)
-        if cost > MAX_COST:
-            self.report_error(
-                GraphQLError(
-                    f"query cost {cost} exceeds the limit of {MAX_COST}: ask for "
-                    "smaller pages or fewer nested lists",
-                    extensions=TOO_COMPLEX,
-                )
+def request_errors(schema: GraphQLSchema, document: DocumentNode, request: _Request) -> list:
+    """The errors that depend on the request's variables: the cost, then the variables."""
+    cost = estimate_cost(schema, document, request.variables)
+    if cost > MAX_COST:
+        return [
+            GraphQLError(
+                f"query cost {cost} exceeds the limit of {MAX_COST}: ask for "
+                "smaller pages or fewer nested lists",
+                extensions=TOO_COMPLEX,
             )
+        ]
+    operation = selected_operation(document, request.operation_name)
+    if operation is None:
+        return []
+    return variable_errors(schema, operation, request.variables)
 
 
-class VariableValues(ValidationRule):
-    """The selected operation's variables against their declared types (api.variables):
-    BAD_USER_INPUT naming the place, never the value, before graphql-core coerces them (its
+class RequestLimits(ValidationRule):
+    """The cost limit (see the module docstring: `first: $n` is costed at the value of `$n`)
+    and the selected operation's variables against their declared types (api.variables:
+    BAD_USER_INPUT naming the place, never the value, before graphql-core coerces them, whose
     own messages would quote what was sent)."""
 
     def enter_document(self, node: DocumentNode, *_args: Any) -> None:
-        variables, name = REQUEST.get()
-        operation = selected_operation(node, name)
-        if operation is not None:
-            for error in variable_errors(self.context.schema, operation, variables):
-                self.report_error(error)
+        request = _request()
+        request.schema = self.context.schema
+        for error in request_errors(self.context.schema, node, request):
+            request.own.append(error)
+            self.report_error(error)
+
+
+class _Memo:
+    """Bounded LRU of (document text, rules) → (the errors of the rules that do not depend on
+    the request, the schema they validated against)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.entries = size, OrderedDict[Any, Any]()
+
+    def get(self, key: Any) -> Any:
+        found = self.entries.get(key)
+        if found is not None:
+            self.entries.move_to_end(key)
+        return found
+
+    def put(self, key: Any, value: Any) -> None:
+        self.entries[key] = value
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+MEMO = _Memo(VALIDATION_CACHE)
+
+
+class ValidationMemo(SchemaExtension):
+    """Frontends send the same few documents again and again: what every rule but
+    `RequestLimits` found is remembered per document text and rule set (bounded, so unique
+    hostile documents cannot grow it), and on a repeat only `RequestLimits` runs, with the
+    schema graphql-core handed to it the first time. It runs after the caller's check
+    (api.gate), which a remembered answer must not pre-empt."""
+
+    def on_validate(self) -> Iterator[None]:
+        ec = self.execution_context
+        document, request, key = ec.graphql_document, _request(), None
+        if document is not None and ec.pre_execution_errors is None:
+            key = (ec.query or print_ast(document), ec.validation_rules)
+            found = MEMO.get(key)
+            if found is not None:
+                remembered, schema = found
+                ec.pre_execution_errors = [*remembered, *request_errors(schema, document, request)]
+                key = None
+        yield
+        errors = ec.pre_execution_errors
+        if key is not None and errors is not None and request.schema is not None:
+            own = {id(e) for e in request.own}
+            MEMO.put(key, (tuple(e for e in errors if id(e) not in own), request.schema))
 
 
 def _spread_tolerant(rule: type[ASTValidationRule]) -> type[ValidationRule]:
@@ -212,21 +275,23 @@ def _spread_tolerant(rule: type[ASTValidationRule]) -> type[ValidationRule]:
     return DepthLimit
 
 
-# Strawberry's QueryDepthLimiter's own rule, as the extension adds it.
+# Strawberry's limiters' own rules, made once: a rule class made per request would make every
+# request's rule set new to the memo.
 DEPTH_LIMIT = _spread_tolerant(QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules[0])
+ALIAS_LIMIT = MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules[0]
 
 
 def validation_extensions(introspection: bool) -> list[Callable[[], SchemaExtension]]:
     """The schema extensions that declare every validation rule, in the order their rules
-    join the operation's validation (Strawberry then runs them, with graphql's specified
-    rules first, in one pass)."""
+    join the operation's validation (Strawberry then runs them, after graphql's specified
+    rules, in one pass), and the memo, last."""
     extensions: list[Callable[[], SchemaExtension]] = [
         RequestValues,
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: AddValidationRules([DEPTH_LIMIT, RootFieldLimit, CostLimit, VariableValues]),
+        lambda: AddValidationRules([DEPTH_LIMIT, ALIAS_LIMIT, RootFieldLimit, RequestLimits]),
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
+    extensions.append(ValidationMemo)
     return extensions
 
 

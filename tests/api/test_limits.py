@@ -263,7 +263,7 @@ DECLARED = {
         "QUERY_TOO_COMPLEX",
         "root fields",
     ),
-    "cost (CostLimit), at the variables sent": (
+    "cost (RequestLimits), at the variables sent": (
         COSTLY.replace(
             "{ possibleDuplicates(first: 100)", "query($n: Int) { possibleDuplicates(first: $n)"
         ),
@@ -271,7 +271,7 @@ DECLARED = {
         "QUERY_TOO_COMPLEX",
         "cost",
     ),
-    "variables (VariableValues)": (
+    "variables (RequestLimits)": (
         "query($n: Int) { patients(first: $n) { totalCount } }",
         {"n": "many"},
         "BAD_USER_INPUT",
@@ -304,3 +304,21 @@ async def test_every_declared_rule_runs_in_the_production_schema(rule: str) -> N
     if rule.startswith("introspection"):
         dev = await build_schema().execute(document)
         assert dev.errors is None and dev.data
+
+
+async def test_a_remembered_document_is_still_checked_per_request(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """The second time a document comes, what does not depend on the request is remembered
+    (api.limits.ValidationMemo); the caller, the variables and the cost are still checked."""
+    token = await sign_in(client, world, "hq_admin")
+    doc = f"query($n: Int) {{ patients(first: $n) {{ totalCount }} }} # {world.slug}"
+    for _ in range(2):
+        assert "errors" not in await gql(client, doc, {"n": 1}, token=token)
+    # The caller first, before the variables, also for a remembered document.
+    assert codes(await gql(client, doc, {"n": "many"})) == ["UNAUTHENTICATED"]
+    bad = await gql(client, doc, {"n": "many"}, token=token)
+    assert codes(bad) == ["BAD_USER_INPUT"] and "$n" in bad["errors"][0]["message"]
+    wrong = f"{{ me {{ nope }} }} # {world.slug}"
+    for _ in range(2):
+        assert codes(await gql(client, wrong, token=token)) == ["BAD_USER_INPUT"]
