@@ -28,12 +28,18 @@ async def _seed(owner: AppState, tenant_id: Any, unique: str) -> list[tuple[Any,
     table = Patient.__table__
     async with owner.sessions() as s, s.begin():
         await bind_tenant(s, tenant_id)
-        template = dict((await s.execute(select(table).limit(1))).mappings().one())
+        # Core statements on the table are not the ORM's: the tenant is named here.
+        template = dict(
+            (await s.execute(select(table).where(table.c.tenant_id == tenant_id).limit(1)))
+            .mappings()
+            .first()
+        )
         sealed = [c.name for c in table.columns if c.name.endswith(("_ct", "_bidx"))]
         rows = []
         for n in range(COPIES):
             row = {**template, **dict.fromkeys(sealed)}
             row.update(
+                tenant_id=tenant_id,
                 id=uuid.uuid4(),
                 created_at=template["created_at"] - timedelta(seconds=n + 1),
                 referral_code=f"kp{unique[:8]}{n}",
