@@ -24,7 +24,7 @@ from api.chain.fields import ChainMutation, ChainQuery
 from api.consent import resolvers as consent
 from api.consent.types import PatientConsents, PatientDataExport
 from api.door.fields import PATIENT_ROOT_FIELDS, DoorMutation, DoorQuery
-from api.execution import Execution, lean_resolvers
+from api.execution import Execution
 from api.exports import resolvers as exports
 from api.extensions import OperationBoundary
 from api.gate import caller_first
@@ -436,7 +436,6 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         scalar_overrides={Upload: UPLOAD},
     )
     describe_arguments(schema._schema)
-    lean_resolvers(schema)
     return schema
 
 

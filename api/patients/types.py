@@ -116,12 +116,10 @@ def _sealed(patient: PatientRow, info: Info, name: str) -> Any:
     principal, cipher = ctx.loaded("principal"), ctx.loaded("cipher")
     if principal is None or cipher is None:
         return _sealed_async(patient, info, name)
-    grant = IN_CARE
     if _gated(principal, patient, name):
-        held, grant = ctx.ready(_health_gate(ctx, principal), patient.id)
-        if not held:
-            return _sealed_async(patient, info, name)
-    return _reveal(ctx, principal, cipher, patient, name, grant)
+        # The gate's answer comes from its DataLoader, awaited (its one batch for the page).
+        return _sealed_async(patient, info, name)
+    return _reveal(ctx, principal, cipher, patient, name, IN_CARE)
 
 
 @strawberry.type(description="One time the person came in through a channel (OneID).")
@@ -282,19 +280,11 @@ class Patient(Node):
     @strawberry.field(
         description="Tags on the patient; health tags only for roles that may read health data."
     )
-    def tags(self, info: Info) -> list[Tag]:
-        # Sync when the page's resolver prefetched the tags (see page_patients): no coroutine
-        # per patient, and graphql-core keeps the page on its synchronous path.
+    async def tags(self, info: Info) -> list[Tag]:
+        # The page's resolver prefetched them (see page_patients): each load is a cache hit.
         ctx = info.context
         loader = ctx.loader("patient_tags", lambda: patient_tags_loader(ctx.session))
-        principal = ctx.loaded("principal")
-        held, found = ctx.ready(loader, self._row.id)
-        if principal is None or not held:
-            return self._tags_async(info, loader)  # type: ignore[return-value]
-        return _visible_tags(principal, found)
-
-    async def _tags_async(self, info: Info, loader: Any) -> list[Tag]:
-        principal = await info.context.principal()
+        principal = await ctx.principal()
         return _visible_tags(principal, await loader.load(self._row.id))
 
     @strawberry.field(description="How the lead score came about: which events gave which points.")
