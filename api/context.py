@@ -148,16 +148,6 @@ class Context(BaseContext):
             self.loaders[name] = factory()
         return self.loaders[name]
 
-    @staticmethod
-    def ready(loader: Any, key: Any) -> tuple[bool, Any]:
-        """(True, value) when `loader` already holds `key`'s value (a root resolver prefetched
-        it), so a field on a hot list can answer without a coroutine per row; else (False, None).
-        """
-        found = loader.cache_map.get(key)
-        if found is None or not found.done() or found.cancelled() or found.exception():
-            return False, None
-        return True, found.result()
-
     async def finish(self, ok: bool) -> None:
         """Commit everything (with its access-log entries) or nothing.
 

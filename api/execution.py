@@ -1,5 +1,5 @@
 """How the schema executes: graphql-core's execution context with two shortcuts for long
-lists, and simple resolvers called without Strawberry's general wrapper (`lean_resolvers`).
+lists.
 
 graphql-core completes every entry of a list as a value of its own (a path, an awaitable check,
 a serialisation call each): about 7 µs an entry, so a referral chart of 10,000 nodes in six
@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
-import strawberry
 from graphql import (
     GraphQLBoolean,
     GraphQLID,
@@ -173,54 +172,3 @@ class Execution(StrawberryGraphQLCoreExecutionContext):
         return super().complete_iterable_value(
             item_type, field_details_list, info, path, items, position_context
         )
-
-
-def lean_resolvers(schema: strawberry.Schema) -> int:
-    """Call simple resolvers directly instead of through Strawberry's general wrapper.
-
-    For every field, Strawberry's wrapper converts arguments, chains field extensions, checks
-    exception handlers and re-packs the call: about 4 µs a field, a fifth of a 50-patient
-    page's CPU. A resolver that takes no arguments, only `self` and optionally `info`, on a
-    field with no extensions (permission classes are extensions), in a schema with no
-    exception handlers, needs none of that; its field gets a resolver that builds the same
-    `Info` and calls the function. Returns how many fields were changed."""
-    if schema.exception_handlers:
-        return 0
-    info_class = schema.config.info_class
-    changed = 0
-    for graphql_type in schema._schema.type_map.values():
-        if not isinstance(graphql_type, GraphQLObjectType):
-            continue
-        for field in graphql_type.fields.values():
-            definition = field.extensions.get("strawberry-definition")
-            resolver = definition.base_resolver if definition is not None else None
-            if (
-                resolver is None
-                or definition.extensions
-                or field.args
-                or resolver.arguments
-                or resolver.self_parameter is None
-                or resolver.root_parameter is not None
-                or resolver.parent_parameter is not None
-            ):
-                continue
-            field.resolve = _direct(resolver, definition, info_class)
-            changed += 1
-    return changed
-
-
-def _direct(resolver: Any, definition: Any, info_class: Any) -> Callable[..., Any]:
-    function = resolver.wrapped_func
-    info_parameter = resolver.info_parameter
-    if info_parameter is None:
-
-        def resolve(source: Any, _info: GraphQLResolveInfo) -> Any:
-            return function(source)
-
-    else:
-        name = info_parameter.name
-
-        def resolve(source: Any, info: GraphQLResolveInfo) -> Any:
-            return function(source, **{name: info_class(_raw_info=info, _field=definition)})
-
-    return resolve

@@ -1,8 +1,18 @@
 """Defences against expensive or hostile documents, checked while validating (before any
-resolver or SQL runs), cheapest first (`checks_first`): Strawberry's depth and alias limiters
-and a limit on root fields, then a cost limit, then every other rule the operation declares,
-then the variables. (Byte limits and "trusted documents only" are the HTTP edge's, before
-parsing: api/http_edge.py.)
+resolver or SQL runs), through Strawberry's public extension points only: its token limiter
+(while parsing), its depth and alias limiters, `AddValidationRules` for the root-field limit,
+the cost limit and the variables' check (graphql-core `ValidationRule`s), and
+`DisableIntrospection` in production unless introspection is enabled. Strawberry's own
+validation then runs graphql's specified rules and every added rule (with its own
+`MaybeNull` and `OneOf` rules) in one pass over the document: so there is no "cheapest
+first". Every rule sees the whole document and every error found is reported (a document too
+deep and also wrong on every level answers QUERY_TOO_COMPLEX and the BAD_USER_INPUTs);
+the token limit (2,000) and the byte limits bound what one pass costs. Nothing runs a
+resolver or SQL before all pass. What does not depend on the request's variables is
+remembered per document text (`ValidationMemo`); the cost and the variables' check
+(`RequestLimits`) run for every request. (Byte limits and "trusted documents
+only" are the HTTP edge's, before parsing: api/http_edge.py. The caller's token is checked
+before validation: api/gate.py.)
 
 Cost: each field costs 1; a field's selection costs as many times as the list it returns may
 hold: `first` for connections (default 20), `maxNodes` for the node lists of a referral tree
@@ -12,8 +22,11 @@ costs about 100 × 20; a tree of 10,000 nodes with six figures each about 70,000
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from functools import lru_cache
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
@@ -34,10 +47,14 @@ from graphql import (
     is_list_type,
     print_ast,
 )
-from graphql.validation import ASTValidationRule, KnownFragmentNamesRule, validate
-from strawberry.extensions import SchemaExtension
-from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
-from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+from graphql.validation import ASTValidationRule, ValidationContext
+from strawberry.extensions import (
+    AddValidationRules,
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 
 from api.gate import selected_operation
 from api.variables import variable_errors
@@ -58,6 +75,7 @@ SIZE_ARGUMENTS = {"first": 20, "maxNodes": 1000}
 # A size argument on a field that is not itself a list sizes one list inside it.
 SIZED_CHILD = {"maxNodes": "nodes"}
 TOO_COMPLEX = {"code": "QUERY_TOO_COMPLEX"}
+VALIDATION_CACHE = 1024
 
 
 def _size(node: FieldNode, variables: dict[str, Any]) -> tuple[int, str] | None:
@@ -135,82 +153,146 @@ def estimate_cost(schema: GraphQLSchema, document: DocumentNode, variables: dict
     )
 
 
-VALIDATION_CACHE = 1024
+@dataclass
+class _Request:
+    """What the rules that depend on the request read, and what they leave for the memo."""
+
+    variables: dict[str, Any]
+    operation_name: str | None
+    schema: GraphQLSchema | None = None  # as graphql-core's ValidationContext hands it over
+    own: list[GraphQLError] = field(default_factory=list)  # the errors those rules reported
 
 
-class _Document:
-    """A parsed document keyed by its text alone, for the validation caches."""
-
-    __slots__ = ("node", "schema", "text")
-
-    def __init__(self, text: str, node: DocumentNode, schema: GraphQLSchema) -> None:
-        self.text, self.node, self.schema = text, node, schema
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Document) and other.text == self.text
+REQUEST: ContextVar[_Request | None] = ContextVar("patientpool_request", default=None)
 
 
-def checks_first(
-    limits: Iterable[type[ValidationRule]], hide_suggestions: bool
-) -> type[SchemaExtension]:
-    """Validation in order of cost, so a hostile document is refused cheaply: fragment names,
-    then the shape limits alone (depth, aliases, root fields), then the cost
-    estimate (variables are known here: `first: $n` is costed at the value sent), then every
-    rule the operation's validation declares (graphql's specified rules and each one an
-    extension added, such as DisableIntrospection's), which in production skips computing the
-    "did you mean" suggestions that would be hidden anyway, and last the variables' values
-    (api.variables). Nothing runs a resolver or SQL before all pass."""
-    # Fragment names first and alone: the depth limiter follows spreads and cannot meet a
-    # fragment that is not there.
-    named, shape = (KnownFragmentNamesRule,), tuple(limits)
-    # Strawberry's own validation adds these two to the declared rules; so does this one.
-    strawberry_rules = (MaybeNullValidationRule, OneOfInputValidationRule)
+def _request() -> _Request:
+    return REQUEST.get() or _Request({}, None)
 
-    # What does not depend on variables is remembered per document text (frontends send the
-    # same few documents again and again); bounded, so unique hostile documents cannot grow it.
-    @lru_cache(maxsize=VALIDATION_CACHE)
-    def shape_errors(doc: _Document) -> tuple[GraphQLError, ...]:
-        return tuple(validate(doc.schema, doc.node, named) or validate(doc.schema, doc.node, shape))
 
-    @lru_cache(maxsize=VALIDATION_CACHE)
-    def rule_errors(
-        doc: _Document, declared: tuple[type[ASTValidationRule], ...]
-    ) -> tuple[GraphQLError, ...]:
-        rules = (*declared, *strawberry_rules)
-        return tuple(validate(doc.schema, doc.node, rules, hide_suggestions=hide_suggestions))
+class RequestValues(SchemaExtension):
+    """Publishes the request's variables and operation name for the rules that need them
+    (graphql-core hands a validation rule the schema and the document, not the variables),
+    for the length of the operation."""
 
-    class ChecksFirst(SchemaExtension):
-        def on_validate(self) -> Iterator[None]:
-            ec = self.execution_context
-            document = ec.graphql_document
-            if document is not None and ec.pre_execution_errors is None:
-                schema = ec.schema._schema
-                doc = _Document(ec.query or print_ast(document), document, schema)
-                errors = list(shape_errors(doc))
-                if not errors:
-                    cost = estimate_cost(schema, document, ec.variables or {})
-                    if cost > MAX_COST:
-                        errors = [
-                            GraphQLError(
-                                f"query cost {cost} exceeds the limit of {MAX_COST}: ask for "
-                                "smaller pages or fewer nested lists",
-                                extensions=TOO_COMPLEX,
-                            )
-                        ]
-                if not errors:
-                    errors = list(rule_errors(doc, tuple(ec.validation_rules)))
-                if not errors:
-                    operation = selected_operation(document, ec.operation_name)
-                    if operation is not None:
-                        errors = variable_errors(schema, operation, ec.variables or {})
-                # An empty list tells Strawberry validation has run (and passed).
-                ec.pre_execution_errors = errors
+    def on_operation(self) -> Iterator[None]:
+        ec = self.execution_context
+        token = REQUEST.set(_Request(ec.variables or {}, ec.operation_name))
+        try:
             yield
+        finally:
+            REQUEST.reset(token)
 
-    return ChecksFirst
+
+def request_errors(schema: GraphQLSchema, document: DocumentNode, request: _Request) -> list:
+    """The errors that depend on the request's variables: the cost, then the variables."""
+    cost = estimate_cost(schema, document, request.variables)
+    if cost > MAX_COST:
+        return [
+            GraphQLError(
+                f"query cost {cost} exceeds the limit of {MAX_COST}: ask for "
+                "smaller pages or fewer nested lists",
+                extensions=TOO_COMPLEX,
+            )
+        ]
+    operation = selected_operation(document, request.operation_name)
+    if operation is None:
+        return []
+    return variable_errors(schema, operation, request.variables)
+
+
+class RequestLimits(ValidationRule):
+    """The cost limit (see the module docstring: `first: $n` is costed at the value of `$n`)
+    and the selected operation's variables against their declared types (api.variables:
+    BAD_USER_INPUT naming the place, never the value, before graphql-core coerces them, whose
+    own messages would quote what was sent)."""
+
+    def enter_document(self, node: DocumentNode, *_args: Any) -> None:
+        request = _request()
+        request.schema = self.context.schema
+        for error in request_errors(self.context.schema, node, request):
+            request.own.append(error)
+            self.report_error(error)
+
+
+class _Memo:
+    """Bounded LRU of (document text, rules) → (the errors of the rules that do not depend on
+    the request, the schema they validated against)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.entries = size, OrderedDict[Any, Any]()
+
+    def get(self, key: Any) -> Any:
+        found = self.entries.get(key)
+        if found is not None:
+            self.entries.move_to_end(key)
+        return found
+
+    def put(self, key: Any, value: Any) -> None:
+        self.entries[key] = value
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+MEMO = _Memo(VALIDATION_CACHE)
+
+
+class ValidationMemo(SchemaExtension):
+    """Frontends send the same few documents again and again: what every rule but
+    `RequestLimits` found is remembered per document text and rule set (bounded, so unique
+    hostile documents cannot grow it), and on a repeat only `RequestLimits` runs, with the
+    schema graphql-core handed to it the first time. It runs after the caller's check
+    (api.gate), which a remembered answer must not pre-empt."""
+
+    def on_validate(self) -> Iterator[None]:
+        ec = self.execution_context
+        document, request, key = ec.graphql_document, _request(), None
+        if document is not None and ec.pre_execution_errors is None:
+            key = (ec.query or print_ast(document), ec.validation_rules)
+            found = MEMO.get(key)
+            if found is not None:
+                remembered, schema = found
+                ec.pre_execution_errors = [*remembered, *request_errors(schema, document, request)]
+                key = None
+        yield
+        errors = ec.pre_execution_errors
+        if key is not None and errors is not None and request.schema is not None:
+            own = {id(e) for e in request.own}
+            MEMO.put(key, (tuple(e for e in errors if id(e) not in own), request.schema))
+
+
+def _spread_tolerant(rule: type[ASTValidationRule]) -> type[ValidationRule]:
+    """Strawberry's depth limiter measures the document when its rule is made and raises
+    KeyError on a spread of a fragment the document lacks; graphql's KnownFragmentNames rule
+    reports that spread (BAD_USER_INPUT), so the depth is not measured then."""
+
+    class DepthLimit(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            with suppress(KeyError):
+                rule(context)
+
+    return DepthLimit
+
+
+# Strawberry's limiters' own rules, made once: a rule class made per request would make every
+# request's rule set new to the memo.
+DEPTH_LIMIT = _spread_tolerant(QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules[0])
+ALIAS_LIMIT = MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules[0]
+
+
+def validation_extensions(introspection: bool) -> list[Callable[[], SchemaExtension]]:
+    """The schema extensions that declare every validation rule, in the order their rules
+    join the operation's validation (Strawberry then runs them, after graphql's specified
+    rules, in one pass), and the memo, last."""
+    extensions: list[Callable[[], SchemaExtension]] = [
+        RequestValues,
+        lambda: AddValidationRules([DEPTH_LIMIT, ALIAS_LIMIT, RootFieldLimit, RequestLimits]),
+    ]
+    if not introspection:
+        extensions.append(DisableIntrospection)
+    extensions.append(ValidationMemo)
+    return extensions
 
 
 class RootFieldLimit(ValidationRule):

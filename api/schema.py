@@ -6,13 +6,8 @@ import logging
 from pathlib import Path
 
 import strawberry
-from graphql import GraphQLError, ValidationRule
-from strawberry.extensions import (
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-)
+from graphql import GraphQLError
+from strawberry.extensions import MaxTokensLimiter
 from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -29,19 +24,13 @@ from api.chain.fields import ChainMutation, ChainQuery
 from api.consent import resolvers as consent
 from api.consent.types import PatientConsents, PatientDataExport
 from api.door.fields import PATIENT_ROOT_FIELDS, DoorMutation, DoorQuery
-from api.execution import Execution, lean_resolvers
+from api.execution import Execution
 from api.exports import resolvers as exports
 from api.extensions import OperationBoundary
 from api.gate import caller_first
 from api.imports import resolvers as imports
 from api.imports.upload import UPLOAD
-from api.limits import (
-    MAX_ALIASES,
-    MAX_DEPTH,
-    MAX_TOKENS,
-    RootFieldLimit,
-    checks_first,
-)
+from api.limits import MAX_TOKENS, validation_extensions
 from api.node import Node
 from api.pagination import Connection
 from api.patients import resolvers as patients
@@ -433,23 +422,13 @@ class PatientPoolSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    # Strawberry's own depth and alias limiters, run by checks_first ahead of the rest.
-    limits: list[type[ValidationRule]] = [
-        *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-        RootFieldLimit,
-    ]
-    production = settings is not None and settings.is_production
+    introspection = settings is None or settings.introspection_enabled
     extensions: list[object] = [
         OperationBoundary,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-    ]
-    if settings is not None and not settings.introspection_enabled:
-        # Adds its rule to the operation's validation rules, which checks_first runs.
-        extensions.append(DisableIntrospection)
-    extensions += [
+        # Before validation: an anonymous caller learns only that it must sign in.
         caller_first(PUBLIC_ROOT_FIELDS, ENROLMENT_ROOT_FIELDS, PATIENT_ROOT_FIELDS),
-        checks_first(limits, production),
+        *validation_extensions(introspection),
     ]
     schema = PatientPoolSchema(
         query=Query,
@@ -460,7 +439,6 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         scalar_overrides={Upload: UPLOAD},
     )
     describe_arguments(schema._schema)
-    lean_resolvers(schema)
     return schema
 
 

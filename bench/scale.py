@@ -24,18 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.app import create_app
 from api.context import AppState
 from api.ids import to_global_id
+from api.pagination import encode_cursor
 from api.settings import Settings
 from auth.access_log import AccessLogEntry
 from auth.signing_keys import SigningKeys
 from bench.dataset import PASSWORD, load, patient_id, plan
 from bench.harness import StatementCounter, percentile
+from domain.patients.models import Patient
 from domain.patients.service import TABLE
 from domain.tenants.models import Tenant
 from migrations.runner import upgrade
@@ -57,6 +59,14 @@ OPERATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "query PatientList { patients(first: 50) { edges { node { id name phone wechatId "
         "leadScore lifecycleStage tags { label: name } } } } }",
         {},
+    ),
+    # The same page with the cursor in the middle of the pool: a row comparison on
+    # (created_at, id) reads one index range, so it should cost what the first page costs.
+    "patient list, deep page: 50 after the middle of the pool": (
+        "hq_admin",
+        "query PatientListDeep($a: String) { patients(first: 50, after: $a) { edges { node { "
+        "id name phone wechatId leadScore lifecycleStage tags { label: name } } } } }",
+        {"a": "<middle of the pool>"},
     ),
     "segment count": (
         "hq_admin",
@@ -239,10 +249,29 @@ FLOOR_METRICS = [
 ]
 
 
-def _bind(variables: dict[str, Any], tenant_id: uuid.UUID) -> dict[str, Any]:
+async def _middle(state: AppState, tenant_id: uuid.UUID) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) of the patient halfway down the largest tenant's list."""
+    async with state.sessions() as s, s.begin():
+        await bind_tenant(s, tenant_id)
+        total = await s.scalar(select(func.count()).select_from(Patient))
+        row = (
+            await s.execute(
+                select(Patient.created_at, Patient.id)
+                .order_by(Patient.created_at.desc(), Patient.id.desc())
+                .offset((total or 0) // 2)
+                .limit(1)
+            )
+        ).one()
+    return row[0], row[1]
+
+
+def _bind(
+    variables: dict[str, Any], tenant_id: uuid.UUID, middle: tuple[datetime, uuid.UUID]
+) -> dict[str, Any]:
     """Fill the placeholders of OPERATIONS' variables for this dataset and this moment."""
     now = datetime.now(UTC)
     known = {
+        "<middle of the pool>": encode_cursor([middle[0].isoformat(), str(middle[1])]),
         "<tree root>": to_global_id("Patient", patient_id(tenant_id, 0)),
         "<a year ago>": (now - timedelta(days=365)).isoformat(),
         "<now>": now.isoformat(),
@@ -250,7 +279,13 @@ def _bind(variables: dict[str, Any], tenant_id: uuid.UUID) -> dict[str, Any]:
     return {k: known.get(v, v) if isinstance(v, str) else v for k, v in variables.items()}
 
 
-async def _floor(state: AppState, tenant_id: Any, operation: str, runs: int) -> float | None:
+async def _floor(
+    state: AppState,
+    tenant_id: Any,
+    operation: str,
+    runs: int,
+    middle: tuple[datetime, uuid.UUID],
+) -> float | None:
     """The same work by hand: one or two SQL statements, same driver, same decryption."""
     engine = state.sessions.kw["bind"]
     async with state.sessions() as s, s.begin():
@@ -261,9 +296,10 @@ async def _floor(state: AppState, tenant_id: Any, operation: str, runs: int) -> 
     tree_root = patient_id(tenant_id, 0)
     set_tenant = "SELECT set_config('app.tenant_id', :t, true)"
     if operation.startswith("patient list"):
+        deep = "AND (created_at, id) < (:at, :id) " if "deep page" in operation else ""
         sql = [
             "SELECT id, name_ct, phone_ct, wechat_id_ct, lead_score, lifecycle_stage "
-            "FROM patients WHERE tenant_id = :t AND erased_at IS NULL "
+            f"FROM patients WHERE tenant_id = :t AND erased_at IS NULL {deep}"
             "ORDER BY created_at DESC, id DESC LIMIT 50",
             "SELECT pt.patient_id, tags.name FROM patient_tags pt JOIN tags ON tags.id = pt.tag_id"
             " AND tags.tenant_id = pt.tenant_id WHERE pt.tenant_id = :t AND pt.patient_id IN :ids",
@@ -310,6 +346,8 @@ async def _floor(state: AppState, tenant_id: Any, operation: str, runs: int) -> 
         "root": str(tree_root) if pg else tree_root.hex,
         "since": _sql_time(now - timedelta(days=365), pg),
         "until": _sql_time(now, pg),
+        "at": _sql_time(middle[0], pg),
+        "id": str(middle[1]) if pg else middle[1].hex,
     }
     samples = []
     for _ in range(runs):
@@ -358,6 +396,7 @@ async def run(scale: float, owner_url: str | None, requests: int, only: str = ""
     largest = plans[0].slug
     async with owner.sessions() as s:
         tenant_id = await s.scalar(select(Tenant.id).where(Tenant.slug == largest))
+    middle = await _middle(owner, tenant_id)
 
     env = {
         **os.environ,
@@ -366,10 +405,13 @@ async def run(scale: float, owner_url: str | None, requests: int, only: str = ""
         "PATIENTPOOL_MASTER_KEY_FILE": str(keyfile),
         "PATIENTPOOL_SIGNING_KEYS_FILE": str(jwks),
         "PATIENTPOOL_DATA_DIR": str(work),
+        # The bench drives its own documents, not the trusted registry's: production's
+        # default (`only`) would refuse them all, the sign-in first.
+        "PATIENTPOOL_PERSISTED_QUERIES": "allow",
     }
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "1"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -414,7 +456,7 @@ async def run(scale: float, owner_url: str | None, requests: int, only: str = ""
                     if only not in name:
                         continue
                     say(f"driving: {name}")
-                    variables = _bind(template, tenant_id)
+                    variables = _bind(template, tenant_id, middle)
                     _s, _r, warm = await _drive(client, tokens[role], query, variables, 5, 1)
                     errors = warm[0].get("errors") if warm else None
                     if errors and not name.startswith("hostile"):
@@ -423,7 +465,7 @@ async def run(scale: float, owner_url: str | None, requests: int, only: str = ""
                     await _drive(local, tokens[role], query, variables, 5, 1)
                     sql_per = (counter.count - before) / 5
                     floor = await _floor(
-                        owner if "sqlite" in app_url else in_process, tenant_id, name, 30
+                        owner if "sqlite" in app_url else in_process, tenant_id, name, 30, middle
                     )
                     for c in (1, 8):
                         async with owner.sessions() as s, s.begin():

@@ -116,12 +116,10 @@ def _sealed(patient: PatientRow, info: Info, name: str) -> Any:
     principal, cipher = ctx.loaded("principal"), ctx.loaded("cipher")
     if principal is None or cipher is None:
         return _sealed_async(patient, info, name)
-    grant = IN_CARE
     if _gated(principal, patient, name):
-        held, grant = ctx.ready(_health_gate(ctx, principal), patient)
-        if not held:
-            return _sealed_async(patient, info, name)
-    return _reveal(ctx, principal, cipher, patient, name, grant)
+        # The gate's answer comes from its DataLoader, awaited (its one batch for the page).
+        return _sealed_async(patient, info, name)
+    return _reveal(ctx, principal, cipher, patient, name, IN_CARE)
 
 
 @strawberry.type(description="One time the person came in through a channel (OneID).")
@@ -159,7 +157,7 @@ def _visible_tags(
     """The patient's tags the caller may see. Health tags are health data: only for roles
     that read health fields in full, and past the care/reason gate (a patient outside the
     caller's own care shows them only under an open purpose, and that read is logged with it;
-    otherwise they are left out). None when the gate's answer is not loaded yet."""
+    otherwise they are left out). None when the gate's answer is needed and not given."""
     shown = [(t, g) for t, g in found if not g.is_health]
     if len(shown) == len(found) or (
         field_visibility(principal, m.FieldGroup.HEALTH) is not Visibility.FULL
@@ -167,9 +165,7 @@ def _visible_tags(
         return [Tag(_row=t, _group=g) for t, g in shown]
     if not in_own_care_at_once(principal, patient):
         if grant is None:
-            held, grant = ctx.ready(_health_gate(ctx, principal), patient)
-            if not held:
-                return None
+            return None  # the caller awaits the gate's batched answer and asks again
         if not grant.opens:
             return [Tag(_row=t, _group=g) for t, g in shown]
         check_grant(ctx.trail, patient.id, grant)  # logs the purpose (opens: never raises)
@@ -306,22 +302,10 @@ class Patient(Node):
         "and, for a patient outside your own care, while a purpose you stated is open "
         "(statePurpose); otherwise they are left out."
     )
-    def tags(self, info: Info) -> list[Tag]:
-        # Sync when the page's resolver prefetched the tags (see page_patients): no coroutine
-        # per patient, and graphql-core keeps the page on its synchronous path.
+    async def tags(self, info: Info) -> list[Tag]:
+        # The page's resolver prefetched them (see page_patients): each load is a cache hit.
         ctx = info.context
         loader = ctx.loader("patient_tags", lambda: patient_tags_loader(ctx.session))
-        principal = ctx.loaded("principal")
-        held, found = ctx.ready(loader, self._row.id)
-        if principal is None or not held:
-            return self._tags_async(info, loader)  # type: ignore[return-value]
-        shown = _visible_tags(ctx, principal, self._row, found)
-        if shown is None:
-            return self._tags_async(info, loader)  # type: ignore[return-value]
-        return shown
-
-    async def _tags_async(self, info: Info, loader: Any) -> list[Tag]:
-        ctx = info.context
         principal = await ctx.principal()
         found = await loader.load(self._row.id)
         shown = _visible_tags(ctx, principal, self._row, found)

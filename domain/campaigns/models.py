@@ -61,6 +61,8 @@ class Campaign(TenantScoped, Timestamped, Base):
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id", "segment_id"], ["segments.tenant_id", "segments.id"]),
         Index("ix_campaigns_status", "tenant_id", "status", "window_start"),
+        # The campaign list, paged in (created_at, id) order.
+        Index("ix_campaigns_page", "tenant_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

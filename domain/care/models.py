@@ -52,6 +52,8 @@ class Visit(TenantScoped, Timestamped, Base):
         Index("ix_visits_doctor", "tenant_id", "doctor_id", "patient_id"),
         Index("ix_visits_branch_time", "tenant_id", "branch_id", "scheduled_at"),
         Index("ix_visits_arrived", "tenant_id", "arrived_at"),
+        # The visit list, paged in (scheduled_at, id) order.
+        Index("ix_visits_page", "tenant_id", "scheduled_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -89,6 +91,8 @@ class Order(TenantScoped, Timestamped, Base):
             postgresql_include=["paid_at", "is_first", "total_fen", "refunded_fen"],
         ),
         Index("ix_orders_paid", "tenant_id", "paid_at"),
+        # The order list, paged in (created_at, id) order.
+        Index("ix_orders_page", "tenant_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

@@ -219,7 +219,8 @@ class FollowUp(TenantScoped, Timestamped, Base):
     __table_args__ = (
         patient_fk(),
         branch_fk("branch_id"),
-        Index("ix_follow_ups_due", "tenant_id", "status", "due_at"),
+        # The follow-up list: a status, then paged in (due_at, id) order.
+        Index("ix_follow_ups_page", "tenant_id", "status", "due_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

@@ -37,8 +37,8 @@ class StatedPurpose(TenantScoped, Base):
     __table_args__ = (
         # The gate's look-up: this staff member's open windows on these patients.
         Index("ix_stated_purposes_staff_patient", "tenant_id", "staff_id", "patient_id"),
-        # The auditors' review, newest first.
-        Index("ix_stated_purposes_time", "tenant_id", "stated_at"),
+        # The auditors' review, paged in (stated_at, id) order.
+        Index("ix_stated_purposes_page", "tenant_id", "stated_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

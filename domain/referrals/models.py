@@ -76,7 +76,8 @@ class Reward(TenantScoped, Base):
     __table_args__ = (
         patient_fk("referrer_id"),
         UniqueConstraint("tenant_id", "dedupe_key"),
-        Index("ix_rewards_referrer", "tenant_id", "referrer_id"),
+        # A referrer's rewards page in (created_at, id) order (api.pagination.keyset_page).
+        Index("ix_rewards_page", "tenant_id", "referrer_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

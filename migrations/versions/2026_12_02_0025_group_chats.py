@@ -3,7 +3,7 @@ staff member a WeCom user is, campaigns sent to a group; `groupchats` permission
 existing tenants' default roles
 
 Revision ID: 0025
-Revises: 0023
+Revises: 0024
 Create Date: 2026-12-02 07:00:00
 """
 
@@ -16,7 +16,7 @@ from migrations.policy_data import grant_to_default_roles, take_from_default_rol
 from tenancy import rls
 
 revision: str = "0025"
-down_revision: str | None = "0023"
+down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -3,7 +3,7 @@ unionid) at the record it was merged into, re-sealed for that record; nothing el
 row changes and nothing deletes one
 
 Revision ID: 0027
-Revises: 0023
+Revises: 0026
 Create Date: 2026-12-02 18:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from tenancy import rls
 
 revision: str = "0027"
-down_revision: str | None = "0023"
+down_revision: str | None = "0026"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import strawberry
 
-from api.execution import MIN_ENTRIES, Execution, lean_resolvers
+from api.execution import MIN_ENTRIES, Execution
 
 N = MIN_ENTRIES * 3
 
@@ -254,78 +254,3 @@ def test_the_shortcut_is_taken() -> None:
         assert calls == N
     finally:
         Execution.complete_list_item_value = original  # type: ignore[method-assign]
-
-
-@strawberry.type
-class Item:
-    n: int
-
-    @strawberry.field
-    def doubled(self) -> int:
-        return self.n * 2
-
-    @strawberry.field
-    def seen_by(self, info: strawberry.Info) -> str:
-        return f"{info.context['who']}@{'.'.join(map(str, info.path.as_list()))}"
-
-    @strawberry.field
-    async def later(self) -> int:
-        return self.n + 1
-
-    @strawberry.field
-    def fails(self) -> int | None:
-        if self.n == 2:
-            raise ValueError("two is refused")
-        return self.n
-
-    @strawberry.field
-    def times(self, k: int = 3) -> int:
-        return self.n * k
-
-    @strawberry.field(permission_classes=[Deny])
-    def guarded(self) -> int | None:
-        return self.n
-
-    @strawberry.field
-    def asked(self, info: strawberry.Info) -> list[str]:
-        return [f.name for f in info.selected_fields]
-
-
-@strawberry.type
-class ItemQuery:
-    @strawberry.field
-    def items(self) -> list[Item]:
-        return [Item(n=i) for i in range(4)]
-
-
-ITEMS = (
-    "{ items { n doubled seenBy later fails times(k: 5) asked guarded } }",
-    "{ items { doubled fails } }",
-    "{ items { guarded } }",
-)
-
-
-def _lean_and_plain() -> tuple[strawberry.Schema, strawberry.Schema]:
-    lean, plain = strawberry.Schema(ItemQuery), strawberry.Schema(ItemQuery)
-    assert lean_resolvers(lean) == 6  # items, doubled, seen_by, later, fails, asked
-    return lean, plain
-
-
-@pytest.mark.parametrize("query", ITEMS)
-async def test_lean_resolvers_answer_as_strawberry_does(query: str) -> None:
-    lean, plain = _lean_and_plain()
-    answers = []
-    for schema in (lean, plain):
-        result = await schema.execute(query, context_value={"who": "doctor"})
-        answers.append((result.data, [(e.message, e.path) for e in result.errors or []]))
-    assert answers[0] == answers[1]
-    assert answers[0][0] is not None
-
-
-def test_lean_resolvers_leave_arguments_and_permissions_to_strawberry() -> None:
-    lean, _plain = _lean_and_plain()
-    fields = lean._schema.get_type("Item").fields  # type: ignore[union-attr]
-    # Strawberry's own resolvers carry `_is_default`; ours do not.
-    assert not hasattr(fields["doubled"].resolve, "_is_default")
-    assert hasattr(fields["times"].resolve, "_is_default")
-    assert hasattr(fields["guarded"].resolve, "_is_default")

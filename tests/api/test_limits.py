@@ -49,8 +49,8 @@ HOSTILE = {
     "root fields": "{ " + " ".join(f"t{i}: tenant {{ slug }}" for i in range(16)) + " }",
     "aliases": "{ me { " + " ".join(f"a{i}: roles" for i in range(31)) + " } }",
     "tokens": "{ " + "me { roles } " * 600 + "}",
-    # Too deep, and wrong on every level below: only the depth is reported, because the
-    # full validation (and its "did you mean" search) never runs on a refused document.
+    # Too deep, and wrong on every level below: validation is one pass of every rule
+    # (api.limits), so the depth is reported together with the unknown fields.
     "depth": "{ " + "patients { edges { node { " * 4 + "name" + " } } }" * 4 + " }",
 }
 
@@ -75,7 +75,8 @@ async def test_hostile_documents_are_refused_before_any_sql(
     token = await sign_in(client, world, "hq_admin")
     with statements(state) as seen:
         result = await gql(client, HOSTILE[kind], token=token)
-    assert codes(result) == ["QUERY_TOO_COMPLEX"], result
+    assert codes(result)[0] == "QUERY_TOO_COMPLEX", result
+    assert set(codes(result)) <= {"QUERY_TOO_COMPLEX", "BAD_USER_INPUT"}, result
     assert result.get("data") is None
     assert seen == [], f"{kind}: SQL ran before the refusal"
 
@@ -197,9 +198,10 @@ async def test_an_unknown_fragment_is_bad_input(client: httpx.AsyncClient, world
     assert result["errors"][0]["message"] == "Unknown fragment 'Missing'."
 
 
-async def test_production_validation_computes_no_suggestions() -> None:
-    """graphql-core's own message carries no "did you mean" list in production, so none is
-    computed (development keeps them for developers)."""
+async def test_production_answers_carry_no_suggestions() -> None:
+    """graphql-core's "did you mean" list stays in development, for developers; production
+    answers cut it (api.errors.format_error), since Strawberry's validation computes it."""
+    from api.errors import format_error
     from api.settings import Settings
 
     typo = "{ patiens { totalCount } }"
@@ -209,13 +211,14 @@ async def test_production_validation_computes_no_suggestions() -> None:
         Settings(env="production", master_key="k" * 43, signing_keys_file="/dev/null")
     )
     refused = await prod.execute(typo)
-    assert refused.errors[0].message == "Cannot query field 'patiens' on type 'Query'."
+    shown = format_error(refused.errors[0], "r", hide_suggestions=True)
+    assert shown.message == "Cannot query field 'patiens' on type 'Query'."
 
 
 async def test_validation_remembered_per_document_still_costs_each_request(
     client: httpx.AsyncClient, world: World
 ) -> None:
-    """The same document text is validated once, but its cost is estimated for the
+    """The same document text, sent again and again: its cost is estimated for the
     variables each request sends."""
     token = await sign_in(client, world, "hq_admin")
     doc = COSTLY.replace(
@@ -225,3 +228,97 @@ async def test_validation_remembered_per_document_still_costs_each_request(
         result = await gql(client, doc, {"n": n}, token=token)
         assert (codes(result) == ["QUERY_TOO_COMPLEX"]) is refused, (n, result)
         assert refused or "errors" not in result
+
+
+# One document per rule the production schema declares, each tripping that rule alone, with
+# the code and a word of its message: the schema's own validation runs every one of them.
+DECLARED = {
+    "introspection (DisableIntrospection)": (
+        "{ __schema { types { name } } }",
+        {},
+        "BAD_USER_INPUT",
+        "introspection",
+    ),
+    "depth (QueryDepthLimiter)": (
+        "{ " + "patients { edges { node { " * 4 + "id" + " } } }" * 4 + " }",
+        {},
+        "QUERY_TOO_COMPLEX",
+        "depth",
+    ),
+    "aliases (MaxAliasesLimiter)": (
+        "{ me { " + " ".join(f"a{i}: roles" for i in range(31)) + " } }",
+        {},
+        "QUERY_TOO_COMPLEX",
+        "aliases",
+    ),
+    "tokens (MaxTokensLimiter)": (
+        "{ " + "me { roles } " * 600 + "}",
+        {},
+        "QUERY_TOO_COMPLEX",
+        "tokens",
+    ),
+    "root fields (RootFieldLimit)": (
+        "{ " + " ".join(f"t{i}: tenant {{ slug }}" for i in range(16)) + " }",
+        {},
+        "QUERY_TOO_COMPLEX",
+        "root fields",
+    ),
+    "cost (RequestLimits), at the variables sent": (
+        COSTLY.replace(
+            "{ possibleDuplicates(first: 100)", "query($n: Int) { possibleDuplicates(first: $n)"
+        ),
+        {"n": 100},
+        "QUERY_TOO_COMPLEX",
+        "cost",
+    ),
+    "variables (RequestLimits)": (
+        "query($n: Int) { patients(first: $n) { totalCount } }",
+        {"n": "many"},
+        "BAD_USER_INPUT",
+        "$n",
+    ),
+    "an unknown field (graphql's specified rules)": (
+        "{ me { nope } }",
+        {},
+        "BAD_USER_INPUT",
+        "nope",
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(DECLARED))
+async def test_every_declared_rule_runs_in_the_production_schema(rule: str) -> None:
+    from api.errors import code_of
+    from api.settings import Settings
+
+    document, variables, code, word = DECLARED[rule]
+    prod = build_schema(
+        Settings(env="production", master_key="k" * 43, signing_keys_file="/dev/null")
+    )
+    result = await prod.execute(document, variable_values=variables)
+    assert result.data is None and result.errors, (rule, result)
+    assert code in [code_of(e) for e in result.errors], (rule, result.errors)
+    assert word.lower() in " ".join(e.message for e in result.errors).lower(), result.errors
+    # The same document passes (or fails for another reason) where the rule does not apply:
+    # with introspection enabled, the introspection query is answered.
+    if rule.startswith("introspection"):
+        dev = await build_schema().execute(document)
+        assert dev.errors is None and dev.data
+
+
+async def test_a_remembered_document_is_still_checked_per_request(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """The second time a document comes, what does not depend on the request is remembered
+    (api.limits.ValidationMemo); the caller, the variables and the cost are still checked."""
+    token = await sign_in(client, world, "hq_admin")
+    doc = f"query($n: Int) {{ patients(first: $n) {{ totalCount }} }} # {world.slug}"
+    for _ in range(2):
+        assert "errors" not in await gql(client, doc, {"n": 1}, token=token)
+    # The caller first, before the variables, also for a remembered document.
+    assert codes(await gql(client, doc, {"n": "many"})) == ["UNAUTHENTICATED"]
+    bad = await gql(client, doc, {"n": "many"}, token=token)
+    assert codes(bad) == ["BAD_USER_INPUT"] and "$n" in bad["errors"][0]["message"]
+    wrong = f"{{ me {{ nope }} }} # {world.slug}"
+    for _ in range(2):
+        assert codes(await gql(client, wrong, token=token)) == ["BAD_USER_INPUT"]
