@@ -4,6 +4,7 @@ and `tsc --strict` over the generated types, the typed client and the README's T
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -29,6 +30,14 @@ def _npm(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
 def _generated() -> tuple[dict[str, str], str]:
     if shutil.which("npm") is None:
         return {}, "npm is not installed"
+    # The suite runs in several processes (pytest-xdist): one `npm ci` and codegen at a time in
+    # frontend-schema/, or one process deletes node_modules under the other's feet.
+    with (FRONTEND / ".toolchain.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _generate()
+
+
+def _generate() -> tuple[dict[str, str], str]:
     if not (FRONTEND / "node_modules" / ".package-lock.json").exists() or IN_CI:
         installed = _npm("ci", "--no-audit", "--no-fund")
         if installed.returncode != 0:
