@@ -79,6 +79,9 @@ class SignInLimits:
     second_factor: WindowLimit = field(default_factory=lambda: WindowLimit(5, 300, "second_factor"))
     # Patient sign-ins from the mini-program, per tenant and client address.
     patient: WindowLimit = field(default_factory=lambda: WindowLimit(60, 300, "patient"))
+    # Survey links opened or answered (no sign-in: the link is the key), per client address:
+    # guessing one is hopeless, and this keeps anyone from trying at speed.
+    survey_link: WindowLimit = field(default_factory=lambda: WindowLimit(120, 300, "survey_link"))
     challenge_ttl: timedelta = timedelta(minutes=5)
     # The clock for challenges and TOTP time steps (tests move it; nothing else should).
     now: Callable[[], datetime] = _utcnow

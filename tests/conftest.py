@@ -197,7 +197,11 @@ async def state(
 ) -> AsyncIterator[AppState]:
     engine = make_engine(db.app_url, pool_size=5)
     # Generous limits: many tests sign in from the same test address. The limiter has tests.
-    limits = SignInLimits(WindowLimit(10, 300, "account"), WindowLimit(100_000, 300, "address"))
+    limits = SignInLimits(
+        WindowLimit(10, 300, "account"),
+        WindowLimit(100_000, 300, "address"),
+        survey_link=WindowLimit(100_000, 300, "survey_link"),
+    )
     yield AppState(settings, session_factory(engine), master_key, signing_keys, limits)
     await engine.dispose()
 

@@ -43,7 +43,8 @@ from auth.guard import (
 )
 from auth.patient_sessions import patient_actor
 from auth.principal import Principal
-from auth.reasons import IN_CARE, check_grant, grants, in_own_care_at_once
+from auth.reasons import IN_CARE, check_grant, grants
+from auth.sessions import AuthError
 from domain.errors import BadInput, NotFound, ReasonRequired
 from domain.patients.models import FieldGroup
 from domain.surveys import answers as survey_answers
@@ -217,8 +218,7 @@ async def _free_texts(
             out[r.delivery_id] = None
         return out
     patients = await survey_answers.patients(ctx.session, [r.patient_id for r in rows])
-    outside = [pid for pid, p in patients.items() if not in_own_care_at_once(principal, p)]
-    found = await grants(ctx.session, principal, outside)
+    found = await grants(ctx.session, principal, list(patients.values()))
     cipher = await ctx.cipher()
     for r in rows:
         grant = found.get(r.patient_id, IN_CARE)
@@ -265,8 +265,18 @@ def _refused() -> BadInput:
     return BadInput(survey_answers.REFUSED, field="token")
 
 
+async def _admit(info: Info) -> None:
+    """The public link's endpoints count each call per client address (RATE_LIMITED past
+    the window's limit), before the token is looked at."""
+    ctx = info.context
+    limit = ctx.app.sign_in_limits.survey_link
+    if not await limit.hit(ctx.app.sessions, ctx.request_info.client_addr):
+        raise AuthError("too many survey link requests; try again later", "RATE_LIMITED")
+
+
 async def survey_form(info: Info, token: str) -> SurveyForm:
     """What the link's page shows: the questions of the version it was sent with."""
+    await _admit(info)
     try:
         link = peek(token)
         sessions = info.context.app.sessions
@@ -285,6 +295,7 @@ async def survey_form(info: Info, token: str) -> SurveyForm:
 async def answer_survey(
     info: Info, token: str, answers: list[SurveyAnswerInput]
 ) -> AnswerSurveyPayload:
+    await _admit(info)
     if len(answers) > templates.MAX_QUESTIONS:
         raise BadInput("too many answers", field="answers")
     given = [survey_answers.Given(a.key, a.score, tuple(a.choices), a.text) for a in answers]

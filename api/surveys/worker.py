@@ -50,18 +50,19 @@ async def run(
     outcomes: Counter[str] = Counter()
     if not survey_url:
         return outcomes  # no page for a link to open: nothing is queued or sent
-    async with sessions() as s, s.begin():
-        queued = await sender.queue(s, now)
-        await _log(s, Action.LIST, queued.patient_ids, "surveys:queue")
-    if queued.patient_ids:
-        progress(f"surveys: {len(queued.patient_ids)} queued")
-    for reason, n in queued.skipped.items():
-        outcomes[f"survey_skipped_{reason}"] += n
     channels = (
         (str(CampaignChannel.SMS), sms, sms is not None),
         (str(CampaignChannel.WECOM), wecom, wecom is not None),
         (sender.MINI_PROGRAM, None, True),  # no provider: the patient finds it there
     )
+    ready = [channel for channel, _backend, on in channels if on]
+    async with sessions() as s, s.begin():
+        queued = await sender.queue(s, now, ready)
+        await _log(s, Action.LIST, queued.patient_ids, "surveys:queue")
+    if queued.patient_ids:
+        progress(f"surveys: {len(queued.patient_ids)} queued")
+    for reason, n in queued.skipped.items():
+        outcomes[f"survey_skipped_{reason}"] += n
     for channel, backend, ready in channels:
         for _ in range(MAX_BATCHES if ready else 0):
             async with sessions() as s, s.begin():

@@ -2,8 +2,9 @@
 
 `patient_copy` gathers, for one patient, the decrypted fields and every row about them:
 tags, interaction events, stage history, visits, orders with their lines and refunds,
-follow-ups, referrals either way, rewards and consents. A fixed number of statements, however
-much there is. After erasure the sealed fields read as null: nothing readable is left to copy.
+follow-ups, referrals either way, rewards, consents, survey answers (free text opened) and
+WeCom customer-group stays. A fixed number of statements, however much there is. After
+erasure the sealed fields read as null: nothing readable is left to copy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from domain.patients.models import SEALED_FIELDS, Patient
 from domain.patients.service import unseal
 from domain.pool.models import FollowUp, InteractionEvent, PatientTag, StageChange, Tag
 from domain.referrals.models import Referral, Reward
+from domain.surveys.answers import free_text
+from domain.surveys.models import SurveyAnswer
+from domain.wecom.group_models import GroupChat, GroupMember
 from tenancy.keyring import FieldCipher
 
 ORDER_COLUMNS = ("id", "branch_id", "status", "total_fen", "refunded_fen", "paid_at")
@@ -49,6 +53,23 @@ async def patient_copy(session: AsyncSession, cipher: FieldCipher, patient: Pati
         select(Tag.name, PatientTag.source, PatientTag.added_at)
         .join(Tag, Tag.id == PatientTag.tag_id)
         .where(PatientTag.patient_id == pid)
+    )
+    answers = list(
+        await scalars(
+            select(SurveyAnswer)
+            .where(SurveyAnswer.patient_id == pid)
+            .order_by(SurveyAnswer.answered_at)
+        )
+    )
+    stays = (
+        await session.execute(
+            select(GroupChat.name, GroupMember.joined_at, GroupMember.left_at)
+            .join(GroupChat, GroupChat.id == GroupMember.group_id)
+            .where(GroupMember.member_bidx == patient.wecom_external_id_bidx)
+            .order_by(GroupMember.joined_at)
+        )
+        if patient.wecom_external_id_bidx is not None
+        else []
     )
     return {
         "patient": {
@@ -163,4 +184,12 @@ async def patient_copy(session: AsyncSession, cipher: FieldCipher, patient: Pati
             "method",
             "recorded_at",
         ),
+        "survey_answers": [
+            {
+                **_rows([a], "answered_at", "rating_sum", "rating_count", "nps", "choices")[0],
+                "free_text": free_text(cipher, a),
+            }
+            for a in answers
+        ],
+        "group_chats": _rows(stays, "name", "joined_at", "left_at"),
     }

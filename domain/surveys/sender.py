@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -72,8 +73,12 @@ def _kind(rule: SurveyRule):  # type: ignore[no-untyped-def]
     return None
 
 
-async def queue(session: AsyncSession, now: datetime) -> Queued:
-    """Write the due surveys of every active rule to the outbox."""
+async def queue(
+    session: AsyncSession, now: datetime, ready: Collection[str] | None = None
+) -> Queued:
+    """Write the due surveys of every active rule to the outbox. `ready`: the channels this
+    deployment can send through now (a rule's channel without a provider is passed over for
+    its next one, so no link waits for a gateway that is not configured); None: all."""
     out = Queued()
     rules_ = list(await session.scalars(select(SurveyRule).where(SurveyRule.active.is_(True))))
     if not rules_:
@@ -101,9 +106,10 @@ async def queue(session: AsyncSession, now: datetime) -> Queued:
             where.append(kind)
         if rule.branch_id is not None:
             where.append(Visit.branch_id == rule.branch_id)
+        channels = [c for c in rule.channels if ready is None or c in ready]
         reach = [
             and_(reachable(Purpose.MARKETING, [ContactChannel(c)]), _addressed(c)).label(c)
-            for c in rule.channels
+            for c in channels
         ]
         rows = (
             await session.execute(
@@ -115,7 +121,7 @@ async def queue(session: AsyncSession, now: datetime) -> Queued:
         ).all()
         for row in rows:
             visit: Visit = row[0]
-            channel = next((c for c, ok in zip(rule.channels, row[1:], strict=True) if ok), None)
+            channel = next((c for c, ok in zip(channels, row[1:], strict=True) if ok), None)
             reason = ""
             if channel is None:
                 reason = "no_consent_or_address"

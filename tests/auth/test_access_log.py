@@ -117,6 +117,10 @@ CASES: dict[str, tuple[str, dict[str, Any], list[tuple[str, str, set[str] | None
     "createSegment": ("", {}, []),
     "segments": ("", {}, []),
     "changePassword": ("", {}, []),
+    # a customer group logs through its `members` field, read as a patient list: a group
+    # needs WeCom's callbacks first (tests/wecom/test_groups.py checks that entry)
+    "groupChat": ("", {}, []),
+    "groupChats": ("", {}, []),
     # care and referrals: each change is an update of the patient it concerns
     "bookVisit": (
         "mutation($p: ID!, $b: ID!) { bookVisit(patientId: $p, branchId: $b, "

@@ -20,6 +20,7 @@ from migrations.registry import target_metadata
 from tenancy.session import bind_tenant, make_engine, session_factory
 from tests.chain.conftest import Operator, new_chain, sign_in_pair
 from tests.conftest import Database
+from tests.files import read_elsewhere
 from tests.support import SEEDED, gql, ok
 
 CREATE_BRANCH = """mutation($i: CreateBranchInput!) { createBranch(input: $i) { id code } }"""
@@ -126,12 +127,8 @@ async def table_bytes(db: Database) -> dict[str, bytes]:
 
 
 def files_under(*roots: Path) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for root in roots:
-        for path in root.rglob("*"):
-            if path.is_file():
-                out[str(path)] = path.read_bytes()
-    return out
+    found = [path for root in roots for path in root.rglob("*") if path.is_file()]
+    return {str(path): data for path, data in read_elsewhere(found).items()}
 
 
 def sqlite_files(db: Database) -> list[Path]:

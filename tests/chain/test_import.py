@@ -36,6 +36,7 @@ from tests.chain.imports import (
     table_bytes,
 )
 from tests.conftest import Database
+from tests.files import read_elsewhere
 from tests.support import SEEDED
 
 ROWS = 5000
@@ -99,7 +100,7 @@ async def test_a_generated_file_imports_exactly_and_twice_changes_nothing(
     # No plaintext anywhere: tables, the database file, the data dir (no upload left there).
     blobs = await table_bytes(db)
     blobs.update(files_under(chain_state.settings.data_dir))
-    blobs.update({str(p): p.read_bytes() for p in sqlite_files(db)})
+    blobs.update({str(p): b for p, b in read_elsewhere(sqlite_files(db)).items()})
     assert leaks(blobs, slug) == []
 
     # Every imported patient is in the access log, and the chain is whole.

@@ -32,6 +32,7 @@ from tenancy.keystore import TenantKey
 from tenancy.session import make_engine, session_factory
 from tests.chain.conftest import Operator, new_chain, sign_in_pair
 from tests.conftest import Database
+from tests.files import read_elsewhere
 from tests.readme import blocks
 from tests.support import codes, gql, ok, patient_values
 
@@ -150,7 +151,8 @@ def _key_of(output: str) -> str:
 
 
 def _files_under(*roots: Path) -> bytes:
-    return b"".join(p.read_bytes() for root in roots for p in root.rglob("*") if p.is_file())
+    found = [p for root in roots for p in root.rglob("*") if p.is_file()]
+    return b"".join(read_elsewhere(found).values())
 
 
 def _sqlite_files(db: Database) -> list[Path]:
@@ -262,7 +264,7 @@ async def test_a_chain_leaves(
     # the same search finds the names where they were decrypted on purpose.
     data_dir = Path(chain_env[0]["PATIENTPOOL_DATA_DIR"])
     stored = _files_under(data_dir, out.parent) + b"".join(
-        p.read_bytes() for p in _sqlite_files(db)
+        read_elsewhere(_sqlite_files(db)).values()
     )
     values = [v for p in patients for v in (p["name"], p["phone"], p["medical_history"])]
     assert [v for v in values if v.encode() in stored] == []

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from domain.patients.models import Patient
 from domain.patients.service import PatientService
 from tenancy.keyring import normalise_phone
 from tenancy.keystore import load_cipher
-from tenancy.session import bind_tenant
+from tenancy.session import bind_tenant, tenant_session
 from tests.campaigns.conftest import provider  # noqa: F401 - the stand-in, as a fixture
 from tests.campaigns.standin import SMS_KEY, StandIn
 from tests.support import World, build_world, patient_values
@@ -104,9 +105,8 @@ async def tick(state: AppState, world: World, url: str, now: datetime | None = N
     gateway = SmsGateway(url, SMS_KEY)
     try:
         return await run_tenant(
-            state.sessions,
+            partial(tenant_session, state.sessions, world.tenant_id),
             state.key_provider,
-            world.tenant_id,
             Backends(gateway, url, SURVEY_URL),
             now or datetime.now(UTC),
         )

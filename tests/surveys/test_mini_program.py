@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from api.app import create_app
 from api.campaigns.worker import Backends, run_tenant
 from api.context import AppState
 from domain.door.repository import DoorRepository
+from tenancy.session import tenant_session
 from tests.chain.conftest import (  # noqa: F401 - fixtures
     Operator,
     chain_env,
@@ -104,9 +106,8 @@ async def test_the_mini_program_shows_the_survey_to_the_signed_in_patient(
         tenant_id = await DoorRepository(s).tenant_id(chain.slug)
     assert tenant_id is not None
     result = await run_tenant(
-        survey_door_state.sessions,
+        partial(tenant_session, survey_door_state.sessions, tenant_id),
         survey_door_state.key_provider,
-        tenant_id,
         Backends(None, url, SURVEY_URL),
         datetime.now(UTC),
     )

@@ -8,6 +8,7 @@ tenant sees none of it."""
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -301,6 +302,19 @@ async def test_a_scripted_month_from_rule_to_answer_to_figure(
         )
         assert any("complaint-callback" in r.operation_name for r in callbacks)
 
+    # The patient's data copy (PIPL) holds what they answered, free text opened.
+    copied = ok(
+        await gql(
+            sclient,
+            "mutation($p: ID!) { exportPatientData(patientId: $p) { content } }",
+            {"p": to_global_id("Patient", low_text.id)},
+            admin,
+        )
+    )
+    held = json.loads(copied["exportPatientData"]["content"])["survey_answers"]
+    assert [a["free_text"] for a in held] == [{"words": complaint}]
+    assert held[0]["rating_count"] >= 1
+
     # A link answers once; a forged or expired one is refused the same way.
     used = links[phones[people[0].id]]
     open_link = links[phones[people[4].id]]
@@ -447,3 +461,63 @@ async def test_quiet_hours_caps_and_a_withdrawal_between_queue_and_send(
         await bind_tenant(s, world.tenant_id)
         rows = list(await s.scalars(select(SurveyDelivery)))
     assert sorted(r.status for r in rows) == ["delivered", "delivered", "skipped", "withdrawn"]
+
+
+async def test_a_channel_without_a_provider_passes_to_the_rules_next_one(
+    sclient: httpx.AsyncClient,
+    owner_state: AppState,
+    survey_state: AppState,
+    world: World,
+    provider: tuple[StandIn, str],
+) -> None:
+    """WeCom first, SMS second, and this chain has no WeCom app: the patient, reachable on
+    both, gets the link by SMS in the first pass; nothing waits for a WeCom that is not there."""
+    from domain.consent.models import ContactChannel
+    from tests.campaigns.conftest import add_patients as add_contacts
+
+    fake, url = provider
+    noon = datetime.now(UTC).replace(hour=4, minute=0, second=0, microsecond=0)  # 12:00 上海
+    admin = await sign_in(sclient, world, "hq_admin")
+    tid = ok(await gql(sclient, TEMPLATE, {"i": _questions("体验")}, admin))
+    rule = {
+        "name": "诊后",
+        "templateId": tid["createSurveyTemplate"]["id"],
+        "channels": ["WECOM", "SMS"],
+        "startsAt": (noon - timedelta(days=10)).isoformat(),
+    }
+    ok(await gql(sclient, RULE, {"i": rule}, admin))
+    both = (ContactChannel.SMS, ContactChannel.WECOM)
+    (who,) = await add_contacts(owner_state, world, 1, consent_on=both, wecom=True)
+    s = Scripted("b1", False, 0, None, None)
+    await _visit(sclient, admin, world, who.patient, s, noon - timedelta(days=5))
+    sent = await tick(survey_state, world, url, noon)
+    assert sent.outcomes == {"survey_delivered": 1}
+    assert set(tokens_by_phone(fake)) == {who.phone}
+    async with owner_state.sessions() as session, session.begin():
+        await bind_tenant(session, world.tenant_id)
+        rows = list(await session.scalars(select(SurveyDelivery)))
+    assert [(r.channel, r.status) for r in rows] == [("sms", "delivered")]
+
+
+async def test_the_public_link_is_rate_limited_per_address(survey_state: AppState) -> None:
+    """No sign-in guards the link's endpoints: past the window's limit an address is answered
+    RATE_LIMITED before any token is read (a real link or a guess alike)."""
+    import dataclasses
+
+    from api.app import create_app
+    from auth.ratelimit import WindowLimit
+
+    limits = dataclasses.replace(
+        survey_state.sign_in_limits, survey_link=WindowLimit(2, 300, f"link-{uuid.uuid4().hex}")
+    )
+    tight = dataclasses.replace(survey_state, sign_in_limits=limits)
+    transport = httpx.ASGITransport(app=create_app(tight.settings, tight))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        first = await gql(client, FORM, {"t": "not-a-link"})
+        second = await gql(client, ANSWER, {"t": "not-a-link", "a": _answers(3, 7)})
+        assert codes(first) == codes(second) == ["BAD_USER_INPUT"]
+        for refused in (
+            await gql(client, FORM, {"t": "not-a-link"}),
+            await gql(client, ANSWER, {"t": "not-a-link", "a": _answers(3, 7)}),
+        ):
+            assert codes(refused) == ["RATE_LIMITED"]
