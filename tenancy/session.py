@@ -313,3 +313,18 @@ async def lock_tenant(session: AsyncSession, purpose: str, *, shared: bool = Fal
             ),
             {"key": f"{purpose}:{tenant_id}"},
         )
+
+
+# SQLite's busy handler retries a locked database at most every 100 ms, while a loop of write
+# transactions takes the lock again microseconds after each commit: without a pause longer
+# than that retry, such a loop starves every other writer (the API, a second import process)
+# until it ends. Seen: a second process started beside an import never got its first
+# transaction in before the 1,200-row job was done.
+SQLITE_WRITER_TURN = 0.12
+
+
+async def let_other_writers_in(session: AsyncSession) -> None:
+    """Call between the write transactions of a long loop. On SQLite: a pause long enough for
+    a waiting writer's next retry to find the lock free. PostgreSQL needs none (row locks)."""
+    if session.get_bind().dialect.name == "sqlite":
+        await asyncio.sleep(SQLITE_WRITER_TURN)

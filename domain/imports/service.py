@@ -30,6 +30,7 @@ from domain.imports.rows import Checked, Lookups, Reason, check_row
 from domain.pool.leases import LEASE, holds
 from domain.pool.models import Job, JobStatus
 from tenancy.keyring import FieldCipher
+from tenancy.session import let_other_writers_in
 
 KIND = "import"
 CHUNK_BYTES = 1 << 20
@@ -199,6 +200,7 @@ async def run_import(
             if job is None:
                 return None
             progress(job)
+            await let_other_writers_in(session)
             batches += 1
             if stop_after_batches is not None and batches >= stop_after_batches:
                 return job
