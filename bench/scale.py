@@ -143,8 +143,12 @@ def _free_port() -> int:
 
 
 def _cpu_seconds(pid: int) -> float:
+    """CPU time of the server: the process and, with several workers, its worker processes
+    (live children are not in the parent's own counters until they are waited for)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(_cpu_seconds(int(child)) for child in children)
 
 
 def _count_sealed(value: Any) -> int:
@@ -372,7 +376,9 @@ async def _floor(
     return statistics.median(samples)
 
 
-async def run(scale: float, owner_url: str | None, requests: int, only: str = "") -> str:
+async def run(
+    scale: float, owner_url: str | None, requests: int, only: str = "", workers: int = 1
+) -> str:
     work = RESULTS / "work"
     work.mkdir(parents=True, exist_ok=True)
     owner_url = owner_url or f"sqlite+aiosqlite:///{work / 'bench-v2.db'}"
@@ -411,7 +417,7 @@ async def run(scale: float, owner_url: str | None, requests: int, only: str = ""
     }
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "1"],
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -503,14 +509,15 @@ async def run(scale: float, owner_url: str | None, requests: int, only: str = ""
         server.terminate()
         server.wait(timeout=30)
         await owner_engine.dispose()
-    return _report(rows, scale, owner_url, plans)
+    return _report(rows, scale, owner_url, plans, workers)
 
 
-def _report(rows: list[Row], scale: float, url: str, plans: list[Any]) -> str:
+def _report(rows: list[Row], scale: float, url: str, plans: list[Any], workers: int) -> str:
     db = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
     head = (
         f"{db}; largest tenant {plans[0].patients:,} patients, {len(plans)} tenants; "
-        f"{os.cpu_count()} cores; uvicorn, 1 worker, production settings"
+        f"{os.cpu_count()} cores; uvicorn, {workers} worker{'s' if workers > 1 else ''}, "
+        "production settings"
     )
     lines = [
         head,
@@ -531,7 +538,10 @@ def _report(rows: list[Row], scale: float, url: str, plans: list[Any]) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"scale-{db.lower()}-{stamp}.json").write_text(
-        json.dumps({"database": db, "scale": scale, "rows": [asdict(r) for r in rows]}, indent=2)
+        json.dumps(
+            {"database": db, "scale": scale, "workers": workers, "rows": [asdict(r) for r in rows]},
+            indent=2,
+        )
     )
     table = "\n".join(lines)
     (RESULTS / f"scale-{db.lower()}-{stamp}.md").write_text(table + "\n")
@@ -557,5 +567,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--only", default="", help="drive only the operations whose name contains this text"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (`serve --workers N`)"
+    )
     args = parser.parse_args(argv)
-    print(asyncio.run(run(args.scale, args.database_url, args.requests, args.only)))
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    print(asyncio.run(run(args.scale, args.database_url, args.requests, args.only, args.workers)))
