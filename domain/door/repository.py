@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care.models import Order, Visit
@@ -45,6 +45,14 @@ class DoorRepository:
     async def identities_of(self, patient: Patient) -> Sequence[PatientIdentity]:
         stmt = select(PatientIdentity).where(PatientIdentity.patient_id == patient.id)
         return (await self.session.scalars(stmt)).all()
+
+    async def forget_identities(self, patient_id: uuid.UUID) -> None:
+        """The patient's WeChat identities, gone (erasure: the openid and unionid are theirs)."""
+        await self.session.execute(
+            delete(PatientIdentity)
+            .where(PatientIdentity.patient_id == patient_id)
+            .execution_options(synchronize_session=False)
+        )
 
     async def patient(self, patient_id: uuid.UUID) -> Patient | None:
         return await self.session.scalar(select(Patient).where(Patient.id == patient_id))

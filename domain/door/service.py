@@ -113,6 +113,7 @@ class DoorService:
         if wechat.unionid:
             ids[IdentityKind.UNIONID] = wechat.unionid
         known: dict[IdentityKind, PatientIdentity] = {}
+        dead: dict[IdentityKind, PatientIdentity] = {}
         patient: Patient | None = None
         for kind in (IdentityKind.UNIONID, IdentityKind.OPENID):
             if kind not in ids:
@@ -120,8 +121,15 @@ class DoorService:
             found = await self.repo.identity(str(kind), self._digest(kind, ids[kind]))
             if found is None:
                 continue
+            live = await self._live(found.patient_id)
+            if live is None:
+                # it names a record that is gone (erased before erasure forgot identities):
+                # repointed below at the record this sign-in reaches, so the person does not
+                # get a new record at every sign-in
+                dead[kind] = found
+                continue
             known[kind] = found
-            patient = patient or await self._live(found.patient_id)
+            patient = patient or live
         if patient is None and phone is not None:
             try:
                 canonical = normalise_phone(phone)
@@ -144,14 +152,19 @@ class DoorService:
         for kind, value in ids.items():
             if kind in known:
                 continue  # already points at a record (this one, or one merged into it)
+            sealed = self.cipher.encrypt(
+                value, table=IDENTITY_TABLE, column=str(kind), row_id=patient.id
+            )
+            if kind in dead:
+                dead[kind].patient_id, dead[kind].value_ct = patient.id, sealed
+                linked = True
+                continue
             self.session.add(
                 PatientIdentity(
                     kind=str(kind),
                     digest=self._digest(kind, value),
                     patient_id=patient.id,
-                    value_ct=self.cipher.encrypt(
-                        value, table=IDENTITY_TABLE, column=str(kind), row_id=patient.id
-                    ),
+                    value_ct=sealed,
                 )
             )
             linked = True

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care.models import Order, Refund
+from domain.door.repository import DoorRepository
 from domain.patients.models import Patient
 from domain.patients.service import PatientService
 from domain.pool.models import FollowUp, StageChange
@@ -24,6 +25,8 @@ ERASED = "[erased]"
 async def erase(session: AsyncSession, cipher: FieldCipher, patient: Patient) -> None:
     # The customer groups keep members by the same blind index: forgotten there too.
     await groups.forget_member(session, patient.wecom_external_id_bidx)
+    # Their WeChat identities too: the person signing in again starts a record of their own.
+    await DoorRepository(session).forget_identities(patient.id)
     await PatientService(session, cipher).erase(patient)
     pid = patient.id
     orders = select(Order.id).where(Order.patient_id == pid)

@@ -70,3 +70,33 @@ async def test_after_a_merge_the_patient_signs_in_to_the_kept_record(
     history = await _history(api, token)
     assert {e["id"] for e in history} == expected
     assert any(e["action"] == "MERGE" for e in history)
+
+
+ERASE = "mutation($id: ID!) { erasePatient(id: $id) { patient { id } } }"
+
+
+async def test_an_erased_patient_signing_in_again_starts_one_record_of_their_own(
+    api: httpx.AsyncClient, chain: Chain, wechat: tuple[WeChat, str], door_state: AppState
+) -> None:
+    """Erasure forgets the patient's WeChat identities (their openid and unionid are personal
+    data: migration 0029 lets the app delete them). Signing in again makes one new record,
+    which the sign-ins after it reach: not a new lead at every sign-in."""
+    fake, _ = wechat
+    first = await _sign_in(api, chain.slug, fake.login("o-erase", "u-erase"))
+    assert first["newPatient"] is True
+    erased = ok(await gql(api, MY_ID, token=first["accessToken"]))["myRecord"]["id"]
+    ok(await gql(api, ERASE, {"id": erased}, token=chain.hq))
+    assert await _identities(door_state, chain.slug) == {}
+
+    again = await _sign_in(api, chain.slug, fake.login("o-erase", "u-erase"))
+    assert again["newPatient"] is True
+    fresh = ok(await gql(api, MY_ID, token=again["accessToken"]))["myRecord"]["id"]
+    assert fresh != erased
+    uuid_of = str(parse_global_id(fresh, "Patient", "id"))
+    assert await _identities(door_state, chain.slug) == {
+        "openid": (uuid_of, "o-erase"),
+        "unionid": (uuid_of, "u-erase"),
+    }
+    third = await _sign_in(api, chain.slug, fake.login("o-erase", "u-erase"))
+    assert third["newPatient"] is False
+    assert ok(await gql(api, MY_ID, token=third["accessToken"]))["myRecord"]["id"] == fresh
