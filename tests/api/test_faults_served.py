@@ -1,13 +1,14 @@
 """Faults under load, served for real: `serve --workers 2` on a PostgreSQL deployment of its
-own, 8 concurrent clients admitting patients, and the database connections of the app killed
-under them, twice.
+own, 8 concurrent clients admitting patients, and the database connections of the app cut
+under them, at least twice.
 
-"PostgreSQL restarted" is played by `pg_terminate_backend` on every backend of this test's
-database that the app's login role holds, run as the superuser: to the app that is what a
-restart looks like (every connection, idle or in the middle of a statement, is closed by the
-server), while the cluster itself, which other test runs on this machine and CI share, stays
-up. What must hold: requests in flight answer a coded error (UNAVAILABLE, never INTERNAL and
-never a hang), no mutation is half-written (each patient row has its access-log entry), the
+Twice over: `pg_terminate_backend` on every backend of this test's database that the app's
+login role holds, run as the superuser on the shared cluster (every connection, idle or in the
+middle of a statement, closed by the server); and a real `pg_ctl restart -m fast` of a cluster
+the test starts for itself (tests/api/pg_cluster.py), which adds the seconds in which no
+connection is accepted and a server that has forgotten every session. What must hold:
+requests in flight answer a coded error (UNAVAILABLE, never INTERNAL and never a hang), no
+mutation is half-written (each patient row has its access-log entry), the
 access-log chain verifies (`patientpool audit verify`), and the same processes serve again
 within seconds (the pool pings a connection before handing it out and replaces dead ones).
 
@@ -23,7 +24,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,10 @@ from api.settings import Settings
 from auth.signing_keys import SigningKeys
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
 from tenancy.session import make_engine, session_factory
+from tests.api.pg_cluster import Cluster
 from tests.api.test_served import _free_port, _wait_ready
 from tests.api.test_workers import CLI, ROOT, Deployment, Server
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.conftest import Database, create_pg_database, drop_pg_database
 from tests.support import SEEDED, build_world, sign_in
 
 pytestmark = pytest.mark.postgres
@@ -51,11 +53,8 @@ CLIENTS = 8
 ALLOWED_FAULTS = {"UNAVAILABLE", "TIMEOUT"}
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    tmp = tmp_path_factory.mktemp("faults")
-    name = f"pp_flt_{os.getpid()}"
-    db = asyncio.run(create_pg_database(name))
+def _deploy(db: Database, tmp: Path) -> Deployment:
+    """Migrated, with keys, a served environment and a world, on the database given."""
     db.migrate()
     master = generate_master_key_text()
     (tmp / "master.key").write_text(master)
@@ -82,9 +81,26 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         await engine.dispose()
         return world
 
-    world = asyncio.run(setup())
-    yield Deployment(db, env, world, uuid.uuid4(), tmp)
+    return Deployment(db, env, asyncio.run(setup()), uuid.uuid4(), tmp)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    name = f"pp_flt_{os.getpid()}"
+    db = asyncio.run(create_pg_database(name))
+    yield _deploy(db, tmp_path_factory.mktemp("faults"))
     asyncio.run(drop_pg_database(name))
+
+
+@pytest.fixture(scope="module")
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, Cluster]]:
+    """A deployment on a PostgreSQL cluster of the test's own, which it may really restart."""
+    cluster = Cluster.start()
+    try:
+        db = asyncio.run(cluster.database("pp_rst"))
+        yield _deploy(db, tmp_path_factory.mktemp("restart")), cluster
+    finally:
+        cluster.stop()
 
 
 def _serve(deployment: Deployment, workers: int) -> Server:
@@ -131,6 +147,20 @@ async def _kill_app_connections(deployment: Deployment) -> int:
             deployment.db.app_login,
         )
         return len(killed)
+    finally:
+        await conn.close()
+
+
+async def _app_connections(deployment: Deployment) -> int:
+    conn = await asyncpg.connect(deployment.db.owner_url.replace("+asyncpg", ""))
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND usename = $1",
+                deployment.db.app_login,
+            )
+        )
     finally:
         await conn.close()
 
@@ -185,6 +215,30 @@ def _requests_counted(metrics_text: str, operation: str) -> float:
 async def test_killed_connections_under_load_answer_coded_and_recover(
     deployment: Deployment,
 ) -> None:
+    await _disrupted_under_load(deployment, _kill_app_connections)
+
+
+async def test_postgresql_restarted_under_load_answers_coded_and_recovers(
+    own_cluster: tuple[Deployment, Cluster],
+) -> None:
+    """A real restart (`pg_ctl restart -m fast`): every connection closed by the server, then
+    a second or two in which none is accepted, then a cluster that knows nothing of the app's
+    pool. Same promises as for killed connections."""
+    deployment, cluster = own_cluster
+
+    async def restart(d: Deployment) -> int:
+        connected = await _app_connections(d)
+        await asyncio.to_thread(cluster.restart)
+        return connected
+
+    await _disrupted_under_load(deployment, restart)
+
+
+async def _disrupted_under_load(
+    deployment: Deployment, disrupt: Callable[[Deployment], Awaitable[int]]
+) -> None:
+    """8 clients admit patients through `serve --workers 2` while `disrupt` cuts the database
+    off (at least twice; it answers how many connections it cut)."""
     server = _serve(deployment, workers=2)
     world = deployment.world
     answers: list[tuple[float, list[str], str | None]] = []  # (when, codes, created id)
@@ -223,7 +277,8 @@ async def test_killed_connections_under_load_answer_coded_and_recover(
         # Twice at least, and until a request was cut off in flight (a kill that finds every
         # connection idle in the pool is absorbed by the ping on checkout), five times at most.
         while len(kills) < 2 or (len(kills) < 5 and not any(c for _, c, _ in answers)):
-            kills.append((time.monotonic(), await _kill_app_connections(deployment)))
+            cut = await disrupt(deployment)
+            kills.append((time.monotonic(), cut))  # when the database was back
             await asyncio.sleep(2.5)
         stop.set()
         await asyncio.wait_for(asyncio.gather(*clients), timeout=40)
