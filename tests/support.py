@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import httpx
 
 from api.context import AppState
@@ -169,3 +170,21 @@ def ok(result: dict[str, Any]) -> dict[str, Any]:
 
 def codes(result: dict[str, Any]) -> list[str]:
     return [e["extensions"]["code"] for e in result.get("errors", [])]
+
+
+async def half_written(owner_url: str, world: World) -> list[str]:
+    """Patients of the world's tenant admitted through the API without an access-log entry
+    naming them (the world's own were made by the services directly, with no request to log).
+    Read as the owner on PostgreSQL, straight from the tables."""
+    conn = await asyncpg.connect(owner_url.replace("+asyncpg", ""))
+    try:
+        rows = await conn.fetch(
+            "SELECT p.id::text FROM patients p WHERE p.tenant_id = $1 AND NOT EXISTS ("
+            " SELECT 1 FROM access_log a WHERE a.tenant_id = p.tenant_id"
+            " AND a.patient_ids LIKE '%' || p.id::text || '%')",
+            world.tenant_id,
+        )
+        seeded = {str(p.id) for p in world.patients.values()}
+        return [r[0] for r in rows if r[0] not in seeded]
+    finally:
+        await conn.close()

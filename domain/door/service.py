@@ -114,6 +114,7 @@ class DoorService:
             ids[IdentityKind.UNIONID] = wechat.unionid
         known: dict[IdentityKind, PatientIdentity] = {}
         dead: dict[IdentityKind, PatientIdentity] = {}
+        reached: dict[uuid.UUID, Patient | None] = {}  # identity's record → its live record
         patient: Patient | None = None
         for kind in (IdentityKind.UNIONID, IdentityKind.OPENID):
             if kind not in ids:
@@ -121,7 +122,10 @@ class DoorService:
             found = await self.repo.identity(str(kind), self._digest(kind, ids[kind]))
             if found is None:
                 continue
-            live = await self._live(found.patient_id)
+            # openid and unionid mostly name the same record: followed once
+            if found.patient_id not in reached:
+                reached[found.patient_id] = await self._live(found.patient_id)
+            live = reached[found.patient_id]
             if live is None:
                 # it names a record that is gone (erased before erasure forgot identities):
                 # repointed below at the record this sign-in reaches, so the person does not

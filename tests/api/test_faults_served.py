@@ -43,7 +43,7 @@ from tests.api.pg_cluster import Cluster
 from tests.api.test_served import _free_port, _wait_ready
 from tests.api.test_workers import CLI, ROOT, Deployment, Server
 from tests.conftest import Database, create_pg_database, drop_pg_database
-from tests.support import SEEDED, build_world, sign_in
+from tests.support import SEEDED, build_world, half_written, sign_in
 
 pytestmark = pytest.mark.postgres
 
@@ -165,23 +165,6 @@ async def _app_connections(deployment: Deployment) -> int:
         await conn.close()
 
 
-async def _half_written(deployment: Deployment) -> list[str]:
-    """Patients admitted through the API without an access-log entry naming them (the
-    world's own were made by the services directly, with no request to log)."""
-    conn = await asyncpg.connect(deployment.db.owner_url.replace("+asyncpg", ""))
-    try:
-        rows = await conn.fetch(
-            "SELECT p.id::text FROM patients p WHERE p.tenant_id = $1 AND NOT EXISTS ("
-            " SELECT 1 FROM access_log a WHERE a.tenant_id = p.tenant_id"
-            " AND a.patient_ids LIKE '%' || p.id::text || '%')",
-            deployment.world.tenant_id,
-        )
-        seeded = {str(p.id) for p in deployment.world.patients.values()}
-        return [r[0] for r in rows if r[0] not in seeded]
-    finally:
-        await conn.close()
-
-
 async def _patient_exists(deployment: Deployment, patient_id: uuid.UUID) -> bool:
     conn = await asyncpg.connect(deployment.db.owner_url.replace("+asyncpg", ""))
     try:
@@ -296,7 +279,7 @@ async def _disrupted_under_load(
 
         for gid in made[:: max(1, len(made) // 20)]:  # every success is stored
             assert await _patient_exists(deployment, parse_global_id(gid))
-        assert await _half_written(deployment) == []
+        assert await half_written(deployment.db.owner_url, deployment.world) == []
         verified = subprocess.run(
             [*CLI, "audit", "verify", "--tenant", world.slug],
             env=deployment.env,

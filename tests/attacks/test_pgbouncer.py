@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from api.settings import Settings
 from tenancy.session import make_engine, session_factory
 from tests.api.test_served import _free_port
 from tests.conftest import IN_CI, Database, create_pg_database, drop_pg_database
-from tests.support import SEEDED, World, build_world, codes, gql, sign_in
+from tests.support import SEEDED, World, build_world, codes, gql, half_written, sign_in
 
 pytestmark = pytest.mark.postgres
 LIST = "{ patients(first: 50) { edges { node { id name } } } }"
@@ -137,6 +137,34 @@ async def instances(
         await engine.dispose()
 
 
+async def _at_most(concurrent: int, call: Callable[[int], Awaitable[None]], count: int) -> None:
+    """call(0) … call(count - 1), `concurrent` of them in flight at a time."""
+    gate = asyncio.Semaphore(concurrent)
+
+    async def limited(n: int) -> None:
+        async with gate:
+            await call(n)
+
+    await asyncio.gather(*(limited(n) for n in range(count)))
+
+
+async def _no_tenant_left(pooled_url: str) -> None:
+    """Through the same pooler, 8 transactions (which land on each server connection) see the
+    tenant unset and no patient row."""
+    engine = make_engine(pooled_url, pool_size=4, pooler="pgbouncer")
+    try:
+        for _ in range(8):
+            async with engine.connect() as conn:
+                setting = await conn.exec_driver_sql(
+                    "SELECT current_setting('app.tenant_id', true)"
+                )
+                assert setting.scalar() in (None, "")
+                visible = await conn.exec_driver_sql("SELECT count(*) FROM patients")
+                assert visible.scalar() == 0
+    finally:
+        await engine.dispose()
+
+
 async def test_500_interleaved_requests_never_cross_tenants(
     instances: tuple[list[httpx.AsyncClient], list[World], str],
 ) -> None:
@@ -165,13 +193,7 @@ async def test_500_interleaved_requests_never_cross_tenants(
         leaks.extend(sorted(ids - own[t]))
         answered += 1
 
-    gate = asyncio.Semaphore(12)
-
-    async def limited(n: int) -> None:
-        async with gate:
-            await one(n)
-
-    await asyncio.gather(*(limited(n) for n in range(500)))
+    await _at_most(12, one, 500)
     assert leaks == []
     assert answered + failed == 500
     assert failed >= 90 and answered >= 300
@@ -179,32 +201,20 @@ async def test_500_interleaved_requests_never_cross_tenants(
     for client in clients:
         result = await gql(client, LIST)
         assert codes(result) == ["UNAUTHENTICATED"]
-    engine = make_engine(pooled_url, pool_size=4, pooler="pgbouncer")
-    try:
-        for _ in range(8):
-            async with engine.connect() as conn:
-                setting = await conn.exec_driver_sql(
-                    "SELECT current_setting('app.tenant_id', true)"
-                )
-                assert setting.scalar() in (None, "")
-                visible = await conn.exec_driver_sql("SELECT count(*) FROM patients")
-                assert visible.scalar() == 0
-    finally:
-        await engine.dispose()
+    await _no_tenant_left(pooled_url)
 
 
 ADMIT = """mutation Admit($in: CreatePatientInput!) {
   createPatient(input: $in) { patient { id } } }"""
 
 
-async def _owner(pooled_url: str) -> asyncpg.Connection:
-    """The superuser straight to PostgreSQL (not through the pooler), on the test database."""
-    database = make_url(pooled_url).database
-    return await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database=database)
+async def _owner(db: Database) -> asyncpg.Connection:
+    """The test database's owner straight to PostgreSQL, not through the pooler."""
+    return await asyncpg.connect(db.owner_url.replace("+asyncpg", ""))
 
 
-async def _patients_by_tenant(pooled_url: str, worlds: list[World]) -> list[set[uuid.UUID]]:
-    owner = await _owner(pooled_url)
+async def _patients_by_tenant(db: Database, worlds: list[World]) -> list[set[uuid.UUID]]:
+    owner = await _owner(db)
     try:
         found = "SELECT id FROM patients WHERE tenant_id = $1"
         return [{r["id"] for r in await owner.fetch(found, w.tenant_id)} for w in worlds]
@@ -213,7 +223,7 @@ async def _patients_by_tenant(pooled_url: str, worlds: list[World]) -> list[set[
 
 
 async def test_requests_cancelled_mid_transaction_free_their_server_connection(
-    instances: tuple[list[httpx.AsyncClient], list[World], str],
+    instances: tuple[list[httpx.AsyncClient], list[World], str], bouncer: tuple[Database, str]
 ) -> None:
     """Reads and admissions cut off at random moments (the caller's task cancelled, as a
     stopping server or a client's timeout does): with 2 server connections, a cancelled request
@@ -221,6 +231,7 @@ async def test_requests_cancelled_mid_transaction_free_their_server_connection(
     200 of them: every later request of every tenant answers, no server connection is left idle
     in a transaction, none carries a tenant, and each admitted patient has its log entry."""
     clients, worlds, pooled_url = instances
+    db = bouncer[0]
     tokens = [await sign_in(clients[i % 2], w, "hq_admin") for i, w in enumerate(worlds)]
     rng = random.Random(2222)
     cancelled = 0
@@ -244,18 +255,12 @@ async def test_requests_cancelled_mid_transaction_free_their_server_connection(
         except TimeoutError:
             cancelled += 1
 
-    gate = asyncio.Semaphore(8)
-
-    async def limited(n: int) -> None:
-        async with gate:
-            await cut_short(n)
-
-    await asyncio.gather(*(limited(n) for n in range(200)))
+    await _at_most(8, cut_short, 200)
     assert cancelled >= 50, cancelled  # most were cut off in flight, not after they answered
 
     # Every tenant is served again at once, through both instances (a pinned connection
     # would make these wait for the pool: the bound turns that into a failure).
-    own = await _patients_by_tenant(pooled_url, worlds)
+    own = await _patients_by_tenant(db, worlds)
     for n in range(30):
         t = n % 3
         result = await asyncio.wait_for(gql(clients[n % 2], LIST, token=tokens[t]), timeout=20)
@@ -263,49 +268,34 @@ async def test_requests_cancelled_mid_transaction_free_their_server_connection(
         ids = {parse_global_id(e["node"]["id"]) for e in result["data"]["patients"]["edges"]}
         assert ids and ids <= own[t], result
 
-    owner = await _owner(pooled_url)
+    owner = await _owner(db)
     try:
         stuck = await owner.fetch(
             "SELECT pid, state FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
         )
         assert stuck == [], stuck
-        # no half-written admission: each patient the cancelled calls left has its log entry
-        for world in worlds:
-            orphans = await owner.fetch(
-                "SELECT p.id FROM patients p WHERE p.tenant_id = $1 AND NOT EXISTS ("
-                " SELECT 1 FROM access_log a WHERE a.tenant_id = p.tenant_id"
-                " AND a.patient_ids LIKE '%' || p.id::text || '%')",
-                world.tenant_id,
-            )
-            seeded = {p.id for p in world.patients.values()}
-            assert [r["id"] for r in orphans if r["id"] not in seeded] == []
     finally:
         await owner.close()
-    engine = make_engine(pooled_url, pool_size=2, pooler="pgbouncer")
-    try:
-        for _ in range(6):
-            async with engine.connect() as conn:
-                setting = await conn.exec_driver_sql(
-                    "SELECT current_setting('app.tenant_id', true)"
-                )
-                assert setting.scalar() in (None, "")
-    finally:
-        await engine.dispose()
+    # no half-written admission: each patient the cancelled calls left has its log entry
+    for world in worlds:
+        assert await half_written(db.owner_url, world) == []
+    await _no_tenant_left(pooled_url)
 
 
 async def test_server_connections_killed_behind_the_pooler_are_replaced(
-    instances: tuple[list[httpx.AsyncClient], list[World], str],
+    instances: tuple[list[httpx.AsyncClient], list[World], str], bouncer: tuple[Database, str]
 ) -> None:
     """PostgreSQL closes every server connection PgBouncer holds (what a restart does to the
     pooler): the app's client connections to PgBouncer stay, PgBouncer opens new server
     connections, and requests succeed again within seconds, still each tenant's own."""
-    clients, worlds, pooled_url = instances
+    clients, worlds, _pooled_url = instances
+    db = bouncer[0]
     tokens = [await sign_in(clients[i % 2], w, "hq_admin") for i, w in enumerate(worlds)]
-    own = await _patients_by_tenant(pooled_url, worlds)
+    own = await _patients_by_tenant(db, worlds)
     for n in range(6):  # the pooler holds warm server connections
         assert "errors" not in await gql(clients[n % 2], LIST, token=tokens[n % 3])
-    owner = await _owner(pooled_url)
+    owner = await _owner(db)
     try:
         killed = await owner.fetch(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
