@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.access_log import AccessLogEntry, AccessLogPatient
+from auth.access_log import AccessLogEntry, AccessLogPatient, AccessLogSegment
 
 
 @dataclass(frozen=True)
@@ -77,5 +77,16 @@ async def page(
 
 
 async def count(session: AsyncSession, flt: LogFilter) -> int:
-    stmt = _entries(flt, func.count())
+    if flt.patient_id is not None and not flt.clauses():
+        # All of one patient's entries: the index rows alone (an index-only range scan),
+        # never a visit to each entry. Index rows outlive archived entries (both tables are
+        # append-only), and archiving takes the log's oldest entries, so the live ones are
+        # those after the last archived segment.
+        archived = select(func.coalesce(func.max(AccessLogSegment.last_seq), 0))
+        stmt = select(func.count()).where(
+            AccessLogPatient.patient_id == flt.patient_id,
+            AccessLogPatient.seq > archived.scalar_subquery(),
+        )
+    else:
+        stmt = _entries(flt, func.count())
     return int(await session.scalar(stmt) or 0)

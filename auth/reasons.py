@@ -22,6 +22,7 @@ from auth.principal import Principal
 from auth.trail import AccessTrail
 from domain.errors import BadInput, ReasonRequired
 from domain.patients.models import Patient
+from domain.patients.scope import PatientScope
 from domain.reasons.models import MAX_NOTE, TABLE, Purpose, StatedPurpose
 from domain.reasons.repository import ReasonRepository
 from tenancy.keyring import FieldCipher
@@ -47,6 +48,14 @@ class HealthGrant:
 
 
 IN_CARE = HealthGrant(in_care=True)
+
+
+def health_conditions_scope(principal: Principal) -> PatientScope:
+    """Where a condition on health data is evaluated for the caller (a health tag in a
+    segment's filter or an automatic tag's rule, an automatic tag of a health group): their
+    own care only. A stated purpose opens one record to read, not a population to search, so
+    it does not widen this; an HQ admin's health segment counts the patients in their care."""
+    return care_scope(principal)
 
 
 def in_own_care_at_once(principal: Principal, patient: Patient) -> bool:
@@ -82,6 +91,21 @@ async def grants(
             else HealthGrant(purpose=stated.purpose, stated_id=stated.id)
         )
     return out
+
+
+async def opens_to_staff(
+    session: AsyncSession,
+    staff_id: uuid.UUID,
+    patient_ids: Sequence[uuid.UUID],
+    now: datetime | None = None,
+) -> set[uuid.UUID]:
+    """Those of `patient_ids` whose health data opens to this staff member now, by the rule of
+    `grants`: for work a staff member started that runs without their request (an import's
+    batches). Purposes are not logged here: the work's own entry carries them."""
+    repo = ReasonRepository(session)
+    seen = await repo.in_scope(PatientScope(staff_id=staff_id), patient_ids)
+    rest = [p for p in patient_ids if p not in seen]
+    return seen | set(await repo.open_for(staff_id, rest, now or datetime.now(UTC)))
 
 
 def check_grant(

@@ -4,6 +4,7 @@ the rows commit together)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
+from auth.reasons import opens_to_staff
 from domain.imports.models import ImportFile
 from domain.imports.repository import ImportRepository
 from domain.imports.service import BATCH_ROWS, run_import
@@ -53,6 +55,11 @@ async def run_import_job(
             if imp is not None:
                 actor = str(imp.options.get("actor") or actor)
     who = actor_of(actor)
+    # A staff member's import changes health data only where updatePatient would let them;
+    # the deployment's operator (the CLI) is no staff member and has no care to check.
+    staff = uuid.UUID(who.id) if who.kind == "user" else None
+    health_gate = None if staff is None else functools.partial(opens_to_staff, session, staff)
+
     info = RequestInfo(operation_name=OPERATION, request_id=f"job-{job_id}"[:64])
 
     async def log_batch(ids: list[uuid.UUID]) -> None:
@@ -74,4 +81,5 @@ async def run_import_job(
         progress=progress,
         holder=session.info.get(HOLDER_INFO),
         lease=session.info.get(LEASE_INFO, LEASE),
+        health_gate=health_gate,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,9 +49,10 @@ from auth.guard import (
     require_unmasked,
 )
 from auth.principal import Principal
-from auth.reasons import check_health
+from auth.reasons import check_grant, check_health, grants, health_conditions_scope
 from domain.errors import BadInput, Conflict, Forbidden, NotFound
 from domain.patients.models import FieldGroup
+from domain.patients.models import Patient as PatientRow
 from domain.patients.repository import PatientFilter, PatientRepository
 from domain.patients.scope import PatientScope
 from domain.pool import identity
@@ -207,8 +209,15 @@ async def apply_auto_tag(info: Info, tag_id: strawberry.ID) -> TaggingPayload:
     require(principal, "tags", "write")
     if not principal.allows("patients:chain", "write"):
         raise Forbidden("automatic tags run over the whole chain")
-    tag, _group = await _tag(info, tag_id)
-    added, removed = await TagService(ctx.session).apply_auto_tag(tag)
+    tag, group = await _tag(info, tag_id)
+    service = TagService(ctx.session)
+    # A rule over health tags reads health data, a tag of a health group writes it: either
+    # way it runs over the caller's own care only (the rest keep the tag as it is).
+    health = group.is_health or (
+        tag.auto_rule is not None and await service.mentions_health(tag.auto_rule)
+    )
+    within = health_conditions_scope(principal) if health else None
+    added, removed = await service.apply_auto_tag(tag, within)
     return TaggingPayload(added=added, removed=removed)
 
 
@@ -302,12 +311,28 @@ async def merge_patients(info: Info, keep_id: strawberry.ID, merge_id: strawberr
     other = await repo.get(scope, parse_global_id(merge_id, "Patient", "mergeId"))
     if keep is None or other is None:
         raise NotFound("no such patient")
+    await _check_merged_health(ctx, principal, keep, other)
     await identity.merge(ctx.session, await ctx.cipher(), keep, other)
     await PoolService(ctx.session, principal.subject).rescore(
         keep, await PoolService(ctx.session, "").rules()
     )
     ctx.trail.changed(Action.MERGE, [keep.id, other.id], ["contact", "health"])
     return Patient(_row=keep)
+
+
+async def _check_merged_health(
+    ctx: Any, principal: Principal, keep: PatientRow, other: PatientRow
+) -> None:
+    """A merge moves the merged record's health fields and tags onto the kept one. Where the
+    kept record's health data opens to the caller, the merged one's must open too (their own
+    care, or a purpose they stated for it, logged as part of the merge), or merging would
+    show it to them without a reason: REASON_REQUIRED. Asked whatever the records hold, so
+    the answer tells nothing of whether the merged record has health data."""
+    if field_visibility(principal, FieldGroup.HEALTH) is Visibility.DENIED:
+        return  # a role that never reads health data learns none by merging
+    given = await grants(ctx.session, principal, [keep, other])
+    if given[keep.id].opens:
+        check_grant(ctx.trail, other.id, given[other.id], Action.MERGE)
 
 
 @strawberry.type(
@@ -397,32 +422,41 @@ async def pool_metrics(info: Info) -> PoolMetrics:
 # --- segments ---
 
 
-async def _check_filter(session: Any, principal: Principal, flt: dict[str, Any]) -> None:
-    """Refuse (never silently ignore) a filter on data the caller may not see."""
+async def _check_filter(session: Any, principal: Principal, flt: dict[str, Any]) -> bool:
+    """Refuse (never silently ignore) a filter on data the caller may not see; True when it
+    names a health tag (a condition on health data: see `health_conditions_scope`)."""
     validate(flt)
     await check_group_filter(session, flt)
     mentioned = sorted(set(tag_ids(flt)))
     if not mentioned:
-        return
+        return False
     groups = await PoolRepository(session).health_flags(mentioned)
     if len(groups) != len(mentioned):
         raise NotFound("a tag in the filter does not exist", field="filter")
-    if any(is_health for _id, is_health in groups) and not sees_health(principal):
+    health = any(is_health for _id, is_health in groups)
+    if health and not sees_health(principal):
         raise Forbidden("not allowed to filter by health tags")
+    return health
+
+
+@dataclass(frozen=True)
+class SegmentQuery:
+    """A filter as the caller may evaluate it: their scope, the compiled filter, and (when it
+    names a health tag) their own care, where alone a health condition is evaluated."""
+
+    scope: PatientScope
+    row_filter: PatientFilter
 
 
 async def segment_members(
-    info: Info, scope: PatientScope, flt: dict[str, Any], first: int | None, after: str | None
+    info: Info, query: SegmentQuery, first: int | None, after: str | None
 ) -> Connection[Patient]:
-    row_filter = PatientFilter(extra=(compile_filter(flt, datetime.now(UTC)),))
-    return await page_patients(info, scope, row_filter, first, after)
+    return await page_patients(info, query.scope, query.row_filter, first, after)
 
 
 async def segment_count(info: Info, flt: dict[str, Any]) -> int:
-    scope, flt = await _segment_scope(info, flt)
-    return await PatientRepository(info.context.session).count(
-        scope, PatientFilter(extra=(compile_filter(flt, datetime.now(UTC)),))
-    )
+    query = await _segment_query(info, flt)
+    return await PatientRepository(info.context.session).count(query.scope, query.row_filter)
 
 
 @strawberry.type(description="A saved, named filter over patients (人群分组), evaluated live.")
@@ -449,16 +483,21 @@ class Segment(Node):
     async def members(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Patient]:
-        scope, flt = await _segment_scope(info, self._row.filter)
-        return await segment_members(info, scope, flt, first, after)
+        return await segment_members(
+            info, await _segment_query(info, self._row.filter), first, after
+        )
 
 
-async def _segment_scope(info: Info, flt: dict[str, Any]) -> tuple[PatientScope, dict[str, Any]]:
+async def _segment_query(info: Info, flt: dict[str, Any]) -> SegmentQuery:
     ctx = info.context
     principal = await ctx.principal()
     require(principal, "segments", "read")
-    await _check_filter(ctx.session, principal, flt)
-    return require_patient_scope(principal, ctx.trail, "read", Action.LIST), flt
+    health = await _check_filter(ctx.session, principal, flt)
+    scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
+    clauses = [compile_filter(flt, datetime.now(UTC))]
+    if health:
+        clauses.append(health_conditions_scope(principal).clause())
+    return SegmentQuery(scope, PatientFilter(extra=tuple(clauses)))
 
 
 @strawberry.type(description="A filter tried before saving: count and members.")
@@ -473,13 +512,12 @@ class SegmentPreview:
     async def members(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Patient]:
-        scope, flt = await _segment_scope(info, self._filter)
-        return await segment_members(info, scope, flt, first, after)
+        return await segment_members(info, await _segment_query(info, self._filter), first, after)
 
 
 async def preview_segment(info: Info, filter: SegmentFilterInput) -> SegmentPreview:
     flt = filter_to_json(filter)
-    await _segment_scope(info, flt)
+    await _segment_query(info, flt)
     return SegmentPreview(_filter=flt)
 
 

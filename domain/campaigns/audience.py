@@ -27,11 +27,12 @@ from domain.campaigns.models import (
 )
 from domain.consent.models import ContactChannel, Purpose
 from domain.consent.service import reachable
-from domain.errors import BadInput, Conflict
+from domain.errors import BadInput, Conflict, Forbidden
 from domain.patients.models import Patient
 from domain.patients.scope import PatientScope
 from domain.pool.models import Segment
 from domain.pool.segments import compile_filter
+from domain.pool.tags import TagService
 from tenancy.session import stamp_rows
 
 MAX_CONTENT = 500
@@ -42,6 +43,12 @@ ADDRESS = {
     CampaignChannel.WECOM: Patient.wecom_external_id_ct,
 }
 INSERT_BATCH = 5000
+# A campaign reaches a chain or branches, never only the sender's own care, so a health
+# condition could only be evaluated outside it: marketing is not a stated purpose.
+HEALTH_AUDIENCE = (
+    "a campaign's audience cannot be chosen by health tags; reach such patients through "
+    "their care team's follow-ups"
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,11 @@ async def create(
     _check(new, now)
     if scope.staff_id is not None and not scope.chain and not scope.branch_ids:
         raise BadInput("campaigns reach a chain or branches, not assigned patients")
-    if await session.scalar(select(Segment.id).where(Segment.id == new.segment_id)) is None:
+    segment = await session.scalar(select(Segment).where(Segment.id == new.segment_id))
+    if segment is None:
         raise BadInput("no such segment", field="segmentId")
+    if await TagService(session).mentions_health(segment.filter):
+        raise Forbidden(HEALTH_AUDIENCE, field="segmentId")
     campaign = Campaign(
         name=new.name.strip(),
         segment_id=new.segment_id,
@@ -116,6 +126,8 @@ async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) 
     segment = await session.scalar(select(Segment).where(Segment.id == campaign.segment_id))
     if segment is None:
         raise Conflict("the campaign's segment no longer exists")
+    if await TagService(session).mentions_health(segment.filter):
+        raise Conflict(HEALTH_AUDIENCE)
     channel = CampaignChannel(campaign.channel)
     members = (
         compile_filter(segment.filter, now),

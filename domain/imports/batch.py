@@ -18,7 +18,7 @@ from domain.imports.models import ImportRejection
 from domain.imports.reader import Row
 from domain.imports.repository import ImportRepository
 from domain.imports.rows import IDENTITY, Checked, Reason
-from domain.patients.models import BLIND_INDEXED, SEALED_FIELDS, Gender, Patient
+from domain.patients.models import BLIND_INDEXED, SEALED_FIELDS, FieldGroup, Gender, Patient
 from domain.patients.repository import PatientRepository
 from domain.patients.service import TABLE, seal, unseal
 from domain.pool.leases import LEASE, holds
@@ -26,6 +26,10 @@ from domain.pool.models import Job, JobStatus
 from tenancy.keyring import DecryptionError, FieldCipher
 
 BatchLogger = Callable[[list[uuid.UUID]], Awaitable[None]]
+# Of these existing patients, those whose health data opens to whoever runs the import (their
+# own care, or a purpose they stated: auth.reasons); None when no staff member runs it.
+HealthGate = Callable[[list[uuid.UUID]], Awaitable[set[uuid.UUID]]]
+HEALTH_FIELDS = frozenset(n for n, g in SEALED_FIELDS.items() if g is FieldGroup.HEALTH)
 
 
 class OnMatch(StrEnum):
@@ -54,8 +58,12 @@ class Batch:
         log_batch: BatchLogger,
         holder: str | None = None,
         lease: timedelta = LEASE,
+        health_gate: HealthGate | None = None,
+        health_tags: frozenset[uuid.UUID] = frozenset(),
     ) -> None:
         self.session = session
+        self.health_gate = health_gate
+        self.health_tags = health_tags
         self.holder = holder
         self.lease = lease
         self.cipher = cipher
@@ -86,6 +94,7 @@ class Batch:
             if not todo:
                 return job
             matches = await self._matches([c for _, c in todo if isinstance(c, Checked)])
+            closed = await self._health_closed(todo, matches)
             rejected: list[tuple[Row, Reason]] = []
             created: list[Checked] = []
             matched: list[uuid.UUID] = []  # the record each matched row names, in row order
@@ -100,6 +109,8 @@ class Batch:
                     rejected.append((row, Reason.AMBIGUOUS_MATCH))
                 elif not found:
                     created.append(checked)
+                elif checked.number in closed:
+                    rejected.append((row, Reason.REASON_REQUIRED))
                 else:
                     patient = next(iter(found))
                     matched.append(patient.id)
@@ -150,6 +161,40 @@ class Batch:
                 found |= by_digest.get(key, set())
             out[c.number] = found
         return out
+
+    def _touches_health(self, patient: Patient, c: Checked) -> bool:
+        """Whether applying the row to this record would compare or write health data (a
+        health field, a health tag; a national id other than the one it holds). Decided from
+        the row alone, never from the record's health values, so a refusal tells nothing of
+        them."""
+        if self.on_match is OnMatch.SKIP:
+            return False
+        if c.tag_ids & self.health_tags:
+            return True
+        wanted = HEALTH_FIELDS & set(c.sealed)
+        if "national_id" in wanted and c.identity.get("national_id") == patient.national_id_bidx:
+            wanted.discard("national_id")  # the identifier it was matched by: no change
+        return bool(wanted)
+
+    async def _health_closed(
+        self, todo: list[tuple[Row, Checked | Reason]], matches: dict[int, set[Patient]]
+    ) -> set[int]:
+        """Row numbers to refuse with REASON_REQUIRED: matched rows that would touch the
+        health data of a record outside the care of the staff member running the import (and
+        with no purpose of theirs open for it), as `updatePatient` refuses the same change."""
+        if self.health_gate is None:
+            return set()
+        asking: dict[int, uuid.UUID] = {}
+        for _row, c in todo:
+            if not isinstance(c, Checked):
+                continue
+            found = matches.get(c.number, set())
+            if len(found) == 1 and self._touches_health(patient := next(iter(found)), c):
+                asking[c.number] = patient.id
+        if not asking:
+            return set()
+        opens = await self.health_gate(sorted(set(asking.values())))
+        return {number for number, pid in asking.items() if pid not in opens}
 
     def _update(self, patient: Patient, c: Checked) -> bool:
         """Apply a matched row as the option says; True when a stored value changed."""

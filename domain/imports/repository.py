@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.imports.models import ImportChunk, ImportFile, ImportRejection
 from domain.patients.models import Patient
-from domain.pool.models import Job, PatientTag, Tag
+from domain.pool.models import Job, PatientTag, Tag, TagGroup
 from domain.tenants.models import Branch
 from tenancy.session import stamp_rows
 
@@ -96,6 +96,11 @@ class ImportRepository:
         stmt = select(Branch.code, Branch.id, Branch.closed_at)
         rows = await self.session.execute(stmt)
         return {code: (bid, closed is None) for code, bid, closed in rows}
+
+    async def health_tags(self) -> frozenset[uuid.UUID]:
+        """The tags of health groups (a row naming one carries health data)."""
+        stmt = select(Tag.id).join(TagGroup, TagGroup.id == Tag.group_id)
+        return frozenset(await self.session.scalars(stmt.where(TagGroup.is_health.is_(True))))
 
     async def manual_tags(self) -> dict[str, uuid.UUID | None]:
         """Manual tags by name; None for a name that several groups use (ambiguous)."""

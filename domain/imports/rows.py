@@ -30,6 +30,8 @@ class Reason(StrEnum):
     NO_IDENTIFIER = "no_identifier"
     DUPLICATE_IN_FILE = "duplicate_in_file"
     AMBIGUOUS_MATCH = "ambiguous_match"
+    # the row would change health data of a record outside the importer's care (auth.reasons)
+    REASON_REQUIRED = "reason_required"
 
 
 # Import field → the patient's sealed field of the same meaning.

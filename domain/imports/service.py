@@ -21,7 +21,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import BadInput
-from domain.imports.batch import Batch, BatchLogger, OnMatch, chunk_row_id, rejection_row_id
+from domain.imports.batch import (
+    Batch,
+    BatchLogger,
+    HealthGate,
+    OnMatch,
+    chunk_row_id,
+    rejection_row_id,
+)
 from domain.imports.columns import ImportField, columns, parse_mapping
 from domain.imports.models import ImportChunk, ImportFile, ImportRejection
 from domain.imports.reader import FileFormat, Row, UnreadableFile, detect_format, read_rows
@@ -146,11 +153,12 @@ async def run_import(
     progress: Callable[[Job], None] = lambda _j: None,
     holder: str | None = None,
     lease: timedelta = LEASE,
+    health_gate: HealthGate | None = None,
 ) -> Job | None:
     """Work an import job from its cursor to the end. Rows before the cursor are read again
     (not written): the duplicate-in-file check needs the identifiers of every earlier row.
     `holder`: the lease this run works under (domain/pool/leases.py); a batch that finds the
-    job no longer held by it stops the run (None)."""
+    job no longer held by it stops the run (None). `health_gate`: see `batch.HealthGate`."""
     repo = ImportRepository(session)
     async with session.begin():
         locked = await repo.lock_job(job_id)
@@ -177,10 +185,20 @@ async def run_import(
             tags=await repo.manual_tags(),
             default_branch=str(options.get("branch") or ""),
         )
+        health_tags = await repo.health_tags()
         cursor = imp.row_cursor
     header, rows = read_rows(data, FileFormat(str(options["format"])))
     cols = columns(header, options.get("mapping") or {})  # type: ignore[arg-type]
-    batcher = Batch(session, cipher, job_id, OnMatch(str(options["on_match"])), log_batch, holder)
+    batcher = Batch(
+        session,
+        cipher,
+        job_id,
+        OnMatch(str(options["on_match"])),
+        log_batch,
+        holder,
+        health_gate=health_gate,
+        health_tags=health_tags,
+    )
     seen: set[tuple[str, bytes]] = set()
     pending: list[tuple[Row, Checked | Reason]] = []
     batches = 0

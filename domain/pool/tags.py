@@ -7,14 +7,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import BadInput, Conflict, NotFound
 from domain.patients.models import Patient
 from domain.patients.scope import PatientScope
 from domain.pool.models import PatientTag, Tag, TagGroup
-from domain.pool.segments import compile_filter, validate
+from domain.pool.repository import PoolRepository
+from domain.pool.segments import compile_filter, tag_ids, validate
 from tenancy.session import stamp_rows
 
 MAX_BULK = 10_000
@@ -28,6 +29,17 @@ def _chunks(ids: Sequence[uuid.UUID]) -> list[list[uuid.UUID]]:
 class TagService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def mentions_health(self, flt: Mapping[str, Any]) -> bool:
+        """Whether a filter (a segment's, an automatic tag's rule) names a tag of a health
+        group, at any depth: such a condition reads health data."""
+        mentioned = sorted(set(tag_ids(flt)))
+        if not mentioned:
+            return False
+        return any(
+            is_health
+            for _id, is_health in await PoolRepository(self.session).health_flags(mentioned)
+        )
 
     async def create_group(self, name: str, is_health: bool) -> TagGroup:
         name = name.strip()
@@ -116,16 +128,19 @@ class TagService:
             removed += result.rowcount or 0
         return removed
 
-    async def apply_auto_tag(self, tag: Tag) -> tuple[int, int]:
-        """Make an automatic tag hold exactly for the patients its rule matches now."""
+    async def apply_auto_tag(self, tag: Tag, within: PatientScope | None = None) -> tuple[int, int]:
+        """Make an automatic tag hold exactly for the patients its rule matches now, among
+        those `within` covers (every patient when None; the rest keep the tag as it is)."""
         if tag.auto_rule is None:
             raise BadInput("this tag has no rule", field="tagId")
         now = datetime.now(UTC)
+        among = true() if within is None else within.clause()
         matching = set(
             (
                 await self.session.scalars(
                     select(Patient.id).where(
                         compile_filter(tag.auto_rule, now),
+                        among,
                         Patient.erased_at.is_(None),
                         Patient.merged_into_id.is_(None),
                     )
@@ -135,7 +150,9 @@ class TagService:
         current = set(
             (
                 await self.session.scalars(
-                    select(PatientTag.patient_id).where(PatientTag.tag_id == tag.id)
+                    select(PatientTag.patient_id)
+                    .join(Patient, Patient.id == PatientTag.patient_id)
+                    .where(PatientTag.tag_id == tag.id, among)
                 )
             ).all()
         )

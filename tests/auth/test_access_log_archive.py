@@ -29,6 +29,8 @@ from tests.conftest import Database
 from tests.support import World, build_world, codes, gql, sign_in
 
 RETENTION = "mutation($d: Int) { setAccessLogRetention(days: $d) { retentionDays } }"
+HISTORY = """query($id: ID!) { patientAccessHistory(patientId: $id, first: 50) { totalCount
+  edges { node { seq } } } }"""
 ARCHIVE = (
     "{ accessLogArchive { retentionDays segments { number firstSeq lastSeq entries fileName "
     "fileSha256 lastHash } } }"
@@ -100,6 +102,7 @@ async def test_archived_segments_keep_the_chain_provable(
     token = await sign_in(client, world, "hq_admin")
     await _read_patients(client, token, 4)
     await _retain(client, world)
+    await _append_at(owner_state, world, 0, 2)  # about b1, archived with the rest
     old = len(await entries(owner_state, world))
     # Entries to keep: two dated after the cutoff, then one older entry behind them (a segment
     # is a prefix of the chain, so it stays too).
@@ -123,6 +126,13 @@ async def test_archived_segments_keep_the_chain_provable(
     checked = await _verify(owner_state, world, tmp_path)
     assert checked.result.ok, checked
     assert (checked.result.entries, checked.archived_entries) == (old + 3, old)
+    # b1's history holds its live entries only, and its count agrees with its pages (the
+    # count reads the index of touched patients, whose rows outlive the archived entries).
+    auditor = await sign_in(client, world, "auditor")
+    history = await gql(client, HISTORY, {"id": world.gid("b1")}, token=auditor)
+    page = history["data"]["patientAccessHistory"]
+    assert [e["node"]["seq"] for e in page["edges"]] == [old + 3, old + 2, old + 1]
+    assert page["totalCount"] == 3
     # Nothing is left to archive; a second run is a no-op.
     assert (await _archive(owner_state, world, tmp_path, segment_size=3)).entries == 0
 
@@ -131,7 +141,6 @@ async def test_archived_segments_keep_the_chain_provable(
     assert (await _verify(owner_state, world, tmp_path)).result.ok
 
     # Auditors see the retention and the segments (boundaries and digests, never contents).
-    auditor = await sign_in(client, world, "auditor")
     seen = (await gql(client, ARCHIVE, token=auditor))["data"]["accessLogArchive"]
     assert seen["retentionDays"] == 180
     assert sum(s["entries"] for s in seen["segments"]) == old

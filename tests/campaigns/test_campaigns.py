@@ -267,6 +267,44 @@ async def test_bad_input_is_refused_with_a_code_and_writes_nothing(
     assert listed["data"]["campaigns"]["totalCount"] == 0
 
 
+async def test_no_campaign_picks_its_audience_by_health_tags(
+    cclient: httpx.AsyncClient, world: World
+) -> None:
+    """A campaign reaches a chain or branches, outside the sender's own care, and marketing
+    is no stated purpose: a segment naming a health tag (at any depth) cannot be its audience,
+    even for HQ, who may build such a segment for the patients in their own care."""
+    admin = await sign_in(cclient, world, "hq_admin")
+    group = await gql(
+        cclient, 'mutation { createTagGroup(name: "诊断-camp", isHealth: true) { id } }', {}, admin
+    )
+    tag = await gql(
+        cclient,
+        'mutation($g: ID!) { createTag(groupId: $g, name: "牙周炎-camp") { id } }',
+        {"g": group["data"]["createTagGroup"]["id"]},
+        admin,
+    )
+    health = tag["data"]["createTag"]["id"]
+    plain = await segment(cclient, admin, {"branchIds": [world.branch_gid("b1")]})
+    campaign_of = "mutation($i: CampaignInput!) { createCampaign(input: $i) { id } }"
+    now = datetime.now(UTC)
+    base = {
+        "name": "x",
+        "channel": "SMS",
+        "content": "洁牙优惠，回复TD退订",
+        "windowStart": now.isoformat(),
+        "windowEnd": (now + timedelta(days=1)).isoformat(),
+    }
+    for flt in ({"tagsAny": [health]}, {"or": [{"scoreMin": 0}, {"not": {"tagsAll": [health]}}]}):
+        seg = await segment(cclient, admin, flt)
+        refused = await gql(cclient, campaign_of, {"i": {**base, "segmentId": seg}}, admin)
+        assert codes(refused) == ["FORBIDDEN"], flt
+        assert "health tags" in refused["errors"][0]["message"]
+    made = await gql(cclient, campaign_of, {"i": {**base, "segmentId": plain}}, admin)
+    assert "errors" not in made, made
+    listed = await gql(cclient, "{ campaigns { totalCount } }", token=admin)
+    assert listed["data"]["campaigns"]["totalCount"] == 1
+
+
 async def test_frequency_cap_holds_across_channels_under_concurrent_launches(
     cclient: httpx.AsyncClient,
     owner_state: AppState,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -18,6 +19,8 @@ from tenancy.session import tenant_session
 from tests.campaigns.conftest import add_patients, configure_wecom, tick
 from tests.campaigns.standin import STAFF, Chat, StandIn
 from tests.support import World, build_world, codes, gql, ok, sign_in
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 GROUPS = (
     "{ groupChats(first: 10) { totalCount edges { node { id name ownerWecomUserId status "
@@ -138,9 +141,13 @@ async def test_a_group_campaign_sends_one_group_task(
     assert created["createGroupChatCampaign"]["status"] == "SCHEDULED"
 
     before = len(fake.tasks)
-    result = await tick(sending_state, world, url)
+    # The next noon in Shanghai, inside the window: the chain's default quiet hours hold at
+    # night, so a pass run then (as CI may run it) would rightly send nothing yet.
+    noon = now.astimezone(SHANGHAI).replace(hour=12, minute=0, second=0, microsecond=0)
+    noon = (noon if noon > now else noon + timedelta(days=1)).astimezone(UTC)
+    result = await tick(sending_state, world, url, now=noon)
     assert result.outcomes["group_sent"] == 1
-    await tick(sending_state, world, url)  # a second pass sends nothing again
+    await tick(sending_state, world, url, now=noon)  # a second pass sends nothing again
     tasks = list(fake.tasks.values())[before:]
     assert len(tasks) == 1
     task = tasks[0]

@@ -132,10 +132,10 @@ async def test_a_job_stopped_anywhere_resumes_to_the_same_result(
         await bind_tenant(session, tenant_id)
         async with session.begin():
             cipher = await load_cipher(session, chain_state.key_provider)
-            job = await ImportService(session, cipher).start(gen.data, ImportOptions(), "user:t")
+            job = await ImportService(session, cipher).start(gen.data, ImportOptions(), "system:t")
         job_id = job.id
         cut = await run_import_job(
-            session, job_id, "user:t", batch=batch, stop_after_batches=stop_after
+            session, job_id, "system:t", batch=batch, stop_after_batches=stop_after
         )
         assert cut is not None and cut.status == "running" and cut.done == stop_after * batch
     # A new process (a new session, keys from its app state) picks the job up at its cursor.

@@ -123,13 +123,85 @@ async def test_csv_bom_gb18030_and_xlsx_are_imported(
             [*HEADER, "reason"],
             [*rows[2], "bad_phone"],
         ]
-        # The same file again, overwriting: nothing differs, so nothing changes.
+        # The same file again, overwriting: its notes (health data) would be compared with
+        # records outside HQ's care, so those rows wait for a stated purpose; nothing changes.
         again = await _imported(
             api,
             chain.hq,
             await _upload(api, chain.hq, make(rows), "p.bin", {"onMatch": "OVERWRITE"}),
         )
-        assert again["importReport"]["unchanged"] == 2 and again["importReport"]["created"] == 0
+        assert again["importReport"]["rejections"] == [
+            {"row": 2, "reason": "reason_required"},
+            {"row": 3, "reason": "reason_required"},
+            {"row": 4, "reason": "bad_phone"},
+        ], encoding
+        assert again["importReport"]["created"] == 0
+
+
+STATE = """mutation($id: ID!) { statePurpose(patientId: $id, purpose: CARE,
+  note: "moving the clinic system's records") { id } }"""
+NOTES = "query($id: ID!) { patient(id: $id) { name notes } }"
+
+
+async def test_health_columns_of_records_outside_care_need_a_stated_purpose(
+    api: httpx.AsyncClient, operator: Operator, unique: str
+):
+    """HQ's import changes (or compares) health data of an existing record only where
+    updatePatient would let HQ: under a purpose they stated for it. Decided by the row, not
+    the record, so fill-empty and overwrite refuse alike and the report tells nothing of what
+    the record holds; contact columns alone, and `SKIP`, need no reason."""
+    slug = f"imr-{unique}"
+    chain = await chain_for_import(api, operator, slug, existing=3)
+    (p0, id0), (p1, id1), (p2, _) = chain.existing.items()
+    SEEDED.update({f"note-{slug}-new0", f"note-{slug}-new1"})
+
+    def file(*rows: list[str]) -> bytes:
+        out = io.StringIO()
+        csv.writer(out).writerows([["姓名", "手机号", "备注"], *rows])
+        return out.getvalue().encode()
+
+    def name(k: int) -> str:
+        return f"测试患者{slug}-existing{k}"
+
+    health = file(
+        [name(0), p0, f"note-{slug}-new0"], [name(1), p1, f"note-{slug}-new1"], [name(2), p2, ""]
+    )
+    for on_match in ("FILL_EMPTY", "OVERWRITE"):
+        job = await _imported(
+            api, chain.hq, await _upload(api, chain.hq, health, "h.csv", {"onMatch": on_match})
+        )
+        assert job["importReport"]["rejections"] == [
+            {"row": 2, "reason": "reason_required"},
+            {"row": 3, "reason": "reason_required"},
+        ], on_match
+        assert job["importReport"]["unchanged"] == 1  # the row without a note: contact only
+    skipped = await _imported(
+        api, chain.hq, await _upload(api, chain.hq, health, "h.csv", {"onMatch": "SKIP"})
+    )
+    assert skipped["importReport"]["unchanged"] == 3 and skipped["importReport"]["rejected"] == 0
+    # A tag of a health group is health data too.
+    group = """mutation { createTagGroup(name: "诊断", isHealth: true) { id } }"""
+    made = ok(await gql(api, group, token=chain.hq))["createTagGroup"]["id"]
+    tag = 'mutation($g: ID!) { createTag(groupId: $g, name: "牙周炎") { id } }'
+    ok(await gql(api, tag, {"g": made}, token=chain.hq))
+    out = io.StringIO()
+    csv.writer(out).writerows([["姓名", "手机号", "标签"], [name(2), p2, "牙周炎"]])
+    tagged = await _upload(api, chain.hq, out.getvalue().encode(), "t.csv")
+    assert tagged.status_code == 200
+    started = ok(tagged.json())["importPatients"]
+    job = await wait_for_job(api, chain.hq, started["id"])
+    assert job["importReport"]["rejections"] == [{"row": 2, "reason": "reason_required"}]
+    # A purpose for the first record opens it to the import, and to it alone.
+    ok(await gql(api, STATE, {"id": id0}, token=chain.hq))
+    job = await _imported(
+        api, chain.hq, await _upload(api, chain.hq, health, "h.csv", {"onMatch": "OVERWRITE"})
+    )
+    assert job["importReport"]["rejections"] == [{"row": 3, "reason": "reason_required"}]
+    assert job["importReport"]["updated"] == 1
+    read = await gql(api, NOTES, {"id": id0}, token=chain.hq)
+    assert read["data"]["patient"]["notes"] == f"note-{slug}-new0"
+    ok(await gql(api, STATE, {"id": id1}, token=chain.hq))
+    assert ok(await gql(api, NOTES, {"id": id1}, token=chain.hq))["patient"]["notes"] is None
 
 
 async def test_a_column_mapping_names_unknown_headers(

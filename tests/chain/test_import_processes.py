@@ -224,7 +224,7 @@ async def test_two_processes_on_one_job_take_turns_by_lease(
         await bind_tenant(session, tenant_id)
         async with session.begin():
             cipher = await load_cipher(session, chain_state.key_provider)
-            job = await ImportService(session, cipher).start(gen.data, ImportOptions(), "user:t")
+            job = await ImportService(session, cipher).start(gen.data, ImportOptions(), "system:t")
     job_id = str(job.id)
 
     # Both started on the job at once: one claims it, the other is told it is held.

@@ -253,3 +253,90 @@ async def test_health_tags_open_like_health_fields(chain: Chain) -> None:  # rea
     ok(await chain.q(TAGGING % "tagPatients", {"t": health, "p": [own]}, token=token))
     shown = ok(await chain.q(TAGS, {"id": own}, token=token))["patient"]["tags"]
     assert [t["name"] for t in shown] == ["牙周炎-glass"]
+
+
+PREVIEW = """query($f: SegmentFilterInput!) { previewSegment(filter: $f) { count
+  members(first: 50) { edges { node { id } } } } }"""
+
+
+async def _matching(c: Chain, flt: dict[str, Any], token: str | None = None) -> set[str]:
+    found = ok(await c.q(PREVIEW, {"f": flt}, token=token))["previewSegment"]
+    ids = {e["node"]["id"] for e in found["members"]["edges"]}
+    assert found["count"] == len(ids)
+    return ids
+
+
+async def test_health_conditions_match_only_in_ones_own_care(chain: Chain) -> None:
+    """A segment (or an automatic tag's rule) naming a health tag is evaluated over the
+    caller's own care only: a stated purpose opens a record to read, not a population to
+    search. Negations included, so 'without the tag' tells nothing either."""
+    health = await _tag(chain, "诊断-seg", "牙周炎-seg", health=True)
+    manager_id, pair = await chain.member("branch_manager", [chain.branches["main"]])
+    manager = pair["accessToken"]
+    mine, _ = await _patient(chain, "glass-s1", staff=manager_id)
+    theirs, _ = await _patient(chain, "glass-s2")
+    hq_own, _ = await _patient(chain, "glass-s3", staff=chain.hq_id)
+    for pid in (mine, theirs, hq_own):  # HQ tags all three, each under a purpose
+        ok(await chain.q(STATE, {"id": pid, "p": "CARE", "n": "coding diagnoses"}))
+    ok(await chain.q(TAGGING % "tagPatients", {"t": health, "p": [mine, theirs, hq_own]}))
+    has = {"tagsAny": [health]}
+    lacks = {"not": {"tagsAny": [health]}}
+    # The branch manager: the patient assigned to them, not the rest of their branch.
+    assert await _matching(chain, has, manager) == {mine}
+    assert not await _matching(chain, lacks, manager) & {theirs, hq_own}
+    # HQ holds a purpose for all three and sees their tags, yet searches only its own care.
+    assert await _matching(chain, has) == {hq_own}
+    assert not await _matching(chain, lacks) & {mine, theirs}
+    _, pair = await chain.member("branch_manager", [chain.branches["main"]])
+    other_manager = pair["accessToken"]
+    assert await _matching(chain, has, other_manager) == set()
+    assert await _matching(chain, {"or": [has, lacks]}, other_manager) == set()
+    # The same filter without the health tag: the whole branch, as before.
+    assert {mine, theirs, hq_own} <= await _matching(chain, {"scoreMin": 0}, other_manager)
+    # A saved segment counts the same way.
+    saved = """mutation($f: SegmentFilterInput!) { createSegment(name: "牙周炎人群", filter: $f) {
+      count } }"""
+    made = ok(await chain.q(saved, {"f": has}, token=other_manager))["createSegment"]
+    assert made["count"] == 0
+
+    # An automatic tag of a health group, or one whose rule names a health tag, is applied
+    # over HQ's own care only; the rest keep the tag as it was.
+    group = ok(await chain.q(GROUP, {"n": "风险-seg", "h": True}))["createTagGroup"]["id"]
+    auto = """mutation($g: ID!, $n: String!, $r: SegmentFilterInput!) {
+      createTag(groupId: $g, name: $n, autoRule: $r) { id } }"""
+    apply = "mutation($t: ID!) { applyAutoTag(tagId: $t) { added removed } }"
+    for name, rule, gid in (
+        ("高风险-seg", {"scoreMin": 0}, group),  # a health group's tag
+        ("复查-seg", has, None),  # a plain group's tag over a health condition
+    ):
+        if gid is None:
+            gid = ok(await chain.q(GROUP, {"n": "运营-seg", "h": False}))["createTagGroup"]["id"]
+        made = ok(await chain.q(auto, {"g": gid, "n": name, "r": rule}))["createTag"]["id"]
+        assert ok(await chain.q(apply, {"t": made}))["applyAutoTag"] == {"added": 1, "removed": 0}
+        for pid, holds in ((hq_own, True), (theirs, False), (mine, False)):
+            names = {t["name"] for t in ok(await chain.q(TAGS, {"id": pid}))["patient"]["tags"]}
+            assert (name in names) is holds, (name, pid)
+
+
+MERGE = """mutation($k: ID!, $m: ID!) { mergePatients(keepId: $k, mergeId: $m) { id notes } }"""
+
+
+async def test_merging_moves_health_data_only_under_a_reason(chain: Chain) -> None:
+    """A merge moves the merged record's health data onto the kept one: into a record in the
+    caller's care, only from one their care or a purpose also opens."""
+    kept = ok(
+        await chain.q(
+            """mutation($b: ID!, $s: ID) { createPatient(input: {name: "合并保留-glass",
+              homeBranchId: $b, assignedStaffId: $s}) { patient { id } } }""",
+            {"b": chain.branches["main"], "s": chain.hq_id},
+        )
+    )["createPatient"]["patient"]["id"]
+    other, notes = await _patient(chain, "glass-m")
+    _refused(await chain.q(MERGE, {"k": kept, "m": other}), "mergePatients")
+    assert ok(await chain.q(NAME, {"id": other}))["patient"]["name"]  # not retired
+    ok(await chain.q(STATE, {"id": other, "p": "CARE", "n": "one person, two records"}))
+    merged = ok(await chain.q(MERGE, {"k": kept, "m": other}))["mergePatients"]
+    assert merged == {"id": kept, "notes": notes}
+    log = ok(await chain.q(LOG, {"a": ["MERGE"]}, token=chain.auditor))["accessLog"]["edges"]
+    reasoned = [e["node"] for e in log if "CARE" in e["node"]["reason"]]
+    assert [(n["outcome"], n["patientIds"]) for n in reasoned] == [("ALLOWED", [other])]
