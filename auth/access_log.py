@@ -25,6 +25,8 @@ from sqlalchemy import (
     Text,
     Uuid,
     event,
+    func,
+    insert,
     select,
     update,
 )
@@ -32,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from tenancy.orm import Base, TenantScoped, UtcDateTime, utcnow
-from tenancy.session import TenantSession, stamp_rows
+from tenancy.session import TenantSession, current_tenant, stamp_rows
 
 GENESIS = b"\x00" * 32
 
@@ -241,10 +243,6 @@ async def append(
         )
         row["prev_hash"] = prev
         row["entry_hash"] = prev = entry_hash(row, prev)
-    await session.execute(
-        update(AccessLogHead).values(last_hash=prev).execution_options(synchronize_session=False)
-    )
-    await session.execute(AccessLogEntry.__table__.insert(), rows)
     touched = stamp_rows(
         session,
         [
@@ -253,8 +251,39 @@ async def append(
             for pid in sorted(set(ev.patient_ids))
         ],
     )
+    await _write(session, prev, rows, touched)
+
+
+async def _write(
+    session: AsyncSession,
+    last_hash: bytes,
+    rows: list[dict[str, object]],
+    touched: list[dict[str, object]],
+) -> None:
+    """The chain head's new hash, the entries and their index rows: on PostgreSQL one
+    statement (data-modifying CTEs, each run once and to completion, in the transaction that
+    holds the head's row lock), elsewhere three."""
+    heads, entries, patients = (
+        AccessLogHead.__table__,
+        AccessLogEntry.__table__,
+        AccessLogPatient.__table__,
+    )
+    head = update(heads).where(heads.c.tenant_id == current_tenant(session))
+    head = head.values(last_hash=last_hash)
+    if session.get_bind().dialect.name != "postgresql":
+        await session.execute(head)
+        await session.execute(entries.insert(), rows)
+        if touched:
+            await session.execute(patients.insert(), touched)
+        return
+    ctes = (
+        head.returning(heads.c.seq).cte("head"),
+        insert(entries).values(rows).returning(entries.c.seq).cte("entries"),
+    )
     if touched:
-        await session.execute(AccessLogPatient.__table__.insert(), touched)
+        await session.execute(insert(patients).values(touched).add_cte(*ctes))
+    else:
+        await session.execute(select(func.count()).select_from(ctes[1]).add_cte(ctes[0]))
 
 
 @dataclass(frozen=True)

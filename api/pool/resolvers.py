@@ -360,12 +360,14 @@ async def possible_duplicates(
         for n in identity.MATCHED_ON
         if n != "national_id" or field_visibility(principal, FieldGroup.HEALTH) is Visibility.FULL
     ]
+    # ... and, as a condition on health data, compared within the caller's own care only.
+    narrowed = {"national_id": health_conditions_scope(principal)}
 
     async def fetch(n: int) -> list[identity.DuplicateGroup]:
-        return await identity.possible_duplicates(ctx.session, scope, n, names)
+        return await identity.possible_duplicates(ctx.session, scope, n, names, narrowed)
 
     async def count() -> int:
-        return await identity.count_duplicate_groups(ctx.session, scope, names)
+        return await identity.count_duplicate_groups(ctx.session, scope, names, narrowed)
 
     async def present(groups: list[identity.DuplicateGroup]) -> list[DuplicateGroup]:
         rows = await PatientRepository(ctx.session).get_many(

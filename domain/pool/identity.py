@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,38 +37,49 @@ class DuplicateGroup:
     patient_ids: list[uuid.UUID]
 
 
-def _live(scope: PatientScope) -> tuple[ColumnElement[bool], ...]:
-    return (Patient.erased_at.is_(None), Patient.merged_into_id.is_(None), scope.clause())
+# Scopes narrowing the look-up for some identifiers (`possible_duplicates`' `narrowed`).
+Narrowed = Mapping[str, PatientScope]
 
 
-def _shared_digests(name: str, scope: PatientScope) -> Select:
+def _live(scope: PatientScope, name: str, narrowed: Narrowed) -> tuple[ColumnElement[bool], ...]:
+    extra = (narrowed[name].clause(),) if name in narrowed else ()
+    return (Patient.erased_at.is_(None), Patient.merged_into_id.is_(None), scope.clause(), *extra)
+
+
+def _shared_digests(name: str, scope: PatientScope, narrowed: Narrowed) -> Select:
     """Blind-index values of `name` held by more than one live record in scope."""
     column = getattr(Patient, f"{name}_bidx")
     return (
         select(column)
-        .where(column.is_not(None), *_live(scope))
+        .where(column.is_not(None), *_live(scope, name, narrowed))
         .group_by(column)
         .having(func.count() > 1)
     )
 
 
 async def possible_duplicates(
-    session: AsyncSession, scope: PatientScope, limit: int, names: Sequence[str] = MATCHED_ON
+    session: AsyncSession,
+    scope: PatientScope,
+    limit: int,
+    names: Sequence[str] = MATCHED_ON,
+    narrowed: Narrowed | None = None,
 ) -> list[DuplicateGroup]:
-    """Groups of live records (within scope) sharing an exact identifier (one of `names`).
-    OneID makes such pairs on purpose: a caller who could not see the known person got a new
-    lead with the same identifier, listed here for HQ to merge."""
+    """Groups of live records (within scope) sharing an exact identifier (one of `names`;
+    for a name in `narrowed`, only records within that scope too). OneID makes such pairs on
+    purpose: a caller who could not see the known person got a new lead with the same
+    identifier, listed here for HQ to merge."""
+    narrowed = narrowed or {}
     groups: list[DuplicateGroup] = []
     for name in names:
         column = getattr(Patient, f"{name}_bidx")
-        shared = _shared_digests(name, scope).order_by(column).limit(limit)
+        shared = _shared_digests(name, scope, narrowed).order_by(column).limit(limit)
         digests = (await session.scalars(shared)).all()
         if not digests:
             continue
         rows = (
             await session.execute(
                 select(column, Patient.id)
-                .where(column.in_(digests), *_live(scope))
+                .where(column.in_(digests), *_live(scope, name, narrowed))
                 .order_by(Patient.id)
             )
         ).all()
@@ -80,12 +91,15 @@ async def possible_duplicates(
 
 
 async def count_duplicate_groups(
-    session: AsyncSession, scope: PatientScope, names: Sequence[str] = MATCHED_ON
+    session: AsyncSession,
+    scope: PatientScope,
+    names: Sequence[str] = MATCHED_ON,
+    narrowed: Narrowed | None = None,
 ) -> int:
     """How many groups `possible_duplicates` would list with no limit."""
     total = 0
     for name in names:
-        shared = _shared_digests(name, scope).subquery()
+        shared = _shared_digests(name, scope, narrowed or {}).subquery()
         total += int(await session.scalar(select(func.count()).select_from(shared)) or 0)
     return total
 

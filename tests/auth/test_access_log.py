@@ -16,15 +16,24 @@ from typing import Any
 import httpx
 import pytest
 from graphql import GraphQLObjectType, get_named_type
-from sqlalchemy import select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.context import AppState
 from api.ids import to_global_id
 from api.schema import build_schema
-from auth.access_log import AccessLogEntry, verify_chain
-from tenancy.session import bind_tenant
+from auth.access_log import (
+    AccessEvent,
+    AccessLogEntry,
+    AccessLogPatient,
+    Action,
+    Actor,
+    RequestInfo,
+    append,
+    verify_chain,
+)
+from tenancy.session import bind_tenant, make_engine, session_factory
 from tests.conftest import Database
 from tests.support import SEEDED, World, build_world, codes, gql, sign_in
 
@@ -603,3 +612,54 @@ async def test_fifty_concurrent_requests_keep_one_chain(
     assert [e.action for e in after[before:]] == ["list"] * 50
     assert [e.seq for e in after] == list(range(1, len(after) + 1))
     assert (await _verify(owner_state, world)).ok
+
+
+async def test_an_append_is_two_statements_on_postgresql(db: Database, world: World) -> None:
+    """Lock and read the chain's head, then write its new hash, the entries and their index
+    rows in one statement (data-modifying CTEs) on PostgreSQL, as the app's role under RLS; the
+    chain and the index come out as the three statements SQLite runs would make them."""
+    engine = make_engine(db.app_url, pool_size=1)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        statements.append(sql)
+
+    b1, b2 = world.patients["b1"].id, world.patients["b2"].id
+    events = [
+        AccessEvent(Action.LIST, [b2, b1, b1], ["contact"]),
+        AccessEvent(Action.ADMIN, [], []),
+        AccessEvent(Action.READ, [b1], ["health"], reason="purpose CARE"),
+    ]
+    async with session_factory(engine)() as s, s.begin():
+        await bind_tenant(s, world.tenant_id)
+        before = await s.scalar(select(func.max(AccessLogEntry.seq))) or 0
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        await append(s, Actor("system", "test"), RequestInfo(), events)
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+        touched = (
+            await s.execute(
+                select(AccessLogPatient.seq, AccessLogPatient.patient_id)
+                .where(AccessLogPatient.seq > before)
+                .order_by(AccessLogPatient.seq, AccessLogPatient.patient_id)
+            )
+        ).all()
+    await engine.dispose()
+    assert len(statements) == (2 if db.kind == "postgres" else 4), statements
+    assert touched == sorted([(before + 1, b1), (before + 1, b2), (before + 3, b1)])
+    written = await entries_after(db, world, before)
+    assert [(e.seq, e.action, e.reason) for e in written] == [
+        (before + 1, "list", ""),
+        (before + 2, "admin", ""),
+        (before + 3, "read", "purpose CARE"),
+    ]
+
+
+async def entries_after(db: Database, world: World, seq: int) -> list[AccessLogEntry]:
+    engine = make_engine(db.owner_url, pool_size=1)
+    async with session_factory(engine)() as s, s.begin():
+        await bind_tenant(s, world.tenant_id)
+        assert (await verify_chain(s)).ok
+        stmt = select(AccessLogEntry).where(AccessLogEntry.seq > seq).order_by(AccessLogEntry.seq)
+        found = list((await s.scalars(stmt)).all())
+    await engine.dispose()
+    return found

@@ -340,3 +340,40 @@ async def test_merging_moves_health_data_only_under_a_reason(chain: Chain) -> No
     log = ok(await chain.q(LOG, {"a": ["MERGE"]}, token=chain.auditor))["accessLog"]["edges"]
     reasoned = [e["node"] for e in log if "CARE" in e["node"]["reason"]]
     assert [(n["outcome"], n["patientIds"]) for n in reasoned] == [("ALLOWED", [other])]
+
+
+DUPLICATES = """{ possibleDuplicates(first: 50) { totalCount
+  edges { node { matchedOn patients { id } } } } }"""
+
+
+async def test_duplicates_by_national_id_are_found_within_ones_own_care(chain: Chain) -> None:
+    """An equal national id (a health-group field) is a condition on health data: HQ finds
+    two records sharing one only among the patients in its own care."""
+    national = "11010519491231002X"
+    SEEDED.add(national)
+    first, _ = await _patient(chain, "glass-n1")
+    # A health manager, who cannot see HQ's record, makes a second one for the same person.
+    manager, pair = await chain.member("health_manager", [chain.branches["main"]])
+    made = ok(
+        await chain.q(
+            """mutation($b: ID!, $s: ID!, $n: String!) { createPatient(input: {name: "同一人-glass",
+              homeBranchId: $b, assignedStaffId: $s, nationalId: $n}) { patient { id } } }""",
+            {"b": chain.branches["main"], "s": manager, "n": national},
+            token=pair["accessToken"],
+        )
+    )["createPatient"]["patient"]["id"]
+    ok(await chain.q(STATE, {"id": first, "p": "CARE", "n": "coding the national id"}))
+    ok(await chain.q(UPDATE, {"id": first, "i": {"nationalId": national}}))
+
+    def by_national_id(found: dict[str, Any]) -> list[set[str]]:
+        edges = found["possibleDuplicates"]["edges"]
+        return [
+            {p["id"] for p in e["node"]["patients"]}
+            for e in edges
+            if e["node"]["matchedOn"] == "national_id"
+        ]
+
+    assert by_national_id(ok(await chain.q(DUPLICATES))) == []  # neither in HQ's care
+    for pid in (first, made):
+        ok(await chain.q(UPDATE, {"id": pid, "i": {"assignedStaffId": chain.hq_id}}))
+    assert {first, made} in by_national_id(ok(await chain.q(DUPLICATES)))
