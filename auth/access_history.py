@@ -5,6 +5,7 @@ display name only where the chain allows it (configureMiniProgram's showStaffNam
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,8 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import access_log_queries as queries
-from auth.access_log import AccessLogEntry
+from auth.access_log import AccessLogEntry, Action
 from auth.models import StaffBranch, StaffUser
+from domain.reasons.repository import ReasonRepository
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,31 @@ async def entries(
 
 async def count(session: AsyncSession, patient_id: uuid.UUID) -> int:
     return await queries.count(session, queries.LogFilter(patient_id=patient_id))
+
+
+# How an entry names the statement behind it (auth.reasons: the statement's own entry, the
+# reads and changes it opened, an auditor's flag).
+_STATED = re.compile(r"StatedPurpose:([0-9a-f-]{36})")
+
+
+def _stated_id(entry: AccessLogEntry) -> uuid.UUID | None:
+    found = _STATED.search(entry.reason)
+    return uuid.UUID(found.group(1)) if found else None
+
+
+async def purposes(
+    session: AsyncSession, patient_id: uuid.UUID, rows: Sequence[AccessLogEntry]
+) -> dict[int, str]:
+    """The purpose stated behind each of `rows` that has one (by the entry's seq): read from
+    the statement itself, not from the entry's text, and only for statements about this
+    patient. An auditor's flag is the auditor's business: it names no purpose here."""
+    wanted = {
+        r.seq: sid
+        for r in rows
+        if (sid := _stated_id(r)) is not None and r.action != Action.FLAG_PURPOSE
+    }
+    found = await ReasonRepository(session).purposes(list(wanted.values()), patient_id)
+    return {seq: found[sid] for seq, sid in wanted.items() if sid in found}
 
 
 async def staff_facts(

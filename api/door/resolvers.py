@@ -53,6 +53,7 @@ from domain.errors import BadInput, NotFound
 from domain.patients.models import SEALED_FIELDS, FieldGroup
 from domain.patients.models import Patient as PatientRow
 from domain.patients.service import unseal
+from domain.reasons.models import Purpose as AccessPurpose
 from domain.referrals.models import RewardStatus
 from domain.rights.export import patient_copy
 from domain.tenants.models import Branch as BranchRow
@@ -360,6 +361,7 @@ async def my_access_history(
     has_next = len(rows) > limit
     rows = rows[:limit]
     staff = await access_history.staff_facts(ctx.session, rows)
+    stated = await access_history.purposes(ctx.session, patient.id, rows)
     names = await DoorRepository(ctx.session).shows_staff_names()
     branches = await _branches(info, {b for f in staff.values() for b in f.branch_ids})
     items = []
@@ -378,6 +380,7 @@ async def my_access_history(
                 else [],
                 staff_name=facts.display_name if facts is not None and names else None,
                 branches=[branches[b] for b in facts.branch_ids if b in branches] if facts else [],
+                purpose=AccessPurpose(stated[r.seq]) if r.seq in stated else None,
             )
         )
     # Reading one's own history is an access too: it is logged like the rest.

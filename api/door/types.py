@@ -12,6 +12,7 @@ import strawberry
 from api.audit.types import AccessAction
 from api.care.types import FollowUpKind, OrderStatus, VisitStatus
 from api.patients.types import LifecycleStage
+from api.reasons.types import Purpose
 
 
 @strawberry.type(description="A branch (门店) as a patient sees it: where to go, whom to call.")
@@ -116,3 +117,8 @@ class MyAccessEntry:
         description="The staff member's display name, where your chain shows names."
     )
     branches: list[MyBranch] = strawberry.field(description="The staff member's branches.")
+    purpose: Purpose | None = strawberry.field(  # type: ignore[valid-type]
+        description="The purpose the staff member stated before opening your health data "
+        "outside their own care (on the statement and on each read or change it opened); "
+        "null otherwise. Their note stays with the clinic's auditors."
+    )

@@ -70,6 +70,18 @@ class ReasonRepository:
         )
         return {r.patient_id: r for r in (await self.session.scalars(stmt)).all()}
 
+    async def purposes(
+        self, stated_ids: Sequence[uuid.UUID], patient_id: uuid.UUID
+    ) -> dict[uuid.UUID, str]:
+        """The purpose of each of these statements made for this patient, by statement id."""
+        if not stated_ids:
+            return {}
+        stmt = select(StatedPurpose.id, StatedPurpose.purpose).where(
+            StatedPurpose.id.in_(sorted(set(stated_ids))),
+            StatedPurpose.patient_id == patient_id,
+        )
+        return {sid: purpose for sid, purpose in await self.session.execute(stmt)}
+
     def add(self, row: StatedPurpose) -> None:
         self.session.add(row)
 

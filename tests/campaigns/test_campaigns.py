@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 from api.context import AppState
+from api.ids import parse_global_id, to_global_id
 from auth.access_log import AccessLogEntry
 from domain.campaigns.backends import SmsGateway, WecomTasks
-from domain.campaigns.models import Delivery, DeliveryStatus
+from domain.campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from domain.campaigns.rules import Rules
 from domain.consent.models import ContactChannel
 from tenancy.session import bind_tenant
@@ -268,7 +269,11 @@ async def test_bad_input_is_refused_with_a_code_and_writes_nothing(
 
 
 async def test_no_campaign_picks_its_audience_by_health_tags(
-    cclient: httpx.AsyncClient, world: World
+    cclient: httpx.AsyncClient,
+    owner_state: AppState,
+    sending_state: AppState,
+    world: World,
+    provider: tuple[StandIn, str],
 ) -> None:
     """A campaign reaches a chain or branches, outside the sender's own care, and marketing
     is no stated purpose: a segment naming a health tag (at any depth) cannot be its audience,
@@ -303,6 +308,27 @@ async def test_no_campaign_picks_its_audience_by_health_tags(
     assert "errors" not in made, made
     listed = await gql(cclient, "{ campaigns { totalCount } }", token=admin)
     assert listed["data"]["campaigns"]["totalCount"] == 1
+
+    # One scheduled before this release, over the health segment: the sender's pass cancels
+    # it (it would refuse it on every pass) and goes on with the tenant's other campaigns.
+    async with owner_state.sessions() as s, s.begin():
+        await bind_tenant(s, world.tenant_id)
+        legacy = Campaign(
+            name="旧活动", segment_id=parse_global_id(seg, "Segment"), channel="sms",
+            content=base["content"], window_start=now - timedelta(minutes=1),
+            window_end=now + timedelta(days=1), attribution_days=7,
+            status=CampaignStatus.SCHEDULED, created_by="user:legacy",
+        )  # fmt: skip
+        s.add(legacy)
+    _, url = provider
+    await tick(sending_state, world, url)
+    status = "query($id: ID!) { campaign(id: $id) { status } }"
+    for gid, expected in (
+        (to_global_id("Campaign", legacy.id), {"CANCELLED"}),
+        (made["data"]["createCampaign"]["id"], {"SENDING", "DONE"}),  # went ahead
+    ):
+        found = await gql(cclient, status, {"id": gid}, admin)
+        assert found["data"]["campaign"]["status"] in expected, found
 
 
 async def test_frequency_cap_holds_across_channels_under_concurrent_launches(

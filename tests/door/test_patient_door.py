@@ -33,7 +33,7 @@ from tests.campaigns.conftest import campaign, launch, reach, segment
 from tests.chain.conftest import Operator
 from tests.door.conftest import CONFIGURE, Chain
 from tests.door.standin import WeChat
-from tests.support import codes, gql, ok
+from tests.support import SEEDED, codes, gql, ok
 
 SIGN_IN = """mutation($t: String!, $c: String!, $p: String) {
   signInPatient(tenant: $t, code: $c, phoneCode: $p) { accessToken expiresIn newPatient } }"""
@@ -48,10 +48,11 @@ WITHDRAW = """mutation { withdrawMyConsent(purpose: MARKETING, channel: SMS) {
   current { purpose channel granted } history { granted method } } }"""
 REFERRAL = """{ myReferral { code friendsJoined pointsEarned rewards { points granted }
   poster { code page scene chainName } } }"""
+SEEDED.add("note-door-why 投诉复核")  # a stated purpose's note: never in a log line
 HISTORY = """query($after: String) { myAccessHistory(first: 100, after: $after) {
   totalCount pageInfo { hasNextPage endCursor }
   edges { node { id occurredAt action fieldGroups byYou actorKind staffRoles staffName
-    branches { name } } } } }"""
+    branches { name } purpose } } } }"""
 
 
 async def _sign_in(
@@ -333,6 +334,12 @@ async def test_my_access_history_holds_exactly_the_entries_of_their_record(
     ok(await gql(api, read, {"id": chain.patient}, token=chain.hq))
     ok(await gql(api, read, {"id": chain.other}, token=chain.hq))  # another patient's read
     ok(await gql(api, MY_RECORD, token=token))
+    # HQ states why it needs the health data, then reads it: both show with the purpose.
+    state = """mutation($id: ID!) { statePurpose(patientId: $id, purpose: COMPLAINT,
+      note: "note-door-why 投诉复核") { id } }"""
+    ok(await gql(api, state, {"id": chain.patient}, token=chain.hq))
+    ok(await gql(api, "query($id: ID!) { patient(id: $id) { notes } }", {"id": chain.patient},
+                 token=chain.hq))  # fmt: skip
 
     # (Read before: reading the history is itself logged, after its answer is made.)
     expected = await _entries_about(door_state, chain.slug, chain.patient)
@@ -342,9 +349,13 @@ async def test_my_access_history_holds_exactly_the_entries_of_their_record(
     # newest first; the HQ read is there as staff, without a name (the chain shows none) …
     staff = [e for e in history if e["actorKind"] == "staff" and e["action"] == "READ"]
     assert staff and staff[0]["staffRoles"] == ["hq_admin"] and staff[0]["staffName"] is None
-    assert "contact" in staff[0]["fieldGroups"]
+    assert any("contact" in e["fieldGroups"] for e in staff)
     # … and the patient's own reads are logged with the patient as actor.
     assert any(e["byYou"] and e["actorKind"] == "patient" for e in history)
+    reasoned = [(e["action"], e["fieldGroups"]) for e in history if e["purpose"] == "COMPLAINT"]
+    assert reasoned == [("READ", ["health"]), ("STATE_PURPOSE", ["health"])], reasoned
+    assert all(e["purpose"] is None for e in history if e["actorKind"] != "staff")
+    assert "note-door-why" not in str(history)  # the note stays with the auditors
     # The other patient's read is in the log, and not in this history.
     assert await _entries_about(door_state, chain.slug, chain.other) - expected
 
