@@ -196,6 +196,7 @@ async def run_import(
         OnMatch(str(options["on_match"])),
         log_batch,
         holder,
+        lease,
         health_gate=health_gate,
         health_tags=health_tags,
     )

@@ -13,6 +13,8 @@ import csv
 import io
 import random
 import re
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,8 +23,9 @@ from sqlalchemy import func, select
 from api.context import AppState
 from api.imports.runner import run_import_job
 from bench.import_rows import BAD_KINDS, HEADER, generate
-from domain.imports.service import ImportOptions, ImportService
+from domain.imports.service import ImportOptions, ImportService, run_import
 from domain.patients.models import Patient
+from domain.pool.leases import Claim, JobLeases
 from domain.tenants.models import Tenant
 from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant
@@ -173,3 +176,35 @@ async def _versions(state: AppState, slug: str) -> dict[str, int]:
         async with session.begin():
             rows = await session.execute(select(Patient.id, Patient.version, Patient.updated_at))
             return {str(i): (v, str(u)) for i, v, u in rows}  # type: ignore[misc]
+
+
+async def test_each_batch_renews_the_lease_the_deployment_configured(
+    api: httpx.AsyncClient, operator: Operator, chain_state: AppState, unique: str
+):
+    """A batch renews its process's lease for the configured time
+    (PATIENTPOOL_JOB_LEASE_SECONDS), not the default's 30 s."""
+    slug = f"iml-{unique}"
+    await chain_for_import(api, operator, slug, existing=0)
+    gen = generate(600, slug, branches=("main",), tags=())
+    SEEDED.update(gen.values)
+    lease = timedelta(minutes=10)
+    async with chain_state.sessions() as session:
+        async with session.begin():
+            tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
+        assert tenant_id is not None
+        await bind_tenant(session, tenant_id)
+        async with session.begin():
+            cipher = await load_cipher(session, chain_state.key_provider)
+            job = await ImportService(session, cipher).start(gen.data, ImportOptions(), "system:t")
+            assert await JobLeases(session, lease).claim(job.id, "holder-1") is Claim.CLAIMED
+
+        async def log_batch(_ids: list[uuid.UUID]) -> None:
+            return None
+
+        began = datetime.now(UTC)
+        cut = await run_import(
+            session, cipher, job.id, log_batch, batch=200, stop_after_batches=1,
+            holder="holder-1", lease=lease,
+        )  # fmt: skip
+        assert cut is not None and cut.done == 200
+        assert cut.lease_until is not None and cut.lease_until >= began + lease
