@@ -57,6 +57,25 @@ async def _ready(client: httpx.AsyncClient, world: World) -> tuple[str, str, str
     )
 
 
+async def _tag(
+    client: httpx.AsyncClient, token: str, group: str, name: str, health: bool = False
+) -> str:
+    """A new tag in a new group (a health group when `health`); its id."""
+    made = await gql(
+        client,
+        "mutation($n: String!, $h: Boolean!) { createTagGroup(name: $n, isHealth: $h) { id } }",
+        {"n": group, "h": health},
+        token,
+    )
+    tag = await gql(
+        client,
+        "mutation($g: ID!, $n: String!) { createTag(groupId: $g, name: $n) { id } }",
+        {"g": made["data"]["createTagGroup"]["id"], "n": name},
+        token,
+    )
+    return tag["data"]["createTag"]["id"]
+
+
 async def _rules(client: httpx.AsyncClient, token: str, cap: int, qs: str, qe: str) -> None:
     variables = {"cap": cap, "days": 7, "qs": qs, "qe": qe}
     result = await gql(client, RULES, variables, token)
@@ -279,16 +298,7 @@ async def test_no_campaign_picks_its_audience_by_health_tags(
     is no stated purpose: a segment naming a health tag (at any depth) cannot be its audience,
     even for HQ, who may build such a segment for the patients in their own care."""
     admin = await sign_in(cclient, world, "hq_admin")
-    group = await gql(
-        cclient, 'mutation { createTagGroup(name: "诊断-camp", isHealth: true) { id } }', {}, admin
-    )
-    tag = await gql(
-        cclient,
-        'mutation($g: ID!) { createTag(groupId: $g, name: "牙周炎-camp") { id } }',
-        {"g": group["data"]["createTagGroup"]["id"]},
-        admin,
-    )
-    health = tag["data"]["createTag"]["id"]
+    health = await _tag(cclient, admin, "诊断-camp", "牙周炎-camp", health=True)
     plain = await segment(cclient, admin, {"branchIds": [world.branch_gid("b1")]})
     campaign_of = "mutation($i: CampaignInput!) { createCampaign(input: $i) { id } }"
     now = datetime.now(UTC)
@@ -629,14 +639,7 @@ async def test_orthodontics_not_converted_as_a_wecom_campaign(
     sms_only = await add_patients(owner_state, world, 1, consent_on=(SMS,), wecom=True)
     fake.contacts.update(p.external for p in people[:4] if p.external)  # people[4] removed us
 
-    group = await gql(cclient, 'mutation { createTagGroup(name: "项目") { id } }', token=admin)
-    tag = await gql(
-        cclient,
-        'mutation($g: ID!) { createTag(groupId: $g, name: "正畸") { id } }',
-        {"g": group["data"]["createTagGroup"]["id"]},
-        admin,
-    )
-    tag_id = tag["data"]["createTag"]["id"]
+    tag_id = await _tag(cclient, admin, "项目", "正畸")
     tagged = await gql(
         cclient,
         "mutation($t: ID!, $p: [ID!]!) { tagPatients(tagId: $t, patientIds: $p) { added } }",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,18 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.context import AppState
 from auth.access_log import AccessLogEntry
 from bench.import_rows import phone_of
+from domain.imports.service import ImportOptions, ImportService
 from domain.patients.models import Patient
+from domain.pool.models import Job
+from domain.tenants.models import Tenant
 from migrations.registry import target_metadata
+from tenancy.keyring import FieldCipher
+from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant, make_engine, session_factory
 from tests.chain.conftest import Operator, new_chain, sign_in_pair
 from tests.conftest import Database
@@ -166,3 +174,19 @@ async def logged_import_ids(db: Database, tenant_slug: str) -> tuple[set[str], s
     finally:
         await engine.dispose()
     return logged, patients
+
+
+async def start_import(
+    session: AsyncSession, state: AppState, slug: str, data: bytes
+) -> tuple[uuid.UUID, Job, FieldCipher]:
+    """Bind `session` to the chain `slug` and start an import job of `data` there, as the
+    system (the command line's kind of actor: no staff member's care applies); (the tenant's
+    id, the job, the chain's cipher)."""
+    async with session.begin():
+        tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
+    assert tenant_id is not None
+    await bind_tenant(session, tenant_id)
+    async with session.begin():
+        cipher = await load_cipher(session, state.key_provider)
+        job = await ImportService(session, cipher).start(data, ImportOptions(), "system:t")
+    return tenant_id, job, cipher

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from api.context import AppState
 from api.imports.runner import run_import_job
 from bench.import_rows import BAD_KINDS, HEADER, generate
-from domain.imports.service import ImportOptions, ImportService, run_import
+from domain.imports.service import ImportService, run_import
 from domain.patients.models import Patient
 from domain.pool.leases import Claim, JobLeases
 from domain.tenants.models import Tenant
@@ -36,6 +36,7 @@ from tests.chain.imports import (
     leaks,
     logged_import_ids,
     sqlite_files,
+    start_import,
     table_bytes,
 )
 from tests.conftest import Database
@@ -129,13 +130,7 @@ async def test_a_job_stopped_anywhere_resumes_to_the_same_result(
     batch = 500
     stop_after = random.Random(unique).randint(1, ROWS // batch - 1)
     async with chain_state.sessions() as session:
-        async with session.begin():
-            tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
-        assert tenant_id is not None
-        await bind_tenant(session, tenant_id)
-        async with session.begin():
-            cipher = await load_cipher(session, chain_state.key_provider)
-            job = await ImportService(session, cipher).start(gen.data, ImportOptions(), "system:t")
+        tenant_id, job, _ = await start_import(session, chain_state, slug, gen.data)
         job_id = job.id
         cut = await run_import_job(
             session, job_id, "system:t", batch=batch, stop_after_batches=stop_after
@@ -189,13 +184,8 @@ async def test_each_batch_renews_the_lease_the_deployment_configured(
     SEEDED.update(gen.values)
     lease = timedelta(minutes=10)
     async with chain_state.sessions() as session:
+        _, job, cipher = await start_import(session, chain_state, slug, gen.data)
         async with session.begin():
-            tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
-        assert tenant_id is not None
-        await bind_tenant(session, tenant_id)
-        async with session.begin():
-            cipher = await load_cipher(session, chain_state.key_provider)
-            job = await ImportService(session, cipher).start(gen.data, ImportOptions(), "system:t")
             assert await JobLeases(session, lease).claim(job.id, "holder-1") is Claim.CLAIMED
 
         async def log_batch(_ids: list[uuid.UUID]) -> None:

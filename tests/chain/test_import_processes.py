@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from api.context import AppState
 from auth.access_log import AccessLogEntry
 from bench.import_rows import generate
-from domain.imports.service import ImportOptions, ImportService
+from domain.imports.service import ImportService
 from domain.patients.models import Patient
 from domain.patients.service import unseal
 from domain.pool.models import PatientTag, Tag
@@ -39,7 +39,7 @@ from domain.tenants.models import Branch, Tenant
 from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant, make_engine, session_factory
 from tests.chain.conftest import Operator
-from tests.chain.imports import chain_for_import
+from tests.chain.imports import chain_for_import, start_import
 from tests.conftest import Database
 from tests.support import SEEDED
 
@@ -218,13 +218,7 @@ async def test_two_processes_on_one_job_take_turns_by_lease(
     gen = generate(ROWS, unique, branches=("main", "hz1"), tags=("VIP",))
     SEEDED.update(gen.values)
     async with chain_state.sessions() as session:
-        async with session.begin():
-            tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
-        assert tenant_id is not None
-        await bind_tenant(session, tenant_id)
-        async with session.begin():
-            cipher = await load_cipher(session, chain_state.key_provider)
-            job = await ImportService(session, cipher).start(gen.data, ImportOptions(), "system:t")
+        _, job, _ = await start_import(session, chain_state, slug, gen.data)
     job_id = str(job.id)
 
     # Both started on the job at once: one claims it, the other is told it is held.
