@@ -5,7 +5,6 @@ display name only where the chain allows it (configureMiniProgram's showStaffNam
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth import access_log_queries as queries
 from auth.access_log import AccessLogEntry, Action
 from auth.models import StaffBranch, StaffUser
+from auth.reasons import stated_id_in
 from domain.reasons.repository import ReasonRepository
 
 
@@ -35,16 +35,6 @@ async def count(session: AsyncSession, patient_id: uuid.UUID) -> int:
     return await queries.count(session, queries.LogFilter(patient_id=patient_id))
 
 
-# How an entry names the statement behind it (auth.reasons: the statement's own entry, the
-# reads and changes it opened, an auditor's flag).
-_STATED = re.compile(r"StatedPurpose:([0-9a-f-]{36})")
-
-
-def _stated_id(entry: AccessLogEntry) -> uuid.UUID | None:
-    found = _STATED.search(entry.reason)
-    return uuid.UUID(found.group(1)) if found else None
-
-
 async def purposes(
     session: AsyncSession, patient_id: uuid.UUID, rows: Sequence[AccessLogEntry]
 ) -> dict[int, str]:
@@ -54,7 +44,7 @@ async def purposes(
     wanted = {
         r.seq: sid
         for r in rows
-        if (sid := _stated_id(r)) is not None and r.action != Action.FLAG_PURPOSE
+        if (sid := stated_id_in(r.reason)) is not None and r.action != Action.FLAG_PURPOSE
     }
     found = await ReasonRepository(session).purposes(list(wanted.values()), patient_id)
     return {seq: found[sid] for seq, sid in wanted.items() if sid in found}

@@ -48,7 +48,13 @@ def care_scope(principal: Principal) -> PatientScope:
     scope their rules grant. Empty for anyone but a staff member."""
     if principal.kind != "user":
         return PatientScope()
-    return PatientScope(staff_id=principal.id)
+    return staff_care_scope(principal.id)
+
+
+def staff_care_scope(staff_id: uuid.UUID) -> PatientScope:
+    """A staff member's own care, known by id alone (work they started that runs without
+    their request, such as an import's batches)."""
+    return PatientScope(staff_id=staff_id)
 
 
 def require_patient_scope(

@@ -9,6 +9,7 @@ patient in their scope opens only while a purpose they stated for that patient i
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.access_log import Action, Outcome
-from auth.guard import care_scope
+from auth.guard import care_scope, staff_care_scope
 from auth.principal import Principal
 from auth.trail import AccessTrail
 from domain.errors import BadInput, ReasonRequired
@@ -28,6 +29,18 @@ from domain.reasons.repository import ReasonRepository
 from tenancy.keyring import FieldCipher
 
 REASON_REQUIRED = "reason required"
+# How an access-log entry names the statement behind it (`reason`), written and read only here.
+_REF = re.compile(r"StatedPurpose:([0-9a-f-]{36})")
+
+
+def stated_ref(stated_id: uuid.UUID) -> str:
+    return f"StatedPurpose:{stated_id}"
+
+
+def stated_id_in(reason: str) -> uuid.UUID | None:
+    """The statement an entry's `reason` names (`stated_ref`), if any."""
+    found = _REF.search(reason)
+    return uuid.UUID(found.group(1)) if found else None
 
 
 @dataclass(frozen=True)
@@ -44,7 +57,9 @@ class HealthGrant:
 
     @property
     def log_reason(self) -> str:
-        return f"purpose {self.purpose} StatedPurpose:{self.stated_id}" if self.purpose else ""
+        if self.purpose is None or self.stated_id is None:
+            return ""
+        return f"purpose {self.purpose} {stated_ref(self.stated_id)}"
 
 
 IN_CARE = HealthGrant(in_care=True)
@@ -64,6 +79,32 @@ def in_own_care_at_once(principal: Principal, patient: Patient) -> bool:
     return principal.kind == "user" and patient.assigned_staff_id == principal.id
 
 
+async def _look_up(
+    session: AsyncSession,
+    care: PatientScope,
+    staff_id: uuid.UUID,
+    patient_ids: Sequence[uuid.UUID],
+    now: datetime | None,
+) -> dict[uuid.UUID, HealthGrant]:
+    """The gate's look-up: IN_CARE for those `care` covers (seen at an arrived visit, or
+    assigned), else the purpose `staff_id` stated that is still open, else closed."""
+    repo = ReasonRepository(session)
+    seen = await repo.in_scope(care, patient_ids)
+    open_ = await repo.open_for(
+        staff_id, [p for p in patient_ids if p not in seen], now or datetime.now(UTC)
+    )
+    out: dict[uuid.UUID, HealthGrant] = {}
+    for pid in patient_ids:
+        stated = open_.get(pid)
+        if pid in seen:
+            out[pid] = IN_CARE
+        elif stated is not None:
+            out[pid] = HealthGrant(purpose=stated.purpose, stated_id=stated.id)
+        else:
+            out[pid] = HealthGrant()
+    return out
+
+
 async def grants(
     session: AsyncSession,
     principal: Principal,
@@ -75,22 +116,7 @@ async def grants(
     `care_scope`), else the purpose they stated that is still open, else closed."""
     out = {p.id: IN_CARE for p in patients if in_own_care_at_once(principal, p)}
     rest = sorted({p.id for p in patients} - set(out))
-    repo = ReasonRepository(session)
-    seen = await repo.in_scope(care_scope(principal), rest)
-    out |= dict.fromkeys(seen, IN_CARE)
-    open_ = await repo.open_for(
-        principal.id, [p for p in rest if p not in seen], now or datetime.now(UTC)
-    )
-    for pid in rest:
-        if pid in out:
-            continue
-        stated = open_.get(pid)
-        out[pid] = (
-            HealthGrant()
-            if stated is None
-            else HealthGrant(purpose=stated.purpose, stated_id=stated.id)
-        )
-    return out
+    return out | await _look_up(session, care_scope(principal), principal.id, rest, now)
 
 
 async def opens_to_staff(
@@ -102,10 +128,8 @@ async def opens_to_staff(
     """Those of `patient_ids` whose health data opens to this staff member now, by the rule of
     `grants`: for work a staff member started that runs without their request (an import's
     batches). Purposes are not logged here: the work's own entry carries them."""
-    repo = ReasonRepository(session)
-    seen = await repo.in_scope(PatientScope(staff_id=staff_id), patient_ids)
-    rest = [p for p in patient_ids if p not in seen]
-    return seen | set(await repo.open_for(staff_id, rest, now or datetime.now(UTC)))
+    found = await _look_up(session, staff_care_scope(staff_id), staff_id, patient_ids, now)
+    return {pid for pid, grant in found.items() if grant.opens}
 
 
 def check_grant(
@@ -175,7 +199,7 @@ async def state_purpose(
     row.note_ct = cipher.encrypt(note, table=TABLE, column="note", row_id=row.id)
     repo.add(row)
     await session.flush()
-    trail.purpose(Action.STATE_PURPOSE, patient.id, f"{row.purpose} StatedPurpose:{row.id}")
+    trail.purpose(Action.STATE_PURPOSE, patient.id, f"{row.purpose} {stated_ref(row.id)}")
     return row
 
 
@@ -194,7 +218,7 @@ async def flag(
     row.flagged_by = principal.id
     row.flag_note_ct = cipher.encrypt(note, table=TABLE, column="flag_note", row_id=row.id)
     await session.flush()
-    trail.purpose(Action.FLAG_PURPOSE, row.patient_id, f"flag StatedPurpose:{row.id}")
+    trail.purpose(Action.FLAG_PURPOSE, row.patient_id, f"flag {stated_ref(row.id)}")
     return row
 
 

@@ -188,3 +188,22 @@ async def half_written(owner_url: str, world: World) -> list[str]:
         return [r[0] for r in rows if r[0] not in seeded]
     finally:
         await conn.close()
+
+
+async def make_tag(
+    client: httpx.AsyncClient, token: str, group: str, name: str, health: bool = False
+) -> str:
+    """A new tag in a new group (a health group when `health`), through the API; its id."""
+    made = await gql(
+        client,
+        "mutation($n: String!, $h: Boolean!) { createTagGroup(name: $n, isHealth: $h) { id } }",
+        {"n": group, "h": health},
+        token=token,
+    )
+    tag = await gql(
+        client,
+        "mutation($g: ID!, $n: String!) { createTag(groupId: $g, name: $n) { id } }",
+        {"g": made["data"]["createTagGroup"]["id"], "n": name},
+        token=token,
+    )
+    return tag["data"]["createTag"]["id"]

@@ -81,12 +81,14 @@ async def run_tenant(
         for campaign in await audience.due_campaigns(s, now):
             if now >= campaign.window_end:
                 continue  # closed before it could start: `finish` marks it done
-            if why := await audience.unsendable(s, campaign):
-                # Never retried pass after pass, and never holding up the tenant's others.
+            try:
+                queued = await audience.materialize(s, campaign, now)
+            except audience.Unsendable as why:
+                # Refused before it wrote anything: cancelled, so it is not retried pass
+                # after pass and never holds up the tenant's other campaigns.
                 await audience.cancel(s, campaign)
                 progress(f"campaign {campaign.name}: cancelled, {why}")
                 continue
-            queued = await audience.materialize(s, campaign, now)
             await _log(s, Action.LIST, queued, f"campaign:{campaign.id}:audience")
             result.queued += len(queued)
             progress(f"campaign {campaign.name}: {len(queued)} deliveries queued")

@@ -429,13 +429,10 @@ async def _check_filter(session: Any, principal: Principal, flt: dict[str, Any])
     names a health tag (a condition on health data: see `health_conditions_scope`)."""
     validate(flt)
     await check_group_filter(session, flt)
-    mentioned = sorted(set(tag_ids(flt)))
-    if not mentioned:
-        return False
-    groups = await PoolRepository(session).health_flags(mentioned)
-    if len(groups) != len(mentioned):
+    flags = await TagService(session).health_flags(flt)
+    if len(flags) != len(set(tag_ids(flt))):
         raise NotFound("a tag in the filter does not exist", field="filter")
-    health = any(is_health for _id, is_health in groups)
+    health = any(flags.values())
     if health and not sees_health(principal):
         raise Forbidden("not allowed to filter by health tags")
     return health

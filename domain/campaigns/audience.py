@@ -115,22 +115,9 @@ def _how_many(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-async def _segment_of(session: AsyncSession, campaign: Campaign) -> Segment | None:
-    return await session.scalar(select(Segment).where(Segment.id == campaign.segment_id))
-
-
-async def _refusal(session: AsyncSession, segment: Segment | None) -> str:
-    if segment is None:
-        return "the campaign's segment no longer exists"
-    if await TagService(session).mentions_health(segment.filter):
-        return HEALTH_AUDIENCE
-    return ""
-
-
-async def unsendable(session: AsyncSession, campaign: Campaign) -> str:
-    """Why the campaign's audience cannot be computed ("" when it can): its segment is gone,
-    or names a health tag (a campaign scheduled before that was refused at creation)."""
-    return await _refusal(session, await _segment_of(session, campaign))
+class Unsendable(Conflict):
+    """The campaign's audience cannot be computed, now or later: its segment is gone, or
+    names a health tag (a campaign scheduled before such segments were refused)."""
 
 
 async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) -> list[uuid.UUID]:
@@ -139,10 +126,11 @@ async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) 
         raise Conflict(f"the campaign is {campaign.status}, not scheduled")
     if now >= campaign.window_end:
         raise Conflict("the send window has closed")
-    segment = await _segment_of(session, campaign)
-    why = await _refusal(session, segment)
-    if why or segment is None:
-        raise Conflict(why)
+    segment = await session.scalar(select(Segment).where(Segment.id == campaign.segment_id))
+    if segment is None:
+        raise Unsendable("the campaign's segment no longer exists")
+    if await TagService(session).mentions_health(segment.filter):
+        raise Unsendable(HEALTH_AUDIENCE)
     await caps.lock(session)
     rules = await contact_rules.load(session)
     channel = CampaignChannel(campaign.channel)

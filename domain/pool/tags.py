@@ -30,16 +30,19 @@ class TagService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def mentions_health(self, flt: Mapping[str, Any]) -> bool:
-        """Whether a filter (a segment's, an automatic tag's rule) names a tag of a health
-        group, at any depth: such a condition reads health data."""
+    async def health_flags(self, flt: Mapping[str, Any]) -> dict[uuid.UUID, bool]:
+        """Each existing tag a filter names, at any depth, and whether its group holds health
+        data (a tag missing here does not exist)."""
         mentioned = sorted(set(tag_ids(flt)))
         if not mentioned:
-            return False
-        return any(
-            is_health
-            for _id, is_health in await PoolRepository(self.session).health_flags(mentioned)
-        )
+            return {}
+        found = await PoolRepository(self.session).health_flags(mentioned)
+        return {tag_id: is_health for tag_id, is_health in found}
+
+    async def mentions_health(self, flt: Mapping[str, Any]) -> bool:
+        """Whether a filter (a segment's, an automatic tag's rule) names a tag of a health
+        group: such a condition reads health data."""
+        return any((await self.health_flags(flt)).values())
 
     async def create_group(self, name: str, is_health: bool) -> TagGroup:
         name = name.strip()

@@ -18,7 +18,7 @@ from domain.patients.models import Patient
 from domain.pool.models import PatientTag
 from domain.pool.service import PoolService, run_rescore
 from tenancy.session import bind_tenant, stamp_rows
-from tests.support import World, build_world, codes, gql, sign_in
+from tests.support import World, build_world, codes, gql, make_tag, sign_in
 
 EVENTS = "mutation($e: [EventInput!]!) { recordEvents(events: $e) { inserted duplicates } }"
 SEGMENT_PAGE = """query($id: ID!, $first: Int, $after: String) { segment(id: $id) { count
@@ -29,24 +29,6 @@ SEGMENT_PAGE = """query($id: ID!, $first: Int, $after: String) { segment(id: $id
 @pytest.fixture
 async def world(owner_state: AppState, unique: str) -> World:
     return await build_world(owner_state, f"p-{unique}")
-
-
-async def _tag(
-    client: httpx.AsyncClient, token: str, group: str, name: str, health: bool = False
-) -> str:
-    g = await gql(
-        client,
-        "mutation($n: String!, $h: Boolean!) { createTagGroup(name: $n, isHealth: $h) { id } }",
-        {"n": group, "h": health},
-        token=token,
-    )
-    t = await gql(
-        client,
-        "mutation($g: ID!, $n: String!) { createTag(groupId: $g, name: $n) { id } }",
-        {"g": g["data"]["createTagGroup"]["id"], "n": name},
-        token=token,
-    )
-    return t["data"]["createTag"]["id"]
 
 
 def _events(pid: str, kinds: list[str], tag: str) -> list[dict[str, Any]]:
@@ -71,8 +53,8 @@ async def test_admin_builds_a_segment_end_to_end(client: httpx.AsyncClient, worl
         token=token,
     )
     assert made["data"]["createChannel"]["code"] == "xiaohongshu"
-    ortho = await _tag(client, token, "项目", "正畸")
-    unconverted = await _tag(client, token, "转化", "未转化")
+    ortho = await make_tag(client, token, "项目", "正畸")
+    unconverted = await make_tag(client, token, "转化", "未转化")
     hot = [world.gid("assigned"), world.gid("hm"), world.gid("b1")]
     for pid in hot:  # attend an event (50) + download material (10) = 60
         result = await gql(
@@ -242,7 +224,7 @@ async def test_bulk_tagging_ten_thousand_is_atomic(
     client: httpx.AsyncClient, owner_state: AppState, world: World
 ) -> None:
     token = await sign_in(client, world, "hq_admin")
-    tag = await _tag(client, token, "活动", "双十一")
+    tag = await make_tag(client, token, "活动", "双十一")
     ids = [to_global_id("Patient", i) for i in await _bulk_patients(owner_state, world, 10_000)]
     q = "mutation($t: ID!, $p: [ID!]!) { tagPatients(tagId: $t, patientIds: $p) { added } }"
     # one id of another world half-way through: nothing at all is tagged
@@ -267,7 +249,7 @@ async def test_bulk_tagging_ten_thousand_is_atomic(
 
 async def test_scope_and_health_tags(client: httpx.AsyncClient, world: World) -> None:
     admin = await sign_in(client, world, "hq_admin")
-    health_tag = await _tag(client, admin, "诊断标签", "牙周炎", health=True)
+    health_tag = await make_tag(client, admin, "诊断标签", "牙周炎", health=True)
     everyone = [world.gid(k) for k in world.patients]
     # A health tag is health data: HQ, whose care holds none of them, states why first.
     state = """mutation($id: ID!) { statePurpose(patientId: $id, purpose: QUALITY_REVIEW,
@@ -371,7 +353,7 @@ async def test_segment_page_is_constant_in_statements(
     client: httpx.AsyncClient, state: AppState, owner_state: AppState, world: World
 ) -> None:
     token = await sign_in(client, world, "hq_admin")
-    tag = await _tag(client, token, "批量", "全部")
+    tag = await make_tag(client, token, "批量", "全部")
     ids = [to_global_id("Patient", i) for i in await _bulk_patients(owner_state, world, 60)]
     await gql(
         client,

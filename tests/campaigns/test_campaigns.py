@@ -31,7 +31,7 @@ from tests.campaigns.conftest import (
     withdraw,
 )
 from tests.campaigns.standin import SMS_KEY, StandIn
-from tests.support import World, codes, gql, sign_in
+from tests.support import World, codes, gql, make_tag, sign_in
 
 SMS, WECOM = ContactChannel.SMS, ContactChannel.WECOM
 RULES = """mutation($cap: Int!, $days: Int!, $qs: String!, $qe: String!) {
@@ -55,25 +55,6 @@ async def _ready(client: httpx.AsyncClient, world: World) -> tuple[str, str, str
         marketing,
         await segment(client, marketing, {"branchIds": [world.branch_gid("b1")]}),
     )
-
-
-async def _tag(
-    client: httpx.AsyncClient, token: str, group: str, name: str, health: bool = False
-) -> str:
-    """A new tag in a new group (a health group when `health`); its id."""
-    made = await gql(
-        client,
-        "mutation($n: String!, $h: Boolean!) { createTagGroup(name: $n, isHealth: $h) { id } }",
-        {"n": group, "h": health},
-        token,
-    )
-    tag = await gql(
-        client,
-        "mutation($g: ID!, $n: String!) { createTag(groupId: $g, name: $n) { id } }",
-        {"g": made["data"]["createTagGroup"]["id"], "n": name},
-        token,
-    )
-    return tag["data"]["createTag"]["id"]
 
 
 async def _rules(client: httpx.AsyncClient, token: str, cap: int, qs: str, qe: str) -> None:
@@ -298,7 +279,7 @@ async def test_no_campaign_picks_its_audience_by_health_tags(
     is no stated purpose: a segment naming a health tag (at any depth) cannot be its audience,
     even for HQ, who may build such a segment for the patients in their own care."""
     admin = await sign_in(cclient, world, "hq_admin")
-    health = await _tag(cclient, admin, "诊断-camp", "牙周炎-camp", health=True)
+    health = await make_tag(cclient, admin, "诊断-camp", "牙周炎-camp", health=True)
     plain = await segment(cclient, admin, {"branchIds": [world.branch_gid("b1")]})
     campaign_of = "mutation($i: CampaignInput!) { createCampaign(input: $i) { id } }"
     now = datetime.now(UTC)
@@ -639,7 +620,7 @@ async def test_orthodontics_not_converted_as_a_wecom_campaign(
     sms_only = await add_patients(owner_state, world, 1, consent_on=(SMS,), wecom=True)
     fake.contacts.update(p.external for p in people[:4] if p.external)  # people[4] removed us
 
-    tag_id = await _tag(cclient, admin, "项目", "正畸")
+    tag_id = await make_tag(cclient, admin, "项目", "正畸")
     tagged = await gql(
         cclient,
         "mutation($t: ID!, $p: [ID!]!) { tagPatients(tagId: $t, patientIds: $p) { added } }",

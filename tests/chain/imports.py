@@ -176,16 +176,22 @@ async def logged_import_ids(db: Database, tenant_slug: str) -> tuple[set[str], s
     return logged, patients
 
 
+async def bind_to_chain(session: AsyncSession, slug: str) -> uuid.UUID:
+    """Bind a fresh session to the chain `slug`; the tenant's id."""
+    async with session.begin():
+        tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
+    assert tenant_id is not None
+    await bind_tenant(session, tenant_id)
+    return tenant_id
+
+
 async def start_import(
     session: AsyncSession, state: AppState, slug: str, data: bytes
 ) -> tuple[uuid.UUID, Job, FieldCipher]:
     """Bind `session` to the chain `slug` and start an import job of `data` there, as the
     system (the command line's kind of actor: no staff member's care applies); (the tenant's
     id, the job, the chain's cipher)."""
-    async with session.begin():
-        tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
-    assert tenant_id is not None
-    await bind_tenant(session, tenant_id)
+    tenant_id = await bind_to_chain(session, slug)
     async with session.begin():
         cipher = await load_cipher(session, state.key_provider)
         job = await ImportService(session, cipher).start(data, ImportOptions(), "system:t")

@@ -35,11 +35,11 @@ from domain.imports.service import ImportService
 from domain.patients.models import Patient
 from domain.patients.service import unseal
 from domain.pool.models import PatientTag, Tag
-from domain.tenants.models import Branch, Tenant
+from domain.tenants.models import Branch
 from tenancy.keystore import load_cipher
-from tenancy.session import bind_tenant, make_engine, session_factory
+from tenancy.session import make_engine, session_factory
 from tests.chain.conftest import Operator
-from tests.chain.imports import chain_for_import, start_import
+from tests.chain.imports import bind_to_chain, chain_for_import, start_import
 from tests.conftest import Database
 from tests.support import SEEDED
 
@@ -115,10 +115,7 @@ async def _snapshot(state: AppState, db: Database, jobs: Jobs, slug: str) -> dic
     engine = make_engine(db.owner_url, pool_size=1)
     try:
         async with session_factory(engine)() as session:
-            async with session.begin():
-                tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
-            assert tenant_id is not None
-            await bind_tenant(session, tenant_id)
+            await bind_to_chain(session, slug)
             async with session.begin():
                 cipher = await load_cipher(session, state.key_provider)
                 codes = dict((await session.execute(select(Branch.id, Branch.code))).all())
