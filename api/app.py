@@ -17,7 +17,7 @@ from api.context import AppState, Context
 from api.documents import TrustedDocuments
 from api.errors import describe_failure
 from api.exports.routes import exports_router
-from api.http_edge import GRAPHQL_REQUEST, GRAPHQL_UPLOADS, GraphQLEdge
+from api.http_edge import GRAPHQL_REQUEST, GRAPHQL_TRUSTED, GRAPHQL_UPLOADS, GraphQLEdge
 from api.jobs import resume_jobs
 from api.limits import MAX_BODY_BYTES, MAX_DOCUMENT_BYTES
 from api.metrics import metrics_router
@@ -109,7 +109,14 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
         )
         edge = request.scope.get("state", {})
         sent = edge.get(GRAPHQL_REQUEST) or {}
-        return Context(state, bearer, info, sent.get("operationName"), edge.get(GRAPHQL_UPLOADS))
+        return Context(
+            state,
+            bearer,
+            info,
+            sent.get("operationName"),
+            edge.get(GRAPHQL_UPLOADS),
+            trusted_document=edge.get(GRAPHQL_TRUSTED),
+        )
 
     app = FastAPI(
         title="patientpool",

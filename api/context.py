@@ -17,6 +17,7 @@ from strawberry.fastapi import BaseContext
 
 from api import metrics, signals
 from api.imports.runner import IMPORT_BATCH_INFO, KEY_PROVIDER_INFO
+from api.plans.compiler import PlanCache
 from api.settings import Settings
 from auth import access_log
 from auth.access_log import AccessEvent, RequestInfo
@@ -40,6 +41,7 @@ class AppState:
     key_provider: KeyProvider
     signing_keys: SigningKeys
     sign_in_limits: SignInLimits = field(default_factory=SignInLimits.default)
+    plans: PlanCache = field(init=False)
 
     def __post_init__(self) -> None:
         # Background jobs (api.jobs) get a bare session: this is how they reach the keys. The
@@ -51,6 +53,7 @@ class AppState:
             IMPORT_BATCH_INFO: self.settings.import_batch_rows,
         }
         self.sessions.configure(info=info)
+        self.plans = PlanCache(enabled=self.settings.compiled_plans)
 
 
 class Context(BaseContext):
@@ -61,6 +64,7 @@ class Context(BaseContext):
         info: RequestInfo,
         requested_operation_name: str | None = None,
         uploads: dict[str, bytes] | None = None,
+        trusted_document: str | None = None,
     ) -> None:
         super().__init__()
         self.app = app
@@ -72,6 +76,9 @@ class Context(BaseContext):
         # Files of a multipart request, read by the HTTP edge, by the token it put in their
         # variable's place (api.http_edge).
         self._uploads = uploads or {}
+        # The hash of the document when the HTTP edge found it in the trusted registry: its
+        # queries run by their compiled plan (api.execution).
+        self.trusted_document = trusted_document
         self.request_id = info.request_id
         self.session: AsyncSession = app.sessions()
         self.trail = AccessTrail()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.documents import folder_manifest, push, read_manifest, sha256
+from api.documents import ManifestError, folder_manifest, push, read_manifest, sha256
 from api.schema import OPERATIONS, build_schema
 from domain.documents.models import TrustedDocument
 from domain.documents.repository import DocumentRepository
@@ -32,6 +32,20 @@ async def push_project_operations(session: AsyncSession, folder: Path = OPERATIO
     manifest = folder_manifest(folder)
     version = sha256("".join(sorted(manifest)))[:12]
     return await push(session, build_schema()._schema, PROJECT_CLIENT, version, manifest)
+
+
+async def push_texts(session: AsyncSession, client: str, texts: list[str]) -> list[str]:
+    """Push each document on its own (the benchmark's operations); the ones stored: a document
+    the registry refuses (over a limit, say) is left out, not the whole set."""
+    schema, stored = build_schema()._schema, []
+    for text in texts:
+        try:
+            async with session.begin_nested():
+                await push(session, schema, client, sha256(text)[:12], {sha256(text): text})
+        except ManifestError:
+            continue
+        stored.append(text)
+    return stored
 
 
 async def list_documents(session: AsyncSession, client: str | None) -> list[TrustedDocument]:

@@ -101,8 +101,11 @@ def code_of(error: GraphQLError) -> str | None:
         if given in CODES and given != "INTERNAL":
             return given
         # Before execution (no path) it is a variable graphql-core refused: the client's
-        # mistake. During execution it is a value of ours a type refused: the server's.
-        return "BAD_USER_INPUT" if error.path is None else None
+        # mistake; so is an argument it refuses during execution (a null sent for an argument
+        # with a default, say). Any other during execution is a value of ours a type refused:
+        # the server's.
+        refused = error.path is None or _ARGUMENT_REFUSED.match(original.message)
+        return "BAD_USER_INPUT" if refused else None
     if isinstance(original, StaleDataError):
         return "CONFLICT"  # an optimistic-lock miss: someone else changed the row first
     from_database = database_code(original)
@@ -116,6 +119,8 @@ def code_of(error: GraphQLError) -> str | None:
     return None
 
 
+# graphql-core's words when an argument's value is refused at execution (values.py).
+_ARGUMENT_REFUSED = re.compile(r"Argument '\w+' has invalid value")
 _SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
 
 

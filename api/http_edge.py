@@ -46,6 +46,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GRAPHQL_REQUEST = "graphql_request"
 GRAPHQL_UPLOADS = "graphql_uploads"
+# The SHA-256 of a document found in the trusted registry (api.plans runs it by its plan).
+GRAPHQL_TRUSTED = "graphql_trusted"
 MULTIPART = "multipart/form-data"
 RESPONSE_TYPE = "application/graphql-response+json"
 # Spec field → the JSON types it may have (null is always allowed).
@@ -196,6 +198,7 @@ class GraphQLEdge:
         if trusted is not None:
             if is_get:
                 self._check_get(trusted, payload.get("operationName"))
+            scope.setdefault("state", {})[GRAPHQL_TRUSTED] = digest or sha256(query or "")
             return trusted.text
         if query is not None:  # `only`, and not a trusted text
             raise EdgeRefusal(200, "FORBIDDEN", "only trusted documents are accepted here")

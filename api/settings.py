@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     signing_keys_file: Path | None = None
     graphiql: bool | None = None
     introspection: bool | None = None
+    # Trusted queries run by their compiled plan (api/plans, decision 0006); off: every
+    # document runs on graphql-core's stock path (the same answers, more CPU).
+    compiled_plans: bool = True
     sql_echo: bool = False
     pool_size: int = Field(default=10, ge=1, le=200)
     # "only": trusted documents alone (the registry `patientpool documents push` fills);

@@ -30,6 +30,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.app import create_app
 from api.context import AppState
+from api.document_commands import push_texts
+from api.documents import sha256
 from api.ids import to_global_id
 from api.pagination import encode_cursor
 from api.settings import Settings
@@ -177,6 +179,18 @@ async def _app_url(owner_url: str) -> str:
     )
 
 
+# Documents the registry holds (pushed before the run): sent by hash, as production clients
+# send them, so that they run by their compiled plans (unless `--plans off`).
+TRUSTED: set[str] = set()
+
+
+def _body(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    if query in TRUSTED:
+        persisted = {"version": 1, "sha256Hash": sha256(query)}
+        return {"extensions": {"persistedQuery": persisted}, "variables": variables}
+    return {"query": query, "variables": variables}
+
+
 async def _drive(
     client: httpx.AsyncClient, token: str, query: str, variables: dict[str, Any], n: int, c: int
 ) -> tuple[list[float], float, list[dict[str, Any]]]:
@@ -184,14 +198,13 @@ async def _drive(
     bodies: list[dict[str, Any]] = []
     headers = {"Authorization": f"Bearer {token}"}
     queue = list(range(n))
+    body = _body(query, variables)
 
     async def worker() -> None:
         while queue:
             queue.pop()
             start = time.perf_counter()
-            r = await client.post(
-                "/graphql", json={"query": query, "variables": variables}, headers=headers
-            )
+            r = await client.post("/graphql", json=body, headers=headers)
             samples.append((time.perf_counter() - start) * 1000)
             bodies.append(r.json())
 
@@ -377,7 +390,12 @@ async def _floor(
 
 
 async def run(
-    scale: float, owner_url: str | None, requests: int, only: str = "", workers: int = 1
+    scale: float,
+    owner_url: str | None,
+    requests: int,
+    only: str = "",
+    workers: int = 1,
+    plans_on: bool = True,
 ) -> str:
     work = RESULTS / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -398,6 +416,9 @@ async def run(
     )
     plans = plan(scale)
     await load(owner.sessions, keys, plans, say)
+    async with owner.sessions() as s, s.begin():
+        texts = [query for _role, query, _v in OPERATIONS.values()]
+        TRUSTED.update(await push_texts(s, "bench", texts))
     app_url = await _app_url(owner_url)
     largest = plans[0].slug
     async with owner.sessions() as s:
@@ -414,6 +435,7 @@ async def run(
         # The bench drives its own documents, not the trusted registry's: production's
         # default (`only`) would refuse them all, the sign-in first.
         "PATIENTPOOL_PERSISTED_QUERIES": "allow",
+        "PATIENTPOOL_COMPILED_PLANS": "true" if plans_on else "false",
     }
     port = _free_port()
     server = subprocess.Popen(
@@ -509,15 +531,18 @@ async def run(
         server.terminate()
         server.wait(timeout=30)
         await owner_engine.dispose()
-    return _report(rows, scale, owner_url, plans, workers)
+    return _report(rows, scale, owner_url, plans, workers, plans_on)
 
 
-def _report(rows: list[Row], scale: float, url: str, plans: list[Any], workers: int) -> str:
+def _report(
+    rows: list[Row], scale: float, url: str, plans: list[Any], workers: int, plans_on: bool
+) -> str:
     db = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
     head = (
         f"{db}; largest tenant {plans[0].patients:,} patients, {len(plans)} tenants; "
         f"{os.cpu_count()} cores; uvicorn, {workers} worker{'s' if workers > 1 else ''}, "
-        "production settings"
+        "production settings; "
+        f"trusted documents by hash, compiled plans {'on' if plans_on else 'off'}"
     )
     lines = [
         head,
@@ -539,7 +564,13 @@ def _report(rows: list[Row], scale: float, url: str, plans: list[Any], workers: 
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"scale-{db.lower()}-{stamp}.json").write_text(
         json.dumps(
-            {"database": db, "scale": scale, "workers": workers, "rows": [asdict(r) for r in rows]},
+            {
+                "database": db,
+                "scale": scale,
+                "workers": workers,
+                "compiled_plans": plans_on,
+                "rows": [asdict(r) for r in rows],
+            },
             indent=2,
         )
     )
@@ -570,7 +601,24 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="server processes (`serve --workers N`)"
     )
+    parser.add_argument(
+        "--plans",
+        choices=("on", "off"),
+        default="on",
+        help="trusted documents by their compiled plans (on) or graphql-core's stock path",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    print(asyncio.run(run(args.scale, args.database_url, args.requests, args.only, args.workers)))
+    print(
+        asyncio.run(
+            run(
+                args.scale,
+                args.database_url,
+                args.requests,
+                args.only,
+                args.workers,
+                args.plans == "on",
+            )
+        )
+    )

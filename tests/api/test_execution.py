@@ -1,9 +1,11 @@
-"""The execution shortcut for long scalar lists (api.execution) answers exactly what
-graphql-core answers, errors included: each case runs on a schema with the shortcut and one
-without, and the two responses must be equal."""
+"""A compiled plan (api.plans) answers exactly what graphql-core answers, errors included:
+each case runs on a schema whose executor plans every query and on the stock one, and the two
+responses must be equal. The served oracle, over every trusted document and role, is
+tests/chain/test_plans.py."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -11,9 +13,22 @@ from typing import Any
 import pytest
 import strawberry
 
-from api.execution import MIN_ENTRIES, Execution
+from api.execution import Execution
+from api.plans import compiler as plans
+from api.plans.compiler import Plan, compile_plan
 
-N = MIN_ENTRIES * 3
+N = 200
+
+
+class Planned(Execution):
+    """Plans every query it runs, trusted or not (the served app plans trusted ones only)."""
+
+    runs = 0
+
+    def plan(self) -> Plan | None:
+        found = compile_plan(self.schema, self.operation, self.fragment_definitions)
+        Planned.runs += found is not None
+        return found
 
 
 @strawberry.enum
@@ -169,13 +184,95 @@ class Query:
         return [i / 2 for i in range(N)]  # type: ignore[misc]
 
 
-FAST = strawberry.Schema(Query, execution_context_class=Execution)
-PLAIN = strawberry.Schema(Query)
+@strawberry.type
+class Nested:
+    n: int
+    inner: Computed | None
+    items: list[Computed]
+
+
+@strawberry.type
+class Later:
+    n: int
+
+    @strawberry.field
+    def twice(self) -> int:
+        return self.n * 2
+
+    @strawberry.field
+    async def later(self) -> int:
+        await asyncio.sleep(0)
+        return self.n + 1
+
+
+@strawberry.type
+class Failing:
+    @strawberry.field
+    async def n(self) -> int:
+        raise ValueError("no n here")
+
+
+@strawberry.type
+class Circle:
+    r: int
+
+
+@strawberry.type
+class Square:
+    side: int
+
+
+@strawberry.type
+class More:
+    @strawberry.field
+    def nested(self) -> list[Nested]:
+        return [Nested(n=i, inner=Computed(n=i) if i % 2 else None, items=[]) for i in range(9)]
+
+    @strawberry.field
+    def broken_inner(self) -> list[Nested] | None:
+        rows = [Nested(n=i, inner=Computed(n=i), items=[]) for i in range(5)]
+        rows[2].inner = "not an object"  # type: ignore[assignment]
+        return rows
+
+    @strawberry.field
+    def raises(self) -> int | None:
+        raise ValueError("the resolver failed")
+
+    @strawberry.field
+    def raises_in_list(self) -> list[Failing | None]:
+        return [Failing(), Failing()]
+
+    @strawberry.field
+    async def async_nodes(self) -> list[Later]:
+        return [Later(n=i) for i in range(30)]
+
+    @strawberry.field
+    async def async_fails(self) -> list[Failing]:
+        return [Failing()]
+
+    @strawberry.field
+    def shape(self) -> list[Circle | Square]:
+        return [Circle(r=1), Square(side=2), Circle(r=3)]
+
+    @strawberry.field
+    def maybe_nested(self, n: int) -> Nested | None:
+        if n < 0:
+            raise ValueError("negative")
+        return Nested(n=n, inner=None, items=[Computed(n=n)])
+
+
+@strawberry.type
+class Root(Query, More):
+    pass
+
+
+FAST = strawberry.Schema(Root, execution_context_class=Planned)
+PLAIN = strawberry.Schema(Root)
 
 
 def _answer(schema: strawberry.Schema, field: str) -> dict[str, Any]:
-    result = schema.execute_sync(f"{{ {field} }}")
-    errors = [(e.message, e.path) for e in result.errors or []]
+    result = asyncio.run(schema.execute(f"{{ {field} }}"))
+    errors = [(e.message, e.path, e.locations) for e in result.errors or []]
     return {"data": result.data, "errors": errors}
 
 
@@ -208,6 +305,17 @@ def _answer(schema: strawberry.Schema, field: str) -> dict[str, Any]:
         "missingAttribute { n }",
         "computed { n twice }",
         "guarded { n secret }",
+        "nested { n inner { n twice } items { n } }",
+        "nested { ...F } } fragment F on Nested { n inner { ... on Computed { n } } ",
+        "nested { n @skip(if: true) inner @include(if: true) { n } }",
+        "brokenInner { n inner { n } }",
+        "raises",
+        "raisesInList { n }",
+        "asyncNodes { n twice later }",
+        "asyncFails { n }",
+        "shape { __typename ... on Circle { r } ... on Square { side } }",
+        "maybeNested(n: 3) { n }",
+        "maybeNested(n: -1) { n }",
     ],
 )
 def test_same_answer_as_graphql_core(field: str) -> None:
@@ -231,26 +339,22 @@ def test_plain_lists_come_back_as_they_are() -> None:
     assert data["boolsAsInts"][:2] == [1, 0] and type(data["boolsAsInts"][0]) is int
 
 
-def test_the_shortcut_is_taken() -> None:
-    """Long lists of plain values skip graphql-core's per-entry completion."""
-    calls = 0
-    original = Execution.complete_list_item_value
+def test_the_plan_is_taken() -> None:
+    before = Planned.runs
+    assert _answer(FAST, "nodes { n }")["data"]["nodes"][2] == {"n": 2}
+    assert Planned.runs == before + 1
 
-    def counting(self: Execution, *args: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return original(self, *args)
 
-    Execution.complete_list_item_value = counting  # type: ignore[method-assign]
-    try:
-        FAST.execute_sync("{ ints decimals bools intEdges strings ids boolsAsInts }")
-        assert calls == 0
-        FAST.execute_sync("{ colours }")  # enum members take graphql-core's path
-        assert calls == N
-        calls = 0
-        FAST.execute_sync("{ nodes { n name amount flag maybe colour } maybeNodes { n } }")
-        assert calls == 0
-        FAST.execute_sync("{ computed { n twice } }")  # a resolver: graphql-core's path
-        assert calls == N
-    finally:
-        Execution.complete_list_item_value = original  # type: ignore[method-assign]
+def test_the_oracle_sees_a_plan_that_skips_a_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan reading an attribute where the field has a resolver (a permission check, say)
+    answers differently, and the comparison above fails."""
+    honest = plans.Compiler._field
+
+    def careless(self: plans.Compiler, parent: Any, key: str, nodes: Any) -> plans.FieldPlan:
+        planned = honest(self, parent, key, nodes)
+        if planned.name == "secret":
+            planned.attribute = "secret"
+        return planned
+
+    monkeypatch.setattr(plans.Compiler, "_field", careless)
+    assert _answer(FAST, "guarded { n secret }") != _answer(PLAIN, "guarded { n secret }")
