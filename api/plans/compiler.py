@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +98,10 @@ class FieldPlan:
     # The attribute read for a plain Strawberry field (no resolver, arguments or extensions);
     # None: the field's resolver is called.
     attribute: str | None
+    # A resolver that takes the object alone (`def lead_score(self)`), with no arguments,
+    # permission classes or field extensions: called as it is, since Strawberry's wrapper
+    # would only build an `Info` it does not ask for. None: the field's resolver is called.
+    call: Callable[[Any], Any] | None
     takes_arguments: bool
     shape: Shape
 
@@ -194,6 +200,7 @@ class Compiler:
             definition=definition,
             nodes=nodes,
             attribute=strawberry_field.python_name if plain else None,
+            call=None if plain else _plain_method(strawberry_field, definition, nodes[0]),
             takes_arguments=bool(definition.args or nodes[0].arguments),
             shape=self._shape(definition.type, nodes),
         )
@@ -210,6 +217,28 @@ class Compiler:
         if is_object_type(output):
             return self.selection(output, nodes)  # type: ignore[arg-type]
         raise NotCompiled(f"output type {get_named_type(output)}")
+
+
+def _plain_method(strawberry_field: Any, definition: GraphQLField, node: FieldNode) -> Any:
+    """The resolver's own function when Strawberry's wrapper would call it with the object
+    alone and nothing around it (no argument to convert, no extension or permission class,
+    no `info`, `root` or `parent` to hand over); else None. The project's schema installs
+    no exception handlers (tests/api/test_execution.py checks), which the wrapper would run."""
+    resolver = getattr(strawberry_field, "base_resolver", None)
+    if (
+        resolver is None
+        or strawberry_field.extensions
+        or strawberry_field.arguments
+        or definition.args
+        or node.arguments
+        or resolver.self_parameter is None
+        or resolver.info_parameter is not None
+        or resolver.root_parameter is not None
+        or resolver.parent_parameter is not None
+        or len(inspect.signature(resolver.wrapped_func).parameters) != 1
+    ):
+        return None
+    return resolver.wrapped_func
 
 
 def compile_plan(

@@ -142,25 +142,24 @@ class PlanRun:
         return gathered()
 
     def _field(self, plan: FieldPlan, source: Any, path: Path) -> Any:
-        shape = plan.shape
-        if plan.attribute is not None:
-            try:
-                return self._complete(shape, plan, None, path, getattr(source, plan.attribute))
-            except Exception as raw:  # noqa: BLE001  (reported at the field's path)
-                self._field_error(raw, shape, plan.nodes, path)
-                return None
-        info = self._info(plan, path)
+        shape, info = plan.shape, None
         try:
-            arguments = self._arguments(plan) if plan.takes_arguments else {}
-            resolve = plan.definition.resolve or self.executor.field_resolver
-            result = resolve(source, info, **arguments)
+            if plan.attribute is not None:
+                result = getattr(source, plan.attribute)
+            elif plan.call is not None:
+                result = plan.call(source)
+            else:
+                info = self._info(plan, path)
+                arguments = self._arguments(plan) if plan.takes_arguments else {}
+                resolve = plan.definition.resolve or self.executor.field_resolver
+                result = resolve(source, info, **arguments)
             if self.is_awaitable(result):
                 return self._await_field(plan, info, path, result)
             completed = self._complete(shape, plan, info, path, result)
             if self.is_awaitable(completed):
                 return self._await_completed(plan, path, completed)
             return completed
-        except Exception as raw:  # noqa: BLE001
+        except Exception as raw:  # noqa: BLE001  (reported at the field's path)
             self._field_error(raw, shape, plan.nodes, path)
             return None
 
@@ -174,7 +173,7 @@ class PlanRun:
         return found
 
     async def _await_field(
-        self, plan: FieldPlan, info: GraphQLResolveInfo, path: Path, result: Awaitable[Any]
+        self, plan: FieldPlan, info: GraphQLResolveInfo | None, path: Path, result: Awaitable[Any]
     ) -> Any:
         try:
             completed = self._complete(plan.shape, plan, info, path, await result)

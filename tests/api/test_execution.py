@@ -16,6 +16,7 @@ import strawberry
 from api.execution import Execution
 from api.plans import compiler as plans
 from api.plans.compiler import Plan, compile_plan
+from api.schema import build_schema
 
 N = 200
 
@@ -53,6 +54,14 @@ class Computed:
     @strawberry.field
     def twice(self) -> int:
         return self.n * 2
+
+    @strawberry.field
+    def boom(self) -> int | None:
+        raise ValueError(f"boom {self.n}")
+
+    @strawberry.field
+    def colour(self) -> Colour:
+        return Colour.RED
 
 
 class Deny(strawberry.BasePermission):
@@ -304,6 +313,7 @@ def _answer(schema: strawberry.Schema, field: str) -> dict[str, Any]:
         "bigNumber { n name }",
         "missingAttribute { n }",
         "computed { n twice }",
+        "computed { n boom colour }",
         "guarded { n secret }",
         "nested { n inner { n twice } items { n } }",
         "nested { ...F } } fragment F on Nested { n inner { ... on Computed { n } } ",
@@ -337,6 +347,12 @@ def test_plain_lists_come_back_as_they_are() -> None:
     assert data["intEdges"][:3] == [None, -(2**31), 2**31 - 1]
     assert data["strings"][1] == "患者1" and data["bools"][:3] == [None, False, True]
     assert data["boolsAsInts"][:2] == [1, 0] and type(data["boolsAsInts"][0]) is int
+
+
+def test_the_project_schema_has_no_exception_handlers() -> None:
+    """A plan calls a resolver that takes the object alone as it is (api.plans.compiler), which
+    would skip Strawberry's exception handlers if the schema had any."""
+    assert build_schema().exception_handlers == ()
 
 
 def test_the_plan_is_taken() -> None:
