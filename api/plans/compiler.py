@@ -104,6 +104,16 @@ class FieldPlan:
     call: Callable[[Any], Any] | None
     takes_arguments: bool
     shape: Shape
+    # For a plain attribute of a built-in scalar (see AS_IS): the Python type whose values
+    # are their own serialised form, and whether null is allowed; read in place by the run.
+    exact: type | None = None
+    nullable: bool = True
+
+    def __post_init__(self) -> None:
+        self.nullable = not isinstance(self.shape, NonNull)
+        leaf = self.shape.inner if isinstance(self.shape, NonNull) else self.shape
+        if self.attribute is not None and isinstance(leaf, Leaf):
+            self.exact = leaf.exact
 
     @property
     def name(self) -> str:

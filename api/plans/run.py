@@ -31,6 +31,31 @@ from api.plans.compiler import (
     Shape,
 )
 
+_ABSENT = object()
+
+
+def _in_range(value: Any) -> bool:
+    """An int that Int serialises as itself (32 bits); every other exact value is as it is."""
+    return type(value) is not int or INT_RANGE[0] <= value <= INT_RANGE[1]
+
+
+def _as_is(shape: Shape, items: Any) -> list[Any] | None:
+    """A list of built-in scalars already in their serialised form, copied in one pass (the
+    type checks run in C); None to complete it entry by entry."""
+    nullable = not isinstance(shape, NonNull)
+    leaf = shape.inner if isinstance(shape, NonNull) else shape
+    if not isinstance(leaf, Leaf) or leaf.exact is None or type(items) is not list:
+        return None
+    kinds = set(map(type, items))
+    allowed = {leaf.exact, type(None)} if nullable else {leaf.exact}
+    if not kinds <= allowed:
+        return None
+    if leaf.exact is int:
+        numbers = [v for v in items if v is not None] if type(None) in kinds else items
+        if numbers and not (INT_RANGE[0] <= min(numbers) and max(numbers) <= INT_RANGE[1]):
+            return None
+    return list(items)
+
 
 class PlanRun:
     """One request's run of a plan, with the executor's facts (all public attributes)."""
@@ -121,6 +146,17 @@ class PlanRun:
         is_awaitable = self.is_awaitable
         try:
             for plan in selection.fields:
+                exact = plan.exact
+                if exact is not None:
+                    # A plain attribute already in its serialised form: no path, no call. Any
+                    # other value takes the general way below, which reads it again (a plain
+                    # attribute read has no side effects) and reports errors at its path.
+                    value = getattr(source, plan.attribute, _ABSENT)  # type: ignore[arg-type]
+                    if (type(value) is exact and _in_range(value)) or (
+                        value is None and plan.nullable
+                    ):
+                        results[plan.key] = value
+                        continue
                 value = self._field(plan, source, Path(path, plan.key, selection.type.name))
                 results[plan.key] = value
                 if is_awaitable(value):
@@ -327,6 +363,9 @@ class PlanRun:
                 f"Expected Iterable, but did not find one for field '{plan.parent}.{plan.name}'."
             )
         item_shape = shape.item
+        as_is = _as_is(item_shape, value)
+        if as_is is not None:
+            return as_is
         is_awaitable = self.is_awaitable
         completed: list[Any] = []
         pending: list[int] = []
