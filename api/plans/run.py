@@ -151,7 +151,10 @@ class PlanRun:
                     # A plain attribute already in its serialised form: no path, no call. Any
                     # other value takes the general way below, which reads it again (a plain
                     # attribute read has no side effects) and reports errors at its path.
-                    value = getattr(source, plan.attribute, _ABSENT)  # type: ignore[arg-type]
+                    try:
+                        value = getattr(source, plan.attribute)  # type: ignore[arg-type]
+                    except Exception:  # noqa: BLE001  (the general way reports it, at its path)
+                        value = _ABSENT
                     if (type(value) is exact and _in_range(value)) or (
                         value is None and plan.nullable
                     ):

@@ -193,6 +193,14 @@ class Query:
         return [i / 2 for i in range(N)]  # type: ignore[misc]
 
 
+class Touchy:
+    """An object whose `n` raises something other than AttributeError when read."""
+
+    @property
+    def n(self) -> int:
+        raise RuntimeError("n is not to be read")
+
+
 @strawberry.type
 class Nested:
     n: int
@@ -242,6 +250,10 @@ class More:
         rows = [Nested(n=i, inner=Computed(n=i), items=[]) for i in range(5)]
         rows[2].inner = "not an object"  # type: ignore[assignment]
         return rows
+
+    @strawberry.field
+    def touchy(self) -> list[Computed | None]:
+        return [Computed(n=1), Touchy(), Computed(n=3)]  # type: ignore[list-item]
 
     @strawberry.field
     def raises(self) -> int | None:
@@ -320,6 +332,7 @@ def _answer(schema: strawberry.Schema, field: str) -> dict[str, Any]:
         "nested { n @skip(if: true) inner @include(if: true) { n } }",
         "brokenInner { n inner { n } }",
         "raises",
+        "touchy { n }",
         "raisesInList { n }",
         "asyncNodes { n twice later }",
         "asyncFails { n }",
