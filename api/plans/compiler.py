@@ -135,9 +135,10 @@ class Compiler:
 
     def selection(self, object_type: GraphQLObjectType, nodes: list[FieldNode]) -> Selection:
         grouped: dict[str, list[FieldNode]] = {}
+        visited: set[str] = set()  # one for all the merged nodes, as graphql-core has it
         for node in nodes:
             if node.selection_set is not None:
-                self._collect(object_type, node.selection_set, grouped, set())
+                self._collect(object_type, node.selection_set, grouped, visited)
         return Selection(object_type, [self._field(object_type, k, v) for k, v in grouped.items()])
 
     def root(self, object_type: GraphQLObjectType, selection_set: SelectionSetNode) -> Selection:
@@ -195,7 +196,7 @@ class Compiler:
         name = nodes[0].name.value
         definition = self.schema.get_field(parent, name)
         if definition is None:
-            raise NotCompiled(f"{parent.name}.{name}")  # __typename and the like
+            raise NotCompiled(f"{parent.name}.{name}")  # not in the schema (validation refuses it)
         strawberry_field = definition.extensions.get("strawberry-definition")
         plain = (
             strawberry_field is not None
