@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +81,7 @@ class Abstract:
         found = self.by_type.get(object_type.name)
         if found is None:
             found = self.by_type[object_type.name] = self.compiler.selection(
-                object_type, self.nodes
+                object_type, (node.selection_set for node in self.nodes)
             )
         return found
 
@@ -133,17 +133,15 @@ class Compiler:
             if fragment.variable_definitions:
                 raise NotCompiled("fragment variables")
 
-    def selection(self, object_type: GraphQLObjectType, nodes: list[FieldNode]) -> Selection:
+    def selection(
+        self, object_type: GraphQLObjectType, selection_sets: Iterable[SelectionSetNode | None]
+    ) -> Selection:
+        """The fields of one runtime type over the merged nodes' selection sets."""
         grouped: dict[str, list[FieldNode]] = {}
         visited: set[str] = set()  # one for all the merged nodes, as graphql-core has it
-        for node in nodes:
-            if node.selection_set is not None:
-                self._collect(object_type, node.selection_set, grouped, visited)
-        return Selection(object_type, [self._field(object_type, k, v) for k, v in grouped.items()])
-
-    def root(self, object_type: GraphQLObjectType, selection_set: SelectionSetNode) -> Selection:
-        grouped: dict[str, list[FieldNode]] = {}
-        self._collect(object_type, selection_set, grouped, set())
+        for selection_set in selection_sets:
+            if selection_set is not None:
+                self._collect(object_type, selection_set, grouped, visited)
         return Selection(object_type, [self._field(object_type, k, v) for k, v in grouped.items()])
 
     def _collect(
@@ -198,12 +196,12 @@ class Compiler:
         if definition is None:
             raise NotCompiled(f"{parent.name}.{name}")  # not in the schema (validation refuses it)
         strawberry_field = definition.extensions.get("strawberry-definition")
+        takes_arguments = bool(definition.args or nodes[0].arguments)
         plain = (
-            strawberry_field is not None
+            not takes_arguments
+            and strawberry_field is not None
             and strawberry_field.is_basic_field
             and strawberry_field.default_resolver is getattr
-            and not definition.args
-            and not nodes[0].arguments
         )
         return FieldPlan(
             key=key,
@@ -211,8 +209,8 @@ class Compiler:
             definition=definition,
             nodes=nodes,
             attribute=strawberry_field.python_name if plain else None,
-            call=None if plain else _plain_method(strawberry_field, definition, nodes[0]),
-            takes_arguments=bool(definition.args or nodes[0].arguments),
+            call=None if plain or takes_arguments else _plain_method(strawberry_field),
+            takes_arguments=takes_arguments,
             shape=self._shape(definition.type, nodes),
         )
 
@@ -226,22 +224,20 @@ class Compiler:
         if is_abstract_type(output):
             return Abstract(output, nodes, self)  # type: ignore[arg-type]
         if is_object_type(output):
-            return self.selection(output, nodes)  # type: ignore[arg-type]
+            return self.selection(output, (n.selection_set for n in nodes))  # type: ignore[arg-type]
         raise NotCompiled(f"output type {get_named_type(output)}")
 
 
-def _plain_method(strawberry_field: Any, definition: GraphQLField, node: FieldNode) -> Any:
-    """The resolver's own function when Strawberry's wrapper would call it with the object
-    alone and nothing around it (no argument to convert, no extension or permission class,
-    no `info`, `root` or `parent` to hand over); else None. The project's schema installs
-    no exception handlers (tests/api/test_execution.py checks), which the wrapper would run."""
+def _plain_method(strawberry_field: Any) -> Any:
+    """For a field without arguments: the resolver's own function when Strawberry's wrapper
+    would call it with the object alone and nothing around it (no extension or permission
+    class, no `info`, `root` or `parent` to hand over); else None. The project's schema
+    installs no exception handlers (tests/api/test_execution.py checks), which the wrapper
+    would run."""
     resolver = getattr(strawberry_field, "base_resolver", None)
     if (
         resolver is None
         or strawberry_field.extensions
-        or strawberry_field.arguments
-        or definition.args
-        or node.arguments
         or resolver.self_parameter is None
         or resolver.info_parameter is not None
         or resolver.root_parameter is not None
@@ -264,7 +260,7 @@ def compile_plan(
     if root_type is None:
         return None
     try:
-        return Plan(Compiler(schema, fragments).root(root_type, operation.selection_set))
+        return Plan(Compiler(schema, fragments).selection(root_type, [operation.selection_set]))
     except NotCompiled:
         return None
 

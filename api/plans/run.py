@@ -57,6 +57,25 @@ def _as_is(shape: Shape, items: Any) -> list[Any] | None:
     return list(items)
 
 
+async def _gathered(entries: Any, pending: list[Any]) -> Any:
+    """The object's fields or the list's entries, their awaitables (at `pending`) awaited
+    together and replaced by what they gave."""
+    if len(pending) == 1:
+        entries[pending[0]] = await entries[pending[0]]
+    else:
+        done = await gather_with_cancel(*(entries[at] for at in pending))
+        for at, value in zip(pending, done, strict=True):
+            entries[at] = value
+    return entries
+
+
+def _not_of_type(selection: Selection, info: GraphQLResolveInfo, value: Any) -> GraphQLError:
+    return GraphQLError(
+        f"Expected value of type '{selection.type.name}' but got: {inspect(value)}.",
+        info.field_nodes,
+    )
+
+
 class PlanRun:
     """One request's run of a plan, with the executor's facts (all public attributes)."""
 
@@ -64,7 +83,8 @@ class PlanRun:
         self.plan = plan
         self.executor = executor
         self.is_awaitable = executor.is_awaitable
-        # Resolvers get the plain coerced dict, as Strawberry's executor gives them.
+        # For the arguments; resolvers get its plain coerced dict (`_info`), as Strawberry's
+        # executor gives them.
         self.variables = executor.variable_values
         self.errors: list[GraphQLError] = []
         self.nulled: set[Path | None] = set()
@@ -167,18 +187,7 @@ class PlanRun:
         except Exception:
             self._settle([results[key] for key in pending])
             raise
-        if not pending:
-            return results
-
-        async def gathered() -> dict[str, Any]:
-            if len(pending) == 1:
-                results[pending[0]] = await results[pending[0]]
-            else:
-                done = await gather_with_cancel(*(results[key] for key in pending))
-                results.update(zip(pending, done, strict=True))
-            return results
-
-        return gathered()
+        return _gathered(results, pending) if pending else results
 
     def _field(self, plan: FieldPlan, source: Any, path: Path) -> Any:
         shape, info = plan.shape, None
@@ -193,10 +202,10 @@ class PlanRun:
                 resolve = plan.definition.resolve or self.executor.field_resolver
                 result = resolve(source, info, **arguments)
             if self.is_awaitable(result):
-                return self._await_field(plan, info, path, result)
+                return self._resolved(shape, plan, info, path, result)
             completed = self._complete(shape, plan, info, path, result)
             if self.is_awaitable(completed):
-                return self._await_completed(plan, path, completed)
+                return self._completed(shape, plan, path, completed)
             return completed
         except Exception as raw:  # noqa: BLE001  (reported at the field's path)
             self._field_error(raw, shape, plan.nodes, path)
@@ -211,23 +220,32 @@ class PlanRun:
             )
         return found
 
-    async def _await_field(
-        self, plan: FieldPlan, info: GraphQLResolveInfo | None, path: Path, result: Awaitable[Any]
+    async def _resolved(
+        self,
+        shape: Shape,
+        plan: FieldPlan,
+        info: GraphQLResolveInfo | None,
+        path: Path,
+        pending: Awaitable[Any],
     ) -> Any:
+        """A field's or a list entry's value once it is there, completed as `shape`."""
         try:
-            completed = self._complete(plan.shape, plan, info, path, await result)
+            completed = self._complete(shape, plan, info, path, await pending)
             if self.is_awaitable(completed):
                 completed = await completed
         except Exception as raw:  # noqa: BLE001
-            self._field_error(raw, plan.shape, plan.nodes, path)
+            self._field_error(raw, shape, plan.nodes, path)
             return None
         return completed
 
-    async def _await_completed(self, plan: FieldPlan, path: Path, completed: Any) -> Any:
+    async def _completed(
+        self, shape: Shape, plan: FieldPlan, path: Path, completing: Awaitable[Any]
+    ) -> Any:
+        """A completion that awaits (an object with awaiting fields), its error at `path`."""
         try:
-            return await completed
+            return await completing
         except Exception as raw:  # noqa: BLE001
-            self._field_error(raw, plan.shape, plan.nodes, path)
+            self._field_error(raw, shape, plan.nodes, path)
             return None
 
     def _complete(
@@ -246,7 +264,7 @@ class PlanRun:
             return None
         if isinstance(shape, Leaf):
             exact = shape.exact
-            if type(value) is exact and (exact is not int or INT_RANGE[0] <= value <= INT_RANGE[1]):
+            if type(value) is exact and _in_range(value):
                 return value
             coerced = shape.type.coerce_output_value(value)
             if coerced is Undefined or coerced is None:
@@ -274,20 +292,14 @@ class PlanRun:
             if self.is_awaitable(matched := is_type_of(value, info)):
                 return self._object_after_check(selection, matched, info, path, value)
             if not matched:
-                raise GraphQLError(
-                    f"Expected value of type '{selection.type.name}' but got: {inspect(value)}.",
-                    info.field_nodes,
-                )
+                raise _not_of_type(selection, info, value)
         return self._object(selection, value, path)
 
     async def _object_after_check(
         self, selection: Selection, matched: Any, info: GraphQLResolveInfo, path: Path, value: Any
     ) -> Any:
         if not await matched:
-            raise GraphQLError(
-                f"Expected value of type '{selection.type.name}' but got: {inspect(value)}.",
-                info.field_nodes,
-            )
+            raise _not_of_type(selection, info, value)
         done = self._object(selection, value, path)
         return await done if self.is_awaitable(done) else done
 
@@ -376,7 +388,7 @@ class PlanRun:
             for index, item in enumerate(value):
                 item_path = path.add_key(index, None)
                 if is_awaitable(item):
-                    completed.append(self._await_item(item_shape, plan, info, item_path, item))
+                    completed.append(self._resolved(item_shape, plan, info, item_path, item))
                     pending.append(index)
                     continue
                 try:
@@ -386,48 +398,10 @@ class PlanRun:
                     done = None
                 else:
                     if is_awaitable(done):
-                        done = self._await_completed_item(item_shape, plan, item_path, done)
+                        done = self._completed(item_shape, plan, item_path, done)
                         pending.append(index)
                 completed.append(done)
         except Exception:
             self._settle([completed[index] for index in pending])
             raise
-        if not pending:
-            return completed
-
-        async def gathered() -> list[Any]:
-            if len(pending) == 1:
-                completed[pending[0]] = await completed[pending[0]]
-            else:
-                done = await gather_with_cancel(*(completed[index] for index in pending))
-                for index, entry in zip(pending, done, strict=True):
-                    completed[index] = entry
-            return completed
-
-        return gathered()
-
-    async def _await_item(
-        self,
-        shape: Shape,
-        plan: FieldPlan,
-        info: GraphQLResolveInfo | None,
-        path: Path,
-        item: Awaitable[Any],
-    ) -> Any:
-        try:
-            done = self._complete(shape, plan, info, path, await item)
-            if self.is_awaitable(done):
-                done = await done
-        except Exception as raw:  # noqa: BLE001
-            self._field_error(raw, shape, plan.nodes, path)
-            return None
-        return done
-
-    async def _await_completed_item(
-        self, shape: Shape, plan: FieldPlan, path: Path, done: Awaitable[Any]
-    ) -> Any:
-        try:
-            return await done
-        except Exception as raw:  # noqa: BLE001
-            self._field_error(raw, shape, plan.nodes, path)
-            return None
+        return _gathered(completed, pending) if pending else completed
