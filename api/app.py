@@ -15,49 +15,23 @@ from strawberry.fastapi import GraphQLRouter
 from api import metrics, signals
 from api.context import AppState, Context
 from api.documents import TrustedDocuments
+from api.edge_settings import EdgeSettings
 from api.errors import describe_failure
 from api.exports.routes import exports_router
 from api.http_edge import GRAPHQL_REQUEST, GRAPHQL_TRUSTED, GRAPHQL_UPLOADS, GraphQLEdge
-from api.jobs import resume_jobs
 from api.limits import MAX_BODY_BYTES, MAX_DOCUMENT_BYTES
 from api.metrics import metrics_router
 from api.schema import build_schema
-from api.settings import Settings, load_settings
 from api.wecom.routes import wecom_router
 from auth.access_log import RequestInfo
-from auth.signing_keys import SigningKeys
 from migrations.runner import head_revision, recorded_revision
-from tenancy.keyring import LocalKeyProvider
 from tenancy.leader import StartupLock
-from tenancy.session import make_engine, session_factory
 
 log = logging.getLogger(__name__)
 
 
-def build_state(settings: Settings) -> AppState:
-    engine = make_engine(
-        settings.app_database_url,
-        echo=settings.sql_echo,
-        pool_size=settings.pool_size,
-        pooler=settings.database_pooler,
-        pool_timeout=settings.pool_timeout_s,
-    )
-    return AppState(
-        settings=settings,
-        sessions=session_factory(engine, statement_timeout_ms=settings.statement_timeout_ms),
-        key_provider=LocalKeyProvider.from_text(settings.master_key_text()),
-        signing_keys=SigningKeys.from_jwks_json(settings.signing_keys_text()),
-    )
-
-
-def app_from_environment() -> FastAPI:
-    """One served worker's app (`uvicorn --factory`): the settings come from the environment,
-    which `patientpool serve` validated before it started the workers."""
-    return create_app(load_settings())
-
-
-def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
-    state = state or build_state(settings)
+def create_app(settings: EdgeSettings, state: AppState) -> FastAPI:
+    """The app over a process's state (process.serve builds both from the environment)."""
     engine = state.sessions.kw["bind"]
     signals.count_statements(engine)
     metrics.watch_pool(engine)
@@ -77,7 +51,7 @@ def create_app(settings: Settings, state: AppState | None = None) -> FastAPI:
         try:
             if await startup.acquire():
                 log.info("start-up work: this process resumes background jobs")
-                await resume_jobs(state.sessions)
+                await state.jobs.resume()
             else:
                 log.info("start-up work: left to the process holding the start-up lock")
         except Exception as exc:  # noqa: BLE001  (serving goes on; the jobs resume next start)

@@ -8,17 +8,15 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.fastapi import BaseContext
 
 from api import metrics, signals
-from api.imports.runner import IMPORT_BATCH_INFO, KEY_PROVIDER_INFO
+from api.edge_settings import EdgeSettings
 from api.plans.compiler import PlanCache
-from api.settings import Settings
 from auth import access_log
 from auth.access_log import AccessEvent, RequestInfo
 from auth.principal import Principal
@@ -26,33 +24,35 @@ from auth.sessions import SignInLimits, check_bearer, principal_from_bearer
 from auth.signing_keys import SigningKeys
 from auth.tokens import AccessClaims
 from auth.trail import AccessTrail
-from domain.pool.leases import LEASE_INFO
+from domain.pool.models import Job
 from tenancy.keyring import FieldCipher, KeyProvider
 from tenancy.keystore import load_cipher
 from tenancy.session import tenant_session
 
 
+class BackgroundJobs(Protocol):
+    """What the serving process does with background jobs (process.jobs): start one a request
+    created, once that request has committed, and resume those a stopped process left."""
+
+    def start(self, job: Job, actor: str) -> object: ...
+
+    async def resume(self) -> object: ...
+
+
 @dataclass
 class AppState:
-    """What lives as long as the process: built once at start from validated settings."""
+    """What lives as long as the process: built once at start from validated settings
+    (process.serve)."""
 
-    settings: Settings
+    settings: EdgeSettings
     sessions: async_sessionmaker[AsyncSession]
     key_provider: KeyProvider
     signing_keys: SigningKeys
     sign_in_limits: SignInLimits = field(default_factory=SignInLimits.default)
+    jobs: BackgroundJobs = field(kw_only=True)
     plans: PlanCache = field(init=False)
 
     def __post_init__(self) -> None:
-        # Background jobs (api.jobs) get a bare session: this is how they reach the keys. The
-        # factory's own info (the statement timeout) is kept: `configure` replaces the dict.
-        info = {
-            **self.sessions.kw.get("info", {}),
-            KEY_PROVIDER_INFO: self.key_provider,
-            LEASE_INFO: timedelta(seconds=self.settings.job_lease_seconds),
-            IMPORT_BATCH_INFO: self.settings.import_batch_rows,
-        }
-        self.sessions.configure(info=info)
         self.plans = PlanCache(enabled=self.settings.compiled_plans)
 
 

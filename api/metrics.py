@@ -30,7 +30,7 @@ from prometheus_client import (
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.settings import Settings
+from api.edge_settings import EdgeSettings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -97,7 +97,7 @@ def watch_pool(engine: AsyncEngine) -> None:
 _watched: WeakSet[object] = WeakSet()
 
 
-def allowed(settings: Settings, host: str | None) -> bool:
+def allowed(settings: EdgeSettings, host: str | None) -> bool:
     if not host:
         return False
     try:
@@ -107,7 +107,7 @@ def allowed(settings: Settings, host: str | None) -> bool:
     return any(address in network for network in settings.metrics_networks)
 
 
-def metrics_router(settings: Settings) -> APIRouter:
+def metrics_router(settings: EdgeSettings) -> APIRouter:
     router = APIRouter()
 
     @router.get("/metrics", include_in_schema=False)

@@ -13,10 +13,9 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 import strawberry
-from sqlalchemy import Select, func, select, tuple_
-from strawberry.types import Info
 
 from domain.errors import BadInput
+from domain.paging import Keyset, KeysetPage
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -97,39 +96,26 @@ def make_connection(
     )
 
 
-async def keyset_page(
-    info: Info,
-    stmt: Select,
-    model: type,
-    time_column: object,
-    first: int | None,
-    after: str | None,
-) -> tuple[list, list[str], bool, object]:
-    """Keyset paging on (time, id) over a statement already scoped to the caller."""
+def keyset_position(first: int | None, after: str | None) -> tuple[int, Keyset | None]:
+    """The page size and the position a (time, id) keyset list resumes from, as the
+    repositories' page methods take them (`domain.paging`)."""
     limit = check_first(first)
     key = decode_cursor(after, 2)
-    count_stmt = select(func.count()).select_from(stmt.subquery())
-    if key is not None:
-        try:
-            at, last = datetime.fromisoformat(key[0]), uuid.UUID(key[1])
-        except ValueError:
-            raise BadInput("after is not a valid cursor", field="after") from None
-        # a row comparison: one index range, however deep the page (see PatientRepository)
-        stmt = stmt.where(tuple_(time_column, model.id) > tuple_(at, last))  # type: ignore[attr-defined]
-    rows = list(
-        await info.context.session.scalars(stmt.order_by(time_column, model.id).limit(limit + 1))
-    )
-    has_next = len(rows) > limit
-    rows = rows[:limit]
-    cursors = [
-        encode_cursor([getattr(r, time_column.key).isoformat(), str(r.id)])  # type: ignore[attr-defined]
-        for r in rows
-    ]
+    if key is None:
+        return limit, None
+    try:
+        return limit, Keyset(datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
+    except ValueError:
+        raise BadInput("after is not a valid cursor", field="after") from None
 
-    async def count() -> int:
-        return int(await info.context.session.scalar(count_stmt) or 0)
 
-    return rows, cursors, has_next, count
+def _cursors(page: KeysetPage[R]) -> list[str]:
+    return [encode_cursor([k.at.isoformat(), str(k.id)]) for k in page.keys]
+
+
+def keyset_connection(page: KeysetPage[R], items: list[T]) -> Connection[T]:
+    """The connection of a keyset page: `items` are the API's objects for `page.rows`."""
+    return make_connection(items, _cursors(page), page.has_next, page.count)
 
 
 def held_connection(

@@ -24,6 +24,7 @@ from api.chain.fields import ChainMutation, ChainQuery
 from api.consent import resolvers as consent
 from api.consent.types import PatientConsents, PatientDataExport
 from api.door.fields import PATIENT_ROOT_FIELDS, DoorMutation, DoorQuery
+from api.edge_settings import EdgeSettings
 from api.execution import Execution
 from api.exports import resolvers as exports
 from api.extensions import OperationBoundary
@@ -54,7 +55,6 @@ from api.referrals import resolvers as referrals
 from api.referrals.types import Referral, ReferralTree, ReferrerFigures, Reward, RewardRule
 from api.sessions import resolvers as sessions
 from api.sessions.fields import TwoFactorMutation, TwoFactorQuery
-from api.settings import Settings
 from api.surveys.fields import PUBLIC_SURVEY_FIELDS, SurveyMutation, SurveyQuery
 from api.tenants import resolvers as tenants
 from api.tenants.types import Tenant
@@ -421,7 +421,7 @@ class PatientPoolSchema(strawberry.Schema):
         return None
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+def build_schema(settings: EdgeSettings | None = None) -> strawberry.Schema:
     introspection = settings is None or settings.introspection_enabled
     extensions: list[object] = [
         OperationBoundary,

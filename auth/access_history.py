@@ -9,13 +9,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import access_log_queries as queries
 from auth.access_log import AccessLogEntry, Action
-from auth.models import StaffBranch, StaffUser
 from auth.reasons import stated_id_in
+from auth.repository import StaffRepository
 from domain.reasons.repository import ReasonRepository
 
 
@@ -57,12 +56,7 @@ async def staff_facts(
     ids = {uuid.UUID(r.actor_id) for r in rows if r.actor_type == "user"}
     if not ids:
         return {}
-    found = await session.execute(
-        select(StaffUser.id, StaffUser.display_name, StaffBranch.branch_id)
-        .outerjoin(StaffBranch, StaffBranch.staff_id == StaffUser.id)
-        .where(StaffUser.id.in_(sorted(ids)))
-        .order_by(StaffUser.id, StaffBranch.branch_id)
-    )
+    found = await StaffRepository(session).names_and_branches(list(ids))
     names: dict[str, str] = {}
     branches: dict[str, list[uuid.UUID]] = {}
     for sid, name, branch in found:

@@ -279,9 +279,15 @@ async def _write(
         if touched:
             await session.execute(patients.insert(), touched)
         return
+    # One single-row INSERT per entry, each its own CTE: a statement of that shape is compiled
+    # once and cached (a multi-row VALUES list is not cacheable in SQLAlchemy, so it was
+    # compiled anew each request); a request appends one entry per event, mostly one.
     ctes = (
         head.returning(heads.c.seq).cte("head"),
-        insert(entries).values(rows).returning(entries.c.seq).cte("entries"),
+        *(
+            insert(entries).values(row).returning(entries.c.seq).cte(f"entry_{i}")
+            for i, row in enumerate(rows)
+        ),
     )
     if touched:
         # The index rows as two arrays unnested side by side: one statement of one shape
@@ -295,7 +301,7 @@ async def _write(
         columns = ("tenant_id", "patient_id", "seq")
         await session.execute(insert(patients).from_select(columns, index).add_cte(*ctes))
     else:
-        await session.execute(select(func.count()).select_from(ctes[1]).add_cte(ctes[0]))
+        await session.execute(select(func.count()).select_from(ctes[1]).add_cte(*ctes))
 
 
 @dataclass(frozen=True)

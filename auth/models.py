@@ -161,3 +161,14 @@ class CasbinRule(TenantScoped, Base):
     v3: Mapped[str] = mapped_column(String(200), default="")
     v4: Mapped[str] = mapped_column(String(200), default="")
     v5: Mapped[str] = mapped_column(String(200), default="")
+
+
+class SignInWindow(Base):
+    """Hits of one limiter key in one fixed window (not tenant-owned: an address spans
+    tenants)."""
+
+    __tablename__ = "sign_in_windows"
+
+    key_digest: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    window: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hits: Mapped[int] = mapped_column(Integer)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.policy import load_policy
 from auth.principal import Principal
+from auth.repository import SessionRepository
 from auth.roles import PATIENT_ROLE
 from auth.tokens import AccessClaims
-from domain.patients.models import Patient
-from domain.tenants.models import Tenant
 from tenancy.session import bind_tenant
 
 
@@ -20,13 +18,7 @@ async def patient_principal(session: AsyncSession, claims: AccessClaims) -> Prin
     if claims.kind != "patient" or claims.user_id is None:
         return None
     await bind_tenant(session, claims.tenant_id)
-    row = (
-        await session.execute(
-            select(Patient.erased_at, Patient.merged_into_id, Tenant.slug, Tenant.policy_version)
-            .join(Tenant, Tenant.id == Patient.tenant_id)
-            .where(Patient.id == claims.user_id)
-        )
-    ).one_or_none()
+    row = await SessionRepository(session).patient_principal_row(claims.user_id)
     if row is None or row.erased_at is not None or row.merged_into_id is not None:
         return None
     return Principal(

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import casbin
 from casbin.model import Model
 from casbin.persist import Adapter
-from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import CasbinRule
+from auth.repository import PolicyRepository
 from auth.roles import (
     CATALOGUE,
     DEFAULT_ROLES,
@@ -26,7 +26,6 @@ from auth.roles import (
     STAFF_MANAGING,
     Permission,
 )
-from domain.tenants.models import Tenant
 from tenancy.session import current_tenant
 
 MODEL_TEXT = """
@@ -119,11 +118,11 @@ async def load_policy(session: AsyncSession, version: int | None = None) -> Tena
     """The bound tenant's enforcer, reloaded only when its policy version moved."""
     tenant_id, domain = _domain(session)
     if version is None:
-        version = await session.scalar(select(Tenant.policy_version).where(Tenant.id == tenant_id))
+        version = await PolicyRepository(session).version()
     cached = _cache.get(tenant_id)
     if cached is not None and cached.version == version:
         return cached
-    rows = (await session.scalars(select(CasbinRule))).all()
+    rows = await PolicyRepository(session).rules()
     model = casbin.model.Model()
     model.load_model_from_text(MODEL_TEXT)
     enforcer = casbin.Enforcer(model, _RowsAdapter(rows))
@@ -133,13 +132,8 @@ async def load_policy(session: AsyncSession, version: int | None = None) -> Tena
 
 
 async def _bump(session: AsyncSession) -> None:
-    tenant_id, _ = _domain(session)
-    await session.execute(
-        update(Tenant)
-        .where(Tenant.id == tenant_id)
-        .values(policy_version=Tenant.policy_version + 1)
-        .execution_options(synchronize_session=False)
-    )
+    _domain(session)  # refuses an unbound session
+    await PolicyRepository(session).bump_version()
 
 
 async def seed_default_roles(session: AsyncSession) -> None:
@@ -222,9 +216,7 @@ async def replace_user_roles(
     session: AsyncSession, policy: TenantPolicy, subject: str, roles: set[str]
 ) -> None:
     """Replace a user's roles, the grant already checked by the caller."""
-    await session.execute(
-        delete(CasbinRule).where(CasbinRule.ptype == "g", CasbinRule.v0 == subject)
-    )
+    await PolicyRepository(session).drop_user_roles(subject)
     for role in sorted(roles):
         session.add(CasbinRule(ptype="g", v0=subject, v1=role, v2=policy.domain))
     await _bump(session)
@@ -244,7 +236,7 @@ async def set_role_permissions(
         obj, act = sorted(bad)[0]
         raise PolicyError(f"unknown permission {obj}:{act}", "BAD_USER_INPUT")
     check_grant(policy, granter, permissions - policy.permissions_of_role(role))
-    await session.execute(delete(CasbinRule).where(CasbinRule.ptype == "p", CasbinRule.v0 == role))
+    await PolicyRepository(session).drop_role_rules(role)
     for obj, act in sorted(permissions):
         session.add(CasbinRule(ptype="p", v0=role, v1=policy.domain, v2=obj, v3=act))
     await _bump(session)
@@ -260,11 +252,6 @@ async def roles_of_users(
     out: dict[uuid.UUID, list[str]] = {u: [] for u in ids.values()}
     if not ids:
         return out
-    rows = await session.execute(
-        select(CasbinRule.v0, CasbinRule.v1).where(
-            CasbinRule.ptype == "g", CasbinRule.v0.in_(sorted(ids))
-        )
-    )
-    for subject, role in rows:
+    for subject, role in await PolicyRepository(session).role_links(list(ids)):
         out[ids[subject]].append(role)
     return {u: sorted(r) for u, r in out.items()}

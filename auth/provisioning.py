@@ -10,16 +10,17 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.access_log import start_chain
 from auth.models import StaffBranch, StaffUser
 from auth.passwords import hash_password
 from auth.policy import assign_role, seed_default_roles
+from auth.repository import StaffRepository
 from domain.errors import BadInput, Conflict
 from domain.tenants.branches import BranchService
 from domain.tenants.models import Branch, Tenant, TenantKind
+from domain.tenants.repository import TenantRepository
 from tenancy.keyring import KeyProvider
 from tenancy.keystore import create_initial_keys
 from tenancy.session import bind_tenant
@@ -61,7 +62,7 @@ async def create_tenant(
     if not name.strip():
         raise BadInput("name must not be empty", field="name")
     email = check_email(admin_email)
-    if await session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
+    if await TenantRepository(session).id_by_slug(slug) is not None:
         raise Conflict("a tenant with this slug exists", field="slug")
     tenant = Tenant(slug=slug, name=name.strip(), kind=str(TenantKind(kind)))
     session.add(tenant)
@@ -90,7 +91,7 @@ async def add_staff(
     branches: list[Branch] | None = None,
 ) -> StaffUser:
     email = check_email(email)
-    if await session.scalar(select(StaffUser.id).where(StaffUser.email == email)) is not None:
+    if await StaffRepository(session).id_with_email(email) is not None:
         raise Conflict("a staff member with this email exists", field="email")
     user = StaffUser(email=email, display_name=name, password_hash=hash_password(password))
     session.add(user)

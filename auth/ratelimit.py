@@ -14,24 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, LargeBinary, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
 
-from tenancy.orm import Base
-
-
-class SignInWindow(Base):
-    """Hits of one limiter key in one fixed window (not tenant-owned: an address spans
-    tenants)."""
-
-    __tablename__ = "sign_in_windows"
-
-    key_digest: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
-    window: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    hits: Mapped[int] = mapped_column(Integer)
+from auth.repository import RateLimitRepository
 
 
 @dataclass(frozen=True)
@@ -51,30 +36,16 @@ class WindowLimit:
         now = self.clock()
         current = int(now // self.window_seconds)
         digest = self._digest(key)
+
         async with sessions() as session, session.begin():
-            dialect = session.get_bind().dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            stmt = insert(SignInWindow).values(key_digest=digest, window=current, hits=1)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["key_digest", "window"],
-                set_={"hits": SignInWindow.hits + 1},
-            ).returning(SignInWindow.hits)
-            hits = int((await session.execute(stmt)).scalar_one())
-            previous = await session.scalar(
-                select(SignInWindow.hits).where(
-                    SignInWindow.key_digest == digest, SignInWindow.window == current - 1
-                )
-            )
-            await session.execute(
-                delete(SignInWindow).where(
-                    SignInWindow.key_digest == digest, SignInWindow.window < current - 1
-                )
-            )
+            windows = RateLimitRepository(session)
+            hits = await windows.count_hit(digest, current)
+            previous = await windows.hits(digest, current - 1)
+            await windows.drop_windows_before(digest, current - 1)
         overlap = 1.0 - (now % self.window_seconds) / self.window_seconds
         return hits + (previous or 0) * overlap <= self.limit
 
     async def reset(self, sessions: async_sessionmaker[AsyncSession], key: str) -> None:
+
         async with sessions() as session, session.begin():
-            await session.execute(
-                delete(SignInWindow).where(SignInWindow.key_digest == self._digest(key))
-            )
+            await RateLimitRepository(session).drop_windows(self._digest(key))

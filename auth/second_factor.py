@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth import access_log, totp
 from auth.access_log import Actor, RequestInfo
-from auth.models import StaffToken, StaffTokenPurpose, StaffUser
+from auth.models import StaffToken, StaffTokenPurpose
+from auth.repository import StaffRepository
 from auth.sessions import AuthError, SignInLimits, TokenPair, issue_tokens, split_opaque
 from auth.signing_keys import SigningKeys
 from auth.tokens import opaque_token_digest
@@ -52,9 +52,7 @@ async def verify_totp(
 
     async def live_challenge(session: AsyncSession) -> StaffToken:
         await bind_tenant(session, tenant_id)
-        row = await session.scalar(
-            select(StaffToken).where(StaffToken.token_digest == opaque_token_digest(challenge))
-        )
+        row = await StaffRepository(session).token(opaque_token_digest(challenge))
         if (
             row is None
             or row.purpose != StaffTokenPurpose.TOTP_CHALLENGE
@@ -73,7 +71,7 @@ async def verify_totp(
         raise AuthError("too many attempts; try again later", "RATE_LIMITED")
     async with sessions() as session, session.begin():
         row = await live_challenge(session)
-        user = await session.scalar(select(StaffUser).where(StaffUser.id == row.staff_id))
+        user = await StaffRepository(session).member(row.staff_id)
         if user is None or not user.is_active or not user.password_hash.startswith("$argon2"):
             raise AuthError(WRONG)
         factor = await totp.factor_of(session, user)

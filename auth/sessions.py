@@ -14,16 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth import totp
-from auth.models import RefreshSession, ServiceToken, StaffBranch, StaffRegion, StaffUser
+from auth.models import RefreshSession, StaffUser
 from auth.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 from auth.patient_principal import patient_principal
 from auth.policy import load_policy
 from auth.principal import Principal
 from auth.ratelimit import WindowLimit
+from auth.repository import SessionRepository, StaffRepository
 from auth.signing_keys import SigningKeys, TokenError
 from auth.tokens import (
     AccessClaims,
@@ -33,7 +33,8 @@ from auth.tokens import (
     new_opaque_token,
     opaque_token_digest,
 )
-from domain.tenants.models import BranchRegion, Tenant
+from domain.tenants.models import Tenant
+from domain.tenants.repository import TenantRepository
 from tenancy.session import bind_tenant
 
 REFRESH_TTL = timedelta(days=14)
@@ -109,10 +110,6 @@ def split_opaque(token: str, prefix: str) -> uuid.UUID:
         raise AuthError("invalid token") from None
 
 
-async def _tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
-    return await session.scalar(select(Tenant).where(Tenant.slug == slug))
-
-
 # From the moment `patientpool tenant offboard` starts, no new token is issued for the chain:
 # neither sign-in, nor refresh, nor a second factor. Access tokens already out run their 15
 # minutes, and read "shredded" on every sealed field once the keys are gone.
@@ -120,9 +117,7 @@ OFFBOARDED = "this chain has been offboarded; sign-in is closed"
 
 
 async def _refuse_offboarded(session: AsyncSession, user: StaffUser) -> None:
-    state = await session.scalar(
-        select(Tenant.offboarding_state).where(Tenant.id == user.tenant_id)
-    )
+    state = await SessionRepository(session).offboarding_state(user)
     if state is not None:
         raise AuthError(OFFBOARDED)
 
@@ -163,11 +158,11 @@ async def sign_in(
     ):
         raise AuthError("too many sign-in attempts; try again later", "RATE_LIMITED")
     async with sessions() as session, session.begin():
-        tenant = await _tenant_by_slug(session, tenant_slug)
+        tenant = await TenantRepository(session).by_slug(tenant_slug)
         user = None
         if tenant is not None:
             await bind_tenant(session, tenant.id)
-            user = await session.scalar(select(StaffUser).where(StaffUser.email == email))
+            user = await StaffRepository(session).member_by_email(email)
         # An account without a password (invited, or reset) costs one Argon2 verification
         # too, so timing does not tell it apart; it never verifies.
         usable = user is not None and user.password_hash.startswith("$argon2")
@@ -227,12 +222,10 @@ async def refresh(
     failure: AuthError | None = None
     async with sessions() as session, session.begin():
         await bind_tenant(session, tenant_id)
-        row = await session.scalar(
-            select(RefreshSession).where(RefreshSession.token_digest == opaque_token_digest(token))
-        )
+        row = await SessionRepository(session).refresh_session(opaque_token_digest(token))
         if row is None:
             raise AuthError("invalid token")
-        user = await session.scalar(select(StaffUser).where(StaffUser.id == row.staff_id))
+        user = await StaffRepository(session).member(row.staff_id)
         if row.revoked_at is not None:
             # A rotated token came back: someone holds a copy. End every session of the user.
             if user is not None:
@@ -251,29 +244,18 @@ async def refresh(
 async def sign_out(session: AsyncSession, principal: Principal) -> bool:
     if principal.session_id is None:
         return False
-    result = await session.execute(
-        update(RefreshSession)
-        .where(RefreshSession.id == principal.session_id, RefreshSession.revoked_at.is_(None))
-        .values(revoked_at=_now())
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)
+    return bool(await SessionRepository(session).end_session(principal.session_id, _now()))
 
 
 async def revoke_sessions(session: AsyncSession, user: StaffUser) -> None:
-    await session.execute(
-        update(RefreshSession)
-        .where(RefreshSession.staff_id == user.id, RefreshSession.revoked_at.is_(None))
-        .values(revoked_at=_now())
-        .execution_options(synchronize_session=False)
-    )
+    await SessionRepository(session).end_sessions_of(user, _now())
 
 
 async def change_password(
     session: AsyncSession, principal: Principal, current: str, new: str
 ) -> None:
     """New password: old tokens stop working (token_version) and refresh sessions end."""
-    user = await session.scalar(select(StaffUser).where(StaffUser.id == principal.id))
+    user = await StaffRepository(session).member(principal.id)
     if user is None or principal.kind != "user":
         raise AuthError()
     if not verify_password(user.password_hash, current):
@@ -324,21 +306,7 @@ async def principal_from_bearer(
         raise AuthError("invalid token")
     await bind_tenant(session, claims.tenant_id)
     # One round trip: the user, their tenant, their refresh session, one row per branch.
-    rows = (
-        await session.execute(
-            select(
-                StaffUser,
-                Tenant.slug,
-                Tenant.policy_version,
-                RefreshSession.revoked_at,
-                StaffBranch.branch_id,
-            )
-            .join(Tenant, Tenant.id == StaffUser.tenant_id)
-            .outerjoin(RefreshSession, RefreshSession.id == claims.session_id)
-            .outerjoin(StaffBranch, StaffBranch.staff_id == StaffUser.id)
-            .where(StaffUser.id == claims.user_id)
-        )
-    ).all()
+    rows = await SessionRepository(session).staff_principal_rows(claims.user_id, claims.session_id)
     if not rows:
         raise AuthError("invalid token")
     user, slug, version, revoked_at, _branch = rows[0]
@@ -351,7 +319,7 @@ async def principal_from_bearer(
         subject, "patients:region", "write"
     ):
         # Read per request, like the branches: a region change holds on the next request.
-        region_branches = frozenset(await region_branch_ids(session, user))
+        region_branches = frozenset(await StaffRepository(session).region_branch_ids(user))
     return Principal(
         kind="user",
         id=user.id,
@@ -367,26 +335,10 @@ async def principal_from_bearer(
     )
 
 
-async def region_branch_ids(session: AsyncSession, user: StaffUser) -> list[uuid.UUID]:
-    """The branches of every region the staff member manages."""
-    rows = await session.scalars(
-        select(BranchRegion.branch_id)
-        .join(StaffRegion, StaffRegion.region_id == BranchRegion.region_id)
-        .where(StaffRegion.staff_id == user.id)
-    )
-    return list(rows)
-
-
 async def _service_principal(session: AsyncSession, token: str) -> Principal:
     tenant_id = split_opaque(token, "pps")
     await bind_tenant(session, tenant_id)
-    row = (
-        await session.execute(
-            select(ServiceToken, Tenant.slug, Tenant.policy_version)
-            .join(Tenant, Tenant.id == ServiceToken.tenant_id)
-            .where(ServiceToken.token_digest == opaque_token_digest(token))
-        )
-    ).one_or_none()
+    row = await SessionRepository(session).service_token(opaque_token_digest(token))
     if row is None or row[0].revoked_at is not None:
         raise AuthError("invalid token")
     svc, slug, version = row

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import StaffBranch, StaffRegion, StaffToken, StaffTokenPurpose, StaffUser
@@ -27,12 +26,14 @@ from auth.policy import (
     replace_user_roles,
 )
 from auth.provisioning import check_email
+from auth.repository import StaffRepository
 from auth.sessions import revoke_sessions
 from auth.staff_scope import StaffScope
 from auth.tokens import new_opaque_token, opaque_token_digest
 from auth.trail import AccessTrail
 from domain.errors import BadInput, Conflict, DomainError, Forbidden, NotFound
-from domain.tenants.models import Branch, BranchRegion, Region
+from domain.tenants.models import Branch, Region
+from domain.tenants.repository import BranchRepository
 from tenancy.session import current_tenant
 
 INVITATION_TTL = timedelta(hours=72)
@@ -135,12 +136,13 @@ class StaffService:
     def __init__(self, session: AsyncSession, trail: AccessTrail) -> None:
         self.session = session
         self.trail = trail
+        self.repo = StaffRepository(session)
 
     async def get(
         self, staff_id: uuid.UUID, field: str = "staffId", scope: StaffScope = CHAIN
     ) -> StaffUser:
         """A staff member the scope sees; one it does not answers as a missing one does."""
-        row = await self.session.scalar(select(StaffUser).where(StaffUser.id == staff_id))
+        row = await self.repo.member(staff_id)
         if row is not None and not scope.chain:
             branches, _ = await self.places_of([row.id])
             if not scope.sees(branches[row.id]):
@@ -191,32 +193,12 @@ class StaffService:
         return token
 
     async def _void(self, user: StaffUser, purpose: str) -> int:
-        result = await self.session.execute(
-            update(StaffToken)
-            .where(
-                StaffToken.staff_id == user.id,
-                StaffToken.purpose == purpose,
-                StaffToken.used_at.is_(None),
-                StaffToken.revoked_at.is_(None),
-            )
-            .values(revoked_at=_now())
-            .execution_options(synchronize_session=False)
-        )
-        return int(result.rowcount or 0)
+        return await self.repo.void_tokens(user, purpose, _now())
 
     async def _set_places(
         self, user: StaffUser, branches: Sequence[Branch], regions: Sequence[Region]
     ) -> None:
-        await self.session.execute(
-            delete(StaffBranch)
-            .where(StaffBranch.staff_id == user.id)
-            .execution_options(synchronize_session=False)
-        )
-        await self.session.execute(
-            delete(StaffRegion)
-            .where(StaffRegion.staff_id == user.id)
-            .execution_options(synchronize_session=False)
-        )
+        await self.repo.clear_places(user)
         self.session.add_all(StaffBranch(staff_id=user.id, branch_id=b.id) for b in branches)
         self.session.add_all(StaffRegion(staff_id=user.id, region_id=r.id) for r in regions)
         await self.session.flush()
@@ -240,7 +222,7 @@ class StaffService:
             raise BadInput("give at least one role", field="roles")
         check_roles(policy, granter, roles)
         check_places(scope, branches, regions, "input.")
-        if await self.session.scalar(select(StaffUser.id).where(StaffUser.email == email)):
+        if await self.repo.id_with_email(email):
             raise Conflict("a staff member with this email exists", field="email")
         user = StaffUser(email=email, display_name=name, password_hash=NO_PASSWORD, is_active=False)
         self.session.add(user)
@@ -312,10 +294,10 @@ class StaffService:
         return changed
 
     async def _branches(self, ids: set[uuid.UUID]) -> list[Branch]:
-        return list(await self.session.scalars(select(Branch).where(Branch.id.in_(sorted(ids)))))
+        return list(await BranchRepository(self.session).branches(list(ids)))
 
     async def _regions(self, ids: set[uuid.UUID]) -> list[Region]:
-        return list(await self.session.scalars(select(Region).where(Region.id.in_(sorted(ids)))))
+        return await self.repo.regions(ids)
 
     async def set_active(self, user: StaffUser, active: bool) -> bool:
         if user.is_active != active:
@@ -347,83 +329,21 @@ class StaffService:
         regions: dict[uuid.UUID, set[uuid.UUID]] = {i: set() for i in ids}
         if not ids:
             return branches, regions
-        for sid, bid in await self.session.execute(
-            select(StaffBranch.staff_id, StaffBranch.branch_id).where(
-                StaffBranch.staff_id.in_(sorted(set(ids)))
-            )
-        ):
+        for sid, bid in await self.repo.branch_links(ids):
             branches[sid].add(bid)
-        for sid, rid in await self.session.execute(
-            select(StaffRegion.staff_id, StaffRegion.region_id).where(
-                StaffRegion.staff_id.in_(sorted(set(ids)))
-            )
-        ):
+        for sid, rid in await self.repo.region_links(ids):
             regions[sid].add(rid)
         return branches, regions
 
     async def by_ids(self, ids: Sequence[uuid.UUID]) -> Sequence[StaffUser]:
         """The staff members among `ids` (no scope: a loader under a checked field asks)."""
-        stmt = select(StaffUser).where(StaffUser.id.in_(sorted(set(ids))))
-        return (await self.session.scalars(stmt)).all()
+        return await self.repo.members(ids)
 
     async def pending_ids(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Of these staff, those with an invitation still open (unspent, unrevoked, unexpired)."""
         if not ids:
             return set()
-        rows = await self.session.scalars(
-            select(StaffToken.staff_id).where(
-                StaffToken.staff_id.in_(sorted(set(ids))),
-                StaffToken.purpose == StaffTokenPurpose.INVITATION,
-                StaffToken.used_at.is_(None),
-                StaffToken.revoked_at.is_(None),
-                StaffToken.expires_at > _now(),
-            )
-        )
-        return set(rows)
+        return await self.repo.with_open_invitation(ids, _now())
 
     async def list(self, flt: StaffFilter) -> Sequence[StaffUser]:
-        stmt = select(StaffUser)
-        if not flt.scope.chain:
-            # Pushed into SQL, as a patient scope is: staff sharing a branch with the scope.
-            stmt = stmt.where(
-                StaffUser.id.in_(
-                    select(StaffBranch.staff_id).where(
-                        StaffBranch.branch_id.in_(sorted(flt.scope.branch_ids))
-                    )
-                )
-            )
-        if flt.branch_ids:
-            stmt = stmt.where(
-                StaffUser.id.in_(
-                    select(StaffBranch.staff_id).where(
-                        StaffBranch.branch_id.in_(sorted(flt.branch_ids))
-                    )
-                )
-            )
-        if flt.region_ids:
-            regions = sorted(flt.region_ids)
-            in_region_branch = select(StaffBranch.staff_id).join(
-                BranchRegion, BranchRegion.branch_id == StaffBranch.branch_id
-            )
-            stmt = stmt.where(
-                or_(
-                    StaffUser.id.in_(in_region_branch.where(BranchRegion.region_id.in_(regions))),
-                    StaffUser.id.in_(
-                        select(StaffRegion.staff_id).where(StaffRegion.region_id.in_(regions))
-                    ),
-                )
-            )
-        if flt.subjects is not None:
-            ids = sorted(uuid.UUID(s[5:]) for s in flt.subjects if s.startswith("user:"))
-            stmt = stmt.where(StaffUser.id.in_(ids))
-        if flt.active is not None:
-            stmt = stmt.where(StaffUser.is_active.is_(flt.active))
-        if flt.search:
-            needle = "%" + flt.search.strip().lower().replace("%", r"\%").replace("_", r"\_") + "%"
-            stmt = stmt.where(
-                or_(
-                    StaffUser.email.like(needle, escape="\\"),
-                    StaffUser.display_name.ilike(needle, escape="\\"),
-                )
-            )
-        return (await self.session.scalars(stmt.order_by(StaffUser.email))).all()
+        return await self.repo.matching(flt)

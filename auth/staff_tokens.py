@@ -7,13 +7,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth import access_log
 from auth.access_log import Actor, RequestInfo
-from auth.models import StaffToken, StaffTokenPurpose, StaffUser
+from auth.models import StaffTokenPurpose
 from auth.passwords import hash_password
+from auth.repository import StaffRepository
 from auth.sessions import revoke_sessions
 from auth.staff import PREFIX, check_password
 from auth.tokens import opaque_token_digest
@@ -74,9 +74,8 @@ async def spend(
     invalid = BadInput("this token is not valid or has expired", field="token")
     if kind != purpose or current_tenant(session) != tenant_id:
         raise invalid
-    row = await session.scalar(
-        select(StaffToken).where(StaffToken.token_digest == opaque_token_digest(token))
-    )
+    staff = StaffRepository(session)
+    row = await staff.token(opaque_token_digest(token))
     if (
         row is None
         or row.purpose != purpose
@@ -85,7 +84,7 @@ async def spend(
         or _aware(row.expires_at) <= (now or _now())
     ):
         raise invalid
-    user = await session.scalar(select(StaffUser).where(StaffUser.id == row.staff_id))
+    user = await staff.member(row.staff_id)
     if user is None:
         raise invalid
     row.used_at = _now()

@@ -24,11 +24,11 @@ import uuid
 from datetime import datetime, timedelta
 
 import pyotp
-from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import StaffRecoveryCode, StaffToken, StaffTokenPurpose, StaffTotp, StaffUser
 from auth.policy import TenantPolicy
+from auth.repository import StaffRepository, TwoFactorRepository
 from auth.tokens import new_opaque_token, opaque_token_digest
 from domain.errors import BadInput, Conflict
 from domain.tenants.models import Tenant
@@ -89,7 +89,7 @@ def _new_recovery_code() -> str:
 async def factor_of(
     session: AsyncSession, user: StaffUser, *, confirmed: bool = True
 ) -> StaffTotp | None:
-    row = await session.scalar(select(StaffTotp).where(StaffTotp.staff_id == user.id))
+    row = await TwoFactorRepository(session).factor(user)
     if row is None or (confirmed and row.confirmed_at is None):
         return None
     return row
@@ -130,11 +130,7 @@ async def confirm(
         raise BadInput("this code is not the one your app shows now", field="code")
     row.confirmed_at = now
     row.last_step = step
-    await session.execute(
-        delete(StaffRecoveryCode)
-        .where(StaffRecoveryCode.staff_id == user.id)
-        .execution_options(synchronize_session=False)
-    )
+    await TwoFactorRepository(session).drop_recovery_codes(user)
     codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
     session.add_all(
         StaffRecoveryCode(staff_id=user.id, code_digest=recovery_digest(c)) for c in codes
@@ -154,49 +150,23 @@ async def spend_code(
         return "totp"
     if _SIX_DIGITS.fullmatch(code.strip()):
         return None
-    result = await session.execute(
-        update(StaffRecoveryCode)
-        .where(
-            StaffRecoveryCode.staff_id == row.staff_id,
-            StaffRecoveryCode.code_digest == recovery_digest(code),
-            StaffRecoveryCode.used_at.is_(None),
-        )
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return "recovery" if result.rowcount else None
+    spent = await TwoFactorRepository(session).spend_recovery_code(row, recovery_digest(code), now)
+    return "recovery" if spent else None
 
 
 async def remove(session: AsyncSession, user: StaffUser) -> bool:
     """Drop a member's factor (set up or pending) and recovery codes; True if there was one."""
-    removed = await session.execute(
-        delete(StaffTotp)
-        .where(StaffTotp.staff_id == user.id)
-        .execution_options(synchronize_session=False)
-    )
-    await session.execute(
-        delete(StaffRecoveryCode)
-        .where(StaffRecoveryCode.staff_id == user.id)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(removed.rowcount)
+    factors = TwoFactorRepository(session)
+    removed = await factors.drop_factor(user)
+    await factors.drop_recovery_codes(user)
+    return bool(removed)
 
 
 async def new_challenge(
     session: AsyncSession, user: StaffUser, ttl: timedelta, now: datetime
 ) -> str:
     """A one-time challenge for verifyTotp; the member's earlier unspent ones stop working."""
-    await session.execute(
-        update(StaffToken)
-        .where(
-            StaffToken.staff_id == user.id,
-            StaffToken.purpose == StaffTokenPurpose.TOTP_CHALLENGE,
-            StaffToken.used_at.is_(None),
-            StaffToken.revoked_at.is_(None),
-        )
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    await StaffRepository(session).void_tokens(user, StaffTokenPurpose.TOTP_CHALLENGE, now)
     challenge = new_opaque_token(f"{CHALLENGE_PREFIX}_{user.tenant_id.hex}_")
     session.add(
         StaffToken(

@@ -28,12 +28,13 @@ import httpx
 
 from api.app import create_app
 from api.context import AppState
-from api.settings import Settings
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
 from auth.signing_keys import SigningKeys
 from bench.harness import HEADER, Figures, StatementCounter, measure
 from migrations.runner import upgrade
+from process.serve import app_state
+from process.settings import Settings
 from tenancy.keyring import FieldCipher, LocalKeyProvider, generate_master_key_text, new_data_key
 from tenancy.session import bind_tenant, make_engine, session_factory
 
@@ -104,7 +105,7 @@ async def run(patients: int, runs: int, url: str | None) -> str:
     engine = make_engine(url)
     counter = StatementCounter().attach(engine)
     keys = LocalKeyProvider.from_text(generate_master_key_text())
-    state = AppState(
+    state = app_state(
         Settings(data_dir=tmp),
         session_factory(engine),
         keys,

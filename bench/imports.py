@@ -18,13 +18,13 @@ import time
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from api.imports.runner import run_import_job
 from auth.provisioning import create_tenant
 from bench.import_rows import generate
 from bench.scale import _app_url
 from domain.imports.service import BATCH_ROWS, ImportOptions, ImportService
 from domain.pool.models import Tag, TagGroup
 from domain.tenants.models import Branch
+from process.import_job import run_import_job
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
 from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant, make_engine, session_factory

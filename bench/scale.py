@@ -30,11 +30,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.app import create_app
 from api.context import AppState
-from api.document_commands import push_texts
 from api.documents import sha256
 from api.ids import to_global_id
 from api.pagination import encode_cursor
-from api.settings import Settings
 from auth.access_log import AccessLogEntry
 from auth.signing_keys import SigningKeys
 from bench.dataset import PASSWORD, load, patient_id, plan
@@ -43,6 +41,9 @@ from domain.patients.models import Patient
 from domain.patients.service import TABLE
 from domain.tenants.models import Tenant
 from migrations.runner import upgrade
+from process.document_commands import push_texts
+from process.serve import app_state
+from process.settings import Settings
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
 from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant, make_engine, session_factory
@@ -408,7 +409,7 @@ async def run(
     await asyncio.to_thread(upgrade, owner_url)
     owner_engine = make_engine(owner_url)
     keys = LocalKeyProvider.from_text(keyfile.read_text())
-    owner = AppState(
+    owner = app_state(
         Settings(data_dir=work),
         session_factory(owner_engine),
         keys,
@@ -439,7 +440,16 @@ async def run(
     }
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "process.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -472,7 +482,7 @@ async def run(
                     tokens[role] = signed.json()["data"]["signIn"]["accessToken"]
             app_engine = make_engine(app_url)
             counter = StatementCounter().attach(app_engine)
-            in_process = AppState(
+            in_process = app_state(
                 Settings(data_dir=work),
                 session_factory(app_engine),
                 keys,

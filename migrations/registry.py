@@ -1,8 +1,5 @@
 """Every model module, imported so the metadata is complete for migrations and checks."""
 
-import auth.access_log
-import auth.models
-import auth.ratelimit  # noqa: F401
 import domain.campaigns.models
 import domain.care.models
 import domain.consent.models

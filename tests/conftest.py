@@ -30,12 +30,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.app import create_app
 from api.context import AppState
-from api.document_commands import push_project_operations
-from api.settings import Settings
 from auth.ratelimit import WindowLimit
 from auth.sessions import SignInLimits
 from auth.signing_keys import SigningKeys
 from migrations.runner import upgrade
+from process.document_commands import push_project_operations
+from process.serve import app_state
+from process.settings import Settings
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
 from tenancy.session import make_engine, session_factory
 
@@ -202,7 +203,7 @@ async def state(
         WindowLimit(100_000, 300, "address"),
         survey_link=WindowLimit(100_000, 300, "survey_link"),
     )
-    yield AppState(settings, session_factory(engine), master_key, signing_keys, limits)
+    yield app_state(settings, session_factory(engine), master_key, signing_keys, limits)
     await engine.dispose()
 
 
@@ -212,7 +213,7 @@ async def owner_state(
 ) -> AsyncIterator[AppState]:
     """Sessions as the owner: for provisioning test tenants (the platform-operator path)."""
     engine = make_engine(db.owner_url, pool_size=5)
-    yield AppState(settings, session_factory(engine), master_key, signing_keys)
+    yield app_state(settings, session_factory(engine), master_key, signing_keys)
     await engine.dispose()
 
 
@@ -225,7 +226,7 @@ async def pg_owner_state(
 ) -> AsyncIterator[AppState]:
     """Owner sessions on PostgreSQL, for the tests that exist only there (RLS)."""
     engine = make_engine(postgres_db.owner_url, pool_size=2)
-    yield AppState(settings, session_factory(engine), master_key, signing_keys)
+    yield app_state(settings, session_factory(engine), master_key, signing_keys)
     await engine.dispose()
 
 

@@ -13,7 +13,7 @@ from strawberry.types import Info
 
 from api.campaigns.types import Campaign, CampaignInput, ContactRules
 from api.ids import parse_global_id
-from api.pagination import Connection, keyset_page, make_connection
+from api.pagination import Connection, keyset_connection, keyset_position
 from api.times import to_utc
 from auth.access_log import Action
 from auth.guard import require, require_patient_scope
@@ -68,10 +68,9 @@ async def campaigns(
     info: Info, first: int | None = None, after: str | None = None
 ) -> Connection[Campaign]:
     require(await info.context.principal(), "campaigns", "read")
-    rows, cursors, has_next, count = await keyset_page(
-        info, CampaignRepository.every_campaign(), m.Campaign, m.Campaign.created_at, first, after
-    )
-    return make_connection([Campaign(_row=r) for r in rows], cursors, has_next, count)
+    limit, key = keyset_position(first, after)
+    page = await CampaignRepository(info.context.session).campaign_page(limit, key)
+    return keyset_connection(page, [Campaign(_row=r) for r in page.rows])
 
 
 async def campaign(info: Info, id: strawberry.ID) -> Campaign:

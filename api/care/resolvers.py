@@ -31,7 +31,7 @@ from api.care.types import (
 )
 from api.chain.rollup import by_region
 from api.ids import parse_global_id
-from api.pagination import Connection, held_connection, keyset_page, make_connection
+from api.pagination import Connection, held_connection, keyset_connection, keyset_position
 from api.patients.loaders import patient_in_scope
 from api.tenants.types import Branch, Region
 from api.times import to_utc
@@ -165,12 +165,10 @@ async def visits(
         since=None if flt.from_ is None else to_utc(flt.from_, "from"),
         until=None if flt.to is None else to_utc(flt.to, "to"),
     )
-    stmt = CareRepository(ctx.session).visits(scope, criteria)
-    rows, cursors, has_next, count = await keyset_page(
-        info, stmt, cm.Visit, cm.Visit.scheduled_at, first, after
-    )
-    ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in rows}))
-    return make_connection([Visit(_row=r) for r in rows], cursors, has_next, count)
+    limit, key = keyset_position(first, after)
+    page = await CareRepository(ctx.session).visit_page(scope, criteria, limit, key)
+    ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in page.rows}))
+    return keyset_connection(page, [Visit(_row=r) for r in page.rows])
 
 
 async def book_visit(
@@ -262,12 +260,10 @@ async def orders(
         branch_id=parse_global_id(flt.branch_id, "Branch") if flt.branch_id else None,
         statuses=[str(s) for s in flt.statuses or ()],
     )
-    stmt = CareRepository(ctx.session).orders(scope, criteria)
-    rows, cursors, has_next, count = await keyset_page(
-        info, stmt, cm.Order, cm.Order.created_at, first, after
-    )
-    ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in rows}))
-    return make_connection(await _orders(info, rows), cursors, has_next, count)
+    limit, key = keyset_position(first, after)
+    page = await CareRepository(ctx.session).order_page(scope, criteria, limit, key)
+    ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in page.rows}))
+    return keyset_connection(page, await _orders(info, page.rows))
 
 
 async def create_order(
@@ -352,12 +348,10 @@ async def follow_ups_list(
         kinds=[str(k) for k in flt.kinds or ()],
         patient_id=await _filtered_patient(info, flt.patient_id) if flt.patient_id else None,
     )
-    stmt = CareRepository(ctx.session).follow_ups(scope, criteria)
-    rows, cursors, has_next, count = await keyset_page(
-        info, stmt, pm.FollowUp, pm.FollowUp.due_at, first, after
-    )
-    ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in rows}))
-    return make_connection([FollowUp(_row=r) for r in rows], cursors, has_next, count)
+    limit, key = keyset_position(first, after)
+    page = await CareRepository(ctx.session).follow_up_page(scope, criteria, limit, key)
+    ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in page.rows}))
+    return keyset_connection(page, [FollowUp(_row=r) for r in page.rows])
 
 
 async def create_follow_up(

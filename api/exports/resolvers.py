@@ -12,7 +12,6 @@ import strawberry
 from strawberry.types import Info
 
 from api.ids import to_global_id
-from api.jobs import start_job
 from api.patients.inputs import PatientFilter
 from api.patients.resolvers import row_filter_of
 from api.pool.types import Job
@@ -58,7 +57,7 @@ async def export_patients(
         principal.subject, em.ExportFormat(format), plan, total, ttl
     )
     ctx.trail.admin("patients.export", "Job", job.id, str(format))
-    ctx.after_commit(lambda: start_job(ctx.app.sessions, job, principal.subject))
+    ctx.after_commit(lambda: ctx.app.jobs.start(job, principal.subject))
     return ExportPatientsPayload(
         job=Job(_row=job),
         download_path=f"/exports/{to_global_id('Job', job.id)}",

@@ -16,7 +16,6 @@ from api.imports.types import (
     ImportRejection,
     ImportReport,
 )
-from api.jobs import start_job
 from api.pool.types import Job
 from auth.guard import require
 from auth.principal import Principal
@@ -76,7 +75,7 @@ async def import_patients(
         )
     service = ImportService(ctx.session, await ctx.cipher())
     job = await service.start(data, _options(options), principal.subject)
-    ctx.after_commit(lambda: start_job(ctx.app.sessions, job, principal.subject))
+    ctx.after_commit(lambda: ctx.app.jobs.start(job, principal.subject))
     return Job(_row=job)
 
 

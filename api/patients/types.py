@@ -8,7 +8,6 @@ from typing import Any
 
 import strawberry
 from strawberry.dataloader import DataLoader
-from strawberry.types import Info
 
 from api.ids import to_global_id
 from api.node import Node
@@ -96,8 +95,7 @@ def _gated(principal: Principal, patient: PatientRow, name: str) -> bool:
     )
 
 
-async def _sealed_async(patient: PatientRow, info: Info, name: str) -> str | None:
-    ctx = info.context
+async def _sealed_async(patient: PatientRow, ctx: Any, name: str) -> str | None:
     principal = await ctx.principal()
     if field_visibility(principal, SEALED_FIELDS[name]) is Visibility.DENIED:
         return _reveal(ctx, principal, None, patient, name)  # type: ignore[arg-type]  # raises
@@ -107,18 +105,17 @@ async def _sealed_async(patient: PatientRow, info: Info, name: str) -> str | Non
     return _reveal(ctx, principal, await ctx.cipher(), patient, name, grant)
 
 
-def _sealed(patient: PatientRow, info: Info, name: str) -> Any:
+def _sealed(patient: PatientRow, ctx: Any, name: str) -> Any:
     """The field's value, or an awaitable of it. Once the root resolver has loaded the
     principal and the cipher (`page_patients` does), no await and no task per field:
     a page of 50 patients with 3 sealed fields is 150 plain calls (health fields of patients
     outside the caller's own care wait for the gate's one batched look-up)."""
-    ctx = info.context
     principal, cipher = ctx.loaded("principal"), ctx.loaded("cipher")
     if principal is None or cipher is None:
-        return _sealed_async(patient, info, name)
+        return _sealed_async(patient, ctx, name)
     if _gated(principal, patient, name):
         # The gate's answer comes from its DataLoader, awaited (its one batch for the page).
-        return _sealed_async(patient, info, name)
+        return _sealed_async(patient, ctx, name)
     return _reveal(ctx, principal, cipher, patient, name, IN_CARE)
 
 
@@ -179,49 +176,53 @@ def _visible_tags(
 )
 class Patient(Node):
     _row: strawberry.Private[PatientRow]
+    # The request's context (api.context.Context): the fields that decide what the caller may
+    # see (the sealed fields, tags) read the principal, the cipher and the trail from it, so
+    # their resolvers take the object alone and a compiled plan calls them directly.
+    _ctx: strawberry.Private[Any]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Patient", self._row.id))
 
     @strawberry.field(description="Name (contact group; masked for some roles).")
-    def name(self, info: Info) -> str | None:
-        return _sealed(self._row, info, "name")
+    def name(self) -> str | None:
+        return _sealed(self._row, self._ctx, "name")
 
     @strawberry.field(
         description="Mobile phone, normalised, e.g. +8613800138000 (contact group; "
         "masked as 138****8000 for some roles)."
     )
-    def phone(self, info: Info) -> str | None:
-        return _sealed(self._row, info, "phone")
+    def phone(self) -> str | None:
+        return _sealed(self._row, self._ctx, "phone")
 
     @strawberry.field(description="WeChat id / mini-program openid (contact group).")
-    def wechat_id(self, info: Info) -> str | None:
-        return _sealed(self._row, info, "wechat_id")
+    def wechat_id(self) -> str | None:
+        return _sealed(self._row, self._ctx, "wechat_id")
 
     @strawberry.field(description="WeCom external contact id (企业微信外部联系人, contact group).")
-    def wecom_external_id(self, info: Info) -> str | None:
-        return _sealed(self._row, info, "wecom_external_id")
+    def wecom_external_id(self) -> str | None:
+        return _sealed(self._row, self._ctx, "wecom_external_id")
 
     @strawberry.field(description="National id number (身份证号; health group: most restricted).")
-    def national_id(self, info: Info) -> str | None:
-        return _sealed(self._row, info, "national_id")
+    def national_id(self) -> str | None:
+        return _sealed(self._row, self._ctx, "national_id")
 
     @strawberry.field(description="Medical history (既往史, health group).")
-    def medical_history(self, info: Info) -> str | None:
-        return _sealed(self._row, info, "medical_history")
+    def medical_history(self) -> str | None:
+        return _sealed(self._row, self._ctx, "medical_history")
 
     @strawberry.field(description="Allergies (过敏史, health group).")
-    def allergies(self, info: Info) -> str | None:
-        return _sealed(self._row, info, "allergies")
+    def allergies(self) -> str | None:
+        return _sealed(self._row, self._ctx, "allergies")
 
     @strawberry.field(description="Diagnoses (诊断, health group).")
-    def diagnoses(self, info: Info) -> str | None:
-        return _sealed(self._row, info, "diagnoses")
+    def diagnoses(self) -> str | None:
+        return _sealed(self._row, self._ctx, "diagnoses")
 
     @strawberry.field(description="Free-text clinical notes (health group).")
-    def notes(self, info: Info) -> str | None:
-        return _sealed(self._row, info, "notes")
+    def notes(self) -> str | None:
+        return _sealed(self._row, self._ctx, "notes")
 
     @strawberry.field(description="Gender.")
     def gender(self) -> Gender:  # type: ignore[valid-type]
@@ -270,18 +271,20 @@ class Patient(Node):
         return self._row.updated_at
 
     @strawberry.field(description="Home branch (所属门店).")
-    async def home_branch(self, info: Info) -> Branch:
-        loader = info.context.loader("branch", lambda: branch_loader(info.context.session))
+    async def home_branch(self) -> Branch:
+        ctx = self._ctx
+        loader = ctx.loader("branch", lambda: branch_loader(ctx.session))
         row = await loader.load(self._row.home_branch_id)
         if row is None:  # a foreign key every patient has; branches are closed, never deleted
             raise NotFound("no such branch")
         return Branch(_row=row)
 
     @strawberry.field(description="Staff member the patient is assigned to (doctor or 健康管家).")
-    async def assigned_staff(self, info: Info) -> Staff | None:
+    async def assigned_staff(self) -> Staff | None:
         if self._row.assigned_staff_id is None:
             return None
-        loader = info.context.loader("staff", lambda: staff_loader(info.context.session))
+        ctx = self._ctx
+        loader = ctx.loader("staff", lambda: staff_loader(ctx.session))
         row = await loader.load(self._row.assigned_staff_id)
         return None if row is None else Staff(_row=row)
 
@@ -302,9 +305,9 @@ class Patient(Node):
         "and, for a patient outside your own care, while a purpose you stated is open "
         "(statePurpose); otherwise they are left out."
     )
-    async def tags(self, info: Info) -> list[Tag]:
+    async def tags(self) -> list[Tag]:
         # The page's resolver prefetched them (see page_patients): each load is a cache hit.
-        ctx = info.context
+        ctx = self._ctx
         loader = ctx.loader("patient_tags", lambda: patient_tags_loader(ctx.session))
         principal = await ctx.principal()
         found = await loader.load(self._row.id)
@@ -316,8 +319,8 @@ class Patient(Node):
         return shown
 
     @strawberry.field(description="How the lead score came about: which events gave which points.")
-    async def score_explanation(self, info: Info) -> ScoreExplanation:
-        ctx = info.context
+    async def score_explanation(self) -> ScoreExplanation:
+        ctx = self._ctx
         await ctx.principal()
         result = await PoolService(ctx.session, "").explain(self._row)
         return ScoreExplanation(
@@ -330,15 +333,15 @@ class Patient(Node):
         "one the record joined through; a known phone, WeChat, WeCom or national id coming "
         "in again (createPatient, a WeCom contact, an import) adds one (OneID)."
     )
-    async def channel_history(self, info: Info) -> list[ChannelTouch]:
-        ctx = info.context
+    async def channel_history(self) -> list[ChannelTouch]:
+        ctx = self._ctx
         await ctx.principal()
         loader = ctx.loader("channel_touches", lambda: _touch_loader(ctx.session))
         return [ChannelTouch(_row=r) for r in await loader.load(self._row.id)]
 
     @strawberry.field(description="Lifecycle stage changes, oldest first.")
-    async def stage_history(self, info: Info) -> list[StageChange]:
-        ctx = info.context
+    async def stage_history(self) -> list[StageChange]:
+        ctx = self._ctx
         await ctx.principal()
         rows = await PoolRepository(ctx.session).stage_changes(self._row.id)
         return [StageChange(_row=r) for r in rows]

@@ -13,7 +13,6 @@ from strawberry.types import Info
 
 from api.chain.rollup import by_region
 from api.ids import parse_global_id, to_global_id
-from api.jobs import start_job
 from api.node import Node
 from api.pagination import (
     Connection,
@@ -62,8 +61,8 @@ from domain.pool.models import ChannelKind
 from domain.pool.models import Segment as SegmentRow
 from domain.pool.models import Tag as TagRow
 from domain.pool.models import TagGroup as TagGroupRow
-from domain.pool.repository import PoolRepository
-from domain.pool.segments import compile_filter, tag_ids, validate
+from domain.pool.repository import PoolRepository, compile_filter
+from domain.pool.segments import tag_ids, validate
 from domain.pool.service import NewEvent, PoolService
 from domain.pool.tags import TagService
 
@@ -269,7 +268,7 @@ async def set_scoring_rules(info: Info, input: ScoringRulesInput) -> Job:
         [(str(r.event_type), r.points, r.cap, r.cap_period_days) for r in input.rules],
         (input.idle_days, input.idle_points, input.threshold),
     )
-    ctx.after_commit(lambda: start_job(ctx.app.sessions, job, principal.subject))
+    ctx.after_commit(lambda: ctx.app.jobs.start(job, principal.subject))
     return Job(_row=job)
 
 
@@ -298,7 +297,7 @@ async def change_stage(
     except ValueError:
         raise BadInput("unknown stage", field="stage") from None
     ctx.trail.changed(Action.UPDATE, [row.id])
-    return Patient(_row=row)
+    return Patient(_row=row, _ctx=ctx)
 
 
 async def merge_patients(info: Info, keep_id: strawberry.ID, merge_id: strawberry.ID) -> Patient:
@@ -317,7 +316,7 @@ async def merge_patients(info: Info, keep_id: strawberry.ID, merge_id: strawberr
         keep, await PoolService(ctx.session, "").rules()
     )
     ctx.trail.changed(Action.MERGE, [keep.id, other.id], ["contact", "health"])
-    return Patient(_row=keep)
+    return Patient(_row=keep, _ctx=ctx)
 
 
 async def _check_merged_health(
@@ -377,7 +376,7 @@ async def possible_duplicates(
         return [
             DuplicateGroup(
                 matched_on=g.matched_on,
-                patients=[Patient(_row=rows[p]) for p in g.patient_ids if p in rows],
+                patients=[Patient(_row=rows[p], _ctx=ctx) for p in g.patient_ids if p in rows],
             )
             for g in groups
         ]

@@ -9,7 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.ids import parse_global_id
-from api.pagination import Connection, keyset_page, make_connection
+from api.pagination import Connection, keyset_connection, keyset_position
 from api.reasons.types import Purpose, ReasonedAccess, ReasonedAccessFilter
 from auth import reasons
 from auth.access_log import Action
@@ -17,7 +17,7 @@ from auth.guard import require, require_patient_scope
 from domain.errors import BadInput, Conflict, NotFound
 from domain.patients.repository import PatientRepository
 from domain.reasons import models as m
-from domain.reasons.models import MAX_WINDOW_MINUTES, StatedPurpose
+from domain.reasons.models import MAX_WINDOW_MINUTES
 from domain.reasons.repository import ReasonFilter, ReasonRepository
 
 
@@ -69,11 +69,10 @@ async def reasoned_access(
 ) -> Connection[ReasonedAccess]:
     ctx = info.context
     require(await ctx.principal(), "accesslog", "read")
-    stmt = ReasonRepository(ctx.session).review(_filter(filter))
-    rows, cursors, has_next, count = await keyset_page(
-        info, stmt, StatedPurpose, StatedPurpose.stated_at, first, after
-    )
-    return make_connection([ReasonedAccess(_row=r) for r in rows], cursors, has_next, count)
+    flt = _filter(filter)
+    limit, key = keyset_position(first, after)
+    page = await ReasonRepository(ctx.session).review_page(flt, limit, key)
+    return keyset_connection(page, [ReasonedAccess(_row=r) for r in page.rows])
 
 
 async def flag_reasoned_access(

@@ -13,8 +13,8 @@ from api.ids import parse_global_id
 from api.pagination import (
     Connection,
     held_connection,
-    keyset_page,
-    make_connection,
+    keyset_connection,
+    keyset_position,
     ranked_connection,
 )
 from api.patients.loaders import patient_in_scope
@@ -88,7 +88,7 @@ async def referral_tree(
         referrers=[
             ReferrerLink(
                 hops=i,
-                patient=Patient(_row=rows[pid]) if pid in rows else None,
+                patient=Patient(_row=rows[pid], _ctx=ctx) if pid in rows else None,
                 anonymous=pid not in seen,
             )
             for i, (pid, _seen) in enumerate(up, start=1)
@@ -97,6 +97,7 @@ async def referral_tree(
         _sub=sub,
         _shown=seen,
         _records=rows,
+        _ctx=ctx,
     )
 
 
@@ -133,7 +134,9 @@ async def top_referrers(
         found = await branches.load_many([f.branch_id for f in figures])
         return [
             ReferrerFigures(
-                patient=Patient(_row=rows[f.referrer_id]) if f.referrer_id in rows else None,
+                patient=Patient(_row=rows[f.referrer_id], _ctx=ctx)
+                if f.referrer_id in rows
+                else None,
                 anonymous=f.referrer_id not in rows,
                 branch=Branch(_row=b) if b is not None else None,
                 referred_count=f.referred,
@@ -169,8 +172,8 @@ async def make_link(
     ctx.trail.changed(Action.UPDATE, [referrer.id, referred.id])
     visible = await PatientRepository(ctx.session).get_many(scope, [referrer.id])
     return Referral(
-        referrer=Patient(_row=referrer) if referrer.id in visible else None,
-        referred=Patient(_row=referred),
+        referrer=Patient(_row=referrer, _ctx=ctx) if referrer.id in visible else None,
+        referred=Patient(_row=referred, _ctx=ctx),
         channel=link.channel,
         eligible=link.eligible,
         ineligible_reason=link.ineligible_reason,
@@ -234,8 +237,6 @@ async def rewards(
     scope = require_patient_scope(principal, ctx.trail, "read", Action.READ)
     referrer = await patient_in_scope(info, scope, patient_id)
     ctx.trail.returned(Action.READ, [referrer.id])
-    stmt = ReferralRepository.rewards_of(referrer)
-    rows, cursors, has_next, count = await keyset_page(
-        info, stmt, rm.Reward, rm.Reward.created_at, first, after
-    )
-    return make_connection([Reward(_row=r) for r in rows], cursors, has_next, count)
+    limit, key = keyset_position(first, after)
+    page = await ReferralRepository(ctx.session).reward_page(referrer, limit, key)
+    return keyset_connection(page, [Reward(_row=r) for r in page.rows])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import strawberry
 
@@ -117,6 +118,7 @@ class ReferralTree:
     _shown: strawberry.Private[set[uuid.UUID]]
     # the records of the shown patients, read only when a `patient` field was asked for
     _records: strawberry.Private[dict[uuid.UUID, PatientRow]]
+    _ctx: strawberry.Private[Any]  # the request's context, for the patients' fields
 
     @strawberry.field(
         description="The patient (index 0) and everyone below, breadth first, to `depth`."
@@ -128,7 +130,7 @@ class ReferralTree:
                 index=i,
                 parent_index=parents[i],
                 depth=n.depth,
-                patient=Patient(_row=self._records[n.patient_id])
+                patient=Patient(_row=self._records[n.patient_id], _ctx=self._ctx)
                 if n.patient_id in self._records
                 else None,
                 anonymous=n.patient_id not in self._shown,

@@ -17,7 +17,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.ids import parse_global_id
-from api.pagination import Connection, keyset_page, make_connection
+from api.pagination import Connection, keyset_connection, keyset_position
 from api.surveys.types import (
     AnswerSurveyPayload,
     MySurvey,
@@ -86,15 +86,9 @@ async def survey_templates(
     info: Info, first: int | None = None, after: str | None = None
 ) -> Connection[SurveyTemplate]:
     require(await info.context.principal(), "surveys", "read")
-    rows, cursors, has_next, count = await keyset_page(
-        info,
-        SurveyRepository().templates(),
-        m.SurveyTemplate,
-        m.SurveyTemplate.created_at,
-        first,
-        after,
-    )
-    return make_connection([await _template(info, r) for r in rows], cursors, has_next, count)
+    limit, key = keyset_position(first, after)
+    page = await SurveyRepository(info.context.session).template_page(limit, key)
+    return keyset_connection(page, [await _template(info, r) for r in page.rows])
 
 
 async def survey_template(info: Info, id: strawberry.ID) -> SurveyTemplate:
@@ -128,10 +122,9 @@ async def survey_rules(
     info: Info, first: int | None = None, after: str | None = None
 ) -> Connection[SurveyRule]:
     require(await info.context.principal(), "surveys", "read")
-    rows, cursors, has_next, count = await keyset_page(
-        info, SurveyRepository().rules(), m.SurveyRule, m.SurveyRule.created_at, first, after
-    )
-    return make_connection([SurveyRule(_row=r) for r in rows], cursors, has_next, count)
+    limit, key = keyset_position(first, after)
+    page = await SurveyRepository(info.context.session).rule_page(limit, key)
+    return keyset_connection(page, [SurveyRule(_row=r) for r in page.rows])
 
 
 async def create_survey_rule(info: Info, input: SurveyRuleInput) -> SurveyRule:
@@ -185,10 +178,9 @@ async def survey_answers_query(
     require(principal, "survey_answers", "read")
     scope = require_patient_scope(principal, ctx.trail, "read", Action.LIST)
     branch = parse_global_id(branch_id, "Branch", "branchId") if branch_id else None
-    stmt = survey_answers.answers_query(scope.clause(), branch)
-    rows, cursors, has_next, count = await keyset_page(
-        info, stmt, m.SurveyAnswer, m.SurveyAnswer.answered_at, first, after
-    )
+    limit, key = keyset_position(first, after)
+    page = await SurveyRepository(ctx.session).answer_page(scope, branch, limit, key)
+    rows = page.rows
     ctx.trail.returned(Action.LIST, [r.patient_id for r in rows])
     deliveries = await survey_answers.deliveries(ctx.session, [r.delivery_id for r in rows])
     texts = await _free_texts(info, principal, [r for r in rows if r.free_text_ct is not None])
@@ -198,7 +190,7 @@ async def survey_answers_query(
         )
         for r in rows
     ]
-    return make_connection(out, cursors, has_next, count)
+    return keyset_connection(page, out)
 
 
 async def _free_texts(

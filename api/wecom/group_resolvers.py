@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
 from api.ids import parse_global_id
-from api.pagination import Connection, keyset_page, make_connection
+from api.pagination import Connection, keyset_connection, keyset_position
 from api.patients.resolvers import page_patients
 from api.patients.types import Patient
 from api.tenants.types import Staff
@@ -34,9 +34,10 @@ from auth.staff import StaffService
 from domain.errors import BadInput, NotFound
 from domain.patients.repository import PatientFilter
 from domain.pool.segments import group_chat_ids
-from domain.wecom import group_campaigns, group_queries, groups
+from domain.wecom import group_campaigns, groups
 from domain.wecom.group_models import GroupChat as GroupChatRow
 from domain.wecom.group_models import GroupChatStatus
+from domain.wecom.repository import GroupQuery, GroupRepository, in_groups
 
 ACTIVITY_DAYS = 30
 USERID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # WeCom's rule for a member's UserID (账号)
@@ -56,29 +57,23 @@ async def group_chats(
     filter: GroupChatFilter | None = None,
 ) -> Connection[GroupChat]:
     scope = await _group_scope(info)
-    q = group_queries.GroupQuery()
+    q = GroupQuery()
     if filter is not None:
-        q = group_queries.GroupQuery(
+        q = GroupQuery(
             branch_id=None
             if filter.branch_id is None
             else parse_global_id(filter.branch_id, "Branch", "branchId"),
             status=None if filter.status is None else str(filter.status),
         )
-    rows, cursors, has_next, count = await keyset_page(
-        info,
-        group_queries.groups_select(scope, q),
-        GroupChatRow,
-        GroupChatRow.created_at,
-        first,
-        after,
-    )
-    return make_connection([GroupChat(_row=r) for r in rows], cursors, has_next, count)
+    limit, key = keyset_position(first, after)
+    page = await GroupRepository(info.context.session).group_page(scope, q, limit, key)
+    return keyset_connection(page, [GroupChat(_row=r) for r in page.rows])
 
 
 async def _group(info: Info, id: strawberry.ID, field: str = "id") -> GroupChatRow:
     scope = await _group_scope(info)
-    row = await group_queries.get_group(
-        info.context.session, scope, parse_global_id(id, "GroupChat", field)
+    row = await GroupRepository(info.context.session).group(
+        scope, parse_global_id(id, "GroupChat", field)
     )
     if row is None:
         raise NotFound("no such group chat", field=field)
@@ -94,7 +89,7 @@ async def group_members(
 ) -> Connection[Patient]:
     ctx = info.context
     scope = require_patient_scope(await ctx.principal(), ctx.trail, "read", Action.LIST)
-    row_filter = PatientFilter(extra=(group_queries.in_groups([group.id]),))
+    row_filter = PatientFilter(extra=(in_groups([group.id]),))
     return await page_patients(info, scope, row_filter, first, after)
 
 
@@ -148,7 +143,7 @@ async def group_chat_figures(info: Info) -> GroupChatFigures:
     ctx = info.context
     scope = require_patient_scope(await ctx.principal(), ctx.trail, "read", Action.LIST)
     since = datetime.now(UTC) - timedelta(days=ACTIVITY_DAYS)
-    f = await group_queries.figures(ctx.session, scope, since)
+    f = await GroupRepository(ctx.session).figures(scope, since)
     return GroupChatFigures(
         groups=f.groups,
         members=f.members,
@@ -162,5 +157,7 @@ async def check_group_filter(session: AsyncSession, flt: dict[str, Any]) -> None
     """A segment filter naming a group that does not exist (another chain's included) is
     refused as NOT_FOUND, as one naming an unknown tag is."""
     mentioned = sorted(set(group_chat_ids(flt)))
-    if mentioned and len(await group_queries.existing_groups(session, mentioned)) != len(mentioned):
+    if not mentioned:
+        return
+    if len(await GroupRepository(session).existing_groups(mentioned)) != len(mentioned):
         raise NotFound("a group chat in the filter does not exist", field="filter")

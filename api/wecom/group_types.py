@@ -19,10 +19,11 @@ from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Staff
 from api.times import to_utc
 from domain.errors import BadInput
-from domain.wecom import group_campaigns, group_queries
+from domain.wecom import group_campaigns
 from domain.wecom.group_models import GroupCampaign as GroupCampaignRow
 from domain.wecom.group_models import GroupCampaignStatus, GroupChatStatus
 from domain.wecom.group_models import GroupChat as GroupChatRow
+from domain.wecom.repository import GroupRepository
 
 GroupChatStatusEnum = strawberry.enum(
     GroupChatStatus, name="GroupChatStatus", description="Whether the group still exists."
@@ -66,7 +67,7 @@ def _counts_loader(info: Info) -> DataLoader[uuid.UUID, int]:
     ctx = info.context
 
     async def load(ids: Sequence[uuid.UUID]) -> list[int]:
-        found = await group_queries.member_counts(ctx.session, ids)
+        found = await GroupRepository(ctx.session).member_counts(ids)
         return [found.get(i, 0) for i in ids]
 
     return ctx.loader("group_member_counts", lambda: DataLoader(load_fn=load))
@@ -76,7 +77,7 @@ def _movement_loader(info: Info, start: datetime, end: datetime) -> DataLoader:
     ctx = info.context
 
     async def load(ids: Sequence[uuid.UUID]) -> list[tuple[int, int]]:
-        found = await group_queries.movement(ctx.session, ids, start, end)
+        found = await GroupRepository(ctx.session).movement(ids, start, end)
         return [found[i] for i in ids]
 
     key = f"group_movement:{start.isoformat()}:{end.isoformat()}"
@@ -87,7 +88,7 @@ def _owner_loader(info: Info) -> DataLoader[str, uuid.UUID | None]:
     ctx = info.context
 
     async def load(userids: Sequence[str]) -> list[uuid.UUID | None]:
-        found = await group_queries.owners(ctx.session, userids)
+        found = await GroupRepository(ctx.session).owners(userids)
         return [found.get(u) for u in userids]
 
     return ctx.loader("group_owners", lambda: DataLoader(load_fn=load))

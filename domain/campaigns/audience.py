@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.campaigns import caps
@@ -22,18 +21,14 @@ from domain.campaigns.models import (
     Campaign,
     CampaignChannel,
     CampaignStatus,
-    Delivery,
     DeliveryStatus,
 )
-from domain.consent.models import ContactChannel, Purpose
-from domain.consent.service import reachable
+from domain.campaigns.repository import AudienceQuery, CampaignRepository
 from domain.errors import BadInput, Conflict, Forbidden
 from domain.patients.models import Patient
 from domain.patients.scope import PatientScope
-from domain.pool.models import Segment
-from domain.pool.segments import compile_filter
+from domain.pool.repository import PoolRepository
 from domain.pool.tags import TagService
-from tenancy.session import stamp_rows
 
 MAX_CONTENT = 500
 MAX_WINDOW = timedelta(days=30)
@@ -83,7 +78,7 @@ async def create(
     _check(new, now)
     if scope.staff_id is not None and not scope.chain and not scope.branch_ids:
         raise BadInput("campaigns reach a chain or branches, not assigned patients")
-    segment = await session.scalar(select(Segment).where(Segment.id == new.segment_id))
+    segment = await PoolRepository(session).segment(new.segment_id)
     if segment is None:
         raise BadInput("no such segment", field="segmentId")
     if await TagService(session).mentions_health(segment.filter):
@@ -105,16 +100,6 @@ async def create(
     return campaign
 
 
-def _scope_clause(campaign: Campaign) -> ColumnElement[bool]:
-    if campaign.branch_ids is None:
-        return PatientScope(chain=True).clause()
-    return PatientScope(branch_ids=frozenset(uuid.UUID(b) for b in campaign.branch_ids)).clause()
-
-
-def _how_many(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-
 class Unsendable(Conflict):
     """The campaign's audience cannot be computed, now or later: its segment is gone, or
     names a health tag (a campaign scheduled before such segments were refused)."""
@@ -126,7 +111,8 @@ async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) 
         raise Conflict(f"the campaign is {campaign.status}, not scheduled")
     if now >= campaign.window_end:
         raise Conflict("the send window has closed")
-    segment = await session.scalar(select(Segment).where(Segment.id == campaign.segment_id))
+    repo = CampaignRepository(session)
+    segment = await PoolRepository(session).segment(campaign.segment_id)
     if segment is None:
         raise Unsendable("the campaign's segment no longer exists")
     if await TagService(session).mentions_health(segment.filter):
@@ -134,30 +120,11 @@ async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) 
     await caps.lock(session)
     rules = await contact_rules.load(session)
     channel = CampaignChannel(campaign.channel)
-    members = (
-        compile_filter(segment.filter, now),
-        _scope_clause(campaign),
-        Patient.erased_at.is_(None),
-        Patient.merged_into_id.is_(None),
-    )
-    consent = reachable(Purpose.MARKETING, [ContactChannel(channel.value)])
-    address = ADDRESS[channel].is_not(None)
-    capped = caps.over_cap(rules, now)
-    audience = (*members, consent, address, Patient.id.not_in(capped))
+    audience = AudienceQuery.of(campaign, segment, ADDRESS[channel], rules, now)
 
     # Why members were left out, in one pass over them.
-    matched, with_consent, with_address = (
-        await session.execute(
-            select(func.count(), _how_many(consent), _how_many(consent & address))
-            .select_from(Patient)
-            .where(*members)
-        )
-    ).one()
-    campaign.matched = int(matched)
-    with_consent, with_address = int(with_consent), int(with_address)
-    patient_ids = list(
-        (await session.scalars(select(Patient.id).where(*audience).order_by(Patient.id))).all()
-    )
+    campaign.matched, with_consent, with_address = await repo.audience_breakdown(audience)
+    patient_ids = await repo.audience_ids(audience)
     campaign.excluded_no_consent = campaign.matched - with_consent
     campaign.excluded_no_address = with_consent - with_address
     campaign.excluded_by_cap = with_address - len(patient_ids)
@@ -182,34 +149,16 @@ async def materialize(session: AsyncSession, campaign: Campaign, now: datetime) 
             }
             for pid in patient_ids[i : i + INSERT_BATCH]
         ]
-        await session.execute(Delivery.__table__.insert(), stamp_rows(session, rows))
+        await repo.insert_deliveries(rows)
     await session.flush()
     return patient_ids
-
-
-async def due_campaigns(session: AsyncSession, now: datetime) -> list[Campaign]:
-    """Scheduled campaigns whose window has opened (and not yet closed)."""
-    rows = await session.scalars(
-        select(Campaign)
-        .where(
-            Campaign.status == CampaignStatus.SCHEDULED,
-            Campaign.window_start <= now,
-        )
-        .order_by(Campaign.window_start, Campaign.id)
-    )
-    return list(rows)
 
 
 async def cancel(session: AsyncSession, campaign: Campaign) -> int:
     """Stop a campaign: deliveries not yet handed to a provider are cancelled."""
     if campaign.status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
         raise Conflict(f"the campaign is already {campaign.status}")
-    result = await session.execute(
-        update(Delivery)
-        .where(Delivery.campaign_id == campaign.id, Delivery.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.CANCELLED)
-        .execution_options(synchronize_session=False)
-    )
+    cancelled = await CampaignRepository(session).cancel_pending(campaign)
     campaign.status = CampaignStatus.CANCELLED
     await session.flush()
-    return int(result.rowcount or 0)
+    return cancelled

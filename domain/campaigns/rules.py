@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.campaigns.models import ContactRules
+from domain.campaigns.repository import CampaignRepository
 from domain.errors import BadInput
 
 DAY = 24 * 60
@@ -66,7 +66,7 @@ def check(rules: Rules) -> None:
 
 
 async def load(session: AsyncSession) -> Rules:
-    row = await session.scalar(select(ContactRules))
+    row = await CampaignRepository(session).contact_rules()
     if row is None:
         return Rules()
     return Rules(
@@ -80,7 +80,7 @@ async def load(session: AsyncSession) -> Rules:
 
 async def save(session: AsyncSession, rules: Rules) -> Rules:
     check(rules)
-    row = await session.scalar(select(ContactRules)) or ContactRules()
+    row = await CampaignRepository(session).contact_rules() or ContactRules()
     row.frequency_cap = rules.frequency_cap
     row.frequency_days = rules.frequency_days
     row.quiet_start_minute = rules.quiet_start_minute

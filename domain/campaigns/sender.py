@@ -21,7 +21,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.campaigns import rules as contact_rules
@@ -32,16 +31,10 @@ from domain.campaigns.backends import (
     SmsGateway,
     WecomTasks,
 )
-from domain.campaigns.models import (
-    OPEN,
-    Campaign,
-    CampaignChannel,
-    CampaignStatus,
-    Delivery,
-    DeliveryStatus,
-)
+from domain.campaigns.models import Campaign, CampaignChannel, Delivery, DeliveryStatus
+from domain.campaigns.repository import CampaignRepository, OutboxRepository
 from domain.consent import service as consent
-from domain.consent.models import ConsentState, ContactChannel, Purpose
+from domain.consent.models import ContactChannel, Purpose
 from domain.patients.models import Patient
 from domain.patients.service import unseal
 from tenancy.keyring import FieldCipher
@@ -76,12 +69,6 @@ class Tally:
         self.outcomes[status] += n
 
 
-def _due(now: datetime, stale_after: timedelta):  # type: ignore[no-untyped-def]
-    pending = (Delivery.status == DeliveryStatus.PENDING) & (Delivery.next_attempt_at <= now)
-    stale = (Delivery.status == DeliveryStatus.SENDING) & (Delivery.claimed_at <= now - stale_after)
-    return pending | stale
-
-
 async def claim(
     session: AsyncSession,
     now: datetime,
@@ -95,40 +82,16 @@ async def claim(
     rules = await contact_rules.load(session)
     if rules.is_quiet(now):
         return None
-    open_campaign = (
-        select(Delivery.campaign_id)
-        .join(Campaign, Campaign.id == Delivery.campaign_id)
-        .where(
-            _due(now, stale_after),
-            Delivery.channel == str(channel),
-            Campaign.status == CampaignStatus.SENDING,
-            Campaign.window_end > now,
-        )
-        .order_by(Delivery.next_attempt_at)
-        .limit(1)
-    )
-    campaign_id = await session.scalar(open_campaign)
+    outbox = OutboxRepository(session)
+    campaign_id = await outbox.next_due_campaign(now, channel, stale_after)
     if campaign_id is None:
         return None
     size = MAX_TASK_RECIPIENTS if channel is CampaignChannel.WECOM else limit
-    rows = (
-        await session.execute(
-            select(Delivery.id, Delivery.patient_id, Delivery.status)
-            .where(Delivery.campaign_id == campaign_id, _due(now, stale_after))
-            .order_by(Delivery.id)
-            .limit(size)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    rows = await outbox.lock_due(campaign_id, now, stale_after, size)
     if not rows:
         return None
     ids = [r.id for r in rows]
-    await session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(ids))
-        .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=Delivery.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
+    await outbox.mark_sending(ids, now)
     return Claim(
         campaign_id,
         channel,
@@ -148,28 +111,7 @@ async def consenting(
     """Those of `patient_ids` who may still be reached on `channel`, with their rows; the
     consent and patient rows stay share-locked until the batch commits (PostgreSQL; SQLite's
     writer lock already serialises). Survey links are sent under the same check."""
-    rows = await session.scalars(
-        select(Patient)
-        .join(ConsentState, ConsentState.patient_id == Patient.id)
-        .where(
-            Patient.id.in_(patient_ids),
-            Patient.erased_at.is_(None),
-            ConsentState.purpose == str(Purpose.MARKETING),
-            ConsentState.channel == str(channel),
-            ConsentState.granted.is_(True),
-        )
-        .with_for_update(read=True)
-    )
-    return {p.id: p for p in rows}
-
-
-async def _deliveries(session: AsyncSession, claim: Claim) -> list[Delivery]:
-    rows = await session.scalars(
-        select(Delivery)
-        .where(Delivery.id.in_(claim.delivery_ids), Delivery.status == DeliveryStatus.SENDING)
-        .order_by(Delivery.id)
-    )
-    return list(rows)
+    return await OutboxRepository(session).consenting(patient_ids, channel)
 
 
 def _delivered(d: Delivery, campaign: Campaign, at: datetime, ref: str) -> None:
@@ -197,11 +139,11 @@ async def _addressed(
     """The claimed deliveries that may go, with their patient and decrypted address; the
     others are settled here (`withdrawn` without consent, `failed` without an address)."""
     tally = Tally()
-    campaign = await session.scalar(select(Campaign).where(Campaign.id == claim.campaign_id))
+    campaign = await CampaignRepository(session).campaign(claim.campaign_id)
     assert campaign is not None
     allowed = await _consenting(session, claim)
     ready = []
-    for d in await _deliveries(session, claim):
+    for d in await OutboxRepository(session).still_sending(claim.delivery_ids):
         patient = allowed.get(d.patient_id)
         value = unseal(cipher, patient, address) if patient is not None else None
         if patient is None:
@@ -238,13 +180,7 @@ async def send_sms(
 async def record_opt_out(session: AsyncSession, patient: Patient, channel: CampaignChannel) -> None:
     """An unsubscribe (退订) reported by the provider is a withdrawal of marketing consent on
     that channel, recorded like any other so no later audience includes the patient."""
-    state = await session.scalar(
-        select(ConsentState).where(
-            ConsentState.patient_id == patient.id,
-            ConsentState.purpose == str(Purpose.MARKETING),
-            ConsentState.channel == str(channel),
-        )
-    )
+    state = await OutboxRepository(session).marketing_consent(patient, channel)
     version = state.text_version if state is not None else "unknown"
     change = consent.ConsentChange(
         Purpose.MARKETING, ContactChannel(str(channel)), False, version, "provider_opt_out"
@@ -286,15 +222,7 @@ async def _task(
 ) -> tuple[str, set[str]]:
     if claim.resumed and campaign.launched_at is not None:
         # An earlier sender may have created this task and died before recording it.
-        known = set(
-            (
-                await session.scalars(
-                    select(Delivery.provider_ref).where(
-                        Delivery.campaign_id == campaign.id, Delivery.provider_ref != ""
-                    )
-                )
-            ).all()
-        )
+        known = await OutboxRepository(session).provider_refs(campaign)
         found = await tasks.find_task(campaign.content, campaign.launched_at, exclude=known)
         if found is not None:
             return found, set()
@@ -306,13 +234,8 @@ async def track_wecom(
 ) -> Tally:
     """Read back what staff sent from each open WeCom task."""
     tally = Tally()
-    msgids = (
-        await session.scalars(
-            select(Delivery.provider_ref)
-            .where(Delivery.status == DeliveryStatus.AWAITING_STAFF)
-            .distinct()
-        )
-    ).all()
+    outbox = OutboxRepository(session)
+    msgids = await outbox.awaiting_staff_tasks()
     for msgid in msgids:
         results = await tasks.results(msgid)
         digests = {
@@ -322,19 +245,7 @@ async def track_wecom(
         }
         if not digests:
             continue
-        rows = (
-            await session.execute(
-                select(Delivery, Patient.wecom_external_id_bidx, Campaign)
-                .join(Patient, Patient.id == Delivery.patient_id)
-                .join(Campaign, Campaign.id == Delivery.campaign_id)
-                .where(
-                    Delivery.provider_ref == msgid,
-                    Delivery.status == DeliveryStatus.AWAITING_STAFF,
-                    Patient.wecom_external_id_bidx.in_(list(digests)),
-                )
-            )
-        ).all()
-        for d, digest, campaign in rows:
+        for d, digest, campaign in await outbox.awaiting_staff(msgid, list(digests)):
             result = digests[digest]
             if result.status == 1:
                 _delivered(d, campaign, result.send_time or now, msgid)
@@ -348,39 +259,9 @@ async def track_wecom(
 
 async def finish(session: AsyncSession, now: datetime, stale_after: timedelta = STALE_AFTER) -> int:
     """Expire what a closed window left unsent, close missed and finished campaigns."""
-    closed = select(Campaign.id).where(Campaign.window_end <= now)
-    expired = await session.execute(
-        update(Delivery)
-        .where(
-            Delivery.campaign_id.in_(closed),
-            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.AWAITING_STAFF]),
-        )
-        .values(status=DeliveryStatus.EXPIRED)
-        .execution_options(synchronize_session=False)
-    )
-    # Claimed by a sender that died, and the window closed before it could be resolved: its
-    # fate is unknown to us (the provider may have it), so it is not resent after the window.
-    await session.execute(
-        update(Delivery)
-        .where(
-            Delivery.campaign_id.in_(closed),
-            Delivery.status == DeliveryStatus.SENDING,
-            Delivery.claimed_at <= now - stale_after,
-        )
-        .values(status=DeliveryStatus.EXPIRED, last_error="outcome_unknown")
-        .execution_options(synchronize_session=False)
-    )
-    await session.execute(
-        update(Campaign)
-        .where(Campaign.status == CampaignStatus.SCHEDULED, Campaign.window_end <= now)
-        .values(status=CampaignStatus.DONE)
-        .execution_options(synchronize_session=False)
-    )
-    still_open = select(Delivery.campaign_id).where(Delivery.status.in_([str(s) for s in OPEN]))
-    await session.execute(
-        update(Campaign)
-        .where(Campaign.status == CampaignStatus.SENDING, Campaign.id.not_in(still_open))
-        .values(status=CampaignStatus.DONE)
-        .execution_options(synchronize_session=False)
-    )
-    return int(expired.rowcount or 0)
+    outbox = OutboxRepository(session)
+    expired = await outbox.expire_unsent(now)
+    await outbox.expire_stale_claims(now, stale_after)
+    await outbox.close_missed(now)
+    await outbox.close_finished()
+    return expired

@@ -6,10 +6,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care.models import DEFAULT_DELAY_DAYS, FollowUpRule, FollowUpTrigger
+from domain.care.repository import CareRepository
 from domain.errors import BadInput, Conflict
 from domain.patients.models import Patient
 from domain.pool.models import FollowUp, FollowUpKind, FollowUpStatus
@@ -28,7 +28,7 @@ class RuleSetting:
 
 
 async def rule_settings(session: AsyncSession) -> list[RuleSetting]:
-    stored = {r.trigger: r for r in await session.scalars(select(FollowUpRule))}
+    stored = {r.trigger: r for r in await CareRepository(session).follow_up_rules()}
     return [
         RuleSetting(
             t,
@@ -44,7 +44,7 @@ async def set_rule(
 ) -> RuleSetting:
     if not 0 <= delay_days <= 365:
         raise BadInput("delayDays must be between 0 and 365", field="delayDays")
-    row = await session.scalar(select(FollowUpRule).where(FollowUpRule.trigger == trigger))
+    row = await CareRepository(session).follow_up_rule(trigger)
     if row is None:
         row = FollowUpRule(trigger=str(trigger), delay_days=delay_days, active=active)
         session.add(row)
@@ -67,7 +67,7 @@ async def from_rule(
     if not setting.active:
         return None
     key = f"{trigger}:{subject}"
-    if await session.scalar(select(FollowUp.id).where(FollowUp.dedupe_key == key)):
+    if await CareRepository(session).follow_up_made(key):
         return None
     task = FollowUp(
         patient_id=patient.id,
@@ -92,7 +92,7 @@ async def complaint_callback(
     """The complaint callback (投诉回访) a low survey score opens for the branch, due at once,
     once per `subject` (the survey delivery): repeats are no-ops."""
     key = f"complaint:{subject}"
-    if await session.scalar(select(FollowUp.id).where(FollowUp.dedupe_key == key)):
+    if await CareRepository(session).follow_up_made(key):
         return None
     task = FollowUp(
         patient_id=patient.id,

@@ -1,4 +1,5 @@
-"""The chain's conversion metrics per branch and period, in SQL, within the caller's scope.
+"""The chain's conversion metrics per branch and period, within the caller's scope, counted
+in SQL (`CareRepository.conversion_rows` and `follow_up_rows`).
 
 Every figure is attributed to the patient's home branch, so branch figures add up to the
 chain's. The period is [since, until). Definitions (also in the README):
@@ -22,19 +23,20 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, text
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.care.models import Order, OrderStatus, Visit, VisitStatus
-from domain.patients.models import Patient
+from domain.care.repository import (
+    CONVERSION_FIGURES,
+    FOLLOW_UP_FIGURES,
+    CareRepository,
+)
 from domain.patients.scope import PatientScope
-from domain.pool.models import FollowUp, FollowUpStatus
-from domain.referrals.models import Referral
-
-PAID = (OrderStatus.PAID, OrderStatus.REFUNDED)
 
 
 @dataclass
@@ -71,111 +73,17 @@ async def chain_figures(
     until: datetime,
     branch_id: uuid.UUID | None = None,
 ) -> ChainFigures:
-    if session.get_bind().dialect.name == "postgresql":
-        # A parallel plan has every worker rebuild the whole per-patient visit and order
-        # figures below: no faster, three times the CPU (measured at concurrency 8: 4 requests/s
-        # parallel, 6 serial). For this transaction only.
-        await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
-    live: list[ColumnElement[bool]] = [scope.clause(), Patient.merged_into_id.is_(None)]
-    if branch_id is not None:
-        live.append(Patient.home_branch_id == branch_id)
-    branch = Patient.home_branch_id
+    repo = CareRepository(session)
+    await repo.serial_plans()
     by_branch: dict[uuid.UUID, Figures] = defaultdict(Figures)
 
-    async def put(stmt: object, *names: str) -> None:
-        for row in await session.execute(stmt):  # type: ignore[call-overload]
+    def put(rows: Sequence[Row[Any]], names: tuple[str, ...]) -> None:
+        for row in rows:
             for name, value in zip(names, row[1:], strict=True):
                 setattr(by_branch[row[0]], name, int(value or 0))
 
-    # One statement for every figure but the follow-ups: visits and orders are each read once
-    # and counted per patient (GROUP BY patient, from covering indexes), then joined to the
-    # patients once and counted per branch. Cheaper than COUNT(DISTINCT …) and no per-row
-    # subquery. A patient has at most one referrer, so joining the referrals adds no rows.
-    joined = and_(Patient.created_at >= since, Patient.created_at < until)
-    referred = Referral.referred_id.is_not(None)
-    visit_in_period = and_(Visit.arrived_at >= since, Visit.arrived_at < until)
-    seen = (  # every arrived visit (a lead counts as visited whenever it came)
-        select(
-            Visit.patient_id,
-            func.min(Visit.arrived_at)
-            .filter(visit_in_period, Visit.is_first.is_(True))
-            .label("first_at"),
-            func.max(case((visit_in_period, 1), else_=0)).label("came"),
-            func.max(case((and_(visit_in_period, Visit.is_first.is_(False)), 1), else_=0)).label(
-                "returned"
-            ),
-        )
-        .where(Visit.status == VisitStatus.ARRIVED)
-        .group_by(Visit.patient_id)
-        .subquery("seen")
-    )
-    paid_in_period = and_(Order.paid_at >= since, Order.paid_at < until)
-    paid = (
-        select(
-            Order.patient_id,
-            func.max(Order.paid_at).label("last_paid_at"),  # any time: a deal after the visit
-            func.count().filter(paid_in_period).label("orders"),
-            func.max(case((Order.is_first.is_(False), 1), else_=0))
-            .filter(paid_in_period)
-            .label("repeat"),
-            func.sum(Order.total_fen - Order.refunded_fen).filter(paid_in_period).label("fen"),
-        )
-        .where(Order.status.in_(PAID))
-        .group_by(Order.patient_id)
-        .subquery("paid")
-    )
-    came = seen.c.came == 1
-    bought = paid.c.orders > 0
-    await put(
-        select(
-            branch,
-            func.count().filter(joined),
-            func.count().filter(joined, seen.c.patient_id.is_not(None)),
-            func.count().filter(joined, referred),
-            func.count().filter(seen.c.first_at.is_not(None)),
-            func.count().filter(paid.c.last_paid_at >= seen.c.first_at),
-            func.count().filter(came),
-            func.sum(seen.c.returned),
-            func.count().filter(bought),
-            func.sum(paid.c.repeat),
-            func.sum(paid.c.fen),
-            func.sum(paid.c.fen).filter(referred),
-        )
-        .outerjoin(seen, seen.c.patient_id == Patient.id)
-        .outerjoin(paid, paid.c.patient_id == Patient.id)
-        .outerjoin(Referral, Referral.referred_id == Patient.id)
-        .where(*live, or_(joined, came, bought))
-        .group_by(branch),
-        "leads",
-        "visited_leads",
-        "referred_leads",
-        "first_visits",
-        "converted_visitors",
-        "visitors",
-        "return_visitors",
-        "buyers",
-        "repeat_buyers",
-        "revenue_fen",
-        "referred_revenue_fen",
-    )
-
-    await put(
-        select(
-            branch,
-            func.count(),
-            func.count().filter(FollowUp.status == FollowUpStatus.DONE),
-        )
-        .join(Patient, Patient.id == FollowUp.patient_id)
-        .where(
-            *live,
-            FollowUp.status != FollowUpStatus.CANCELLED,
-            FollowUp.due_at >= since,
-            FollowUp.due_at < until,
-        )
-        .group_by(branch),
-        "follow_ups_due",
-        "follow_ups_done",
-    )
+    put(await repo.conversion_rows(scope, since, until, branch_id), CONVERSION_FIGURES)
+    put(await repo.follow_up_rows(scope, since, until, branch_id), FOLLOW_UP_FIGURES)
 
     total = Figures()
     for figures in by_branch.values():

@@ -12,19 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care.models import Order, OrderLine, OrderStatus, Refund
+from domain.care.repository import CareRepository
 from domain.errors import BadInput, Conflict, NotFound
 from domain.patients.models import LifecycleStage, Patient
 from domain.pool.service import PoolService
 from domain.referrals import figures
 from domain.referrals.models import RewardTrigger
 from domain.referrals.service import ReferralService
-from domain.tenants.models import Branch
 
-PAID_STATES = (OrderStatus.PAID, OrderStatus.REFUNDED)
 MAX_LINES = 100
 MAX_FEN = 10**12  # ten billion yuan: beyond any single order, well inside BIGINT
 
@@ -58,6 +56,7 @@ class OrderService:
     def __init__(self, session: AsyncSession, actor: str) -> None:
         self.session = session
         self.actor = actor
+        self.repo = CareRepository(session)
 
     async def create(self, patient: Patient, branch_id: uuid.UUID, lines: list[NewLine]) -> Order:
         if not 0 < len(lines) <= MAX_LINES:
@@ -67,7 +66,7 @@ class OrderService:
                 raise BadInput("each line names a service (1-200 characters)", field="lines")
             if not 0 < line.quantity <= 10_000:
                 raise BadInput("quantity must be between 1 and 10000", field="lines")
-        if await self.session.scalar(select(Branch.id).where(Branch.id == branch_id)) is None:
+        if not await self.repo.branch_exists(branch_id):
             raise NotFound("no such branch", field="branchId")
         total = sum(line.quantity * line.unit_price_fen for line in lines)
         if total > MAX_FEN:
@@ -98,11 +97,7 @@ class OrderService:
         """Mark paid, now or at `at` (a payment taken earlier, e.g. by the till)."""
         if order.status != OrderStatus.PENDING:
             raise Conflict(f"this order is {order.status}, not pending")
-        earlier = await self.session.scalar(
-            select(func.count())
-            .select_from(Order)
-            .where(Order.patient_id == patient.id, Order.status.in_(PAID_STATES))
-        )
+        earlier = await self.repo.paid_order_count(patient)
         order.status = OrderStatus.PAID
         order.paid_at = at.astimezone(UTC) if at else datetime.now(UTC)
         order.is_first = not earlier
@@ -146,11 +141,6 @@ class OrderService:
     async def _total(self, patient: Patient) -> None:
         await self.session.flush()
         old = await figures.lock_paid_total(self.session, patient.id)
-        net = await self.session.scalar(
-            select(func.coalesce(func.sum(Order.total_fen - Order.refunded_fen), 0)).where(
-                Order.patient_id == patient.id, Order.status.in_(PAID_STATES)
-            )
-        )
-        patient.order_total_fen = int(net or 0)
+        patient.order_total_fen = await self.repo.paid_net_fen(patient)
         await self.session.flush()
         await figures.paid_total_changed(self.session, patient.id, old, patient.order_total_fen)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care import follow_ups
 from domain.care.models import FollowUpTrigger, Visit, VisitStatus
+from domain.care.repository import CareRepository
 from domain.clock import not_in_future
 from domain.errors import BadInput, Conflict
 from domain.patients.models import LifecycleStage, Patient
@@ -93,11 +93,7 @@ class VisitService:
         arrived_at = (
             not_in_future(_aware(at, "arrivedAt"), "arrivedAt") if at else datetime.now(UTC)
         )
-        earlier = await self.session.scalar(
-            select(func.count())
-            .select_from(Visit)
-            .where(Visit.patient_id == patient.id, Visit.status == VisitStatus.ARRIVED)
-        )
+        earlier = await CareRepository(self.session).arrived_visit_count(patient)
         visit.status = VisitStatus.ARRIVED
         visit.arrived_at = arrived_at
         visit.is_first = not earlier

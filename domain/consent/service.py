@@ -2,7 +2,8 @@
 
 `record` appends the history row and moves the state in force, in the caller's transaction;
 a withdrawal takes effect for every audience computed and every send checked after it
-commits. `reachable` is the one SQL condition audiences and send paths use.
+commits. `reachable` is the one SQL condition audiences and send paths use (it lives, with
+the rest of consent's SQL, in domain.consent.repository).
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.consent.models import ConsentRecord, ConsentState, ContactChannel, Purpose
+from domain.consent.repository import ConsentRepository
 from domain.errors import BadInput
 from domain.patients.models import Patient
 from tenancy.orm import utcnow
@@ -59,15 +60,7 @@ async def record(
     )
     session.add(entry)
     await session.flush()
-    state = await session.scalar(
-        select(ConsentState)
-        .where(
-            ConsentState.patient_id == patient.id,
-            ConsentState.purpose == entry.purpose,
-            ConsentState.channel == entry.channel,
-        )
-        .with_for_update()
-    )
+    state = await ConsentRepository(session).state_for_update(patient, entry.purpose, entry.channel)
     if state is None:
         state = ConsentState(patient_id=patient.id, purpose=entry.purpose, channel=entry.channel)
         session.add(state)
@@ -80,31 +73,8 @@ async def record(
 
 
 async def states(session: AsyncSession, patient_id: uuid.UUID) -> list[ConsentState]:
-    rows = await session.scalars(
-        select(ConsentState)
-        .where(ConsentState.patient_id == patient_id)
-        .order_by(ConsentState.purpose, ConsentState.channel)
-    )
-    return list(rows)
+    return await ConsentRepository(session).states(patient_id)
 
 
 async def history(session: AsyncSession, patient_id: uuid.UUID) -> list[ConsentRecord]:
-    rows = await session.scalars(
-        select(ConsentRecord)
-        .where(ConsentRecord.patient_id == patient_id)
-        .order_by(ConsentRecord.recorded_at, ConsentRecord.id)
-    )
-    return list(rows)
-
-
-def reachable(purpose: Purpose, channels: list[ContactChannel]) -> ColumnElement[bool]:
-    """Patients with `purpose` consent in force on any of `channels` (and, since the product
-    only reaches people about data it holds lawfully, never an erased patient)."""
-    return Patient.erased_at.is_(None) & exists(
-        select(ConsentState.patient_id).where(
-            ConsentState.patient_id == Patient.id,
-            ConsentState.purpose == str(purpose),
-            ConsentState.channel.in_([str(c) for c in channels]),
-            ConsentState.granted.is_(True),
-        )
-    )
+    return await ConsentRepository(session).history(patient_id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.patients.models import SEALED_FIELDS, Patient
@@ -37,7 +36,7 @@ async def reencrypt_patients(
     """Re-encrypt stale rows; returns how many rows were rewritten by this run."""
     repo = PatientRepository(session)
     async with session.begin():
-        total = int(await session.scalar(select(func.count()).select_from(Patient)) or 0)
+        total = await repo.count_all()
     after: uuid.UUID | None = None
     seen = moved = batches = 0
     while True:

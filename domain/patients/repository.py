@@ -182,6 +182,10 @@ class PatientRepository:
         stmt = select(func.count()).select_from(Patient).where(Patient.referral_code == code)
         return bool(await self.session.scalar(stmt))
 
+    async def count_all(self) -> int:
+        """Every patient of the bound tenant, erased and merged included (a job's progress)."""
+        return int(await self.session.scalar(select(func.count()).select_from(Patient)) or 0)
+
     async def batch(self, after: uuid.UUID | None, size: int) -> list[Patient]:
         """Patients in id order, for background jobs (re-encryption) that resume by id."""
         stmt = select(Patient).order_by(Patient.id).limit(size)

@@ -6,14 +6,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.campaigns.models import Delivery
-from domain.care.metrics import PAID
-from domain.care.models import Order, Visit, VisitStatus
+from domain.care.models import Order, Visit
 from domain.consent.models import ConsentRecord, ConsentState
 from domain.door.service import move_identities
 from domain.errors import BadInput
@@ -21,8 +18,9 @@ from domain.patients.models import SEALED_FIELDS, ChannelTouch, LifecycleStage, 
 from domain.patients.scope import PatientScope
 from domain.patients.service import seal, unseal
 from domain.pool.models import FollowUp, InteractionEvent, PatientTag, StageChange
+from domain.pool.repository import IdentityRepository
 from domain.referrals import figures
-from domain.referrals.models import Referral, Reward
+from domain.referrals.models import Referral
 from domain.referrals.tree import is_ancestor_or_self
 from domain.wecom.models import WecomCallback
 from tenancy.keyring import FieldCipher
@@ -41,22 +39,6 @@ class DuplicateGroup:
 Narrowed = Mapping[str, PatientScope]
 
 
-def _live(scope: PatientScope, name: str, narrowed: Narrowed) -> tuple[ColumnElement[bool], ...]:
-    extra = (narrowed[name].clause(),) if name in narrowed else ()
-    return (Patient.erased_at.is_(None), Patient.merged_into_id.is_(None), scope.clause(), *extra)
-
-
-def _shared_digests(name: str, scope: PatientScope, narrowed: Narrowed) -> Select:
-    """Blind-index values of `name` held by more than one live record in scope."""
-    column = getattr(Patient, f"{name}_bidx")
-    return (
-        select(column)
-        .where(column.is_not(None), *_live(scope, name, narrowed))
-        .group_by(column)
-        .having(func.count() > 1)
-    )
-
-
 async def possible_duplicates(
     session: AsyncSession,
     scope: PatientScope,
@@ -69,20 +51,13 @@ async def possible_duplicates(
     purpose: a caller who could not see the known person got a new lead with the same
     identifier, listed here for HQ to merge."""
     narrowed = narrowed or {}
+    repo = IdentityRepository(session)
     groups: list[DuplicateGroup] = []
     for name in names:
-        column = getattr(Patient, f"{name}_bidx")
-        shared = _shared_digests(name, scope, narrowed).order_by(column).limit(limit)
-        digests = (await session.scalars(shared)).all()
+        digests = await repo.shared_digests(scope, name, narrowed, limit)
         if not digests:
             continue
-        rows = (
-            await session.execute(
-                select(column, Patient.id)
-                .where(column.in_(digests), *_live(scope, name, narrowed))
-                .order_by(Patient.id)
-            )
-        ).all()
+        rows = await repo.digest_holders(scope, name, narrowed, digests)
         by_digest: dict[bytes, list[uuid.UUID]] = {}
         for digest, pid in rows:
             by_digest.setdefault(digest, []).append(pid)
@@ -97,10 +72,10 @@ async def count_duplicate_groups(
     narrowed: Narrowed | None = None,
 ) -> int:
     """How many groups `possible_duplicates` would list with no limit."""
+    repo = IdentityRepository(session)
     total = 0
     for name in names:
-        shared = _shared_digests(name, scope, narrowed or {}).subquery()
-        total += int(await session.scalar(select(func.count()).select_from(shared)) or 0)
+        total += await repo.count_shared_digests(scope, name, narrowed or {})
     return total
 
 
@@ -130,6 +105,7 @@ async def merge(session: AsyncSession, cipher: FieldCipher, keep: Patient, other
     await lock_tenant(session, figures.LOCK)
     await session.refresh(keep, with_for_update=True)
     await session.refresh(other, with_for_update=True)
+    repo = IdentityRepository(session)
     for model in (
         InteractionEvent,
         FollowUp,
@@ -139,19 +115,17 @@ async def merge(session: AsyncSession, cipher: FieldCipher, keep: Patient, other
         ConsentRecord,
         ChannelTouch,
     ):
-        await _move(session, model, other.id, keep.id)
-    await _move(session, WecomCallback, other.id, keep.id)
+        await repo.move_rows(model, other.id, keep.id)
+    await repo.move_rows(WecomCallback, other.id, keep.id)
     await move_identities(session, cipher, other, keep)
-    await _move_unique(session, Delivery, "campaign_id", other.id, keep.id)
-    await _merge_consent_states(session, other.id, keep.id)
-    keep_tags = set(
-        await session.scalars(select(PatientTag.tag_id).where(PatientTag.patient_id == keep.id))
-    )
-    for tag in await session.scalars(select(PatientTag).where(PatientTag.patient_id == other.id)):
+    await repo.move_unique_rows(Delivery, "campaign_id", other.id, keep.id)
+    await _merge_consent_states(session, repo, other.id, keep.id)
+    keep_tags = set(await repo.tag_ids_of(keep.id))
+    for tag in await repo.patient_tags(other.id):
         if tag.tag_id not in keep_tags:
             session.add(PatientTag(patient_id=keep.id, tag_id=tag.tag_id, source=tag.source))
         await session.delete(tag)
-    await _reflag_firsts(session, keep.id)
+    await _reflag_firsts(repo, keep.id)
     for name in SEALED_FIELDS:
         if getattr(keep, f"{name}_ct") is None and getattr(other, f"{name}_ct") is not None:
             seal(cipher, keep, name, unseal(cipher, other, name))
@@ -169,52 +143,21 @@ async def merge(session: AsyncSession, cipher: FieldCipher, keep: Patient, other
     other.order_total_fen = 0
     other.merged_into_id = keep.id
     # Records merged into `other` before now point at `keep`: one hop from any retired id.
-    await session.execute(
-        update(Patient)
-        .where(Patient.merged_into_id == other.id)
-        .values(merged_into_id=keep.id)
-        .execution_options(synchronize_session=False)
-    )
+    await repo.repoint_merged(other.id, keep.id)
     await session.flush()
-    await _relink(session, keep, other)
+    await _relink(session, repo, keep, other)
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:
     return max((t for t in (a, b) if t is not None), default=None)
 
 
-async def _move(session: AsyncSession, model: Any, old: uuid.UUID, new: uuid.UUID) -> None:
-    await session.execute(
-        update(model)
-        .where(model.patient_id == old)
-        .values(patient_id=new)
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def _move_unique(
-    session: AsyncSession, model: Any, key: str, old: uuid.UUID, new: uuid.UUID
+async def _merge_consent_states(
+    session: AsyncSession, repo: IdentityRepository, old: uuid.UUID, new: uuid.UUID
 ) -> None:
-    """Move rows unique per (`key`, patient). A row whose `key` the kept record already has
-    stays on the retired record: both messages were really sent, and the campaign's counts
-    do not change."""
-    column = getattr(model, key)
-    taken = select(column).where(model.patient_id == new).scalar_subquery()
-    await session.execute(
-        update(model)
-        .where(model.patient_id == old, column.not_in(taken))
-        .values(patient_id=new)
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def _merge_consent_states(session: AsyncSession, old: uuid.UUID, new: uuid.UUID) -> None:
     """Per (purpose, channel) the consent in force is the later of the two records'."""
-    kept = {
-        (s.purpose, s.channel): s
-        for s in await session.scalars(select(ConsentState).where(ConsentState.patient_id == new))
-    }
-    for state in await session.scalars(select(ConsentState).where(ConsentState.patient_id == old)):
+    kept = {(s.purpose, s.channel): s for s in await repo.consent_states(new)}
+    for state in await repo.consent_states(old):
         mine = kept.get((state.purpose, state.channel))
         if mine is None:
             session.add(
@@ -235,29 +178,18 @@ async def _merge_consent_states(session: AsyncSession, old: uuid.UUID, new: uuid
     await session.flush()
 
 
-async def _reflag_firsts(session: AsyncSession, patient_id: uuid.UUID) -> None:
+async def _reflag_firsts(repo: IdentityRepository, patient_id: uuid.UUID) -> None:
     """One person has one first visit and one first paid order: the earliest of each."""
-    for model, at, status in (
-        (Visit, Visit.arrived_at, Visit.status == VisitStatus.ARRIVED),
-        (Order, Order.paid_at, Order.status.in_(PAID)),
-    ):
-        first = await session.scalar(
-            select(model.id)
-            .where(model.patient_id == patient_id, status, at.is_not(None))
-            .order_by(at, model.id)
-            .limit(1)
-        )
+    for model in (Visit, Order):
+        first = await repo.earliest(model, patient_id)
         if first is None:
             continue
-        await session.execute(
-            update(model)
-            .where(model.patient_id == patient_id, model.is_first.is_not(None))
-            .values(is_first=model.id == first)
-            .execution_options(synchronize_session=False)
-        )
+        await repo.flag_first(model, patient_id, first)
 
 
-async def _relink(session: AsyncSession, keep: Patient, other: Patient) -> None:
+async def _relink(
+    session: AsyncSession, repo: IdentityRepository, keep: Patient, other: Patient
+) -> None:
     """Referral links of the retired record, both ways, onto the kept one, with no cycle and at
     most one referrer; then the stored figures and referral counts recomputed from the links.
 
@@ -267,13 +199,13 @@ async def _relink(session: AsyncSession, keep: Patient, other: Patient) -> None:
       keep's subtree (or keep itself);
     - everyone other brought is now brought by keep."""
     counted: set[uuid.UUID] = {keep.id, other.id}
-    mine = await session.scalar(select(Referral).where(Referral.referred_id == keep.id))
+    mine = await repo.referral_of(keep.id)
     if mine is not None and await is_ancestor_or_self(session, other.id, keep.id):
         counted.add(mine.referrer_id)
         await session.delete(mine)
         mine = None
         await session.flush()
-    theirs = await session.scalar(select(Referral).where(Referral.referred_id == other.id))
+    theirs = await repo.referral_of(other.id)
     if theirs is not None:
         counted.add(theirs.referrer_id)
         if mine is None and not await is_ancestor_or_self(session, keep.id, theirs.referrer_id):
@@ -289,30 +221,11 @@ async def _relink(session: AsyncSession, keep: Patient, other: Patient) -> None:
             )
         await session.delete(theirs)
         await session.flush()
-    await session.execute(
-        update(Referral)
-        .where(Referral.referrer_id == other.id)
-        .values(referrer_id=keep.id)
-        .execution_options(synchronize_session=False)
-    )
-    for column in (Reward.referrer_id, Reward.referred_id):
-        await session.execute(
-            update(Reward)
-            .where(column == other.id)
-            .values({column.key: keep.id})
-            .execution_options(synchronize_session=False)
-        )
+    await repo.move_referrals(other.id, keep.id)
+    await repo.move_rewards(other.id, keep.id)
     await session.flush()
-    links = dict(
-        (
-            await session.execute(
-                select(Referral.referrer_id, func.count())
-                .where(Referral.referrer_id.in_(sorted(counted)))
-                .group_by(Referral.referrer_id)
-            )
-        ).all()
-    )
-    for patient in await session.scalars(select(Patient).where(Patient.id.in_(sorted(counted)))):
+    links = await repo.referral_counts(sorted(counted))
+    for patient in await repo.patients(sorted(counted)):
         patient.referral_count = int(links.get(patient.id, 0))
     await session.flush()
     await figures.rebuild(session)

@@ -20,10 +20,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.pool.models import Job, JobStatus
+from domain.pool.repository import PoolRepository
 
 LEASE = timedelta(seconds=30)
 # Where a session finds the lease its process's jobs hold (AppState sets it from settings).
@@ -49,53 +49,29 @@ def _now() -> datetime:
 
 
 class JobLeases:
-    """All SQL of job leases; the session's tenant filter (and RLS) keeps it to one tenant."""
+    """Claims, renewals and releases of job leases (their SQL is `PoolRepository`'s); the
+    session's tenant filter (and RLS) keeps them to one tenant."""
 
     def __init__(self, session: AsyncSession, lease: timedelta = LEASE) -> None:
         self.session = session
         self.lease = lease
+        self.repo = PoolRepository(session)
 
     async def claim(self, job_id: uuid.UUID, holder: str) -> Claim:
         now = _now()
-        result = await self.session.execute(
-            update(Job)
-            .where(
-                Job.id == job_id,
-                Job.status == JobStatus.RUNNING,
-                or_(
-                    Job.claimed_by.is_(None),
-                    Job.claimed_by == holder,
-                    Job.lease_until.is_(None),
-                    Job.lease_until < now,
-                ),
-            )
-            .values(claimed_by=holder, lease_until=now + self.lease)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
+        if await self.repo.claim_job(job_id, holder, now, now + self.lease):
             return Claim.CLAIMED
-        status = await self.session.scalar(select(Job.status).where(Job.id == job_id))
+        status = await self.repo.job_status(job_id)
         if status is None:
             return Claim.MISSING
         return Claim.HELD if status == JobStatus.RUNNING else Claim.ENDED
 
     async def renew(self, job_id: uuid.UUID, holder: str) -> bool:
         """Hold the job for another lease; False when it is no longer this holder's."""
-        result = await self.session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.claimed_by == holder)
-            .values(lease_until=_now() + self.lease)
-            .execution_options(synchronize_session=False)
-        )
-        return result.rowcount == 1
+        return await self.repo.renew_job_lease(job_id, holder, _now() + self.lease)
 
     async def release(self, job_id: uuid.UUID, holder: str) -> None:
-        await self.session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.claimed_by == holder)
-            .values(claimed_by=None, lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
+        await self.repo.release_job(job_id, holder)
 
 
 def holds(job: Job, holder: str | None) -> bool:

@@ -1,4 +1,4 @@
-"""Pool metrics for HQ, computed in SQL within the caller's scope."""
+"""Pool metrics for HQ, computed in SQL (`PoolRepository`) within the caller's scope."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.patients.models import Patient
 from domain.patients.scope import PatientScope
+from domain.pool.repository import PoolRepository
 
 
 @dataclass(frozen=True)
@@ -31,20 +30,11 @@ class PoolFigures:
     score_distribution: list[Count]
 
 
-def month_of(session: AsyncSession, column: ColumnElement[datetime]) -> ColumnElement[str]:
-    """YYYY-MM of a timestamp, in each database's own words."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
-    return func.strftime("%Y-%m", column)
-
-
 async def pool_figures(session: AsyncSession, scope: PatientScope) -> PoolFigures:
     """Two passes over the pool, not one per breakdown: the four breakdowns come from one
     grouping by all four keys (a few hundred groups), summed here."""
-    live = (scope.clause(), Patient.erased_at.is_(None), Patient.merged_into_id.is_(None))
-    bucket = (Patient.lead_score // 20) * 20
-    keys = (Patient.pool_tier, Patient.lifecycle_stage, Patient.home_branch_id, bucket)
-    groups = (await session.execute(select(*keys, func.count()).where(*live).group_by(*keys))).all()
+    repo = PoolRepository(session)
+    groups = await repo.pool_groups(scope)
 
     def summed(i: int) -> list[Count]:
         sums: dict[Any, int] = defaultdict(int)
@@ -53,13 +43,7 @@ async def pool_figures(session: AsyncSession, scope: PatientScope) -> PoolFigure
         return [Count(str(k), n) for k, n in sorted(sums.items())]
 
     since = datetime.now(UTC) - timedelta(days=366)
-    month = month_of(session, Patient.created_at)
-    channel_rows = await session.execute(
-        select(Patient.source_channel, month, func.count())
-        .where(*live, Patient.created_at >= since)
-        .group_by(Patient.source_channel, month)
-        .order_by(month, Patient.source_channel)
-    )
+    channel_rows = await repo.new_by_channel(scope, since)
     return PoolFigures(
         total=sum(int(row[-1]) for row in groups),
         by_tier=summed(0),

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care import follow_ups
@@ -17,15 +16,14 @@ from domain.errors import BadInput
 from domain.patients.models import LifecycleStage, Patient
 from domain.pool.models import (
     EventType,
-    InteractionEvent,
     Job,
     JobStatus,
     ScoringRule,
     ScoringSettings,
     StageChange,
 )
+from domain.pool.repository import PoolRepository
 from domain.pool.scoring import Explanation, Rules, ScoredEvent, rules_from_rows, score
-from tenancy.session import stamp_rows
 
 QUALIFIABLE = {LifecycleStage.LEAD, LifecycleStage.NURTURING}
 MAX_EVENTS_PER_CALL = 1000
@@ -59,27 +57,11 @@ class PoolService:
     def __init__(self, session: AsyncSession, actor: str) -> None:
         self.session = session
         self.actor = actor
+        self.repo = PoolRepository(session)
 
     async def rules(self) -> Rules:
-        rows = (
-            await self.session.execute(
-                select(
-                    ScoringRule.event_type,
-                    ScoringRule.points,
-                    ScoringRule.cap,
-                    ScoringRule.cap_period_days,
-                )
-            )
-        ).all()
-        settings = (
-            await self.session.execute(
-                select(
-                    ScoringSettings.idle_days,
-                    ScoringSettings.idle_points,
-                    ScoringSettings.threshold,
-                )
-            )
-        ).first()
+        rows = await self.repo.scoring_rule_rows()
+        settings = await self.repo.scoring_settings_row()
         return rules_from_rows([tuple(r) for r in rows], tuple(settings) if settings else None)
 
     async def record_events(self, events: Sequence[NewEvent]) -> Ingested:
@@ -92,15 +74,7 @@ class PoolService:
             if not (0 < len(e.client_event_id) <= 100):
                 raise BadInput("clientEventId must be 1-100 characters", field="clientEventId")
         ids = sorted({e.client_event_id for e in events})
-        known = set(
-            (
-                await self.session.scalars(
-                    select(InteractionEvent.client_event_id).where(
-                        InteractionEvent.client_event_id.in_(ids)
-                    )
-                )
-            ).all()
-        )
+        known = set(await self.repo.known_event_ids(ids))
         for e in events:  # all checked before any is written
             not_in_future(_utc(e.occurred_at), "occurredAt")
         rows, seen = [], set(known)
@@ -121,9 +95,7 @@ class PoolService:
                 }
             )
         if rows:
-            await self.session.execute(
-                InteractionEvent.__table__.insert(), stamp_rows(self.session, rows)
-            )
+            await self.repo.insert_events(rows)
         touched = {e.patient.id: e.patient for e in events}
         rules = await self.rules()
         for patient in touched.values():
@@ -132,15 +104,7 @@ class PoolService:
 
     async def explain(self, patient: Patient, rules: Rules | None = None) -> Explanation:
         rules = rules or await self.rules()
-        rows = (
-            await self.session.execute(
-                select(
-                    InteractionEvent.client_event_id,
-                    InteractionEvent.type,
-                    InteractionEvent.occurred_at,
-                ).where(InteractionEvent.patient_id == patient.id)
-            )
-        ).all()
+        rows = await self.repo.event_rows(patient.id)
         return score((ScoredEvent(*r) for r in rows), rules, _now())
 
     async def rescore(self, patient: Patient, rules: Rules) -> Explanation:
@@ -192,18 +156,17 @@ class PoolService:
         idle_days, _idle_points, threshold = settings
         if idle_days < 1 or threshold < 1:
             raise BadInput("idleDays and threshold must be positive", field="threshold")
-        await self.session.execute(delete(ScoringRule))
+        await self.repo.delete_scoring_rules()
         for event_type, points, cap, period in rows:
             self.session.add(
                 ScoringRule(event_type=event_type, points=points, cap=cap, cap_period_days=period)
             )
-        current = await self.session.scalar(select(ScoringSettings))
+        current = await self.repo.scoring_settings()
         if current is None:
             current = ScoringSettings()
             self.session.add(current)
         current.idle_days, current.idle_points, current.threshold = settings
-        total = await self.session.scalar(select(func.count()).select_from(Patient))
-        job = Job(kind="rescore", total=int(total or 0))
+        job = Job(kind="rescore", total=await self.repo.count_all_patients())
         self.session.add(job)
         await self.session.flush()
         return job
@@ -220,18 +183,16 @@ async def run_rescore(
     """Rescore every patient of the bound tenant in batches, one transaction each; the job row
     keeps the cursor, so a run that stops resumes where it left off."""
     service = PoolService(session, actor)
+    repo = PoolRepository(session)
     batches = 0
     while True:
         async with session.begin():
             # the lock serialises batches when two processes run the same job
-            job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+            job = await repo.locked_job(job_id)
             if job is None or job.status != JobStatus.RUNNING:
                 return job  # type: ignore[return-value]
             rules = await service.rules()
-            stmt = select(Patient).order_by(Patient.id).limit(batch)
-            if job.cursor is not None:
-                stmt = stmt.where(Patient.id > job.cursor)
-            patients = (await session.scalars(stmt)).all()
+            patients = await repo.patients_after(job.cursor, batch)
             for patient in patients:
                 await service.rescore(patient, rules)
             if patients:

@@ -7,16 +7,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import BadInput, Conflict, NotFound
-from domain.patients.models import Patient
 from domain.patients.scope import PatientScope
-from domain.pool.models import PatientTag, Tag, TagGroup
+from domain.pool.models import Tag, TagGroup
 from domain.pool.repository import PoolRepository
-from domain.pool.segments import compile_filter, tag_ids, validate
-from tenancy.session import stamp_rows
+from domain.pool.segments import tag_ids, validate
 
 MAX_BULK = 10_000
 CHUNK = 500  # stay under SQLite's bound-parameter limit
@@ -29,6 +26,7 @@ def _chunks(ids: Sequence[uuid.UUID]) -> list[list[uuid.UUID]]:
 class TagService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.repo = PoolRepository(session)
 
     async def health_flags(self, flt: Mapping[str, Any]) -> dict[uuid.UUID, bool]:
         """Each existing tag a filter names, at any depth, and whether its group holds health
@@ -36,7 +34,7 @@ class TagService:
         mentioned = sorted(set(tag_ids(flt)))
         if not mentioned:
             return {}
-        found = await PoolRepository(self.session).health_flags(mentioned)
+        found = await self.repo.health_flags(mentioned)
         return {tag_id: is_health for tag_id, is_health in found}
 
     async def mentions_health(self, flt: Mapping[str, Any]) -> bool:
@@ -48,7 +46,7 @@ class TagService:
         name = name.strip()
         if not (0 < len(name) <= 100):
             raise BadInput("name must be 1-100 characters", field="name")
-        if await self.session.scalar(select(TagGroup.id).where(TagGroup.name == name)):
+        if await self.repo.tag_group_name_taken(name):
             raise Conflict("a tag group with this name exists", field="name")
         group = TagGroup(name=name, is_health=is_health)
         self.session.add(group)
@@ -63,10 +61,7 @@ class TagService:
             raise BadInput("name must be 1-100 characters", field="name")
         if auto_rule is not None:
             validate(auto_rule)
-        exists = await self.session.scalar(
-            select(Tag.id).where(Tag.group_id == group.id, Tag.name == name)
-        )
-        if exists:
+        if await self.repo.tag_name_taken(group.id, name):
             raise Conflict("this group already has a tag with this name", field="name")
         tag = Tag(group_id=group.id, name=name, auto_rule=dict(auto_rule) if auto_rule else None)
         self.session.add(tag)
@@ -76,14 +71,7 @@ class TagService:
     async def _in_scope(self, scope: PatientScope, ids: Sequence[uuid.UUID]) -> None:
         found = 0
         for chunk in _chunks(ids):
-            found += int(
-                await self.session.scalar(
-                    select(func.count())
-                    .select_from(Patient)
-                    .where(Patient.id.in_(chunk), scope.clause(), Patient.erased_at.is_(None))
-                )
-                or 0
-            )
+            found += await self.repo.count_unerased(scope, chunk)
         if found != len(ids):
             raise NotFound("one or more patients do not exist", field="patientIds")
 
@@ -95,15 +83,7 @@ class TagService:
         await self._in_scope(scope, ids)
         have: set[uuid.UUID] = set()
         for chunk in _chunks(ids):
-            have |= set(
-                (
-                    await self.session.scalars(
-                        select(PatientTag.patient_id).where(
-                            PatientTag.tag_id == tag.id, PatientTag.patient_id.in_(chunk)
-                        )
-                    )
-                ).all()
-            )
+            have |= set(await self.repo.tagged_among(tag.id, chunk))
         now = datetime.now(UTC)
         rows = [
             {"patient_id": pid, "tag_id": tag.id, "source": "manual", "added_at": now}
@@ -111,9 +91,7 @@ class TagService:
             if pid not in have
         ]
         if rows:
-            await self.session.execute(
-                PatientTag.__table__.insert(), stamp_rows(self.session, rows)
-            )
+            await self.repo.insert_patient_tags(rows)
         return len(rows)
 
     async def untag(self, tag: Tag, scope: PatientScope, patient_ids: Sequence[uuid.UUID]) -> int:
@@ -123,12 +101,7 @@ class TagService:
         await self._in_scope(scope, ids)
         removed = 0
         for chunk in _chunks(ids):
-            result = await self.session.execute(
-                delete(PatientTag)
-                .where(PatientTag.tag_id == tag.id, PatientTag.patient_id.in_(chunk))
-                .execution_options(synchronize_session=False)
-            )
-            removed += result.rowcount or 0
+            removed += await self.repo.untag(tag.id, chunk)
         return removed
 
     async def apply_auto_tag(self, tag: Tag, within: PatientScope | None = None) -> tuple[int, int]:
@@ -137,41 +110,15 @@ class TagService:
         if tag.auto_rule is None:
             raise BadInput("this tag has no rule", field="tagId")
         now = datetime.now(UTC)
-        among = true() if within is None else within.clause()
-        matching = set(
-            (
-                await self.session.scalars(
-                    select(Patient.id).where(
-                        compile_filter(tag.auto_rule, now),
-                        among,
-                        Patient.erased_at.is_(None),
-                        Patient.merged_into_id.is_(None),
-                    )
-                )
-            ).all()
-        )
-        current = set(
-            (
-                await self.session.scalars(
-                    select(PatientTag.patient_id)
-                    .join(Patient, Patient.id == PatientTag.patient_id)
-                    .where(PatientTag.tag_id == tag.id, among)
-                )
-            ).all()
-        )
+        matching = set(await self.repo.matching_rule(tag.auto_rule, now, within))
+        current = set(await self.repo.tagged_within(tag.id, within))
         stale = sorted(current - matching)
         for chunk in _chunks(stale):
-            await self.session.execute(
-                delete(PatientTag)
-                .where(PatientTag.tag_id == tag.id, PatientTag.patient_id.in_(chunk))
-                .execution_options(synchronize_session=False)
-            )
+            await self.repo.untag(tag.id, chunk)
         rows = [
             {"patient_id": pid, "tag_id": tag.id, "source": "auto", "added_at": now}
             for pid in sorted(matching - current)
         ]
         if rows:
-            await self.session.execute(
-                PatientTag.__table__.insert(), stamp_rows(self.session, rows)
-            )
+            await self.repo.insert_patient_tags(rows)
         return len(rows), len(stale)

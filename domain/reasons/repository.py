@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.paging import Keyset, KeysetPage, keyset_rows
 from domain.patients.models import Patient
 from domain.patients.scope import PatientScope
 from domain.reasons.models import DEFAULT_WINDOW_MINUTES, StatedPurpose
@@ -89,7 +90,7 @@ class ReasonRepository:
         return await self.session.scalar(select(StatedPurpose).where(StatedPurpose.id == stated_id))
 
     def review(self, flt: ReasonFilter) -> Select[tuple[StatedPurpose]]:
-        """The statement of the auditors' review (paged by `api.pagination.keyset_page`)."""
+        """The statement of the auditors' review (paged by `review_page`)."""
         stmt = select(StatedPurpose)
         if flt.staff_id is not None:
             stmt = stmt.where(StatedPurpose.staff_id == flt.staff_id)
@@ -102,3 +103,14 @@ class ReasonRepository:
         if flt.until is not None:
             stmt = stmt.where(StatedPurpose.stated_at < flt.until)
         return stmt
+
+    # --- pages (GraphQL) ---
+
+    async def review_page(
+        self, flt: ReasonFilter, limit: int, after: Keyset | None
+    ) -> KeysetPage[StatedPurpose]:
+        """A page of the auditors' `review`, by time stated."""
+        stmt = self.review(flt)
+        return await keyset_rows(
+            self.session, stmt, StatedPurpose, StatedPurpose.stated_at, limit, after
+        )

@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.care.models import Visit, VisitStatus
+from domain.care.repository import CareRepository
 from domain.errors import BadInput, Conflict, NotFound
 from domain.patients.models import BLIND_INDEXED, Patient
 from domain.referrals import figures
@@ -20,6 +19,7 @@ from domain.referrals.models import (
     RewardStatus,
     RewardTrigger,
 )
+from domain.referrals.repository import ReferralRepository
 from domain.referrals.tree import is_ancestor_or_self
 from tenancy.session import lock_tenant
 
@@ -40,11 +40,10 @@ def _shares_identifier(a: Patient, b: Patient) -> bool:
 class ReferralService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.repo = ReferralRepository(session)
 
     async def by_code(self, code: str) -> Patient:
-        patient = await self.session.scalar(
-            select(Patient).where(Patient.referral_code == code.strip().upper())
-        )
+        patient = await self.repo.patient_by_referral_code(code.strip().upper())
         if patient is None or patient.erased_at is not None:
             raise NotFound("no patient has this referral code", field="referralCode")
         return patient
@@ -60,19 +59,9 @@ class ReferralService:
             digest = getattr(referred, f"{name}_bidx")
             if digest is None:
                 continue
-            column = getattr(Patient, f"{name}_bidx")
-            other = await self.session.scalar(
-                select(func.count())
-                .select_from(Patient)
-                .where(column == digest, Patient.id != referred.id, Patient.id != referrer.id)
-            )
-            if other:
+            if await self.repo.others_with_identifier(name, digest, referrer, referred):
                 return ALREADY_IN_POOL
-        history = await self.session.scalar(
-            select(func.count())
-            .select_from(Visit)
-            .where(Visit.patient_id == referred.id, Visit.status == VisitStatus.ARRIVED)
-        )
+        history = await CareRepository(self.session).arrived_visit_count(referred)
         return ALREADY_IN_POOL if history else ""
 
     async def link(self, referrer: Patient, referred: Patient, channel: str = "") -> Referral:
@@ -81,9 +70,7 @@ class ReferralService:
         if len(channel) > 64:
             raise BadInput("channel is at most 64 characters", field="channel")
         await lock_tenant(self.session, figures.LOCK)
-        if await self.session.scalar(
-            select(Referral.referrer_id).where(Referral.referred_id == referred.id)
-        ):
+        if await self.repo.referrer_id_of(referred):
             raise Conflict("this patient already has a referrer", field="referredId")
         if await is_ancestor_or_self(self.session, referred.id, referrer.id):
             raise Conflict("this referral would make a cycle", field="referredId")
@@ -107,27 +94,17 @@ class ReferralService:
         return link
 
     async def link_of(self, referred_id: uuid.UUID) -> Referral | None:
-        return await self.session.scalar(
-            select(Referral).where(Referral.referred_id == referred_id)
-        )
+        return await self.repo.link_of(referred_id)
 
     async def _rules(self, trigger: RewardTrigger) -> list[RewardRule]:
-        return list(
-            (
-                await self.session.scalars(
-                    select(RewardRule)
-                    .where(RewardRule.trigger == trigger, RewardRule.active.is_(True))
-                    .order_by(RewardRule.threshold, RewardRule.id)
-                )
-            ).all()
-        )
+        return await self.repo.active_rules(trigger)
 
     async def _record(
         self, rule: RewardRule, referrer_id: uuid.UUID, key: str, referred: Referral | None
     ) -> None:
         """Record a reward once: the dedupe key makes a repeat a no-op."""
         dedupe = f"{rule.id}:{key}"
-        if await self.session.scalar(select(Reward.id).where(Reward.dedupe_key == dedupe)):
+        if await self.repo.has_reward(dedupe):
             return
         refused = referred is not None and not referred.eligible
         self.session.add(
@@ -149,14 +126,7 @@ class ReferralService:
         if not rules:
             return
         await self.session.flush()
-        count = int(
-            await self.session.scalar(
-                select(func.count())
-                .select_from(Referral)
-                .where(Referral.referrer_id == referrer.id, Referral.eligible.is_(True))
-            )
-            or 0
-        )
+        count = await self.repo.eligible_referrals(referrer)
         for rule in rules:
             if count >= rule.threshold:
                 await self._record(rule, referrer.id, f"count:{referrer.id}", None)

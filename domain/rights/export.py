@@ -13,18 +13,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.care.models import Order, OrderLine, Refund, Visit
-from domain.consent.models import ConsentRecord
 from domain.patients.models import SEALED_FIELDS, Patient
 from domain.patients.service import unseal
-from domain.pool.models import FollowUp, InteractionEvent, PatientTag, StageChange, Tag
-from domain.referrals.models import Referral, Reward
+from domain.rights.repository import RightsRepository
 from domain.surveys.answers import free_text
-from domain.surveys.models import SurveyAnswer
-from domain.wecom.group_models import GroupChat, GroupMember
 from tenancy.keyring import FieldCipher
 
 ORDER_COLUMNS = ("id", "branch_id", "status", "total_fen", "refunded_fen", "paid_at")
@@ -44,30 +38,15 @@ def _rows(rows: Any, *columns: str) -> list[dict[str, Any]]:
 
 async def patient_copy(session: AsyncSession, cipher: FieldCipher, patient: Patient) -> dict:
     pid = patient.id
-    scalars = session.scalars
-    orders = list(await scalars(select(Order).where(Order.patient_id == pid)))
+    repo = RightsRepository(session)
+    orders = await repo.orders(patient)
     order_ids = [o.id for o in orders]
-    lines = list(await scalars(select(OrderLine).where(OrderLine.order_id.in_(order_ids))))
-    refunds = list(await scalars(select(Refund).where(Refund.order_id.in_(order_ids))))
-    tags = await session.execute(
-        select(Tag.name, PatientTag.source, PatientTag.added_at)
-        .join(Tag, Tag.id == PatientTag.tag_id)
-        .where(PatientTag.patient_id == pid)
-    )
-    answers = list(
-        await scalars(
-            select(SurveyAnswer)
-            .where(SurveyAnswer.patient_id == pid)
-            .order_by(SurveyAnswer.answered_at)
-        )
-    )
+    lines = await repo.order_lines(order_ids)
+    refunds = await repo.refunds(order_ids)
+    tags = await repo.tags(patient)
+    answers = await repo.survey_answers(patient)
     stays = (
-        await session.execute(
-            select(GroupChat.name, GroupMember.joined_at, GroupMember.left_at)
-            .join(GroupChat, GroupChat.id == GroupMember.group_id)
-            .where(GroupMember.member_bidx == patient.wecom_external_id_bidx)
-            .order_by(GroupMember.joined_at)
-        )
+        await repo.group_stays(patient.wecom_external_id_bidx)
         if patient.wecom_external_id_bidx is not None
         else []
     )
@@ -95,30 +74,20 @@ async def patient_copy(session: AsyncSession, cipher: FieldCipher, patient: Pati
         },
         "tags": _rows(tags, "name", "source", "added_at"),
         "events": _rows(
-            await scalars(
-                select(InteractionEvent)
-                .where(InteractionEvent.patient_id == pid)
-                .order_by(InteractionEvent.occurred_at)
-            ),
+            await repo.events(patient),
             "type",
             "occurred_at",
             "source",
         ),
         "stage_history": _rows(
-            await scalars(
-                select(StageChange)
-                .where(StageChange.patient_id == pid)
-                .order_by(StageChange.occurred_at)
-            ),
+            await repo.stage_history(patient),
             "from_stage",
             "to_stage",
             "reason",
             "occurred_at",
         ),
         "visits": _rows(
-            await scalars(
-                select(Visit).where(Visit.patient_id == pid).order_by(Visit.scheduled_at)
-            ),
+            await repo.visits(patient),
             "id",
             "branch_id",
             "doctor_id",
@@ -146,25 +115,21 @@ async def patient_copy(session: AsyncSession, cipher: FieldCipher, patient: Pati
             for o in orders
         ],
         "follow_ups": _rows(
-            await scalars(select(FollowUp).where(FollowUp.patient_id == pid)),
+            await repo.follow_ups(patient),
             "kind",
             "status",
             "due_at",
             "outcome",
         ),
         "referrals": _rows(
-            await scalars(
-                select(Referral).where(
-                    or_(Referral.referred_id == pid, Referral.referrer_id == pid)
-                )
-            ),
+            await repo.referrals(patient),
             "referrer_id",
             "referred_id",
             "channel",
             "created_at",
         ),
         "rewards": _rows(
-            await scalars(select(Reward).where(Reward.referrer_id == pid)),
+            await repo.rewards(patient),
             "status",
             "points",
             "coupon",
@@ -172,11 +137,7 @@ async def patient_copy(session: AsyncSession, cipher: FieldCipher, patient: Pati
             "created_at",
         ),
         "consents": _rows(
-            await scalars(
-                select(ConsentRecord)
-                .where(ConsentRecord.patient_id == pid)
-                .order_by(ConsentRecord.recorded_at)
-            ),
+            await repo.consents(patient),
             "purpose",
             "channel",
             "granted",

@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.care import follow_ups
@@ -31,6 +30,7 @@ from domain.surveys.models import (
     SurveyRule,
     SurveyTemplateVersion,
 )
+from domain.surveys.repository import SurveyRepository
 from domain.surveys.templates import Question
 from tenancy.keyring import FieldCipher
 
@@ -66,19 +66,7 @@ async def open_link(
 ) -> Open:
     """The delivery a valid, unused link names (locked when about to be answered)."""
     link = tokens.verify(cipher, token, now)
-    stmt = (
-        select(SurveyDelivery, SurveyTemplateVersion, Patient)
-        .join(
-            SurveyTemplateVersion,
-            (SurveyTemplateVersion.template_id == SurveyDelivery.template_id)
-            & (SurveyTemplateVersion.version == SurveyDelivery.template_version),
-        )
-        .join(Patient, Patient.id == SurveyDelivery.patient_id)
-        .where(SurveyDelivery.id == link.delivery_id, Patient.erased_at.is_(None))
-    )
-    if lock:
-        stmt = stmt.with_for_update(of=SurveyDelivery)
-    row = (await session.execute(stmt)).first()
+    row = await SurveyRepository(session).link(link.delivery_id, lock=lock)
     if row is None or row[0].status != SurveyDeliveryStatus.DELIVERED:
         raise tokens.BadLink()
     return Open(*row)
@@ -137,7 +125,7 @@ async def answer(
     d = opened.delivery
     questions = [Question.from_json(q) for q in opened.version.questions]
     choices, texts, ratings, nps = _read(questions, given)
-    rule = await session.scalar(select(SurveyRule).where(SurveyRule.id == d.rule_id))
+    rule = await SurveyRepository(session).rule(d.rule_id)
     assert rule is not None
     low = is_low(rule, ratings, nps)
     row = SurveyAnswer(
@@ -176,31 +164,18 @@ def free_text(cipher: FieldCipher, answer: SurveyAnswer) -> dict[str, str]:
     return dict(json.loads(plain))
 
 
-def answers_query(scope_clause, branch_id: uuid.UUID | None = None):  # type: ignore[no-untyped-def]
-    """Answers (with their delivery) whose patient is in the caller's scope, newest first."""
-    stmt = (
-        select(SurveyAnswer)
-        .join(SurveyDelivery, SurveyDelivery.id == SurveyAnswer.delivery_id)
-        .join(Patient, Patient.id == SurveyAnswer.patient_id)
-        .where(scope_clause)
-    )
-    if branch_id is not None:
-        stmt = stmt.where(SurveyDelivery.branch_id == branch_id)
-    return stmt
-
-
 async def deliveries(
     session: AsyncSession, ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, SurveyDelivery]:
-    rows = await session.scalars(select(SurveyDelivery).where(SurveyDelivery.id.in_(ids)))
+    rows = await SurveyRepository(session).deliveries(ids)
     return {r.id: r for r in rows}
 
 
 async def patients(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Patient]:
-    rows = await session.scalars(select(Patient).where(Patient.id.in_(set(ids))))
+    rows = await SurveyRepository(session).patients(set(ids))
     return {p.id: p for p in rows}
 
 
 async def own(session: AsyncSession, scope: PatientScope) -> Patient | None:
     """The signed-in patient's own record."""
-    return await session.scalar(select(Patient).where(scope.clause()))
+    return await SurveyRepository(session).own(scope)

@@ -15,14 +15,10 @@ from collections import defaultdict
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.patients.models import Patient
 from domain.patients.scope import PatientScope
-from domain.surveys.models import SurveyAnswer, SurveyDelivery, SurveyDeliveryStatus
-
-SENT = (SurveyDeliveryStatus.DELIVERED, SurveyDeliveryStatus.ANSWERED)
+from domain.surveys.repository import SurveyRepository
 
 
 @dataclass
@@ -69,31 +65,7 @@ async def satisfaction(
     branch_id: uuid.UUID | None = None,
 ) -> Satisfaction:
     """`branch_id`: only visits at that branch."""
-    live: list[ColumnElement[bool]] = [
-        scope.clause(),
-        SurveyDelivery.status.in_([str(s) for s in SENT]),
-        SurveyDelivery.sent_at >= since,
-        SurveyDelivery.sent_at < until,
-    ]
-    if branch_id is not None:
-        live.append(SurveyDelivery.branch_id == branch_id)
-    rows = await session.execute(
-        select(
-            SurveyDelivery.branch_id,
-            SurveyDelivery.doctor_id,
-            func.count(),
-            func.count(SurveyAnswer.delivery_id),
-            func.coalesce(func.sum(SurveyAnswer.rating_sum), 0),
-            func.coalesce(func.sum(SurveyAnswer.rating_count), 0),
-            func.count(SurveyAnswer.nps),
-            func.count().filter(SurveyAnswer.nps >= 9),
-            func.count().filter(SurveyAnswer.nps <= 6),
-        )
-        .join(Patient, Patient.id == SurveyDelivery.patient_id)
-        .outerjoin(SurveyAnswer, SurveyAnswer.delivery_id == SurveyDelivery.id)
-        .where(*live)
-        .group_by(SurveyDelivery.branch_id, SurveyDelivery.doctor_id)
-    )
+    rows = await SurveyRepository(session).satisfaction(scope, since, until, branch_id)
     total = Figures()
     by_branch: dict[uuid.UUID, Figures] = defaultdict(Figures)
     by_doctor: dict[uuid.UUID, Figures] = defaultdict(Figures)

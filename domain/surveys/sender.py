@@ -1,4 +1,4 @@
-"""The survey sender, run in the campaign sender's pass (api.campaigns.worker): queue the
+"""The survey sender, run in the campaign sender's pass (process.campaign_sender): queue the
 visits whose survey is due, then send the links through the campaign back-ends under the
 campaigns' consent check, frequency cap and quiet hours (domain.campaigns).
 
@@ -21,12 +21,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.campaigns import caps
 from domain.campaigns import rules as contact_rules
-from domain.campaigns.audience import ADDRESS
 from domain.campaigns.backends import OptedOut, SendError, SmsGateway, WecomTasks
 from domain.campaigns.models import CampaignChannel
 from domain.campaigns.sender import (
@@ -36,25 +34,19 @@ from domain.campaigns.sender import (
     consenting,
     record_opt_out,
 )
-from domain.care.models import Visit, VisitStatus
-from domain.consent.models import ContactChannel, Purpose
-from domain.consent.service import reachable
-from domain.door.models import IdentityKind, PatientIdentity
+from domain.care.models import Visit
 from domain.patients.models import Patient
 from domain.patients.service import unseal
 from domain.surveys import tokens
 from domain.surveys.models import (
     SurveyDelivery,
     SurveyDeliveryStatus,
-    SurveyRule,
-    SurveyTemplate,
     SurveyTemplateVersion,
-    VisitKind,
 )
+from domain.surveys.repository import MINI_PROGRAM, SurveyRepository
 from tenancy.keyring import FieldCipher
 
 SENDER = "surveys"  # the system actor that sends
-MINI_PROGRAM = "mini_program"
 BATCH = 100
 S = SurveyDeliveryStatus
 
@@ -65,14 +57,6 @@ class Queued:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
-def _kind(rule: SurveyRule):  # type: ignore[no-untyped-def]
-    if rule.visit_kind == VisitKind.FIRST:
-        return Visit.is_first.is_(True)
-    if rule.visit_kind == VisitKind.RETURN:
-        return Visit.is_first.is_(False)
-    return None
-
-
 async def queue(
     session: AsyncSession, now: datetime, ready: Collection[str] | None = None
 ) -> Queued:
@@ -80,7 +64,8 @@ async def queue(
     deployment can send through now (a rule's channel without a provider is passed over for
     its next one, so no link waits for a gateway that is not configured); None: all."""
     out = Queued()
-    rules_ = list(await session.scalars(select(SurveyRule).where(SurveyRule.active.is_(True))))
+    repo = SurveyRepository(session)
+    rules_ = await repo.active_rules()
     if not rules_:
         return out
     await caps.lock(session)
@@ -88,37 +73,10 @@ async def queue(
     contacts = await caps.contact_counts(session, limits, now)
     start = limits.next_allowed(now)
     for rule in rules_:
-        template = await session.scalar(
-            select(SurveyTemplate).where(SurveyTemplate.id == rule.template_id)
-        )
+        template = await repo.template(rule.template_id)
         assert template is not None
-        done = select(SurveyDelivery.visit_id).where(SurveyDelivery.rule_id == rule.id)
-        where = [
-            Visit.status == VisitStatus.ARRIVED,
-            Visit.arrived_at >= rule.starts_at,
-            Visit.arrived_at <= now - timedelta(days=rule.delay_days),
-            Visit.id.not_in(done),
-            Patient.erased_at.is_(None),
-            Patient.merged_into_id.is_(None),
-        ]
-        kind = _kind(rule)
-        if kind is not None:
-            where.append(kind)
-        if rule.branch_id is not None:
-            where.append(Visit.branch_id == rule.branch_id)
         channels = [c for c in rule.channels if ready is None or c in ready]
-        reach = [
-            and_(reachable(Purpose.MARKETING, [ContactChannel(c)]), _addressed(c)).label(c)
-            for c in channels
-        ]
-        rows = (
-            await session.execute(
-                select(Visit, *reach)
-                .join(Patient, Patient.id == Visit.patient_id)
-                .where(*where)
-                .order_by(Visit.arrived_at, Visit.id)
-            )
-        ).all()
+        rows = await repo.due_visits(rule, now, channels)
         for row in rows:
             visit: Visit = row[0]
             channel = next((c for c, ok in zip(channels, row[1:], strict=True) if ok), None)
@@ -153,30 +111,11 @@ async def queue(
     return out
 
 
-def _addressed(channel: str):  # type: ignore[no-untyped-def]
-    """The patient can be reached on `channel`: a phone, a WeCom contact, or (mini-program)
-    a signed-in WeChat identity of the brand's mini-program."""
-    if channel == MINI_PROGRAM:
-        return exists(
-            select(PatientIdentity.patient_id).where(
-                PatientIdentity.patient_id == Patient.id,
-                PatientIdentity.kind == str(IdentityKind.OPENID),
-            )
-        )
-    return ADDRESS[CampaignChannel(channel)].is_not(None)
-
-
 @dataclass(frozen=True)
 class Claim:
     channel: str
     delivery_ids: list[uuid.UUID]
     patient_ids: list[uuid.UUID]
-
-
-def _due(now: datetime, stale_after: timedelta):  # type: ignore[no-untyped-def]
-    pending = (SurveyDelivery.status == S.PENDING) & (SurveyDelivery.next_attempt_at <= now)
-    stale = (SurveyDelivery.status == S.SENDING) & (SurveyDelivery.claimed_at <= now - stale_after)
-    return pending | stale
 
 
 async def claim(
@@ -190,24 +129,12 @@ async def claim(
     """Claim due survey links on `channel`; commit before sending."""
     if (await contact_rules.load(session)).is_quiet(now):
         return None
-    rows = (
-        await session.execute(
-            select(SurveyDelivery.id, SurveyDelivery.patient_id)
-            .where(_due(now, stale_after), SurveyDelivery.channel == str(channel))
-            .order_by(SurveyDelivery.next_attempt_at, SurveyDelivery.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    repo = SurveyRepository(session)
+    rows = await repo.claimable(now, channel, stale_after, limit)
     if not rows:
         return None
     ids = [r.id for r in rows]
-    await session.execute(
-        update(SurveyDelivery)
-        .where(SurveyDelivery.id.in_(ids))
-        .values(status=S.SENDING, claimed_at=now, attempts=SurveyDelivery.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
+    await repo.mark_sending(ids, now)
     return Claim(channel, ids, [r.patient_id for r in rows])
 
 
@@ -242,25 +169,13 @@ async def send(
     on the mini-program the link is simply there for the patient, `mySurveys`)."""
     tally = Tally()
     allowed = await consenting(session, claim.patient_ids, claim.channel)
-    rows = list(
-        await session.execute(
-            select(SurveyDelivery, SurveyRule, SurveyTemplateVersion)
-            .join(SurveyRule, SurveyRule.id == SurveyDelivery.rule_id)
-            .join(
-                SurveyTemplateVersion,
-                (SurveyTemplateVersion.template_id == SurveyDelivery.template_id)
-                & (SurveyTemplateVersion.version == SurveyDelivery.template_version),
-            )
-            .where(SurveyDelivery.id.in_(claim.delivery_ids), SurveyDelivery.status == S.SENDING)
-            .order_by(SurveyDelivery.id)
-        )
-    )
+    rows = await SurveyRepository(session).sending(claim.delivery_ids)
     address = {"sms": "phone", "wecom": "wecom_external_id"}.get(claim.channel)
     for d, rule, version in rows:
         patient = allowed.get(d.patient_id)
         value = None
         if patient is not None:
-            value = unseal(cipher, patient, address) if address else "mini_program"
+            value = unseal(cipher, patient, address) if address else MINI_PROGRAM
         if patient is None:
             d.status, d.last_error = S.WITHDRAWN, "no_consent"
         elif value is None:
@@ -304,19 +219,5 @@ async def _wecom(tasks: WecomTasks, d: SurveyDelivery, external: str, text: str)
 
 async def open_for(session: AsyncSession, patient: Patient, now: datetime) -> list[tuple]:
     """A patient's delivered, unanswered, unexpired surveys, with their version, newest first."""
-    rows = await session.execute(
-        select(SurveyDelivery, SurveyTemplateVersion)
-        .join(
-            SurveyTemplateVersion,
-            (SurveyTemplateVersion.template_id == SurveyDelivery.template_id)
-            & (SurveyTemplateVersion.version == SurveyDelivery.template_version),
-        )
-        .where(
-            SurveyDelivery.patient_id == patient.id,
-            SurveyDelivery.status == S.DELIVERED,
-            SurveyDelivery.expires_at > now,
-        )
-        .order_by(SurveyDelivery.sent_at.desc())
-        .limit(20)
-    )
+    rows = await SurveyRepository(session).open_for(patient, now)
     return [tuple(r) for r in rows]

@@ -8,9 +8,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.door.repository import DoorRepository
 from domain.errors import BadInput, NotFound
 from domain.surveys.models import (
     QuestionKind,
@@ -19,7 +19,7 @@ from domain.surveys.models import (
     SurveyTemplateVersion,
     VisitKind,
 )
-from domain.tenants.models import Branch
+from domain.surveys.repository import SurveyRepository
 
 MAX_QUESTIONS = 30
 MAX_OPTIONS = 10
@@ -138,7 +138,7 @@ async def revise_template(
 
 
 async def template(session: AsyncSession, template_id: uuid.UUID) -> SurveyTemplate:
-    row = await session.scalar(select(SurveyTemplate).where(SurveyTemplate.id == template_id))
+    row = await SurveyRepository(session).template(template_id)
     if row is None:
         raise NotFound("no such survey template")
     return row
@@ -147,12 +147,7 @@ async def template(session: AsyncSession, template_id: uuid.UUID) -> SurveyTempl
 async def version(
     session: AsyncSession, template_id: uuid.UUID, number: int
 ) -> SurveyTemplateVersion | None:
-    return await session.scalar(
-        select(SurveyTemplateVersion).where(
-            SurveyTemplateVersion.template_id == template_id,
-            SurveyTemplateVersion.version == number,
-        )
-    )
+    return await SurveyRepository(session).version(template_id, number)
 
 
 async def versions(
@@ -160,11 +155,7 @@ async def versions(
 ) -> dict[tuple[uuid.UUID, int], SurveyTemplateVersion]:
     if not keys:
         return {}
-    rows = await session.scalars(
-        select(SurveyTemplateVersion).where(
-            SurveyTemplateVersion.template_id.in_({k[0] for k in keys})
-        )
-    )
+    rows = await SurveyRepository(session).versions_of({k[0] for k in keys})
     wanted = set(keys)
     return {(r.template_id, r.version): r for r in rows if (r.template_id, r.version) in wanted}
 
@@ -198,8 +189,8 @@ async def create_rule(session: AsyncSession, draft: RuleDraft, actor: str) -> Su
         raise BadInput("lowRating is 1-5", field="lowRating")
     if draft.low_nps is not None and not 0 <= draft.low_nps <= 10:
         raise BadInput("lowNps is 0-10", field="lowNps")
-    if draft.branch_id is not None and (
-        await session.scalar(select(Branch.id).where(Branch.id == draft.branch_id)) is None
+    if draft.branch_id is not None and not await DoorRepository(session).branch_exists(
+        draft.branch_id
     ):
         raise BadInput("no such branch", field="branchId")
     rule = SurveyRule(
@@ -222,7 +213,7 @@ async def create_rule(session: AsyncSession, draft: RuleDraft, actor: str) -> Su
 
 
 async def rule(session: AsyncSession, rule_id: uuid.UUID) -> SurveyRule:
-    row = await session.scalar(select(SurveyRule).where(SurveyRule.id == rule_id))
+    row = await SurveyRepository(session).rule(rule_id)
     if row is None:
         raise NotFound("no such survey rule")
     return row

@@ -1,7 +1,7 @@
 """Branches and regions of a chain: create, change, close and reopen, assign to regions.
 
-All SQL for branches and regions lives here. Checks come before any write, so bad input
-changes nothing; uniqueness (branch code, region name) is also held by the database.
+Their SQL is domain.tenants.repository's (`BranchRepository`). Checks come before any write,
+so bad input changes nothing; uniqueness (branch code, region name) is also held by the database.
 """
 
 from __future__ import annotations
@@ -9,23 +9,16 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import BadInput, Conflict, NotFound
 from domain.tenants.models import Branch, BranchRegion, Region
+from domain.tenants.repository import BranchFilter, BranchRepository
 
 CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 UNSET = object()
-
-
-@dataclass(frozen=True)
-class BranchFilter:
-    region_ids: frozenset[uuid.UUID] = frozenset()
-    open: bool | None = None  # None: open and closed alike
 
 
 def _text(value: str, field: str, limit: int, *, required: bool = False) -> str:
@@ -50,18 +43,19 @@ def _code(value: str) -> str:
 class BranchService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.repo = BranchRepository(session)
 
     async def get(self, branch_id: uuid.UUID, field: str = "branchId") -> Branch:
-        row = await self.session.scalar(select(Branch).where(Branch.id == branch_id))
+        row = await self.repo.branch(branch_id)
         if row is None:
             raise NotFound("no such branch", field=field)
         return row
 
     async def by_code(self, code: str) -> Branch | None:
-        return await self.session.scalar(select(Branch).where(Branch.code == code))
+        return await self.repo.branch_by_code(code)
 
     async def region(self, region_id: uuid.UUID, field: str = "regionId") -> Region:
-        row = await self.session.scalar(select(Region).where(Region.id == region_id))
+        row = await self.repo.region(region_id)
         if row is None:
             raise NotFound("no such region", field=field)
         return row
@@ -129,60 +123,37 @@ class BranchService:
 
     async def check_open(self, branch_id: uuid.UUID, field: str) -> None:
         """For new patients and visits: the branch exists and is open."""
-        row = (
-            await self.session.execute(select(Branch.closed_at).where(Branch.id == branch_id))
-        ).first()
+        row = await self.repo.closed_at(branch_id)
         if row is None:
             raise NotFound("no such branch", field=field)
         if row[0] is not None:
             raise BadInput("this branch is closed", field=field)
 
     async def region_id_of(self, branch: Branch) -> uuid.UUID | None:
-        return await self.session.scalar(
-            select(BranchRegion.region_id).where(BranchRegion.branch_id == branch.id)
-        )
+        return await self.repo.region_id_of(branch)
 
     async def set_region(self, branch: Branch, region: Region | None) -> None:
-        await self.session.execute(
-            delete(BranchRegion)
-            .where(BranchRegion.branch_id == branch.id)
-            .execution_options(synchronize_session=False)
-        )
+        await self.repo.clear_region(branch)
         if region is not None:
             self.session.add(BranchRegion(branch_id=branch.id, region_id=region.id))
         await self.session.flush()
 
     async def by_ids(self, ids: Sequence[uuid.UUID]) -> Sequence[Branch]:
-        stmt = select(Branch).where(Branch.id.in_(sorted(set(ids))))
-        return (await self.session.scalars(stmt)).all()
+        return await self.repo.branches(ids)
 
     async def list(self, flt: BranchFilter = BranchFilter()) -> Sequence[Branch]:
-        stmt = select(Branch)
-        if flt.region_ids:
-            stmt = stmt.join(BranchRegion, BranchRegion.branch_id == Branch.id).where(
-                BranchRegion.region_id.in_(sorted(flt.region_ids))
-            )
-        if flt.open is True:
-            stmt = stmt.where(Branch.closed_at.is_(None))
-        elif flt.open is False:
-            stmt = stmt.where(Branch.closed_at.is_not(None))
-        return (await self.session.scalars(stmt.order_by(Branch.code))).all()
+        return await self.repo.matching(flt)
 
     async def regions_of(self, branch_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
         """branch id → region id, for the branches that have one."""
         if not branch_ids:
             return {}
-        rows = await self.session.execute(
-            select(BranchRegion.branch_id, BranchRegion.region_id).where(
-                BranchRegion.branch_id.in_(sorted(set(branch_ids)))
-            )
-        )
-        return {b: r for b, r in rows}
+        return await self.repo.regions_of(branch_ids)
 
     # Regions
 
     async def _check_region_name_free(self, name: str, keep: Region | None = None) -> None:
-        found = await self.session.scalar(select(Region).where(Region.name == name))
+        found = await self.repo.region_by_name(name)
         if found is not None and found is not keep:
             raise Conflict("a region with this name exists", field="name")
 
@@ -204,13 +175,7 @@ class BranchService:
         return True
 
     async def regions(self, ids: Sequence[uuid.UUID] | None = None) -> Sequence[Region]:
-        stmt = select(Region).order_by(Region.name)
-        if ids is not None:
-            stmt = stmt.where(Region.id.in_(sorted(set(ids))))
-        return (await self.session.scalars(stmt)).all()
+        return await self.repo.regions(ids)
 
     async def branch_ids_of_regions(self, region_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-        rows = await self.session.scalars(
-            select(BranchRegion.branch_id).where(BranchRegion.region_id.in_(sorted(region_ids)))
-        )
-        return list(rows)
+        return await self.repo.branch_ids_of_regions(region_ids)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.tenants.models import Tenant
+from domain.tenants.repository import TenantRepository
 
 
 class OffboardingState(StrEnum):
@@ -23,13 +23,8 @@ class OffboardingState(StrEnum):
 
 
 async def tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
-    return await session.scalar(select(Tenant).where(Tenant.slug == slug))
+    return await TenantRepository(session).by_slug(slug)
 
 
 async def set_state(session: AsyncSession, tenant: Tenant, state: OffboardingState) -> None:
-    await session.execute(
-        update(Tenant)
-        .where(Tenant.id == tenant.id)
-        .values(offboarding_state=state.value)
-        .execution_options(synchronize_session=False)
-    )
+    await TenantRepository(session).set_offboarding_state(tenant, state.value)

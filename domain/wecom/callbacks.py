@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from xml.parsers.expat import ExpatError
 
 import xmltodict
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from wechatpy.enterprise.crypto import WeChatCrypto
@@ -37,6 +36,7 @@ from domain.patients.repository import PatientRepository
 from domain.patients.service import PatientService
 from domain.wecom import groups
 from domain.wecom.models import WecomApp, WecomCallback
+from domain.wecom.repository import WecomRepository
 from tenancy.keyring import FieldCipher
 
 FRESH_SECONDS = 300
@@ -184,10 +184,9 @@ async def handle(
     # An exact resend (WeCom retries when our answer is slow; the signature covers the whole
     # encrypted body, so the same signature is the same event) is answered like the first
     # delivery and does nothing; a stale one was refused by the freshness window already.
-    resent = await session.scalar(select(WecomCallback).where(WecomCallback.signature == signature))
-    seen = resent or await session.scalar(
-        select(WecomCallback).where(WecomCallback.event_key == key)
-    )
+    repo = WecomRepository(session)
+    resent = await repo.callback_by_signature(signature)
+    seen = resent or await repo.callback_by_event_key(key)
     if seen is not None:
         return Outcome(seen.outcome, seen.patient_id, duplicate=True)
     try:

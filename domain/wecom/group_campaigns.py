@@ -13,7 +13,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.campaigns import rules as contact_rules
@@ -26,6 +25,7 @@ from domain.wecom.group_models import (
     GroupChatStatus,
 )
 from domain.wecom.groups_api import WecomGroupChats
+from domain.wecom.repository import GroupRepository
 
 MAX_CONTENT = 2000
 
@@ -65,18 +65,7 @@ def new_campaign(
 async def send_due(session: AsyncSession, client: WecomGroupChats, now: datetime) -> dict[str, int]:
     """Create the task of every group campaign whose window is open; expire closed ones."""
     out = {"sent": 0, "failed": 0, "expired": 0}
-    rows = (
-        await session.execute(
-            select(GroupCampaign, GroupChat)
-            .join(GroupChat, GroupChat.id == GroupCampaign.group_id)
-            .where(
-                GroupCampaign.status == GroupCampaignStatus.SCHEDULED,
-                GroupCampaign.window_start <= now,
-            )
-            .order_by(GroupCampaign.window_start, GroupCampaign.id)
-            .with_for_update(of=GroupCampaign, skip_locked=True)
-        )
-    ).all()
+    rows = await GroupRepository(session).claim_due_campaigns(now)
     quiet = (await contact_rules.load(session)).is_quiet(now)
     for campaign, group in rows:
         if campaign.window_end <= now:
@@ -113,11 +102,7 @@ async def send_due(session: AsyncSession, client: WecomGroupChats, now: datetime
 async def of_groups(
     session: AsyncSession, group_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, list[GroupCampaign]]:
-    rows = await session.scalars(
-        select(GroupCampaign)
-        .where(GroupCampaign.group_id.in_(group_ids))
-        .order_by(GroupCampaign.created_at.desc(), GroupCampaign.id)
-    )
+    rows = await GroupRepository(session).campaigns_of_groups(group_ids)
     out: dict[uuid.UUID, list[GroupCampaign]] = {g: [] for g in group_ids}
     for row in rows:
         out[row.group_id].append(row)

@@ -1,5 +1,6 @@
 """WeCom customer groups: what a `change_external_chat` callback or a resync does to a group and
-its members, and the queries the API and the metrics ask (all SQL of groups lives here).
+its members (their SQL, and the queries the API and the metrics ask, are
+domain.wecom.repository's).
 
 Callbacks (Event = change_external_chat):
 - create: the group is known (its name and owner come from the resync: WeCom's callback
@@ -19,11 +20,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.patients.models import Patient, PoolTier
 from domain.wecom.group_models import GroupChat, GroupChatStatus, GroupMember, WecomStaffLink
+from domain.wecom.repository import GroupRepository
 from tenancy.keyring import FieldCipher
 
 KIND = "wecom_external_id"  # the patients' blind index kind: members match on it
@@ -49,13 +49,9 @@ class Change:
     strengthened: list[uuid.UUID] = field(default_factory=list)
 
 
-async def group_by_chat_id(session: AsyncSession, chat_id: str) -> GroupChat | None:
-    return await session.scalar(select(GroupChat).where(GroupChat.chat_id == chat_id))
-
-
 async def known_group(session: AsyncSession, chat_id: str, branch_id: uuid.UUID) -> GroupChat:
     """The group with this ChatId, made (in `branch_id`) when first heard of."""
-    group = await group_by_chat_id(session, chat_id)
+    group = await GroupRepository(session).group_by_chat_id(chat_id)
     if group is None:
         group = GroupChat(chat_id=chat_id[:MAX_ID], branch_id=branch_id)
         session.add(group)
@@ -67,44 +63,17 @@ async def _strengthen(session: AsyncSession, digests: Sequence[bytes]) -> list[u
     """Live patients with these WeCom ids who were not strong-private yet, now are."""
     if not digests:
         return []
-    ids = list(
-        (
-            await session.scalars(
-                select(Patient.id).where(
-                    Patient.wecom_external_id_bidx.in_(list(digests)),
-                    Patient.pool_tier != str(PoolTier.STRONG_PRIVATE),
-                    Patient.erased_at.is_(None),
-                    Patient.merged_into_id.is_(None),
-                )
-            )
-        ).all()
-    )
+    repo = GroupRepository(session)
+    ids = await repo.not_strong_private(digests)
     if ids:
-        await session.execute(
-            update(Patient)
-            .where(Patient.id.in_(ids))
-            .values(pool_tier=str(PoolTier.STRONG_PRIVATE))
-            .execution_options(synchronize_session=False)
-        )
+        await repo.make_strong_private(ids)
     return ids
-
-
-async def _open_keys(session: AsyncSession, group: GroupChat) -> set[bytes]:
-    return set(
-        (
-            await session.scalars(
-                select(GroupMember.member_bidx).where(
-                    GroupMember.group_id == group.id, GroupMember.left_at.is_(None)
-                )
-            )
-        ).all()
-    )
 
 
 async def join(
     session: AsyncSession, group: GroupChat, digests: Iterable[bytes], at: datetime
 ) -> Change:
-    wanted = set(digests) - await _open_keys(session, group)
+    wanted = set(digests) - await GroupRepository(session).open_member_keys(group)
     session.add_all(
         GroupMember(group_id=group.id, member_bidx=d, joined_at=at) for d in sorted(wanted)
     )
@@ -116,19 +85,12 @@ async def leave(
     session: AsyncSession, group: GroupChat, digests: Iterable[bytes] | None, at: datetime
 ) -> Change:
     """Close the open stays of these members (all of them when `digests` is None)."""
-    stmt = (
-        update(GroupMember)
-        .where(GroupMember.group_id == group.id, GroupMember.left_at.is_(None))
-        .values(left_at=at)
-        .execution_options(synchronize_session=False)
-    )
+    keys = None
     if digests is not None:
         keys = sorted(set(digests))
         if not keys:
             return Change()
-        stmt = stmt.where(GroupMember.member_bidx.in_(keys))
-    result = await session.execute(stmt)
-    return Change(left=int(result.rowcount or 0))
+    return Change(left=await GroupRepository(session).close_stays(group, keys, at))
 
 
 async def dismiss(session: AsyncSession, group: GroupChat, at: datetime) -> Change:
@@ -142,9 +104,7 @@ async def forget_member(session: AsyncSession, digest: bytes | None) -> None:
     random one, so the stays still count in past figures but match nobody)."""
     if digest is None:
         return
-    stays = (
-        await session.scalars(select(GroupMember).where(GroupMember.member_bidx == digest))
-    ).all()
+    stays = await GroupRepository(session).stays_of(digest)
     now = datetime.now(UTC)
     for stay in stays:
         stay.member_bidx = os.urandom(16)
@@ -216,7 +176,7 @@ async def apply_detail(
         except (ValueError, OverflowError, OSError):
             joined = now
         current[member_key(cipher, userid)] = joined if joined.year > 2000 else now
-    stored = await _open_keys(session, group)
+    stored = await GroupRepository(session).open_member_keys(group)
     gone = await leave(session, group, stored - set(current), now)
     missing = sorted(set(current) - stored)
     session.add_all(
@@ -228,22 +188,14 @@ async def apply_detail(
 
 async def dismiss_missing(session: AsyncSession, chat_ids: set[str], now: datetime) -> int:
     """Active groups WeCom no longer lists were dismissed (or left the chain's WeCom)."""
-    missing = (
-        await session.scalars(
-            select(GroupChat).where(
-                GroupChat.status == GroupChatStatus.ACTIVE, GroupChat.chat_id.not_in(chat_ids)
-            )
-        )
-    ).all()
+    missing = await GroupRepository(session).active_groups_not_in(chat_ids)
     for group in missing:
         await dismiss(session, group, now)
     return len(missing)
 
 
 async def link_staff(session: AsyncSession, staff_id: uuid.UUID, wecom_userid: str) -> None:
-    link = await session.scalar(
-        select(WecomStaffLink).where(WecomStaffLink.wecom_userid == wecom_userid)
-    )
+    link = await GroupRepository(session).staff_link(wecom_userid)
     if link is None:
         session.add(WecomStaffLink(wecom_userid=wecom_userid, staff_id=staff_id))
     else:

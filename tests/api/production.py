@@ -13,7 +13,7 @@ import httpx
 
 from api.app import create_app
 from api.context import AppState
-from api.settings import Environment
+from process.settings import Environment
 
 
 @asynccontextmanager

@@ -23,11 +23,11 @@ import pytest
 from sqlalchemy import select, update
 
 from api.context import AppState
-from api.exports.job import run_export as run_export_job
 from api.ids import parse_global_id
 from auth.access_log import AccessLogEntry
 from domain.exports.models import ExportFormat, PatientExport
 from domain.exports.repository import ExportRepository
+from process.export_job import run_export as run_export_job
 from tenancy.session import bind_tenant
 from tests.conftest import Database
 from tests.files import read_elsewhere

@@ -18,10 +18,11 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.context import AppState
-from api.settings import Settings
 from auth.access_log_archive import verify_log
 from auth.ratelimit import WindowLimit
 from auth.sessions import SignInLimits
+from process.serve import app_state
+from process.settings import Settings
 from tenancy.session import bind_tenant, make_engine, session_factory
 from tests.conftest import Database
 from tests.support import SEEDED, World, build_world, codes, gql, ok, sign_in
@@ -35,7 +36,7 @@ NAME = "query($id: ID!) { patient(id: $id) { name } }"
 
 def _app_state(db: Database, base: AppState, *, timeout_ms: int, pool: int = 2) -> AppState:
     engine = make_engine(db.app_url, pool_size=pool, pool_timeout=0.5)
-    return AppState(
+    return app_state(
         Settings(data_dir=base.settings.data_dir),
         session_factory(engine, statement_timeout_ms=timeout_ms),
         base.key_provider,

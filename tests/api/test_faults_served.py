@@ -33,10 +33,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.context import AppState
 from api.ids import parse_global_id
-from api.settings import Settings
 from auth.signing_keys import SigningKeys
+from process.serve import app_state
+from process.settings import Settings
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
 from tenancy.session import make_engine, session_factory
 from tests.api.pg_cluster import Cluster
@@ -71,7 +71,7 @@ def _deploy(db: Database, tmp: Path) -> Deployment:
 
     async def setup() -> Any:
         engine = make_engine(db.owner_url, pool_size=1)
-        owner = AppState(
+        owner = app_state(
             Settings(data_dir=tmp),
             session_factory(engine),
             LocalKeyProvider.from_text(master),

@@ -17,7 +17,7 @@ from api.context import AppState
 from api.documents import folder_manifest, sha256
 from api.limits import MAX_COST, estimate_cost
 from api.schema import OPERATIONS, build_schema
-from api.settings import Environment
+from process.settings import Environment
 from tests.support import PASSWORD, World, build_world, codes, gql, sign_in
 
 COSTLY = """{ possibleDuplicates(first: 100) { edges { node { patients { id name tags { id
@@ -202,7 +202,7 @@ async def test_production_answers_carry_no_suggestions() -> None:
     """graphql-core's "did you mean" list stays in development, for developers; production
     answers cut it (api.errors.format_error), since Strawberry's validation computes it."""
     from api.errors import format_error
-    from api.settings import Settings
+    from process.settings import Settings
 
     typo = "{ patiens { totalCount } }"
     dev = await build_schema().execute(typo)
@@ -289,7 +289,7 @@ DECLARED = {
 @pytest.mark.parametrize("rule", sorted(DECLARED))
 async def test_every_declared_rule_runs_in_the_production_schema(rule: str) -> None:
     from api.errors import code_of
-    from api.settings import Settings
+    from process.settings import Settings
 
     document, variables, code, word = DECLARED[rule]
     prod = build_schema(

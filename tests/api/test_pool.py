@@ -13,10 +13,10 @@ from sqlalchemy import event, func, select
 
 from api.context import AppState
 from api.ids import to_global_id
-from api.jobs import resume_jobs
 from domain.patients.models import Patient
 from domain.pool.models import PatientTag
 from domain.pool.service import PoolService, run_rescore
+from process.jobs import resume_jobs
 from tenancy.session import bind_tenant, stamp_rows
 from tests.support import World, build_world, codes, gql, make_tag, sign_in
 

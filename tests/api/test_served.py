@@ -48,7 +48,16 @@ def test_demo_command_serves_and_stops(tmp_path: Path) -> None:
     sms = Served(provider.app()).__enter__()
     env.update(PATIENTPOOL_SMS_API_URL=sms.url, PATIENTPOOL_SMS_API_KEY=SMS_KEY)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "demo", "--data-dir", str(tmp_path), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "process.cli",
+            "demo",
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -62,7 +71,7 @@ def test_demo_command_serves_and_stops(tmp_path: Path) -> None:
                 [
                     sys.executable,
                     "-m",
-                    "api.cli",
+                    "process.cli",
                     "demo-accounts",
                     "--data-dir",
                     str(tmp_path),
@@ -332,7 +341,16 @@ def _run_by_hash(url: str, accounts: list[dict], env: dict, data_dir: Path) -> N
     path = data_dir / "persisted-documents.json"
     path.write_text(json.dumps(manifest, ensure_ascii=False))
     pushed = subprocess.run(
-        [sys.executable, "-m", "api.cli", "documents", "push", "--client", "admin-web", str(path)],
+        [
+            sys.executable,
+            "-m",
+            "process.cli",
+            "documents",
+            "push",
+            "--client",
+            "admin-web",
+            str(path),
+        ],
         env={**env, "PATIENTPOOL_DATA_DIR": str(data_dir)},
         capture_output=True,
         text=True,
@@ -422,7 +440,7 @@ def _run_a_campaign(url: str, accounts: list[dict], env: dict, provider: StandIn
     created = call(ops, {"input": campaign}, hq, "CreateCampaign")["createCampaign"]
     launched = call(ops, {"id": created["id"]}, hq, "LaunchCampaign")["launchCampaign"]
     assert launched["status"] == "SENDING" and launched["matched"] > 0
-    send = [sys.executable, "-m", "api.cli", "campaigns", "send", "--once"]
+    send = [sys.executable, "-m", "process.cli", "campaigns", "send", "--once"]
     sent = subprocess.run(send, env=env, capture_output=True, text=True, timeout=300)
     assert sent.returncode == 0, sent.stderr
     listed = call(ops, {"first": 10}, hq, "Campaigns")["campaigns"]
@@ -431,7 +449,7 @@ def _run_a_campaign(url: str, accounts: list[dict], env: dict, provider: StandIn
     assert reach["audience"] == reach["delivered"] + reach["withdrawn"] + reach["failed"]
     assert listed["edges"][0]["node"]["status"] == "DONE"
     # One tenant's failure (its keys destroyed) is one line and exit 1; the others go on.
-    shred = [sys.executable, "-m", "api.cli", "keys", "shred", "--tenant", "renhe-tcm", "--yes"]
+    shred = [sys.executable, "-m", "process.cli", "keys", "shred", "--tenant", "renhe-tcm", "--yes"]
     subprocess.run(shred, env=env, check=True, capture_output=True, timeout=120)
     again = subprocess.run(send, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1, again.stderr
@@ -447,7 +465,7 @@ def test_production_refuses_to_start_without_keys(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATIENTPOOL_")}
     env.update(PATIENTPOOL_ENV="production", PATIENTPOOL_DATA_DIR=str(tmp_path))
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "serve"],
+        [sys.executable, "-m", "process.cli", "serve"],
         env=env,
         capture_output=True,
         text=True,
@@ -458,7 +476,7 @@ def test_production_refuses_to_start_without_keys(tmp_path: Path) -> None:
     assert "MASTER_KEY" in done.stderr
     env.update(PATIENTPOOL_ENV="staging")
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "serve"],
+        [sys.executable, "-m", "process.cli", "serve"],
         env=env,
         capture_output=True,
         text=True,
@@ -476,7 +494,7 @@ def test_the_sender_refuses_bad_provider_settings(tmp_path: Path) -> None:
         ({"PATIENTPOOL_WECOM_API_URL": "qyapi.weixin.qq.com"}, "WECOM_API_URL"),
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "api.cli", "campaigns", "send", "--once"],
+            [sys.executable, "-m", "process.cli", "campaigns", "send", "--once"],
             env={**env, **bad},
             capture_output=True,
             text=True,
@@ -509,7 +527,7 @@ def test_production_as_served_shows_no_schema_and_logs_no_personal_value(tmp_pat
 
     def cli(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "api.cli", *args],
+            [sys.executable, "-m", "process.cli", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -525,7 +543,7 @@ def test_production_as_served_shows_no_schema_and_logs_no_personal_value(tmp_pat
     password = created.strip().rsplit(" ", 1)[-1]
     log_file = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "process.cli", "serve", "--port", str(port)],
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,

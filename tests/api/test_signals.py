@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.app import create_app
 from api.context import AppState
 from api.ids import to_global_id
-from api.logs import JsonFormatter
-from api.settings import Settings
+from process.logs import JsonFormatter
+from process.settings import Settings
 from tests.support import SEEDED, build_world, codes, gql, sign_in
 
 KEYS = {
@@ -160,7 +160,7 @@ async def test_metrics_count_requests_and_are_refused_elsewhere(
 
 
 def test_metrics_allow_list_is_validated() -> None:
-    from api.settings import SettingsError, load_settings
+    from process.settings import SettingsError, load_settings
 
     with pytest.raises(SettingsError, match="PATIENTPOOL_METRICS_ALLOW"):
         load_settings(metrics_allow="10.0.0.0/8, not-an-address")

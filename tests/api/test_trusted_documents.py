@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from api.context import AppState
-from api.document_commands import push_manifest
 from api.documents import ManifestError, sha256
+from process.document_commands import push_manifest
 from tests.api.production import production_client
 from tests.support import World, build_world, codes, sign_in
 
@@ -168,7 +168,7 @@ async def test_automatic_persisted_queries_in_allow_mode(state: AppState, world:
 async def test_a_revoked_document_is_refused(
     owner_state: AppState, state: AppState, world: World, tmp_path: Path, unique: str
 ) -> None:
-    from api.document_commands import revoke_documents
+    from process.document_commands import revoke_documents
 
     text = LIST + f" # revoked {unique}"
     await _push(owner_state, tmp_path, f"old-{unique}", {sha256(text): text})
@@ -204,7 +204,7 @@ async def test_a_manifest_with_one_bad_document_is_refused_whole(
     with pytest.raises(ManifestError) as refused:
         await _push(owner_state, tmp_path, f"bad-{unique}", manifest)
     assert len(refused.value.problems) == 1
-    from api.document_commands import list_documents
+    from process.document_commands import list_documents
 
     async with owner_state.sessions() as session:
         assert await list_documents(session, f"bad-{unique}") == []
@@ -219,7 +219,7 @@ def test_the_documents_commands(tmp_path: Path) -> None:
 
     def cli(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [sys.executable, "-m", "api.cli", *args],
+            [sys.executable, "-m", "process.cli", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -293,7 +293,7 @@ async def test_allow_in_production_is_a_warning_at_start(
     import dataclasses
 
     from api.app import create_app
-    from api.settings import Environment
+    from process.settings import Environment
 
     for mode, warned in (("allow", True), ("only", False), (None, False)):
         settings = state.settings.model_copy(

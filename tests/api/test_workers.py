@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from api.context import AppState
-from api.settings import Settings
 from auth.signing_keys import SigningKeys
+from process.serve import app_state
+from process.settings import Settings
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
 from tenancy.session import make_engine, session_factory
 from tests.api.test_served import _free_port, _wait_ready
@@ -34,7 +34,7 @@ from tests.support import PASSWORD, SIGN_IN, World, build_world, codes, gql, sig
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "api.cli"]
+CLI = [sys.executable, "-m", "process.cli"]
 HEALTH = "query($id: ID!) { patient(id: $id) { medicalHistory } }"
 
 
@@ -96,7 +96,7 @@ def deployment(postgres_db: Database, tmp_path_factory: pytest.TempPathFactory) 
 
     async def setup() -> tuple[World, uuid.UUID]:
         engine = make_engine(db.owner_url, pool_size=1)
-        owner = AppState(
+        owner = app_state(
             Settings(data_dir=tmp),
             session_factory(engine),
             LocalKeyProvider.from_text(master),

@@ -20,6 +20,7 @@ from api.ids import to_global_id
 from api.pagination import encode_cursor
 from api.schema import build_schema
 from domain.patients.models import Patient
+from process.serve import app_state
 from tenancy.orm import tenant_tables
 from tenancy.session import TenantContextError, bind_tenant
 from tests.conftest import Database
@@ -594,7 +595,7 @@ async def test_interleaved_requests_never_leak(
     from tenancy.session import make_engine, session_factory
 
     engine = make_engine(db.app_url, pool_size=1)  # 1 + 1 overflow on PostgreSQL
-    small = AppState(
+    small = app_state(
         state.settings,
         session_factory(engine),
         state.key_provider,

@@ -29,9 +29,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from api.context import AppState
 from api.ids import parse_global_id
-from api.settings import Settings
+from process.serve import app_state
+from process.settings import Settings
 from tenancy.session import make_engine, session_factory
 from tests.api.test_served import _free_port
 from tests.conftest import IN_CI, Database, create_pg_database, drop_pg_database
@@ -113,7 +113,7 @@ async def instances(
     db, pooled_url = bouncer
     settings = Settings(data_dir=tmp_path_factory.mktemp("pgb-data"), database_pooler="pgbouncer")
     owner_engine = make_engine(db.owner_url, pool_size=1)
-    owner = AppState(settings, session_factory(owner_engine), master_key, signing_keys)
+    owner = app_state(settings, session_factory(owner_engine), master_key, signing_keys)
     worlds = [await build_world(owner, f"pgb{i}-{uuid.uuid4().hex[:6]}") for i in range(3)]
     await owner_engine.dispose()
     engines = [make_engine(pooled_url, pool_size=10, pooler="pgbouncer") for _ in range(2)]
@@ -122,7 +122,7 @@ async def instances(
             transport=httpx.ASGITransport(
                 app=create_app(
                     settings,
-                    AppState(settings, session_factory(engine), master_key, signing_keys),
+                    app_state(settings, session_factory(engine), master_key, signing_keys),
                 )
             ),
             base_url="http://test",

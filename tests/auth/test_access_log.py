@@ -560,7 +560,7 @@ async def test_tampering_is_detected(
         "PATIENTPOOL_DATA_DIR": str(Path(owner_state.settings.data_dir)),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "audit", "verify", "--tenant", world.slug],
+        [sys.executable, "-m", "process.cli", "audit", "verify", "--tenant", world.slug],
         env=env,
         capture_output=True,
         text=True,

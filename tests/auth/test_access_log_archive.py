@@ -155,7 +155,7 @@ async def test_archived_segments_keep_the_chain_provable(
         "PATIENTPOOL_AUDIT_ARCHIVE_DIR": str(tmp_path),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "audit", "verify", "--tenant", world.slug],
+        [sys.executable, "-m", "process.cli", "audit", "verify", "--tenant", world.slug],
         env=env,
         capture_output=True,
         text=True,

@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import select
 
 from api.app import create_app
-from api.campaigns.worker import Backends, TickResult, run_tenant
 from api.context import AppState
 from domain.campaigns.backends import SmsGateway
 from domain.campaigns.sender import STALE_AFTER
@@ -24,6 +23,7 @@ from domain.consent import service as consent
 from domain.consent.models import ContactChannel, Purpose
 from domain.patients.models import Patient
 from domain.patients.service import PatientService
+from process.campaign_sender import Backends, TickResult, run_tenant
 from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant, tenant_session
 from tests.campaigns.standin import CORP_ID, CORP_SECRET, SMS_KEY, Served, StandIn

@@ -642,7 +642,7 @@ async def test_orthodontics_not_converted_as_a_wecom_campaign(
     assert (launched["matched"], launched["excludedNoConsent"]) == (5, 1)
 
     # The sender dies right after WeCom created the task, before recording it…
-    monkeypatch.setattr("api.campaigns.worker.WecomTasks", DyingTasks)
+    monkeypatch.setattr("process.campaign_sender.WecomTasks", DyingTasks)
     with pytest.raises(SenderKilled):
         await tick(sending_state, world, url)
     monkeypatch.undo()

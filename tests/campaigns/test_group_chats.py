@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from api.context import AppState
-from api.wecom.group_sync import NotConfigured, sync_tenant
 from domain.campaigns.backends import WecomError
+from process.group_sync import NotConfigured, sync_tenant
 from tenancy.session import tenant_session
 from tests.campaigns.conftest import add_patients, configure_wecom, tick
 from tests.campaigns.standin import STAFF, Chat, StandIn

@@ -18,13 +18,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.context import AppState
-from api.demo import load_demo
 from api.ids import parse_global_id
-from api.settings import Settings
 from domain.patients.models import Patient
 from domain.referrals import figures
 from domain.referrals.models import Referral, ReferralFigures
 from domain.tenants.models import Tenant
+from process.demo import load_demo
+from process.settings import Settings
 from tenancy.session import bind_tenant, make_engine, session_factory
 from tests.care.test_referral_tree import oracle
 from tests.conftest import Database
@@ -264,7 +264,7 @@ def _cli(db: Database, owner: AppState, *args: str) -> subprocess.CompletedProce
         "PATIENTPOOL_DATA_DIR": str(Path(owner.settings.data_dir)),
     }
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", "referrals", "figures", *args],
+        [sys.executable, "-m", "process.cli", "referrals", "figures", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -16,12 +16,13 @@ import pytest
 from typer.testing import CliRunner
 
 from api.app import create_app
-from api.cli import app as cli
 from api.context import AppState
-from api.settings import Settings
 from auth.ratelimit import WindowLimit
 from auth.sessions import SignInLimits
 from auth.signing_keys import SigningKeys
+from process.cli import app as cli
+from process.serve import app_state
+from process.settings import Settings
 from tenancy.keyring import LocalKeyProvider, generate_master_key_text
 from tenancy.session import make_engine, session_factory
 from tests.conftest import Database
@@ -89,7 +90,7 @@ async def chain_state(
     engine = make_engine(db.app_url, pool_size=5)
     limits = SignInLimits(WindowLimit(10, 300, "account"), WindowLimit(100_000, 300, "address"))
     provider = LocalKeyProvider.from_text(master_key_text)
-    yield AppState(settings, session_factory(engine), provider, signing_keys, limits)
+    yield app_state(settings, session_factory(engine), provider, signing_keys, limits)
     await engine.dispose()
 
 

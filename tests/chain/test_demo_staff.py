@@ -13,14 +13,14 @@ import httpx
 from sqlalchemy import select
 
 from api.app import create_app
-from api.context import AppState
-from api.demo import accounts_file, load_demo
-from api.operator import provider
-from api.settings import Settings
 from auth.access_log import AccessLogEntry
 from auth.models import StaffToken, StaffTokenPurpose
 from auth.signing_keys import SigningKeys
 from domain.tenants.models import Tenant
+from process.demo import accounts_file, load_demo
+from process.operator import provider
+from process.serve import app_state
+from process.settings import Settings
 from tenancy.session import bind_tenant, make_engine, session_factory
 from tests.chain.conftest import Operator, sign_in_pair
 
@@ -47,7 +47,7 @@ async def test_demo_staff_are_invited_and_accept(tmp_path: Path, signing_keys: S
             assert changes["staff.invitation_accept"] == len(staff)
             assert len(tokens) == len(staff)
             assert all(t.purpose == StaffTokenPurpose.INVITATION and t.used_at for t in tokens)
-        state = AppState(cfg, session_factory(engine), provider(cfg), signing_keys)
+        state = app_state(cfg, session_factory(engine), provider(cfg), signing_keys)
         transport = httpx.ASGITransport(app=create_app(cfg, state))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             for role in ("doctor", "operator", "region_manager", "branch_manager"):

@@ -21,12 +21,12 @@ import httpx
 from sqlalchemy import func, select
 
 from api.context import AppState
-from api.imports.runner import run_import_job
 from bench.import_rows import BAD_KINDS, HEADER, generate
 from domain.imports.service import ImportService, run_import
 from domain.patients.models import Patient
 from domain.pool.leases import Claim, JobLeases
 from domain.tenants.models import Tenant
+from process.import_job import run_import_job
 from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant
 from tests.chain.conftest import Operator

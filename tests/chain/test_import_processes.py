@@ -44,7 +44,7 @@ from tests.conftest import Database
 from tests.support import SEEDED
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "api.cli", "patients", "import"]
+CLI = [sys.executable, "-m", "process.cli", "patients", "import"]
 ROWS = 1200
 SUMMARY = re.compile(
     r"job (\S+) done: created (\d+), updated (\d+), unchanged (\d+), rejected (\d+)"

@@ -22,12 +22,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
 from api.app import create_app
-from api.cli import app as cli
 from api.context import AppState
-from api.offboarding import offboard_command
-from api.settings import Settings
 from auth.access_log import AccessLogEntry
 from domain.tenants.models import Tenant
+from process.cli import app as cli
+from process.offboarding import offboard_command
+from process.serve import app_state
+from process.settings import Settings
 from tenancy.keystore import TenantKey
 from tenancy.session import make_engine, session_factory
 from tests.chain.conftest import Operator, new_chain, sign_in_pair
@@ -50,7 +51,7 @@ SIGN_IN = """mutation($t: String!, $e: String!, $p: String!) {
 async def second_api(chain_state: AppState) -> AsyncIterator[httpx.AsyncClient]:
     """Another app instance with an engine (a pool) of its own: a second process."""
     engine = make_engine(chain_state.settings.database_url or "", pool_size=2)
-    state = AppState(
+    state = app_state(
         chain_state.settings,
         session_factory(engine),
         chain_state.key_provider,

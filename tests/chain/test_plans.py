@@ -37,6 +37,7 @@ from api.app import create_app
 from api.context import AppState
 from api.documents import sha256
 from auth.access_log import AccessLogEntry
+from process.serve import app_state
 from tenancy.session import make_engine, session_factory
 from tests.campaigns.standin import Served
 from tests.chain.conftest import Chain
@@ -167,7 +168,7 @@ async def world(chain: Chain, chain_state: AppState) -> AsyncIterator[World]:
         settings = chain_state.settings.model_copy(
             update={"compiled_plans": False, "wechat_api_url": served.url}
         )
-        stock_state = AppState(
+        stock_state = app_state(
             settings,
             chain_state.sessions,
             chain_state.key_provider,

@@ -21,6 +21,7 @@ from graphql import OperationDefinitionNode, parse
 from api.context import AppState
 from api.documents import sha256
 from api.schema import OPERATIONS
+from process.serve import app_state
 from tests.api.production import production_client
 from tests.chain.conftest import NEW_PASSWORD, Operator, new_chain
 from tests.chain.test_two_factor import Clock
@@ -105,7 +106,7 @@ async def prod(chain_state: AppState, operator: Operator) -> AsyncIterator[tuple
         second_factor=WindowLimit(5, 300, "second_factor", clock=clock.tick),
         now=clock.now,
     )
-    state = AppState(
+    state = app_state(
         chain_state.settings,
         chain_state.sessions,
         chain_state.key_provider,

@@ -20,6 +20,7 @@ from api.app import create_app
 from api.context import AppState
 from auth.ratelimit import WindowLimit
 from auth.sessions import SignInLimits
+from process.serve import app_state
 from tests.chain.conftest import NEW_PASSWORD, Operator, new_chain
 from tests.support import codes, gql, ok
 
@@ -154,7 +155,7 @@ def state(chain_state: AppState, clock: Clock) -> AppState:
         challenge_ttl=timedelta(minutes=5),
         now=clock.now,
     )
-    return AppState(
+    return app_state(
         chain_state.settings,
         chain_state.sessions,
         chain_state.key_provider,

@@ -31,7 +31,7 @@ from tests.support import codes, gql, ok
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "api.cli"]
+CLI = [sys.executable, "-m", "process.cli"]
 
 INVITE = """mutation($i: InviteStaffInput!) {
   inviteStaff(input: $i) { invitationToken staff { id } } }"""

@@ -9,7 +9,7 @@ import asyncio
 import httpx
 from typer.testing import CliRunner
 
-from api.cli import app as cli
+from process.cli import app as cli
 from tests.campaigns.standin import CORP_ID, CORP_SECRET, STAFF, Chat, Served, StandIn
 from tests.chain.conftest import Operator, new_chain, sign_in_pair
 from tests.chain.imports import branch_id

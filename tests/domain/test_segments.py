@@ -22,7 +22,7 @@ from sqlalchemy import select
 from domain.patients.models import Gender, LifecycleStage, Patient, PoolTier
 from domain.patients.scope import PatientScope
 from domain.pool.models import PatientTag, Tag, TagGroup
-from domain.pool.segments import compile_filter
+from domain.pool.repository import compile_filter
 from domain.tenants.models import Branch, Tenant
 from tenancy.session import bind_tenant, make_engine, session_factory
 from tests.conftest import Database

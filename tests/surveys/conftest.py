@@ -14,13 +14,13 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.campaigns.worker import Backends, TickResult, run_tenant
 from api.context import AppState
 from domain.campaigns.backends import SmsGateway
 from domain.consent import service as consent
 from domain.consent.models import ContactChannel, Purpose
 from domain.patients.models import Patient
 from domain.patients.service import PatientService
+from process.campaign_sender import Backends, TickResult, run_tenant
 from tenancy.keyring import normalise_phone
 from tenancy.keystore import load_cipher
 from tenancy.session import bind_tenant, tenant_session

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.campaigns.worker import Backends, run_tenant
 from api.context import AppState
 from domain.door.repository import DoorRepository
+from process.campaign_sender import Backends, run_tenant
 from tenancy.session import tenant_session
 from tests.chain.conftest import (  # noqa: F401 - fixtures
     Operator,

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from api.operator import db_check_command
-from api.settings import Settings
 from migrations.runner import upgrade
+from process.operator import db_check_command
+from process.settings import Settings
 from tests.conftest import PG_ADMIN_URL, Database, create_pg_database, drop_pg_database
 
 pytestmark = pytest.mark.postgres
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "process.cli", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

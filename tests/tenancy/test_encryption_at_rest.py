@@ -15,11 +15,11 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.context import AppState
-from api.demo import load_demo
-from api.settings import Settings
 from domain.patients.models import SEALED_FIELDS, Patient
 from domain.patients.reencrypt import reencrypt_patients
 from domain.patients.service import unseal
+from process.demo import load_demo
+from process.settings import Settings
 from tenancy.keyring import KeyShreddedError
 from tenancy.keystore import load_cipher, rotate_data_key, shred_tenant_keys
 from tenancy.session import bind_tenant
@@ -266,7 +266,7 @@ async def test_erase_one_patient(
 def test_keys_commands(tmp_path: Path) -> None:
     """The operator's commands, as processes: rotate, re-encrypt with progress, retire."""
     env = {**os.environ, "PATIENTPOOL_DATA_DIR": str(tmp_path)}
-    run = [sys.executable, "-m", "api.cli"]
+    run = [sys.executable, "-m", "process.cli"]
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*run, *args], env=env, capture_output=True, text=True, timeout=120)

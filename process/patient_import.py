@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from api.imports.runner import IMPORT_BATCH_INFO, run_import_job
-from api.jobs import run_leased
-from api.operator import owner_sessions, provider, slug_session
-from api.settings import Settings
 from domain.errors import DomainError
 from domain.imports.repository import ImportRepository
 from domain.imports.service import ImportOptions, ImportService, OnMatch, Report
 from domain.pool.leases import LEASE_INFO, Claim
 from domain.pool.models import Job
 from domain.pool.repository import PoolRepository
+from process.import_job import IMPORT_BATCH_INFO, run_import_job
+from process.jobs import run_leased
+from process.operator import owner_sessions, provider, slug_session
+from process.settings import Settings
 from tenancy.keystore import load_cipher
 from tenancy.session import tenant_session
 

@@ -11,7 +11,6 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.settings import Settings
 from auth import access_log
 from auth.access_log import Actor, RequestInfo
 from auth.access_log_archive import ArchiveResult, LogVerifyResult, archive_log, verify_log
@@ -24,6 +23,7 @@ from domain.patients.reencrypt import reencrypt_patients
 from domain.referrals import figures
 from domain.tenants.branches import BranchService
 from domain.tenants.repository import TenantRepository
+from process.settings import Settings
 from tenancy.keyring import LocalKeyProvider
 from tenancy.keystore import (
     load_cipher,
@@ -231,8 +231,8 @@ async def campaigns_send_command(
     """The sender loop, as the application role (row-level security applies). A tenant whose
     pass fails is reported in one line and retried on the next pass; the others go on.
     Returns whether the last pass had no failure."""
-    from api.campaigns.worker import Backends, run_tenant
     from domain.campaigns.backends import SmsGateway
+    from process.campaign_sender import Backends, run_tenant
 
     keys = provider(cfg)
     engine = make_engine(cfg.app_database_url)

@@ -15,16 +15,17 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.surveys import worker as survey_pass
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
 from domain.campaigns import audience, sender
 from domain.campaigns.backends import SendError, SmsGateway, WecomTasks
 from domain.campaigns.models import CampaignChannel
+from domain.campaigns.repository import CampaignRepository
 from domain.wecom import group_campaigns
 from domain.wecom.callbacks import api_secret
 from domain.wecom.groups_api import WecomGroupChats
 from domain.wecom.repository import WecomRepository
+from process import survey_sender as survey_pass
 from tenancy.keyring import FieldCipher, KeyProvider
 from tenancy.keystore import load_cipher
 
@@ -78,7 +79,7 @@ async def run_tenant(
 ) -> TickResult:
     result = TickResult()
     async with sessions() as s, s.begin():
-        for campaign in await audience.due_campaigns(s, now):
+        for campaign in await CampaignRepository(s).due_campaigns(now):
             if now >= campaign.window_end:
                 continue  # closed before it could start: `finish` marks it done
             try:

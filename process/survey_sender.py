@@ -1,4 +1,4 @@
-"""The survey part of the sender's pass (called from api.campaigns.worker.run_tenant, so
+"""The survey part of the sender's pass (called from process.campaign_sender.run_tenant, so
 `patientpool campaigns send` sends surveys too): queue the due surveys, then claim and send
 the links per channel, each step its own transaction, logged as the system actor `surveys`."""
 

@@ -13,8 +13,6 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.operator import owner_session, provider
-from api.settings import Settings
 from auth import access_log
 from auth.access_log import Actor, RequestInfo
 from auth.models import StaffTokenPurpose, StaffUser
@@ -39,6 +37,8 @@ from domain.referrals.models import Referral, RewardRule, RewardTrigger
 from domain.tenants.branches import BranchService
 from domain.tenants.models import Branch, Region
 from domain.tenants.repository import TenantRepository
+from process.operator import owner_session, provider
+from process.settings import Settings
 from tenancy.keyring import KeyProvider
 from tenancy.keystore import load_cipher
 

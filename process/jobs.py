@@ -14,19 +14,20 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.errors import describe_failure
-from api.exports.job import run_export
-from api.imports.runner import run_import_job
 from domain.pool.leases import HOLDER_INFO, LEASE, LEASE_INFO, Claim, JobLeases, new_holder
 from domain.pool.models import Job
 from domain.pool.repository import PoolRepository
 from domain.pool.service import run_rescore
 from domain.tenants.repository import TenantRepository
+from process.export_job import run_export
+from process.import_job import run_import_job
 from tenancy.session import tenant_session
 
 log = logging.getLogger(__name__)
@@ -142,3 +143,17 @@ async def resume_jobs(sessions: async_sessionmaker[AsyncSession]) -> list[asynci
             log.info("resuming job %s (%s)", job.id, job.kind)
             started.append(start_job(sessions, job, RESUMED_BY))
     return started
+
+
+@dataclass(frozen=True)
+class ServedJobs:
+    """The served app's background jobs (api.context.BackgroundJobs): a request's job starts
+    in this process once the request commits; at start, one process resumes those left."""
+
+    sessions: async_sessionmaker[AsyncSession]
+
+    def start(self, job: Job, actor: str) -> asyncio.Task[None]:
+        return start_job(self.sessions, job, actor)
+
+    async def resume(self) -> list[asyncio.Task[None]]:
+        return await resume_jobs(self.sessions)

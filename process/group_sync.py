@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
-from api.campaigns.worker import TenantSessions
-from api.settings import Settings
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
 from domain.tenants.repository import TenantRepository
@@ -20,6 +18,8 @@ from domain.wecom import groups
 from domain.wecom.callbacks import api_secret
 from domain.wecom.groups_api import WecomGroupChats
 from domain.wecom.repository import WecomRepository
+from process.campaign_sender import TenantSessions
+from process.settings import Settings
 from tenancy.keyring import KeyProvider, LocalKeyProvider
 from tenancy.keystore import load_cipher
 from tenancy.session import make_engine, session_factory, tenant_session

@@ -22,7 +22,7 @@ from domain.pool.models import Job
 from tenancy.keyring import FieldCipher, KeyProvider
 from tenancy.keystore import load_cipher
 
-# Where a session finds the process's key provider (AppState puts it in every session's
+# Where a session finds the process's key provider (process.serve puts it in every session's
 # `info`), so a job resumed at start-up can open the tenant's keys like the request that
 # started it.
 KEY_PROVIDER_INFO = "patientpool.key_provider"

@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from api.settings import Settings, SettingsError, load_settings
+from process.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="patientpool: the private patient pool API."
@@ -65,10 +65,10 @@ def settings(data_dir: Path | None = None, **overrides: object) -> Settings:
 
 
 def _migrate(cfg: Settings) -> None:
-    from api.document_commands import push_project_operations
     from api.documents import ManifestError
-    from api.operator import owner_session
     from migrations.runner import upgrade
+    from process.document_commands import push_project_operations
+    from process.operator import owner_session
     from tenancy.deployment import DeploymentError
 
     if cfg.owner_database_url.startswith("sqlite"):
@@ -97,13 +97,13 @@ def _migrate(cfg: Settings) -> None:
 def _serve(cfg: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
-    from api.app import create_app
-    from api.logs import log_config
+    from process.logs import log_config
+    from process.serve import served_app
 
     try:
         # Built here even for several workers: a bad setting or key stops the command before
         # any worker starts, and development keys are written once, not raced for.
-        application = create_app(cfg)
+        application = served_app(cfg)
     except (SettingsError, ValueError) as exc:
         fail(str(exc))
     options: dict[str, object] = {
@@ -130,7 +130,7 @@ def _serve(cfg: Settings, host: str, port: int, workers: int = 1) -> None:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    uvicorn.run("api.app:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    uvicorn.run("process.serve:app_from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -157,7 +157,7 @@ def serve(
 @app.command()
 def demo(data_dir: DataDir = None, host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """Migrate a SQLite file under the data dir, load the demo chains if empty, and serve."""
-    from api.demo import accounts_file, load_demo
+    from process.demo import accounts_file, load_demo
 
     cfg = settings(data_dir, database_url=None, migration_database_url=None)
     if cfg.is_production:
@@ -179,7 +179,7 @@ def demo_accounts(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """The demo staff sign-ins: tenant slug, email, password, roles, branches."""
-    from api.demo import accounts_file
+    from process.demo import accounts_file
 
     path = accounts_file(settings(data_dir))
     if not path.exists():
@@ -209,7 +209,7 @@ def tenant_create(
 ) -> None:
     """Create a tenant, its keys and its first HQ admin (prints the admin's password once),
     optionally with a first branch."""
-    from api.operator import create_tenant_command
+    from process.operator import create_tenant_command
 
     cfg = settings()
     try:
@@ -240,7 +240,7 @@ def tenant_offboard(
     """A chain that leaves: export its data into one encrypted archive (the key is printed
     once, on stdout, and kept nowhere), then crypto-shred it and close its sign-in. Resumable:
     run it again after a stop; after the end it changes nothing."""
-    from api.offboarding import offboard_command
+    from process.offboarding import offboard_command
     from tenancy.archive import ArchiveError
     from tenancy.keyring import CryptoError
 
@@ -278,7 +278,7 @@ def tenant_open_archive(
 ) -> None:
     """Decrypt an offboarding archive into a directory: manifest.json and one JSON-lines file
     per table. Nothing is written unless the whole archive authenticates."""
-    from api.offboarding import open_archive
+    from process.offboarding import open_archive
     from tenancy.archive import ArchiveError, key_from_text
 
     if not archive.is_file():
@@ -306,7 +306,7 @@ def staff_invite(
 ) -> None:
     """Invite a staff member; prints the one-time invitation token (valid 72 hours), to be
     used with the acceptInvitation mutation."""
-    from api.operator import invite_command
+    from process.operator import invite_command
 
     try:
         token = asyncio.run(invite_command(settings(), tenant, email, role, branch or [], name))
@@ -342,8 +342,8 @@ def patients_import(
     rejected row's number and reason."""
     import uuid
 
-    from api.imports.command import import_command, parse_mapping_text
     from domain.imports.service import ImportOptions, OnMatch
+    from process.patient_import import import_command, parse_mapping_text
 
     if (file is None) == (resume is None):
         fail("give a FILE, or --resume JOB_ID")
@@ -379,7 +379,7 @@ def patients_import(
 @keys_app.command("rotate")
 def keys_rotate(tenant: Annotated[str, typer.Option("--tenant")]) -> None:
     """Add a new data key for a tenant; new writes use it at once."""
-    from api.operator import rotate_command
+    from process.operator import rotate_command
 
     try:
         version = asyncio.run(rotate_command(settings(), tenant))
@@ -400,7 +400,7 @@ def keys_reencrypt(
     ] = False,
 ) -> None:
     """Re-encrypt a tenant's rows under its newest key; resumable, with progress."""
-    from api.operator import reencrypt_command
+    from process.operator import reencrypt_command
 
     try:
         moved = asyncio.run(
@@ -417,7 +417,7 @@ def keys_shred(
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: this cannot be undone.")] = False,
 ) -> None:
     """Crypto-shred a tenant: delete its keys, so none of its sealed fields can be read again."""
-    from api.operator import shred_command
+    from process.operator import shred_command
 
     if not yes:
         fail("shredding cannot be undone: add --yes to confirm")
@@ -432,7 +432,7 @@ def keys_shred(
 def audit_verify(tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> None:
     """Walk the access log's hash chain, archived segments included; exit 0 when whole, 1 at
     the first broken entry."""
-    from api.operator import verify_command
+    from process.operator import verify_command
 
     cfg = settings()
     try:
@@ -460,8 +460,8 @@ def audit_verify(tenant: Annotated[str | None, typer.Option("--tenant")] = None)
 def audit_archive(tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> None:
     """Move entries older than each tenant's retention into archived segments (under
     PATIENTPOOL_AUDIT_ARCHIVE_DIR); resumable, and `audit verify` still proves the chain."""
-    from api.operator import archive_command
     from auth.access_log_archive import ArchiveError
+    from process.operator import archive_command
 
     cfg = settings()
     try:
@@ -483,7 +483,7 @@ def campaigns_send(
     """Queue campaigns whose window opened, send their outbox (SMS gateway, WeCom tasks) and
     read results back; runs until stopped (or one pass with --once, exit 1 if a tenant's pass
     failed). Safe to stop at any point and to run more than one."""
-    from api.operator import campaigns_send_command
+    from process.operator import campaigns_send_command
 
     try:
         clean = asyncio.run(
@@ -505,8 +505,8 @@ def wecom_sync_groups(tenant: Annotated[str, typer.Option("--tenant")]) -> None:
     """Bring the tenant's customer groups (客户群) in line with WeCom: names, owners, members
     joined and left, groups dismissed; progress on stderr. Exit 1 when WeCom cannot be read
     (what was synced stays; run it again), 2 for an unknown tenant or no WeCom secret."""
-    from api.wecom.group_sync import NotConfigured, sync_groups_command
     from domain.campaigns.backends import WecomError
+    from process.group_sync import NotConfigured, sync_groups_command
 
     try:
         result = asyncio.run(
@@ -533,7 +533,7 @@ def referrals_figures(
     values) with a recomputation from the links and paid totals, and rebuild those that
     differ (e.g. after links were imported with SQL). Holds the tenant's links and payments
     for the moment it takes."""
-    from api.operator import referral_figures_command
+    from process.operator import referral_figures_command
 
     try:
         results = asyncio.run(
@@ -564,9 +564,9 @@ def documents_push(
 ) -> None:
     """Check every document of a manifest against the schema and its limits and, if all pass,
     trust them (old versions stay trusted until revoked)."""
-    from api.document_commands import push_manifest
     from api.documents import ManifestError
-    from api.operator import owner_session
+    from process.document_commands import push_manifest
+    from process.operator import owner_session
 
     if not manifest.is_file():
         fail(f"no manifest at {manifest}")
@@ -590,8 +590,8 @@ def documents_list(
     client: Annotated[str | None, typer.Option("--client")] = None,
 ) -> None:
     """The trusted documents: client, version, hash, operations, and whether revoked."""
-    from api.document_commands import list_documents
-    from api.operator import owner_session
+    from process.document_commands import list_documents
+    from process.operator import owner_session
 
     cfg = settings()
 
@@ -612,8 +612,8 @@ def documents_revoke(
     version: Annotated[str | None, typer.Option("--version", help="A client version.")] = None,
 ) -> None:
     """Stop trusting a client's documents: one (--hash), one version, or all of them."""
-    from api.document_commands import revoke_documents
-    from api.operator import owner_session
+    from process.document_commands import revoke_documents
+    from process.operator import owner_session
 
     cfg = settings()
 
@@ -631,7 +631,7 @@ def documents_revoke(
 def db_check() -> None:
     """What the PostgreSQL deployment gets wrong (as the app's login role), one line each;
     exit 1 if anything."""
-    from api.operator import db_check_command
+    from process.operator import db_check_command
 
     cfg = settings()
     if not cfg.on_postgres:

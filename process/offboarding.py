@@ -29,14 +29,14 @@ from typing import Any, BinaryIO
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.operator import owner_sessions, provider
-from api.settings import Settings
 from auth import access_log
 from auth.access_log import AccessEvent, Action, Actor, RequestInfo
 from domain.patients.models import SEALED_FIELDS
 from domain.tenants import offboarding
 from domain.tenants.offboarding import OffboardingState
 from migrations.registry import target_metadata
+from process.operator import owner_sessions, provider
+from process.settings import Settings
 from tenancy.archive import ArchiveError, ArchiveWriter, key_text, new_archive_key, open_chunks
 from tenancy.keyring import DecryptionError, FieldCipher
 from tenancy.keystore import load_cipher, shred_tenant_keys
