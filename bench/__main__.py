@@ -174,9 +174,10 @@ async def run(patients: int, runs: int, url: str | None) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("fields", "scale", "import", "history"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("fields", "scale", "import", "history", "profile"):
         print(
-            "usage: python -m bench {fields,scale,import,history} [options]  (--help after any)",
+            "usage: python -m bench {fields,scale,import,history,profile} [options]"
+            "  (--help after any)",
             file=sys.stderr,
         )
         raise SystemExit(2)
@@ -184,6 +185,11 @@ def main() -> None:
         from bench.scale import main as scale
 
         scale(sys.argv[2:])
+        return
+    if sys.argv[1] == "profile":
+        from bench.profile import main as profile
+
+        profile(sys.argv[2:])
         return
     if sys.argv[1] == "import":
         from bench.imports import main as import_bench

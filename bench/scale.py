@@ -390,14 +390,29 @@ async def _floor(
     return statistics.median(samples)
 
 
-async def run(
-    scale: float,
-    owner_url: str | None,
-    requests: int,
-    only: str = "",
-    workers: int = 1,
-    plans_on: bool = True,
-) -> str:
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Dataset:
+    """The loaded dataset, its documents trusted, and what a run needs to drive it."""
+
+    work: Path
+    owner_url: str
+    app_url: str
+    keyfile: Path
+    jwks: Path
+    keys: LocalKeyProvider
+    owner: AppState
+    plans: list[Any]
+    largest: str
+    tenant_id: uuid.UUID
+    middle: tuple[datetime, uuid.UUID]
+
+
+async def prepare(scale: float, owner_url: str | None) -> Dataset:
+    """Migrate, load (or resume loading) the dataset, push the operations to the registry."""
     work = RESULTS / "work"
     work.mkdir(parents=True, exist_ok=True)
     owner_url = owner_url or f"sqlite+aiosqlite:///{work / 'bench-v2.db'}"
@@ -405,13 +420,11 @@ async def run(
     if not keyfile.exists():
         keyfile.write_text(generate_master_key_text())
         jwks.write_text(SigningKeys.generate_jwks_json())
-    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     await asyncio.to_thread(upgrade, owner_url)
-    owner_engine = make_engine(owner_url)
     keys = LocalKeyProvider.from_text(keyfile.read_text())
     owner = app_state(
         Settings(data_dir=work),
-        session_factory(owner_engine),
+        session_factory(make_engine(owner_url)),
         keys,
         SigningKeys.from_jwks_json(jwks.read_text()),
     )
@@ -420,11 +433,34 @@ async def run(
     async with owner.sessions() as s, s.begin():
         texts = [query for _role, query, _v in OPERATIONS.values()]
         TRUSTED.update(await push_texts(s, "bench", texts))
-    app_url = await _app_url(owner_url)
     largest = plans[0].slug
     async with owner.sessions() as s:
         tenant_id = await s.scalar(select(Tenant.id).where(Tenant.slug == largest))
     middle = await _middle(owner, tenant_id)
+    app_url = await _app_url(owner_url)
+    return Dataset(
+        work, owner_url, app_url, keyfile, jwks, keys, owner, plans, largest, tenant_id, middle
+    )
+
+
+async def run(
+    scale: float,
+    owner_url: str | None,
+    requests: int,
+    only: str = "",
+    workers: int = 1,
+    plans_on: bool = True,
+) -> str:
+    data = await prepare(scale, owner_url)
+    work, owner_url, app_url, keyfile, jwks = (
+        data.work,
+        data.owner_url,
+        data.app_url,
+        data.keyfile,
+        data.jwks,
+    )
+    keys, owner, plans, largest = data.keys, data.owner, data.plans, data.largest
+    tenant_id, middle = data.tenant_id, data.middle
 
     env = {
         **os.environ,
@@ -540,7 +576,7 @@ async def run(
     finally:
         server.terminate()
         server.wait(timeout=30)
-        await owner_engine.dispose()
+        await owner.sessions.kw["bind"].dispose()
     return _report(rows, scale, owner_url, plans, workers, plans_on)
 
 
