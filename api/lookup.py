@@ -43,14 +43,14 @@ async def node(info: Info, id: strawberry.ID) -> Node:
     if kind == "Branch":
         found = await BranchService(ctx.session).by_ids([parse_global_id(id, "Branch")])
         if found:
-            return Branch(_row=found[0])
+            return Branch.of(found[0])
     elif kind == "Region":
         rows = await BranchService(ctx.session).regions([parse_global_id(id, "Region")])
         if rows:
-            return Region(_row=rows[0])
+            return Region.of(rows[0])
     elif kind == "Staff":
         # As the `staff` list: a manager's scope shows only the staff of their branches.
         scope = staff_scope(principal, "read")
         service = StaffService(ctx.session, ctx.trail)
-        return Staff(_row=await service.get(parse_global_id(id, "Staff"), "id", scope))
+        return Staff.of(await service.get(parse_global_id(id, "Staff"), "id", scope))
     raise NotFound("no such node")

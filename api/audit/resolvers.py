@@ -67,7 +67,7 @@ async def _page(
     has_next = len(rows) > limit
     rows = rows[:limit]
     return make_connection(
-        [AccessLogEntry(_row=r) for r in rows],
+        [AccessLogEntry.of(r) for r in rows],
         [encode_cursor([str(r.seq)]) for r in rows],
         has_next,
         lambda: queries.count(ctx.session, flt),
@@ -143,7 +143,7 @@ async def _archive(info: Info) -> AccessLogArchive:
     tenant = await TenantRepository(ctx.session).bound()
     days = None if tenant is None else tenant.audit_retention_days
     rows = await archived_segments(ctx.session)
-    return AccessLogArchive(retention_days=days, segments=[AccessLogSegment(_row=r) for r in rows])
+    return AccessLogArchive(retention_days=days, segments=[AccessLogSegment.of(r) for r in rows])
 
 
 async def access_log_archive(info: Info) -> AccessLogArchive:

@@ -10,6 +10,7 @@ from enum import StrEnum
 import strawberry
 
 from api.ids import to_global_id
+from api.rows import RowType
 from auth import access_log
 from auth.access_log import AccessLogEntry as EntryRow
 from auth.access_log import AccessLogSegment as SegmentRow
@@ -39,24 +40,16 @@ ExportFormat = strawberry.enum(
     description="One access-log entry: who did what to which patients, when, "
     "from where, and whether it was allowed. Hash-chained per tenant."
 )
-class AccessLogEntry:
+class AccessLogEntry(RowType):
     _row: strawberry.Private[EntryRow]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("AccessLogEntry", self._row.id))
 
-    @strawberry.field(description="Position in the tenant's chain (1, 2, 3, …).")
-    def seq(self) -> int:
-        return self._row.seq
-
-    @strawberry.field(description="When it happened (UTC).")
-    def occurred_at(self) -> datetime:
-        return self._row.occurred_at
-
-    @strawberry.field(description="user, service or system.")
-    def actor_type(self) -> str:
-        return self._row.actor_type
+    seq: int = strawberry.field(description="Position in the tenant's chain (1, 2, 3, …).")
+    occurred_at: datetime = strawberry.field(description="When it happened (UTC).")
+    actor_type: str = strawberry.field(description="user, service or system.")
 
     @strawberry.field(description="Who: a Staff id for users, the token or process id otherwise.")
     def actor_id(self) -> strawberry.ID:
@@ -83,29 +76,22 @@ class AccessLogEntry:
     def field_groups(self) -> list[str]:
         return [g for g in self._row.field_groups.split(",") if g]
 
-    @strawberry.field(description="The GraphQL operation name the client sent.")
-    def operation_name(self) -> str:
-        return self._row.operation_name
+    operation_name: str = strawberry.field(
+        description="The GraphQL operation name the client sent."
+    )
 
-    @strawberry.field(description="Request id (also in error responses and server logs).")
-    def request_id(self) -> str:
-        return self._row.request_id
+    request_id: str = strawberry.field(
+        description="Request id (also in error responses and server logs)."
+    )
 
-    @strawberry.field(description="Client address.")
-    def client_addr(self) -> str:
-        return self._row.client_addr
-
-    @strawberry.field(description="Client user agent.")
-    def user_agent(self) -> str:
-        return self._row.user_agent
+    client_addr: str = strawberry.field(description="Client address.")
+    user_agent: str = strawberry.field(description="Client user agent.")
 
     @strawberry.field(description="allowed, masked or denied.")
     def outcome(self) -> AccessOutcome:  # type: ignore[valid-type]
         return access_log.Outcome(self._row.outcome)
 
-    @strawberry.field(description="Why it was denied, when it was.")
-    def reason(self) -> str:
-        return self._row.reason
+    reason: str = strawberry.field(description="Why it was denied, when it was.")
 
     def _admin_parts(self) -> list[str]:
         if self._row.action != access_log.Action.ADMIN:
@@ -181,36 +167,20 @@ class AccessLogExport:
     description="A run of old entries moved out of the database by `patientpool audit archive` "
     "(归档段): kept in a file whose digest is recorded here; `audit verify` re-hashes it."
 )
-class AccessLogSegment:
+class AccessLogSegment(RowType):
     _row: strawberry.Private[SegmentRow]
 
-    @strawberry.field(description="1, 2, 3, … in chain order.")
-    def number(self) -> int:
-        return self._row.number
-
-    @strawberry.field(description="Sequence number of its first entry.")
-    def first_seq(self) -> int:
-        return self._row.first_seq
-
-    @strawberry.field(description="Sequence number of its last entry.")
-    def last_seq(self) -> int:
-        return self._row.last_seq
+    number: int = strawberry.field(description="1, 2, 3, … in chain order.")
+    first_seq: int = strawberry.field(description="Sequence number of its first entry.")
+    last_seq: int = strawberry.field(description="Sequence number of its last entry.")
 
     @strawberry.field(description="How many entries it holds.")
     def entries(self) -> int:
         return self._row.last_seq - self._row.first_seq + 1
 
-    @strawberry.field(description="When its oldest entry happened.")
-    def oldest_at(self) -> datetime:
-        return self._row.oldest_at
-
-    @strawberry.field(description="When its newest entry happened.")
-    def newest_at(self) -> datetime:
-        return self._row.newest_at
-
-    @strawberry.field(description="Its file, relative to the archive directory.")
-    def file_name(self) -> str:
-        return self._row.file_name
+    oldest_at: datetime = strawberry.field(description="When its oldest entry happened.")
+    newest_at: datetime = strawberry.field(description="When its newest entry happened.")
+    file_name: str = strawberry.field(description="Its file, relative to the archive directory.")
 
     @strawberry.field(description="SHA-256 of the file (hex).")
     def file_sha256(self) -> str:
@@ -220,9 +190,7 @@ class AccessLogSegment:
     def last_hash(self) -> str:
         return self._row.last_hash.hex()
 
-    @strawberry.field(description="When it was archived.")
-    def archived_at(self) -> datetime:
-        return self._row.archived_at
+    archived_at: datetime = strawberry.field(description="When it was archived.")
 
 
 @strawberry.type(description="How long the access log stays in the database, and what has left.")

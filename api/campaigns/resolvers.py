@@ -70,12 +70,12 @@ async def campaigns(
     require(await info.context.principal(), "campaigns", "read")
     limit, key = keyset_position(first, after)
     page = await CampaignRepository(info.context.session).campaign_page(limit, key)
-    return keyset_connection(page, [Campaign(_row=r) for r in page.rows])
+    return keyset_connection(page, [Campaign.of(r) for r in page.rows])
 
 
 async def campaign(info: Info, id: strawberry.ID) -> Campaign:
     require(await info.context.principal(), "campaigns", "read")
-    return Campaign(_row=await _row(info, id))
+    return Campaign.of(await _row(info, id))
 
 
 async def create_campaign(info: Info, input: CampaignInput) -> Campaign:
@@ -95,7 +95,7 @@ async def create_campaign(info: Info, input: CampaignInput) -> Campaign:
     )
     await _check_sender(info, new.channel)
     row = await audience.create(ctx.session, new, scope, principal.subject, _now())
-    return Campaign(_row=row)
+    return Campaign.of(row)
 
 
 async def launch_campaign(info: Info, id: strawberry.ID) -> Campaign:
@@ -108,7 +108,7 @@ async def launch_campaign(info: Info, id: strawberry.ID) -> Campaign:
         raise BadInput("the send window has not opened yet", field="id")
     queued = await audience.materialize(ctx.session, row, now)
     ctx.trail.returned(Action.LIST, queued)
-    return Campaign(_row=row)
+    return Campaign.of(row)
 
 
 async def cancel_campaign(info: Info, id: strawberry.ID) -> Campaign:
@@ -117,7 +117,7 @@ async def cancel_campaign(info: Info, id: strawberry.ID) -> Campaign:
     require(await ctx.principal(), "campaigns", "write")
     row = await _row(info, id)
     await audience.cancel(ctx.session, row)
-    return Campaign(_row=row)
+    return Campaign.of(row)
 
 
 def _rules(r: contact_rules.Rules) -> ContactRules:

@@ -11,6 +11,7 @@ from strawberry.types import Info
 from api.campaigns.loaders import reach_loader
 from api.ids import to_global_id
 from api.node import Node
+from api.rows import RowType
 from domain.campaigns import models as m
 from domain.care.orders import to_yuan
 
@@ -93,16 +94,14 @@ class CampaignReach:
 
 
 @strawberry.type(description="A bulk send (群发) to a segment on one channel within a window.")
-class Campaign(Node):
+class Campaign(RowType, Node):
     _row: strawberry.Private[m.Campaign]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Campaign", self._row.id))
 
-    @strawberry.field(description="Name.")
-    def name(self) -> str:
-        return self._row.name
+    name: str = strawberry.field(description="Name.")
 
     @strawberry.field(description="The segment reached (global id).")
     def segment_id(self) -> strawberry.ID:
@@ -112,56 +111,39 @@ class Campaign(Node):
     def channel(self) -> CampaignChannelEnum:  # type: ignore[valid-type]
         return m.CampaignChannel(self._row.channel)
 
-    @strawberry.field(description="The message.")
-    def content(self) -> str:
-        return self._row.content
-
-    @strawberry.field(description="When sending may start.")
-    def window_start(self) -> datetime:
-        return self._row.window_start
-
-    @strawberry.field(description="When sending stops.")
-    def window_end(self) -> datetime:
-        return self._row.window_end
-
-    @strawberry.field(description="Days after a delivery in which conversions are credited.")
-    def attribution_days(self) -> int:
-        return self._row.attribution_days
+    content: str = strawberry.field(description="The message.")
+    window_start: datetime = strawberry.field(description="When sending may start.")
+    window_end: datetime = strawberry.field(description="When sending stops.")
+    attribution_days: int = strawberry.field(
+        description="Days after a delivery in which conversions are credited."
+    )
 
     @strawberry.field(description="Status.")
     def status(self) -> CampaignStatusEnum:  # type: ignore[valid-type]
         return m.CampaignStatus(self._row.status)
 
-    @strawberry.field(description="Who created it (user:<id>).")
-    def created_by(self) -> str:
-        return self._row.created_by
+    created_by: str = strawberry.field(description="Who created it (user:<id>).")
+    created_at: datetime = strawberry.field(description="When it was created.")
+    launched_at: datetime | None = strawberry.field(
+        description="When its audience was computed (null while scheduled)."
+    )
 
-    @strawberry.field(description="When it was created.")
-    def created_at(self) -> datetime:
-        return self._row.created_at
+    matched: int = strawberry.field(
+        description="Segment members in scope when the audience was computed."
+    )
 
-    @strawberry.field(description="When its audience was computed (null while scheduled).")
-    def launched_at(self) -> datetime | None:
-        return self._row.launched_at
+    excluded_no_consent: int = strawberry.field(
+        description="Members left out for want of marketing consent on the channel."
+    )
 
-    @strawberry.field(description="Segment members in scope when the audience was computed.")
-    def matched(self) -> int:
-        return self._row.matched
-
-    @strawberry.field(description="Members left out for want of marketing consent on the channel.")
-    def excluded_no_consent(self) -> int:
-        return self._row.excluded_no_consent
-
-    @strawberry.field(
+    excluded_no_address: int = strawberry.field(
         description="Consenting members left out for want of an address on the channel "
         "(a phone for SMS, a WeCom contact for WECOM)."
     )
-    def excluded_no_address(self) -> int:
-        return self._row.excluded_no_address
 
-    @strawberry.field(description="Members left out by the frequency cap (all channels).")
-    def excluded_by_cap(self) -> int:
-        return self._row.excluded_by_cap
+    excluded_by_cap: int = strawberry.field(
+        description="Members left out by the frequency cap (all channels)."
+    )
 
     @strawberry.field(description="Deliveries, outcomes and conversions so far.")
     async def reach(self, info: Info) -> CampaignReach:

@@ -111,7 +111,7 @@ async def _one(info: Info, obj: str, model: type, type_name: str, id: strawberry
 
 
 async def visit(info: Info, id: strawberry.ID) -> Visit:
-    return Visit(_row=await _one(info, "visits", cm.Visit, "Visit", id))  # type: ignore[arg-type]
+    return Visit.of(await _one(info, "visits", cm.Visit, "Visit", id))  # type: ignore[arg-type]
 
 
 async def order(info: Info, id: strawberry.ID) -> Order:
@@ -120,7 +120,7 @@ async def order(info: Info, id: strawberry.ID) -> Order:
 
 async def follow_up(info: Info, id: strawberry.ID) -> FollowUp:
     row = await _one(info, "followups", pm.FollowUp, "FollowUp", id)
-    return FollowUp(_row=row)  # type: ignore[arg-type]
+    return FollowUp.of(row)  # type: ignore[arg-type]
 
 
 async def _staff_id(info: Info, raw: strawberry.ID | None, field: str) -> uuid.UUID | None:
@@ -168,7 +168,7 @@ async def visits(
     limit, key = keyset_position(first, after)
     page = await CareRepository(ctx.session).visit_page(scope, criteria, limit, key)
     ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in page.rows}))
-    return keyset_connection(page, [Visit(_row=r) for r in page.rows])
+    return keyset_connection(page, [Visit.of(r) for r in page.rows])
 
 
 async def book_visit(
@@ -186,7 +186,7 @@ async def book_visit(
         patient, parse_global_id(branch_id, "Branch", "branchId"), doctor, scheduled_at
     )
     ctx.trail.changed(Action.UPDATE, [patient.id])
-    return Visit(_row=visit)
+    return Visit.of(visit)
 
 
 async def _visit_change(info: Info, id: strawberry.ID) -> tuple[VisitService, cm.Visit, PatientRow]:
@@ -197,22 +197,22 @@ async def _visit_change(info: Info, id: strawberry.ID) -> tuple[VisitService, cm
 
 async def reschedule_visit(info: Info, id: strawberry.ID, scheduled_at: datetime) -> Visit:
     service, visit, _patient_row = await _visit_change(info, id)
-    return Visit(_row=await service.reschedule(visit, scheduled_at))
+    return Visit.of(await service.reschedule(visit, scheduled_at))
 
 
 async def cancel_visit(info: Info, id: strawberry.ID) -> Visit:
     service, visit, _patient_row = await _visit_change(info, id)
-    return Visit(_row=await service.cancel(visit))
+    return Visit.of(await service.cancel(visit))
 
 
 async def mark_no_show(info: Info, id: strawberry.ID) -> Visit:
     service, visit, _patient_row = await _visit_change(info, id)
-    return Visit(_row=await service.no_show(visit))
+    return Visit.of(await service.no_show(visit))
 
 
 async def mark_arrived(info: Info, id: strawberry.ID, arrived_at: datetime | None = None) -> Visit:
     service, visit, patient = await _visit_change(info, id)
-    return Visit(_row=await service.arrive(visit, patient, arrived_at))
+    return Visit.of(await service.arrive(visit, patient, arrived_at))
 
 
 # --- orders ---
@@ -243,7 +243,7 @@ async def _orders(info: Info, rows: list[cm.Order]) -> list[Order]:
     if not rows:
         return []
     lines, refunds = await CareRepository(info.context.session).order_details([r.id for r in rows])
-    return [Order(_row=r, _lines=lines[r.id], _refunds=refunds[r.id]) for r in rows]
+    return [Order.of(r, _lines=lines[r.id], _refunds=refunds[r.id]) for r in rows]
 
 
 async def orders(
@@ -351,7 +351,7 @@ async def follow_ups_list(
     limit, key = keyset_position(first, after)
     page = await CareRepository(ctx.session).follow_up_page(scope, criteria, limit, key)
     ctx.trail.returned(Action.LIST, sorted({r.patient_id for r in page.rows}))
-    return keyset_connection(page, [FollowUp(_row=r) for r in page.rows])
+    return keyset_connection(page, [FollowUp.of(r) for r in page.rows])
 
 
 async def create_follow_up(
@@ -367,21 +367,21 @@ async def create_follow_up(
     task = follow_ups.create(ctx.session, patient, str(kind), to_utc(due_at, "dueAt"), assignee)
     await ctx.session.flush()
     ctx.trail.changed(Action.UPDATE, [patient.id])
-    return FollowUp(_row=task)
+    return FollowUp.of(task)
 
 
 async def complete_follow_up(info: Info, id: strawberry.ID, outcome: str) -> FollowUp:
     task, _patient_row = await _owned(info, pm.FollowUp, id, "FollowUp", "followups")
     follow_ups.close(task, pm.FollowUpStatus.DONE, outcome)
     await info.context.session.flush()
-    return FollowUp(_row=task)
+    return FollowUp.of(task)
 
 
 async def cancel_follow_up(info: Info, id: strawberry.ID, reason: str = "") -> FollowUp:
     task, _patient_row = await _owned(info, pm.FollowUp, id, "FollowUp", "followups")
     follow_ups.close(task, pm.FollowUpStatus.CANCELLED, reason)
     await info.context.session.flush()
-    return FollowUp(_row=task)
+    return FollowUp.of(task)
 
 
 async def follow_up_rules(
@@ -442,11 +442,10 @@ async def metrics(
         branch_id=branch,
         total=ConversionFigures(_f=figures.total),
         by_region=[
-            RegionFigures(region=Region(_row=r), figures=ConversionFigures(_f=f))
-            for r, f in regions
+            RegionFigures(region=Region.of(r), figures=ConversionFigures(_f=f)) for r, f in regions
         ],
         by_branch=[
-            BranchFigures(branch=Branch(_row=branches[b]), figures=ConversionFigures(_f=f))
+            BranchFigures(branch=Branch.of(branches[b]), figures=ConversionFigures(_f=f))
             for b, f in sorted(figures.by_branch.items(), key=lambda kv: branches[kv[0]].name)
         ],
     )

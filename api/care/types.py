@@ -15,6 +15,7 @@ from api.ids import to_global_id
 from api.node import Node
 from api.patients.loaders import scoped_patient
 from api.patients.types import Patient
+from api.rows import RowType
 from api.surveys.metrics import satisfaction_metrics
 from api.surveys.types import SatisfactionMetrics
 from api.tenants.loaders import branch_loader, staff_loader
@@ -52,7 +53,7 @@ async def _branch(info: Info, branch_id: object) -> Branch:
     )
     if row is None:
         raise NotFound("no such branch")
-    return Branch(_row=row)
+    return Branch.of(row)
 
 
 async def _staff(info: Info, staff_id: object) -> Staff | None:
@@ -61,7 +62,7 @@ async def _staff(info: Info, staff_id: object) -> Staff | None:
     row = await info.context.loader("staff", lambda: staff_loader(info.context.session)).load(
         staff_id
     )
-    return None if row is None else Staff(_row=row)
+    return None if row is None else Staff.of(row)
 
 
 async def _own_patient(info: Info, patient_id: uuid.UUID) -> Patient:
@@ -72,7 +73,7 @@ async def _own_patient(info: Info, patient_id: uuid.UUID) -> Patient:
 
 
 @strawberry.type(description="An appointment (预约) and, once the patient came, the visit.")
-class Visit(Node):
+class Visit(RowType, Node):
     _row: strawberry.Private[cm.Visit]
 
     @strawberry.field(description="Opaque global id.")
@@ -94,17 +95,13 @@ class Visit(Node):
     async def doctor(self, info: Info) -> Staff | None:
         return await _staff(info, self._row.doctor_id)
 
-    @strawberry.field(description="Booked time.")
-    def scheduled_at(self) -> datetime:
-        return self._row.scheduled_at
+    scheduled_at: datetime = strawberry.field(description="Booked time.")
 
     @strawberry.field(description="Status.")
     def status(self) -> VisitStatus:  # type: ignore[valid-type]
         return cm.VisitStatus(self._row.status)
 
-    @strawberry.field(description="When the patient arrived.")
-    def arrived_at(self) -> datetime | None:
-        return self._row.arrived_at
+    arrived_at: datetime | None = strawberry.field(description="When the patient arrived.")
 
     @strawberry.field(
         description="True for the patient's first visit (初诊), false for a return visit (复诊); "
@@ -129,7 +126,7 @@ class Refund:
 
 
 @strawberry.type(description="An order (成交): service lines, payment, refunds.")
-class Order(Node):
+class Order(RowType, Node):
     _row: strawberry.Private[cm.Order]
     _lines: strawberry.Private[list[cm.OrderLine]]
     _refunds: strawberry.Private[list[cm.Refund]]
@@ -165,9 +162,7 @@ class Order(Node):
     def net(self) -> Decimal:
         return to_yuan(self._row.net_fen)
 
-    @strawberry.field(description="When it was paid.")
-    def paid_at(self) -> datetime | None:
-        return self._row.paid_at
+    paid_at: datetime | None = strawberry.field(description="When it was paid.")
 
     @strawberry.field(
         description="True for the patient's first paid order (conversion), false for a "
@@ -192,7 +187,7 @@ class Order(Node):
 
 
 @strawberry.type(description="A follow-up task for staff (回访 / 随访).")
-class FollowUp(Node):
+class FollowUp(RowType, Node):
     _row: strawberry.Private[pm.FollowUp]
 
     @strawberry.field(description="Opaque global id.")
@@ -222,13 +217,8 @@ class FollowUp(Node):
     def status(self) -> FollowUpStatus:  # type: ignore[valid-type]
         return pm.FollowUpStatus(self._row.status)
 
-    @strawberry.field(description="When it is due.")
-    def due_at(self) -> datetime:
-        return self._row.due_at
-
-    @strawberry.field(description="What came of it (set when done or cancelled).")
-    def outcome(self) -> str:
-        return self._row.outcome
+    due_at: datetime = strawberry.field(description="When it is due.")
+    outcome: str = strawberry.field(description="What came of it (set when done or cancelled).")
 
     @strawberry.field(description="True when a rule made it (a visit, a qualified lead).")
     def automatic(self) -> bool:

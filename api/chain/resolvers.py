@@ -45,7 +45,7 @@ async def branches(
     ctx = info.context
     await ctx.principal()
     rows = await domain.BranchService(ctx.session).list(_filter(filter))
-    return held_connection([((b.code,), Branch(_row=b)) for b in rows], 1, first, after)
+    return held_connection([((b.code,), Branch.of(b)) for b in rows], 1, first, after)
 
 
 async def regions(
@@ -54,7 +54,7 @@ async def regions(
     ctx = info.context
     await ctx.principal()
     rows = await domain.BranchService(ctx.session).regions()
-    return held_connection([((r.name, str(r.id)), Region(_row=r)) for r in rows], 2, first, after)
+    return held_connection([((r.name, str(r.id)), Region.of(r)) for r in rows], 2, first, after)
 
 
 async def create_branch(info: Info, input: CreateBranchInput) -> Branch:
@@ -69,7 +69,7 @@ async def create_branch(info: Info, input: CreateBranchInput) -> Branch:
         region=region,
     )
     info.context.trail.admin("branch.create", "Branch", row.id)
-    return Branch(_row=row)
+    return Branch.of(row)
 
 
 async def update_branch(info: Info, id: strawberry.ID, input: UpdateBranchInput) -> Branch:
@@ -88,7 +88,7 @@ async def update_branch(info: Info, id: strawberry.ID, input: UpdateBranchInput)
     changed = await service.update(row, changes)
     if changed:
         info.context.trail.admin("branch.update", "Branch", row.id, ",".join(changed))
-    return Branch(_row=row)
+    return Branch.of(row)
 
 
 async def _set_open(info: Info, id: strawberry.ID, open_: bool) -> Branch:
@@ -96,7 +96,7 @@ async def _set_open(info: Info, id: strawberry.ID, open_: bool) -> Branch:
     row = await service.get(parse_global_id(id, "Branch"), "id")
     if await service.set_open(row, open_):
         info.context.trail.admin("branch.reopen" if open_ else "branch.close", "Branch", row.id)
-    return Branch(_row=row)
+    return Branch.of(row)
 
 
 async def close_branch(info: Info, id: strawberry.ID) -> Branch:
@@ -119,7 +119,7 @@ async def create_region(
     for branch in picked:
         await service.set_region(branch, row)
     info.context.trail.admin("region.create", "Region", row.id)
-    return Region(_row=row)
+    return Region.of(row)
 
 
 async def update_region(info: Info, id: strawberry.ID, name: str) -> Region:
@@ -127,4 +127,4 @@ async def update_region(info: Info, id: strawberry.ID, name: str) -> Region:
     row = await service.region(parse_global_id(id, "Region"), "id")
     if await service.rename_region(row, name):
         info.context.trail.admin("region.update", "Region", row.id, "name")
-    return Region(_row=row)
+    return Region.of(row)

@@ -37,8 +37,8 @@ async def _patient(info: Info, patient_id: strawberry.ID, act: str, action: Acti
 async def _consents(info: Info, patient: PatientRow) -> PatientConsents:
     session = info.context.session
     return PatientConsents(
-        current=[Consent(_row=r) for r in await consent.states(session, patient.id)],
-        history=[ConsentRecord(_row=r) for r in await consent.history(session, patient.id)],
+        current=[Consent.of(r) for r in await consent.states(session, patient.id)],
+        history=[ConsentRecord.of(r) for r in await consent.history(session, patient.id)],
     )
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 
 from api.ids import to_global_id
+from api.rows import RowType
 from domain.consent import models as m
 
 PurposeEnum = strawberry.enum(
@@ -21,7 +22,7 @@ ContactChannelEnum = strawberry.enum(
 
 
 @strawberry.type(description="The consent in force for one purpose and channel.")
-class Consent:
+class Consent(RowType):
     _row: strawberry.Private[m.ConsentState]
 
     @strawberry.field(description="What it is for.")
@@ -32,21 +33,16 @@ class Consent:
     def channel(self) -> ContactChannelEnum:  # type: ignore[valid-type]
         return m.ContactChannel(self._row.channel)
 
-    @strawberry.field(description="Given (true) or withdrawn (false).")
-    def granted(self) -> bool:
-        return self._row.granted
+    granted: bool = strawberry.field(description="Given (true) or withdrawn (false).")
+    text_version: str = strawberry.field(
+        description="Version of the consent text agreed to or withdrawn from."
+    )
 
-    @strawberry.field(description="Version of the consent text agreed to or withdrawn from.")
-    def text_version(self) -> str:
-        return self._row.text_version
-
-    @strawberry.field(description="Since when it is in force.")
-    def since(self) -> datetime:
-        return self._row.since
+    since: datetime = strawberry.field(description="Since when it is in force.")
 
 
 @strawberry.type(description="One grant or withdrawal of consent, as it was recorded.")
-class ConsentRecord:
+class ConsentRecord(RowType):
     _row: strawberry.Private[m.ConsentRecord]
 
     @strawberry.field(description="Opaque global id.")
@@ -61,25 +57,14 @@ class ConsentRecord:
     def channel(self) -> ContactChannelEnum:  # type: ignore[valid-type]
         return m.ContactChannel(self._row.channel)
 
-    @strawberry.field(description="Given (true) or withdrawn (false).")
-    def granted(self) -> bool:
-        return self._row.granted
+    granted: bool = strawberry.field(description="Given (true) or withdrawn (false).")
+    text_version: str = strawberry.field(description="Version of the consent text.")
+    method: str = strawberry.field(
+        description="How it was given or withdrawn (paper_form, mini_program, …)."
+    )
 
-    @strawberry.field(description="Version of the consent text.")
-    def text_version(self) -> str:
-        return self._row.text_version
-
-    @strawberry.field(description="How it was given or withdrawn (paper_form, mini_program, …).")
-    def method(self) -> str:
-        return self._row.method
-
-    @strawberry.field(description="Who recorded it (user:<id> or service:<id>).")
-    def recorded_by(self) -> str:
-        return self._row.recorded_by
-
-    @strawberry.field(description="When.")
-    def recorded_at(self) -> datetime:
-        return self._row.recorded_at
+    recorded_by: str = strawberry.field(description="Who recorded it (user:<id> or service:<id>).")
+    recorded_at: datetime = strawberry.field(description="When.")
 
 
 @strawberry.type(description="A patient's consents: in force, and every change.")

@@ -104,7 +104,7 @@ async def configure_mini_program(
     ctx.trail.admin("mini_program.configure", "MiniProgram", app.app_id)
     branch = (await DoorRepository(ctx.session).branches({branch_id}))[branch_id]
     return MiniProgramSettings(
-        app_id=app.app_id, default_branch=Branch(_row=branch), show_staff_names=show_staff_names
+        app_id=app.app_id, default_branch=Branch.of(branch), show_staff_names=show_staff_names
     )
 
 
@@ -241,8 +241,8 @@ async def my_follow_ups(info: Info, within_days: int = 0) -> list[MyFollowUp]:
 async def _consents(info: Info, patient: PatientRow) -> PatientConsents:
     session = info.context.session
     return PatientConsents(
-        current=[Consent(_row=r) for r in await consent.states(session, patient.id)],
-        history=[ConsentRecord(_row=r) for r in await consent.history(session, patient.id)],
+        current=[Consent.of(r) for r in await consent.states(session, patient.id)],
+        history=[ConsentRecord.of(r) for r in await consent.history(session, patient.id)],
     )
 
 

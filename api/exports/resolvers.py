@@ -59,7 +59,7 @@ async def export_patients(
     ctx.trail.admin("patients.export", "Job", job.id, str(format))
     ctx.after_commit(lambda: ctx.app.jobs.start(job, principal.subject))
     return ExportPatientsPayload(
-        job=Job(_row=job),
+        job=Job.of(job),
         download_path=f"/exports/{to_global_id('Job', job.id)}",
         expires_at=export.expires_at,
     )

@@ -76,7 +76,7 @@ async def import_patients(
     service = ImportService(ctx.session, await ctx.cipher())
     job = await service.start(data, _options(options), principal.subject)
     ctx.after_commit(lambda: ctx.app.jobs.start(job, principal.subject))
-    return Job(_row=job)
+    return Job.of(job)
 
 
 async def import_report(info: Info, job_id: uuid.UUID) -> ImportReport | None:

@@ -35,7 +35,7 @@ async def scoped_patient(info: Info, patient_id: uuid.UUID) -> Patient | None:
     if row is None:
         return None
     ctx.trail.returned(Action.READ, [row.id])
-    return Patient(_row=row, _ctx=ctx)
+    return Patient.of(row, _ctx=ctx)
 
 
 async def patient_in_scope(

@@ -84,7 +84,7 @@ async def patient(info: Info, id: strawberry.ID) -> Patient | None:
     if asks(info.selected_fields, SEALED_NAMES):
         await ctx.cipher()  # now, so the sealed fields resolve without an await (see types.py)
     ctx.trail.returned(Action.READ, [row.id])
-    return Patient(_row=row, _ctx=ctx)
+    return Patient.of(row, _ctx=ctx)
 
 
 async def patients(
@@ -129,7 +129,7 @@ async def page_patients(
         await loader.load_many([r.id for r in rows])
     ctx.trail.returned(Action.LIST, [r.id for r in rows])
     return make_connection(
-        [Patient(_row=r, _ctx=ctx) for r in rows],
+        [Patient.of(r, _ctx=ctx) for r in rows],
         [encode_cursor([r.created_at.isoformat(), str(r.id)]) for r in rows],
         has_next,
         lambda: repo.count(scope, row_filter),
@@ -204,12 +204,12 @@ async def create_patient(info: Info, input: CreatePatientInput) -> CreatePatient
     if admitted.existing:
         ctx.trail.returned(Action.READ, [row.id])
         ctx.trail.changed(Action.UPDATE, [row.id], groups)
-        return CreatePatientPayload(patient=Patient(_row=row, _ctx=ctx), existing=True)
+        return CreatePatientPayload(patient=Patient.of(row, _ctx=ctx), existing=True)
     ctx.trail.changed(Action.CREATE, [row.id], groups)
     if code:
         require(principal, "referrals", "write")
         await make_link(info, scope, row, code, channel)
-    return CreatePatientPayload(patient=Patient(_row=row, _ctx=ctx), existing=False)
+    return CreatePatientPayload(patient=Patient.of(row, _ctx=ctx), existing=False)
 
 
 async def update_patient(
@@ -228,7 +228,7 @@ async def update_patient(
     if not await PatientRepository(ctx.session).holds(scope, row.id):
         raise Forbidden("not allowed to move a patient outside your scope")
     ctx.trail.changed(Action.UPDATE, [row.id], groups)
-    return UpdatePatientPayload(patient=Patient(_row=row, _ctx=ctx))
+    return UpdatePatientPayload(patient=Patient.of(row, _ctx=ctx))
 
 
 @strawberry.type(description="Result of erasePatient.")
@@ -247,4 +247,4 @@ async def erase_patient(info: Info, id: strawberry.ID) -> ErasePatientPayload:
     row = await live_patient(ctx.session, scope, id)
     await erase(ctx.session, await ctx.cipher(), row)
     ctx.trail.changed(Action.ERASE, [row.id], {str(g) for g in set(SEALED_FIELDS.values())})
-    return ErasePatientPayload(patient=Patient(_row=row, _ctx=ctx))
+    return ErasePatientPayload(patient=Patient.of(row, _ctx=ctx))

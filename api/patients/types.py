@@ -13,6 +13,7 @@ from api.ids import to_global_id
 from api.node import Node
 from api.pool.loaders import patient_tags_loader
 from api.pool.types import ScoreExplanation, ScoreLine, StageChange, Tag
+from api.rows import RowType
 from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Staff
 from auth.guard import Visibility, field_visibility, mask_value, record_field
@@ -120,20 +121,18 @@ def _sealed(patient: PatientRow, ctx: Any, name: str) -> Any:
 
 
 @strawberry.type(description="One time the person came in through a channel (OneID).")
-class ChannelTouch:
+class ChannelTouch(RowType):
     _row: strawberry.Private[ChannelTouchRow]
 
-    @strawberry.field(description="The channel code (as in sourceChannel); may be empty.")
-    def channel(self) -> str:
-        return self._row.channel
+    channel: str = strawberry.field(
+        description="The channel code (as in sourceChannel); may be empty."
+    )
 
-    @strawberry.field(description="How: create (createPatient), wecom (a WeCom contact) or import.")
-    def via(self) -> str:
-        return self._row.via
+    via: str = strawberry.field(
+        description="How: create (createPatient), wecom (a WeCom contact) or import."
+    )
 
-    @strawberry.field(description="When.")
-    def occurred_at(self) -> datetime:
-        return self._row.occurred_at
+    occurred_at: datetime = strawberry.field(description="When.")
 
 
 def _touch_loader(session: Any) -> DataLoader[Any, list[ChannelTouchRow]]:
@@ -159,14 +158,14 @@ def _visible_tags(
     if len(shown) == len(found) or (
         field_visibility(principal, m.FieldGroup.HEALTH) is not Visibility.FULL
     ):
-        return [Tag(_row=t, _group=g) for t, g in shown]
+        return [Tag.of(t, _group=g) for t, g in shown]
     if not in_own_care_at_once(principal, patient):
         if grant is None:
             return None  # the caller awaits the gate's batched answer and asks again
         if not grant.opens:
-            return [Tag(_row=t, _group=g) for t, g in shown]
+            return [Tag.of(t, _group=g) for t, g in shown]
         check_grant(ctx.trail, patient.id, grant)  # logs the purpose (opens: never raises)
-    return [Tag(_row=t, _group=g) for t, g in found]
+    return [Tag.of(t, _group=g) for t, g in found]
 
 
 @strawberry.type(
@@ -174,7 +173,7 @@ def _visible_tags(
     "encrypted at rest; fields you may not see come back null with a FORBIDDEN error, "
     "or masked where your role allows only that."
 )
-class Patient(Node):
+class Patient(RowType, Node):
     _row: strawberry.Private[PatientRow]
     # The request's context (api.context.Context): the fields that decide what the caller may
     # see (the sealed fields, tags) read the principal, the cipher and the trail from it, so
@@ -228,13 +227,10 @@ class Patient(Node):
     def gender(self) -> Gender:  # type: ignore[valid-type]
         return m.Gender(self._row.gender)
 
-    @strawberry.field(description="Year of birth.")
-    def birth_year(self) -> int | None:
-        return self._row.birth_year
-
-    @strawberry.field(description="Where the patient came from (渠道), e.g. xiaohongshu, douyin.")
-    def source_channel(self) -> str:
-        return self._row.source_channel
+    birth_year: int | None = strawberry.field(description="Year of birth.")
+    source_channel: str = strawberry.field(
+        description="Where the patient came from (渠道), e.g. xiaohongshu, douyin."
+    )
 
     @strawberry.field(description="Pool tier (半私域 / 强私域).")
     def pool_tier(self) -> PoolTier:  # type: ignore[valid-type]
@@ -248,11 +244,9 @@ class Patient(Node):
     def trust_level(self) -> TrustLevel:  # type: ignore[valid-type]
         return m.TrustLevel(self._row.trust_level)
 
-    @strawberry.field(
+    referral_code: str = strawberry.field(
         description="Code a new patient can give to be linked as referred (转介绍码)."
     )
-    def referral_code(self) -> str:
-        return self._row.referral_code
 
     @strawberry.field(description="Whether the patient has consented to being contacted.")
     def consented(self) -> bool:
@@ -262,13 +256,8 @@ class Patient(Node):
     def erased(self) -> bool:
         return self._row.erased_at is not None
 
-    @strawberry.field(description="When the record was created.")
-    def created_at(self) -> datetime:
-        return self._row.created_at
-
-    @strawberry.field(description="When the record last changed.")
-    def updated_at(self) -> datetime:
-        return self._row.updated_at
+    created_at: datetime = strawberry.field(description="When the record was created.")
+    updated_at: datetime = strawberry.field(description="When the record last changed.")
 
     @strawberry.field(description="Home branch (所属门店).")
     async def home_branch(self) -> Branch:
@@ -277,7 +266,7 @@ class Patient(Node):
         row = await loader.load(self._row.home_branch_id)
         if row is None:  # a foreign key every patient has; branches are closed, never deleted
             raise NotFound("no such branch")
-        return Branch(_row=row)
+        return Branch.of(row)
 
     @strawberry.field(description="Staff member the patient is assigned to (doctor or 健康管家).")
     async def assigned_staff(self) -> Staff | None:
@@ -286,19 +275,19 @@ class Patient(Node):
         ctx = self._ctx
         loader = ctx.loader("staff", lambda: staff_loader(ctx.session))
         row = await loader.load(self._row.assigned_staff_id)
-        return None if row is None else Staff(_row=row)
+        return None if row is None else Staff.of(row)
 
-    @strawberry.field(description="Lead score (线索评分) under the tenant's rules.")
-    def lead_score(self) -> int:
-        return self._row.lead_score
+    lead_score: int = strawberry.field(
+        description="Lead score (线索评分) under the tenant's rules."
+    )
 
-    @strawberry.field(description="When the patient last did anything we recorded.")
-    def last_interaction_at(self) -> datetime | None:
-        return self._row.last_interaction_at
+    last_interaction_at: datetime | None = strawberry.field(
+        description="When the patient last did anything we recorded."
+    )
 
-    @strawberry.field(description="When the patient last visited (就诊).")
-    def last_visit_at(self) -> datetime | None:
-        return self._row.last_visit_at
+    last_visit_at: datetime | None = strawberry.field(
+        description="When the patient last visited (就诊)."
+    )
 
     @strawberry.field(
         description="Tags on the patient; health tags only for roles that may read health data "
@@ -337,11 +326,11 @@ class Patient(Node):
         ctx = self._ctx
         await ctx.principal()
         loader = ctx.loader("channel_touches", lambda: _touch_loader(ctx.session))
-        return [ChannelTouch(_row=r) for r in await loader.load(self._row.id)]
+        return [ChannelTouch.of(r) for r in await loader.load(self._row.id)]
 
     @strawberry.field(description="Lifecycle stage changes, oldest first.")
     async def stage_history(self) -> list[StageChange]:
         ctx = self._ctx
         await ctx.principal()
         rows = await PoolRepository(ctx.session).stage_changes(self._row.id)
-        return [StageChange(_row=r) for r in rows]
+        return [StageChange.of(r) for r in rows]

@@ -38,6 +38,7 @@ from api.pool.types import (
     TaggingPayload,
     TagGroup,
 )
+from api.rows import RowType
 from api.wecom.group_resolvers import check_group_filter
 from auth.access_log import Action
 from auth.guard import (
@@ -91,7 +92,7 @@ async def _visible_tags(info: Info, tag_id: uuid.UUID | None = None) -> Sequence
 
 async def tags(info: Info, first: int | None = None, after: str | None = None) -> Connection[Tag]:
     rows = await _visible_tags(info)
-    found = [((g.name, t.name, str(t.id)), Tag(_row=t, _group=g)) for t, g in rows]
+    found = [((g.name, t.name, str(t.id)), Tag.of(t, _group=g)) for t, g in rows]
     return held_connection(found, 3, first, after)
 
 
@@ -101,7 +102,7 @@ async def tag(info: Info, id: strawberry.ID) -> Tag:
     row = found[0] if found else None
     if row is None:
         raise NotFound("no such node")
-    return Tag(_row=row[0], _group=row[1])
+    return Tag.of(row[0], _group=row[1])
 
 
 async def tag_groups(
@@ -111,7 +112,7 @@ async def tag_groups(
     principal = await ctx.principal()
     require(principal, "tags", "read")
     groups = await PoolRepository(ctx.session).tag_groups(with_health=sees_health(principal))
-    found = [((g.name,), TagGroup(_row=g)) for g in groups]
+    found = [((g.name,), TagGroup.of(g)) for g in groups]
     return held_connection(found, 1, first, after)
 
 
@@ -121,7 +122,7 @@ async def channels(
     ctx = info.context
     await ctx.principal()
     rows = await PoolRepository(ctx.session).channels()
-    return held_connection([((c.code,), Channel(_row=c)) for c in rows], 1, first, after)
+    return held_connection([((c.code,), Channel.of(c)) for c in rows], 1, first, after)
 
 
 async def create_channel(info: Info, code: str, name: str, kind: str = "platform") -> Channel:
@@ -138,7 +139,7 @@ async def create_channel(info: Info, code: str, name: str, kind: str = "platform
     row = ChannelRow(code=code, name=name.strip()[:200] or code, kind=kind)
     ctx.session.add(row)
     await ctx.session.flush()
-    return Channel(_row=row)
+    return Channel.of(row)
 
 
 async def create_tag_group(info: Info, name: str, is_health: bool = False) -> TagGroup:
@@ -147,7 +148,7 @@ async def create_tag_group(info: Info, name: str, is_health: bool = False) -> Ta
     require(principal, "tags", "write")
     if is_health and not sees_health(principal):
         raise Forbidden("not allowed to create health tag groups")
-    return TagGroup(_row=await TagService(ctx.session).create_group(name, is_health))
+    return TagGroup.of(await TagService(ctx.session).create_group(name, is_health))
 
 
 async def create_tag(
@@ -165,7 +166,7 @@ async def create_tag(
     if rule is not None:
         await _check_filter(ctx.session, principal, rule)
     tag = await TagService(ctx.session).create_tag(group, name, rule)
-    return Tag(_row=tag, _group=group)
+    return Tag.of(tag, _group=group)
 
 
 def _patient_ids(values: list[strawberry.ID]) -> list[uuid.UUID]:
@@ -269,7 +270,7 @@ async def set_scoring_rules(info: Info, input: ScoringRulesInput) -> Job:
         (input.idle_days, input.idle_points, input.threshold),
     )
     ctx.after_commit(lambda: ctx.app.jobs.start(job, principal.subject))
-    return Job(_row=job)
+    return Job.of(job)
 
 
 async def job(info: Info, id: strawberry.ID) -> Job:
@@ -278,7 +279,7 @@ async def job(info: Info, id: strawberry.ID) -> Job:
     row = await PoolRepository(ctx.session).job(parse_global_id(id, "Job"))
     if row is None:
         raise NotFound("no such job")
-    return Job(_row=row)
+    return Job.of(row)
 
 
 async def change_stage(
@@ -297,7 +298,7 @@ async def change_stage(
     except ValueError:
         raise BadInput("unknown stage", field="stage") from None
     ctx.trail.changed(Action.UPDATE, [row.id])
-    return Patient(_row=row, _ctx=ctx)
+    return Patient.of(row, _ctx=ctx)
 
 
 async def merge_patients(info: Info, keep_id: strawberry.ID, merge_id: strawberry.ID) -> Patient:
@@ -316,7 +317,7 @@ async def merge_patients(info: Info, keep_id: strawberry.ID, merge_id: strawberr
         keep, await PoolService(ctx.session, "").rules()
     )
     ctx.trail.changed(Action.MERGE, [keep.id, other.id], ["contact", "health"])
-    return Patient(_row=keep, _ctx=ctx)
+    return Patient.of(keep, _ctx=ctx)
 
 
 async def _check_merged_health(
@@ -376,7 +377,7 @@ async def possible_duplicates(
         return [
             DuplicateGroup(
                 matched_on=g.matched_on,
-                patients=[Patient(_row=rows[p], _ctx=ctx) for p in g.patient_ids if p in rows],
+                patients=[Patient.of(rows[p], _ctx=ctx) for p in g.patient_ids if p in rows],
             )
             for g in groups
         ]
@@ -458,20 +459,17 @@ async def segment_count(info: Info, flt: dict[str, Any]) -> int:
 
 
 @strawberry.type(description="A saved, named filter over patients (人群分组), evaluated live.")
-class Segment(Node):
+class Segment(RowType, Node):
     _row: strawberry.Private[SegmentRow]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Segment", self._row.id))
 
-    @strawberry.field(description="Name.")
-    def name(self) -> str:
-        return self._row.name
-
-    @strawberry.field(description="The filter, as stored (ids are raw).")
-    def filter(self) -> strawberry.scalars.JSON:
-        return self._row.filter
+    name: str = strawberry.field(description="Name.")
+    filter: strawberry.scalars.JSON = strawberry.field(
+        description="The filter, as stored (ids are raw)."
+    )
 
     @strawberry.field(description="How many patients match now, within your scope.")
     async def count(self, info: Info) -> int:
@@ -535,7 +533,7 @@ async def segments(
         return await repo.count_segments()
 
     return make_connection(
-        [Segment(_row=r) for r in rows], [encode_cursor([r.name]) for r in rows], has_next, count
+        [Segment.of(r) for r in rows], [encode_cursor([r.name]) for r in rows], has_next, count
     )
 
 
@@ -545,7 +543,7 @@ async def segment(info: Info, id: strawberry.ID) -> Segment:
     row = await PoolRepository(ctx.session).segment(parse_global_id(id, "Segment"))
     if row is None:
         raise NotFound("no such segment")
-    return Segment(_row=row)
+    return Segment.of(row)
 
 
 async def create_segment(info: Info, name: str, filter: SegmentFilterInput) -> Segment:
@@ -562,4 +560,4 @@ async def create_segment(info: Info, name: str, filter: SegmentFilterInput) -> S
     row = SegmentRow(name=name, filter=flt, created_by=principal.subject)
     ctx.session.add(row)
     await ctx.session.flush()
-    return Segment(_row=row)
+    return Segment.of(row)

@@ -11,6 +11,7 @@ from strawberry.types import Info
 from api.ids import to_global_id
 from api.imports.types import ImportReport
 from api.node import Node
+from api.rows import RowType
 from api.wecom.group_figures import GroupChatFigures
 from domain.imports.service import KIND as IMPORT_KIND
 from domain.pool.models import Channel as ChannelRow
@@ -24,24 +25,24 @@ from domain.pool.models import TagGroup as TagGroupRow
     description="A group of tags (标签组); health groups are visible only to roles "
     "that may read health data."
 )
-class TagGroup:
+class TagGroup(RowType):
     _row: strawberry.Private[TagGroupRow]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("TagGroup", self._row.id))
 
-    @strawberry.field(description="Group name, e.g. 项目 (treatment), 转化 (conversion).")
-    def name(self) -> str:
-        return self._row.name
+    name: str = strawberry.field(
+        description="Group name, e.g. 项目 (treatment), 转化 (conversion)."
+    )
 
-    @strawberry.field(description="True when its tags are derived from health data.")
-    def is_health(self) -> bool:
-        return self._row.is_health
+    is_health: bool = strawberry.field(
+        description="True when its tags are derived from health data."
+    )
 
 
 @strawberry.type(description="A label on patients (标签), manual or automatic.")
-class Tag(Node):
+class Tag(RowType, Node):
     _row: strawberry.Private[TagRow]
     _group: strawberry.Private[TagGroupRow]
 
@@ -49,41 +50,38 @@ class Tag(Node):
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Tag", self._row.id))
 
-    @strawberry.field(description="Tag name, e.g. 正畸 (orthodontics), 未转化 (not converted).")
-    def name(self) -> str:
-        return self._row.name
+    name: str = strawberry.field(
+        description="Tag name, e.g. 正畸 (orthodontics), 未转化 (not converted)."
+    )
 
     @strawberry.field(description="Its group.")
     def group(self) -> TagGroup:
-        return TagGroup(_row=self._group)
+        return TagGroup.of(self._group)
 
-    @strawberry.field(description="The segment rule of an automatic tag (null: manual).")
-    def auto_rule(self) -> JSON | None:
-        return self._row.auto_rule
+    auto_rule: JSON | None = strawberry.field(
+        description="The segment rule of an automatic tag (null: manual)."
+    )
 
 
 @strawberry.type(
     description="Where patients come from (渠道): platform, campaign, event, "
     "referral or channel QR code (渠道活码)."
 )
-class Channel:
+class Channel(RowType):
     _row: strawberry.Private[ChannelRow]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Channel", self._row.id))
 
-    @strawberry.field(description="Code patients carry in sourceChannel, e.g. xiaohongshu.")
-    def code(self) -> str:
-        return self._row.code
+    code: str = strawberry.field(
+        description="Code patients carry in sourceChannel, e.g. xiaohongshu."
+    )
 
-    @strawberry.field(description="Display name, e.g. 小红书.")
-    def name(self) -> str:
-        return self._row.name
-
-    @strawberry.field(description="platform, campaign, offline_event, referral or qr_code.")
-    def kind(self) -> str:
-        return self._row.kind
+    name: str = strawberry.field(description="Display name, e.g. 小红书.")
+    kind: str = strawberry.field(
+        description="platform, campaign, offline_event, referral or qr_code."
+    )
 
 
 @strawberry.type(description="One line of a score's explanation.")
@@ -103,53 +101,31 @@ class ScoreExplanation:
 
 
 @strawberry.type(description="A change of lifecycle stage: who, when, why.")
-class StageChange:
+class StageChange(RowType):
     _row: strawberry.Private[StageChangeRow]
 
-    @strawberry.field(description="Stage before.")
-    def from_stage(self) -> str:
-        return self._row.from_stage
+    from_stage: str = strawberry.field(description="Stage before.")
+    to_stage: str = strawberry.field(description="Stage after.")
+    changed_by: str = strawberry.field(
+        description="Who changed it: user:<id>, service:<id> or system."
+    )
 
-    @strawberry.field(description="Stage after.")
-    def to_stage(self) -> str:
-        return self._row.to_stage
-
-    @strawberry.field(description="Who changed it: user:<id>, service:<id> or system.")
-    def changed_by(self) -> str:
-        return self._row.changed_by
-
-    @strawberry.field(description="Why.")
-    def reason(self) -> str:
-        return self._row.reason
-
-    @strawberry.field(description="When.")
-    def occurred_at(self) -> datetime:
-        return self._row.occurred_at
+    reason: str = strawberry.field(description="Why.")
+    occurred_at: datetime = strawberry.field(description="When.")
 
 
 @strawberry.type(description="A background job (rescoring) and its progress.")
-class Job(Node):
+class Job(RowType, Node):
     _row: strawberry.Private[JobRow]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Job", self._row.id))
 
-    @strawberry.field(description="What it does, e.g. rescore.")
-    def kind(self) -> str:
-        return self._row.kind
-
-    @strawberry.field(description="running, done or failed.")
-    def status(self) -> str:
-        return self._row.status
-
-    @strawberry.field(description="Patients to process.")
-    def total(self) -> int:
-        return self._row.total
-
-    @strawberry.field(description="Patients processed so far.")
-    def done(self) -> int:
-        return self._row.done
+    kind: str = strawberry.field(description="What it does, e.g. rescore.")
+    status: str = strawberry.field(description="running, done or failed.")
+    total: int = strawberry.field(description="Patients to process.")
+    done: int = strawberry.field(description="Patients processed so far.")
 
     @strawberry.field(
         description="For an import job (HQ): its counts and every rejected row; null for "

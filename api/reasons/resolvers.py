@@ -47,7 +47,7 @@ async def state_purpose(
     stated = await reasons.state_purpose(
         ctx.session, principal, ctx.trail, await ctx.cipher(), row, m.Purpose(purpose), note
     )
-    return ReasonedAccess(_row=stated)
+    return ReasonedAccess.of(stated)
 
 
 def _filter(flt: ReasonedAccessFilter | None) -> ReasonFilter:
@@ -72,7 +72,7 @@ async def reasoned_access(
     flt = _filter(filter)
     limit, key = keyset_position(first, after)
     page = await ReasonRepository(ctx.session).review_page(flt, limit, key)
-    return keyset_connection(page, [ReasonedAccess(_row=r) for r in page.rows])
+    return keyset_connection(page, [ReasonedAccess.of(r) for r in page.rows])
 
 
 async def flag_reasoned_access(
@@ -91,7 +91,7 @@ async def flag_reasoned_access(
     if row.flagged_at is not None:
         raise Conflict("already flagged")
     await reasons.flag(ctx.session, principal, ctx.trail, await ctx.cipher(), row, note)
-    return ReasonedAccess(_row=row)
+    return ReasonedAccess.of(row)
 
 
 async def set_reason_window_mutation(

@@ -8,6 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.ids import to_global_id
+from api.rows import RowType
 from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Staff
 from auth.reasons import unseal_note
@@ -43,7 +44,7 @@ class ReasonedAccessFilter:
     description="A purpose a staff member stated to open one patient's health fields for a "
     "while (break the glass), and an auditor's flag on it. The note is stored sealed."
 )
-class ReasonedAccess:
+class ReasonedAccess(RowType):
     _row: strawberry.Private[StatedRow]
 
     @strawberry.field(description="Opaque id (for flagReasonedAccess).")
@@ -58,7 +59,7 @@ class ReasonedAccess:
     async def staff(self, info: Info) -> Staff | None:
         loader = info.context.loader("staff", lambda: staff_loader(info.context.session))
         row = await loader.load(self._row.staff_id)
-        return None if row is None else Staff(_row=row)
+        return None if row is None else Staff.of(row)
 
     @strawberry.field(description="The patient's home branch when it was stated.")
     async def branch(self, info: Info) -> Branch | None:
@@ -66,7 +67,7 @@ class ReasonedAccess:
             return None
         loader = info.context.loader("branch", lambda: branch_loader(info.context.session))
         row = await loader.load(self._row.branch_id)
-        return None if row is None else Branch(_row=row)
+        return None if row is None else Branch.of(row)
 
     @strawberry.field(description="The purpose.")
     def purpose(self) -> Purpose:  # type: ignore[valid-type]
@@ -76,21 +77,16 @@ class ReasonedAccess:
     async def note(self, info: Info) -> str | None:
         return unseal_note(await info.context.cipher(), self._row, "note")
 
-    @strawberry.field(description="When it was stated.")
-    def stated_at(self) -> datetime:
-        return self._row.stated_at
-
-    @strawberry.field(description="Until when it opens the patient's health fields.")
-    def expires_at(self) -> datetime:
-        return self._row.expires_at
+    stated_at: datetime = strawberry.field(description="When it was stated.")
+    expires_at: datetime = strawberry.field(
+        description="Until when it opens the patient's health fields."
+    )
 
     @strawberry.field(description="Whether an auditor flagged it for follow-up.")
     def flagged(self) -> bool:
         return self._row.flagged_at is not None
 
-    @strawberry.field(description="When it was flagged.")
-    def flagged_at(self) -> datetime | None:
-        return self._row.flagged_at
+    flagged_at: datetime | None = strawberry.field(description="When it was flagged.")
 
     @strawberry.field(description="The auditor's note on the flag.")
     async def flag_note(self, info: Info) -> str | None:

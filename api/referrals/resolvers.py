@@ -88,7 +88,7 @@ async def referral_tree(
         referrers=[
             ReferrerLink(
                 hops=i,
-                patient=Patient(_row=rows[pid], _ctx=ctx) if pid in rows else None,
+                patient=Patient.of(rows[pid], _ctx=ctx) if pid in rows else None,
                 anonymous=pid not in seen,
             )
             for i, (pid, _seen) in enumerate(up, start=1)
@@ -134,11 +134,11 @@ async def top_referrers(
         found = await branches.load_many([f.branch_id for f in figures])
         return [
             ReferrerFigures(
-                patient=Patient(_row=rows[f.referrer_id], _ctx=ctx)
+                patient=Patient.of(rows[f.referrer_id], _ctx=ctx)
                 if f.referrer_id in rows
                 else None,
                 anonymous=f.referrer_id not in rows,
-                branch=Branch(_row=b) if b is not None else None,
+                branch=Branch.of(b) if b is not None else None,
                 referred_count=f.referred,
                 converted_count=f.converted,
                 converted_value=to_yuan(f.converted_fen),
@@ -172,8 +172,8 @@ async def make_link(
     ctx.trail.changed(Action.UPDATE, [referrer.id, referred.id])
     visible = await PatientRepository(ctx.session).get_many(scope, [referrer.id])
     return Referral(
-        referrer=Patient(_row=referrer, _ctx=ctx) if referrer.id in visible else None,
-        referred=Patient(_row=referred, _ctx=ctx),
+        referrer=Patient.of(referrer, _ctx=ctx) if referrer.id in visible else None,
+        referred=Patient.of(referred, _ctx=ctx),
         channel=link.channel,
         eligible=link.eligible,
         ineligible_reason=link.ineligible_reason,
@@ -187,7 +187,7 @@ async def reward_rules(
     ctx = info.context
     require(await ctx.principal(), "referrals", "read")
     rows = await ReferralRepository(ctx.session).reward_rules()
-    found = [((r.trigger, f"{r.threshold:06d}", str(r.id)), RewardRule(_row=r)) for r in rows]
+    found = [((r.trigger, f"{r.threshold:06d}", str(r.id)), RewardRule.of(r)) for r in rows]
     return held_connection(found, 3, first, after)
 
 
@@ -224,7 +224,7 @@ async def set_reward_rule(info: Info, input: RewardRuleInput) -> RewardRule:
     row.threshold = input.threshold if input.trigger == rm.RewardTrigger.REFERRED_COUNT else 1
     row.points, row.coupon, row.active = input.points, input.coupon.strip(), input.active
     await ctx.session.flush()
-    return RewardRule(_row=row)
+    return RewardRule.of(row)
 
 
 async def rewards(
@@ -239,4 +239,4 @@ async def rewards(
     ctx.trail.returned(Action.READ, [referrer.id])
     limit, key = keyset_position(first, after)
     page = await ReferralRepository(ctx.session).reward_page(referrer, limit, key)
-    return keyset_connection(page, [Reward(_row=r) for r in page.rows])
+    return keyset_connection(page, [Reward.of(r) for r in page.rows])

@@ -11,6 +11,7 @@ import strawberry
 
 from api.ids import to_global_id
 from api.patients.types import Patient
+from api.rows import RowType
 from api.tenants.types import Branch
 from domain.care.orders import to_yuan
 from domain.patients.models import Patient as PatientRow
@@ -130,7 +131,7 @@ class ReferralTree:
                 index=i,
                 parent_index=parents[i],
                 depth=n.depth,
-                patient=Patient(_row=self._records[n.patient_id], _ctx=self._ctx)
+                patient=Patient.of(self._records[n.patient_id], _ctx=self._ctx)
                 if n.patient_id in self._records
                 else None,
                 anonymous=n.patient_id not in self._shown,
@@ -174,7 +175,7 @@ class ReferrerFigures:
 
 
 @strawberry.type(description="A reward rule of the chain's referral programme.")
-class RewardRule:
+class RewardRule(RowType):
     _row: strawberry.Private[rm.RewardRule]
 
     @strawberry.field(description="Opaque global id.")
@@ -185,25 +186,14 @@ class RewardRule:
     def trigger(self) -> RewardTrigger:  # type: ignore[valid-type]
         return rm.RewardTrigger(self._row.trigger)
 
-    @strawberry.field(description="N for REFERRED_COUNT; 1 otherwise.")
-    def threshold(self) -> int:
-        return self._row.threshold
-
-    @strawberry.field(description="Points granted.")
-    def points(self) -> int:
-        return self._row.points
-
-    @strawberry.field(description="Coupon granted (its code or name), or empty.")
-    def coupon(self) -> str:
-        return self._row.coupon
-
-    @strawberry.field(description="Whether the rule grants rewards now.")
-    def active(self) -> bool:
-        return self._row.active
+    threshold: int = strawberry.field(description="N for REFERRED_COUNT; 1 otherwise.")
+    points: int = strawberry.field(description="Points granted.")
+    coupon: str = strawberry.field(description="Coupon granted (its code or name), or empty.")
+    active: bool = strawberry.field(description="Whether the rule grants rewards now.")
 
 
 @strawberry.type(description="A reward recorded on a referrer, once per rule and subject.")
-class Reward:
+class Reward(RowType):
     _row: strawberry.Private[rm.Reward]
 
     @strawberry.field(description="Opaque global id.")
@@ -218,17 +208,9 @@ class Reward:
     def status(self) -> RewardStatus:  # type: ignore[valid-type]
         return rm.RewardStatus(self._row.status)
 
-    @strawberry.field(description="Points granted (0 when refused).")
-    def points(self) -> int:
-        return self._row.points
-
-    @strawberry.field(description="Coupon granted, or empty.")
-    def coupon(self) -> str:
-        return self._row.coupon
-
-    @strawberry.field(description="Why it was refused, or empty.")
-    def reason(self) -> str:
-        return self._row.reason
+    points: int = strawberry.field(description="Points granted (0 when refused).")
+    coupon: str = strawberry.field(description="Coupon granted, or empty.")
+    reason: str = strawberry.field(description="Why it was refused, or empty.")
 
     @strawberry.field(description="The referred patient it is for (null for REFERRED_COUNT).")
     def referred_id(self) -> strawberry.ID | None:
@@ -236,6 +218,4 @@ class Reward:
             return None
         return strawberry.ID(to_global_id("Patient", self._row.referred_id))
 
-    @strawberry.field(description="When it was recorded.")
-    def created_at(self) -> datetime:
-        return self._row.created_at
+    created_at: datetime = strawberry.field(description="When it was recorded.")

@@ -112,10 +112,10 @@ async def me(info: Info) -> Me:
     branches = []
     if principal.branch_ids:
         rows = await BranchService(ctx.session).by_ids(sorted(principal.branch_ids))
-        branches = [Branch(_row=b) for b in rows]
+        branches = [Branch.of(b) for b in rows]
     return Me(
-        user=None if user is None else Staff(_row=user),
-        tenant=Tenant(_row=tenant),
+        user=None if user is None else Staff.of(user),
+        tenant=Tenant.of(tenant),
         roles=list(principal.roles),
         branches=branches,
     )

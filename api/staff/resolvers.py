@@ -106,7 +106,7 @@ async def staff(
             search=flt.search,
         )
     )
-    return held_connection([((s.email,), Staff(_row=s)) for s in rows], 1, first, after)
+    return held_connection([((s.email,), Staff.of(s)) for s in rows], 1, first, after)
 
 
 async def invite_staff(info: Info, input: InviteStaffInput) -> InvitationPayload:
@@ -122,7 +122,7 @@ async def invite_staff(info: Info, input: InviteStaffInput) -> InvitationPayload
         scope=scope,
     )
     return InvitationPayload(
-        staff=Staff(_row=user),
+        staff=Staff.of(user),
         invitation_token=token,
         expires_at=datetime.now(UTC) + INVITATION_TTL,
     )
@@ -133,7 +133,7 @@ async def resend_invitation(info: Info, staff_id: strawberry.ID) -> InvitationPa
     user = await _managed(info, principal, scope, staff_id)
     token = await _service(info).resend_invitation(user)
     return InvitationPayload(
-        staff=Staff(_row=user),
+        staff=Staff.of(user),
         invitation_token=token,
         expires_at=datetime.now(UTC) + INVITATION_TTL,
     )
@@ -143,7 +143,7 @@ async def revoke_invitation(info: Info, staff_id: strawberry.ID) -> Staff:
     principal, scope = await _writer(info)
     user = await _managed(info, principal, scope, staff_id)
     await _service(info).revoke_invitation(user)
-    return Staff(_row=user)
+    return Staff.of(user)
 
 
 async def accept_invitation(info: Info, token: str, password: str) -> bool:
@@ -183,7 +183,7 @@ async def update_staff(info: Info, staff_id: strawberry.ID, input: UpdateStaffIn
         roles=None if input.roles is None else set(input.roles),
         scope=scope,
     )
-    return Staff(_row=user)
+    return Staff.of(user)
 
 
 async def reset_staff_password(info: Info, staff_id: strawberry.ID) -> PasswordResetPayload:
@@ -194,7 +194,7 @@ async def reset_staff_password(info: Info, staff_id: strawberry.ID) -> PasswordR
     await _service(info).check_manageable(principal.policy, _granter(principal), scope, user)
     token = await _service(info).reset_password(user)
     return PasswordResetPayload(
-        staff=Staff(_row=user), reset_token=token, expires_at=datetime.now(UTC) + RESET_TTL
+        staff=Staff.of(user), reset_token=token, expires_at=datetime.now(UTC) + RESET_TTL
     )
 
 
@@ -227,4 +227,4 @@ async def reassign_patients(
     # The admin entry's reason is capped at 100 characters, which two ids fill: the count is
     # that of the update entry's patient ids (same request id).
     ctx.trail.admin("patients.reassign", "Staff", source.id, f"to:{target.id}")
-    return ReassignPatientsPayload(moved=len(moved), to_staff=Staff(_row=target))
+    return ReassignPatientsPayload(moved=len(moved), to_staff=Staff.of(target))

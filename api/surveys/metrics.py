@@ -33,11 +33,11 @@ async def satisfaction_metrics(root: Any, info: Info) -> SatisfactionMetrics:
     return SatisfactionMetrics(
         total=SatisfactionFigures(_f=figures.total),
         by_branch=[
-            BranchSatisfaction(branch=Branch(_row=branches[b]), figures=SatisfactionFigures(_f=f))
+            BranchSatisfaction(branch=Branch.of(branches[b]), figures=SatisfactionFigures(_f=f))
             for b, f in sorted(figures.by_branch.items(), key=lambda kv: branches[kv[0]].name)
         ],
         by_doctor=[
-            DoctorSatisfaction(doctor=Staff(_row=doctors[d]), figures=SatisfactionFigures(_f=f))
+            DoctorSatisfaction(doctor=Staff.of(doctors[d]), figures=SatisfactionFigures(_f=f))
             for d, f in sorted(figures.by_doctor.items(), key=lambda kv: str(kv[0]))
             if d in doctors
         ],

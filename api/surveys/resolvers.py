@@ -79,7 +79,7 @@ def _draft(input: SurveyTemplateInput) -> TemplateDraft:
 async def _template(info: Info, row: m.SurveyTemplate) -> SurveyTemplate:
     version = await templates.version(info.context.session, row.id, row.current_version)
     assert version is not None
-    return SurveyTemplate(_row=row, _version=version)
+    return SurveyTemplate.of(row, _version=version)
 
 
 async def survey_templates(
@@ -124,7 +124,7 @@ async def survey_rules(
     require(await info.context.principal(), "surveys", "read")
     limit, key = keyset_position(first, after)
     page = await SurveyRepository(info.context.session).rule_page(limit, key)
-    return keyset_connection(page, [SurveyRule(_row=r) for r in page.rows])
+    return keyset_connection(page, [SurveyRule.of(r) for r in page.rows])
 
 
 async def create_survey_rule(info: Info, input: SurveyRuleInput) -> SurveyRule:
@@ -152,7 +152,7 @@ async def create_survey_rule(info: Info, input: SurveyRuleInput) -> SurveyRule:
     )
     row = await templates.create_rule(ctx.session, draft, principal.subject)
     ctx.trail.admin("survey_rule.create", "SurveyRule", str(row.id))
-    return SurveyRule(_row=row)
+    return SurveyRule.of(row)
 
 
 async def set_survey_rule_active(info: Info, id: strawberry.ID, active: bool) -> SurveyRule:
@@ -162,7 +162,7 @@ async def set_survey_rule_active(info: Info, id: strawberry.ID, active: bool) ->
     row.active = active
     await info.context.session.flush()
     info.context.trail.admin("survey_rule.active", "SurveyRule", str(row.id))
-    return SurveyRule(_row=row)
+    return SurveyRule.of(row)
 
 
 async def survey_answers_query(
@@ -185,8 +185,8 @@ async def survey_answers_query(
     deliveries = await survey_answers.deliveries(ctx.session, [r.delivery_id for r in rows])
     texts = await _free_texts(info, principal, [r for r in rows if r.free_text_ct is not None])
     out = [
-        SurveyAnswer(
-            _row=r, _delivery=deliveries[r.delivery_id], _text=texts.get(r.delivery_id, None)
+        SurveyAnswer.of(
+            r, _delivery=deliveries[r.delivery_id], _text=texts.get(r.delivery_id, None)
         )
         for r in rows
     ]

@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from api.ids import to_global_id
 from api.node import Node
+from api.rows import RowType
 from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Staff
 from domain.errors import NotFound, ReasonRequired
@@ -124,7 +125,7 @@ def questions_of(version: m.SurveyTemplateVersion) -> list[SurveyQuestion]:
 
 
 @strawberry.type(description="A survey template (满意度调查) at its current version.")
-class SurveyTemplate(Node):
+class SurveyTemplate(RowType, Node):
     _row: strawberry.Private[m.SurveyTemplate]
     _version: strawberry.Private[m.SurveyTemplateVersion]
 
@@ -132,9 +133,7 @@ class SurveyTemplate(Node):
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("SurveyTemplate", self._row.id))
 
-    @strawberry.field(description="Name for staff.")
-    def name(self) -> str:
-        return self._row.name
+    name: str = strawberry.field(description="Name for staff.")
 
     @strawberry.field(description="The current version (editing adds one).")
     def version(self) -> int:
@@ -154,16 +153,14 @@ class SurveyTemplate(Node):
 
 
 @strawberry.type(description="A rule that sends a survey after arrived visits.")
-class SurveyRule(Node):
+class SurveyRule(RowType, Node):
     _row: strawberry.Private[m.SurveyRule]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("SurveyRule", self._row.id))
 
-    @strawberry.field(description="Name for staff.")
-    def name(self) -> str:
-        return self._row.name
+    name: str = strawberry.field(description="Name for staff.")
 
     @strawberry.field(description="The template (global id).")
     def template_id(self) -> strawberry.ID:
@@ -173,9 +170,7 @@ class SurveyRule(Node):
     def channels(self) -> list[SurveyChannelEnum]:  # type: ignore[valid-type]
         return [SurveyChannelEnum(c) for c in self._row.channels]  # type: ignore[misc]
 
-    @strawberry.field(description="Days after the arrival.")
-    def delay_days(self) -> int:
-        return self._row.delay_days
+    delay_days: int = strawberry.field(description="Days after the arrival.")
 
     @strawberry.field(description="Which visits.")
     def visit_kind(self) -> SurveyVisitKind:  # type: ignore[valid-type]
@@ -187,25 +182,20 @@ class SurveyRule(Node):
             return None
         return await _branch(info, self._row.branch_id)
 
-    @strawberry.field(description="Visits that arrived from then on are surveyed.")
-    def starts_at(self) -> datetime:
-        return self._row.starts_at
+    starts_at: datetime = strawberry.field(
+        description="Visits that arrived from then on are surveyed."
+    )
 
-    @strawberry.field(description="How long a link answers.")
-    def answer_days(self) -> int:
-        return self._row.answer_days
+    answer_days: int = strawberry.field(description="How long a link answers.")
+    low_rating: int | None = strawberry.field(
+        description="A rating at or below this opens a complaint callback."
+    )
 
-    @strawberry.field(description="A rating at or below this opens a complaint callback.")
-    def low_rating(self) -> int | None:
-        return self._row.low_rating
+    low_nps: int | None = strawberry.field(
+        description="An NPS score at or below this opens a complaint callback."
+    )
 
-    @strawberry.field(description="An NPS score at or below this opens a complaint callback.")
-    def low_nps(self) -> int | None:
-        return self._row.low_nps
-
-    @strawberry.field(description="Whether the rule sends.")
-    def active(self) -> bool:
-        return self._row.active
+    active: bool = strawberry.field(description="Whether the rule sends.")
 
 
 async def _branch(info: Info, branch_id: object) -> Branch:
@@ -214,7 +204,7 @@ async def _branch(info: Info, branch_id: object) -> Branch:
     )
     if row is None:
         raise NotFound("no such branch")
-    return Branch(_row=row)
+    return Branch.of(row)
 
 
 @strawberry.type(description="One question's answer.")
@@ -233,7 +223,7 @@ class SurveyTextAnswer:
 
 
 @strawberry.type(description="A patient's answer to one survey link.")
-class SurveyAnswer(Node):
+class SurveyAnswer(RowType, Node):
     _row: strawberry.Private[m.SurveyAnswer]
     _delivery: strawberry.Private[m.SurveyDelivery]
     # The free text, None (not a reader of health data, or none written) or the refusal of
@@ -256,9 +246,7 @@ class SurveyAnswer(Node):
     def template_version(self) -> int:
         return self._delivery.template_version
 
-    @strawberry.field(description="When it was answered.")
-    def answered_at(self) -> datetime:
-        return self._row.answered_at
+    answered_at: datetime = strawberry.field(description="When it was answered.")
 
     @strawberry.field(description="The visit's branch.")
     async def branch(self, info: Info) -> Branch:
@@ -271,15 +259,10 @@ class SurveyAnswer(Node):
         row = await info.context.loader("staff", lambda: staff_loader(info.context.session)).load(
             self._delivery.doctor_id
         )
-        return None if row is None else Staff(_row=row)
+        return None if row is None else Staff.of(row)
 
-    @strawberry.field(description="Did it open a complaint callback (投诉回访)?")
-    def low_score(self) -> bool:
-        return self._row.low_score
-
-    @strawberry.field(description="The NPS answer (0-10), if any.")
-    def nps(self) -> int | None:
-        return self._row.nps
+    low_score: bool = strawberry.field(description="Did it open a complaint callback (投诉回访)?")
+    nps: int | None = strawberry.field(description="The NPS answer (0-10), if any.")
 
     @strawberry.field(description="Ratings, scores and chosen options, by question.")
     def items(self) -> list[SurveyAnswerItem]:

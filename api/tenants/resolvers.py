@@ -12,4 +12,4 @@ async def tenant(info: Info) -> Tenant:
     ctx = info.context
     await ctx.principal()  # the principal binds the session to its tenant
     row = await TenantRepository(ctx.session).bound()
-    return Tenant(_row=row)
+    return Tenant.of(row)

@@ -9,6 +9,7 @@ from strawberry.types import Info
 
 from api.ids import to_global_id
 from api.node import Node
+from api.rows import RowType
 from api.tenants.loaders import (
     branch_loader,
     branch_region_loader,
@@ -26,64 +27,41 @@ from domain.tenants.models import Tenant as TenantRow
 
 
 @strawberry.type(description="A clinic brand or chain (连锁品牌): the tenant you are signed in to.")
-class Tenant:
+class Tenant(RowType):
     _row: strawberry.Private[TenantRow]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Tenant", self._row.id))
 
-    @strawberry.field(description="Short unique name used to sign in.")
-    def slug(self) -> str:
-        return self._row.slug
-
-    @strawberry.field(description="Display name of the chain.")
-    def name(self) -> str:
-        return self._row.name
-
-    @strawberry.field(description="Kind of chain: dental, tcm (中医馆), hospital or other.")
-    def kind(self) -> str:
-        return self._row.kind
+    slug: str = strawberry.field(description="Short unique name used to sign in.")
+    name: str = strawberry.field(description="Display name of the chain.")
+    kind: str = strawberry.field(
+        description="Kind of chain: dental, tcm (中医馆), hospital or other."
+    )
 
 
 @strawberry.type(description="One clinic of the chain (门店 / 医馆).")
-class Branch(Node):
+class Branch(RowType, Node):
     _row: strawberry.Private[BranchRow]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Branch", self._row.id))
 
-    @strawberry.field(description="The chain's own short code for the branch.")
-    def code(self) -> str:
-        return self._row.code
-
-    @strawberry.field(description="Branch name.")
-    def name(self) -> str:
-        return self._row.name
-
-    @strawberry.field(description="City the branch is in.")
-    def city(self) -> str:
-        return self._row.city
-
-    @strawberry.field(description="Street address of the clinic.")
-    def address(self) -> str:
-        return self._row.address
-
-    @strawberry.field(description="The clinic's front-desk phone.")
-    def phone(self) -> str:
-        return self._row.phone
-
-    @strawberry.field(
+    code: str = strawberry.field(description="The chain's own short code for the branch.")
+    name: str = strawberry.field(description="Branch name.")
+    city: str = strawberry.field(description="City the branch is in.")
+    address: str = strawberry.field(description="Street address of the clinic.")
+    phone: str = strawberry.field(description="The clinic's front-desk phone.")
+    is_open: bool = strawberry.field(
         description="False once closed: a closed branch takes no new patients or visits; its "
         "history, metrics and scopes stay."
     )
-    def is_open(self) -> bool:
-        return self._row.is_open
 
-    @strawberry.field(description="When it was closed (null while open).")
-    def closed_at(self) -> datetime | None:
-        return self._row.closed_at
+    closed_at: datetime | None = strawberry.field(
+        description="When it was closed (null while open)."
+    )
 
     @strawberry.field(description="The region (大区 / 片区) it belongs to, if any.")
     async def region(self, info: Info) -> Region | None:
@@ -91,33 +69,29 @@ class Branch(Node):
         row = await ctx.loader("branch_region", lambda: branch_region_loader(ctx.session)).load(
             self._row.id
         )
-        return None if row is None else Region(_row=row)
+        return None if row is None else Region.of(row)
 
 
 @strawberry.type(description="A region of the chain (大区 / 片区): a group of branches.")
-class Region(Node):
+class Region(RowType, Node):
     _row: strawberry.Private[RegionRow]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Region", self._row.id))
 
-    @strawberry.field(description="Region name.")
-    def name(self) -> str:
-        return self._row.name
+    name: str = strawberry.field(description="Region name.")
 
 
 @strawberry.type(description="A staff member who signs in (员工).")
-class Staff(Node):
+class Staff(RowType, Node):
     _row: strawberry.Private[StaffUser]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Staff", self._row.id))
 
-    @strawberry.field(description="Name shown to colleagues.")
-    def display_name(self) -> str:
-        return self._row.display_name
+    display_name: str = strawberry.field(description="Name shown to colleagues.")
 
     # The fields below need a staff scope that sees this person (HQ and auditors: the chain;
     # managers: the staff of their branches): a staff member shown as a patient's doctor
@@ -173,7 +147,7 @@ class Staff(Node):
         )
         loader = ctx.loader("branch", lambda: branch_loader(ctx.session))
         rows = await loader.load_many(sorted(branch_ids))
-        return sorted((Branch(_row=r) for r in rows if r is not None), key=lambda b: b._row.code)
+        return sorted((Branch.of(r) for r in rows if r is not None), key=lambda b: b._row.code)
 
     @strawberry.field(description="The regions they manage (needs staff:read).")
     async def regions(self, info: Info) -> list[Region] | None:
@@ -184,4 +158,4 @@ class Staff(Node):
         )
         loader = ctx.loader("region", lambda: region_loader(ctx.session))
         rows = await loader.load_many(sorted(region_ids))
-        return sorted((Region(_row=r) for r in rows if r is not None), key=lambda r: r._row.name)
+        return sorted((Region.of(r) for r in rows if r is not None), key=lambda r: r._row.name)

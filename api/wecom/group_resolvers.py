@@ -67,7 +67,7 @@ async def group_chats(
         )
     limit, key = keyset_position(first, after)
     page = await GroupRepository(info.context.session).group_page(scope, q, limit, key)
-    return keyset_connection(page, [GroupChat(_row=r) for r in page.rows])
+    return keyset_connection(page, [GroupChat.of(r) for r in page.rows])
 
 
 async def _group(info: Info, id: strawberry.ID, field: str = "id") -> GroupChatRow:
@@ -81,7 +81,7 @@ async def _group(info: Info, id: strawberry.ID, field: str = "id") -> GroupChatR
 
 
 async def group_chat(info: Info, id: strawberry.ID) -> GroupChat:
-    return GroupChat(_row=await _group(info, id))
+    return GroupChat.of(await _group(info, id))
 
 
 async def group_members(
@@ -111,7 +111,7 @@ async def link_wecom_staff(
     raw = parse_global_id(staff_id, "Staff", "staffId")
     staff = await StaffService(ctx.session, ctx.trail).get(raw)
     await groups.link_staff(ctx.session, staff.id, userid)
-    return Staff(_row=staff)
+    return Staff.of(staff)
 
 
 async def create_group_chat_campaign(
@@ -135,7 +135,7 @@ async def create_group_chat_campaign(
         raise BadInput("windowEnd is in the past", field="windowEnd")
     ctx.session.add(row)
     await ctx.session.flush()
-    return GroupChatCampaign(_row=row)
+    return GroupChatCampaign.of(row)
 
 
 async def group_chat_figures(info: Info) -> GroupChatFigures:

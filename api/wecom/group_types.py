@@ -15,6 +15,7 @@ from api.ids import to_global_id
 from api.node import Node
 from api.pagination import Connection
 from api.patients.types import Patient
+from api.rows import RowType
 from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Staff
 from api.times import to_utc
@@ -108,52 +109,37 @@ def _campaigns_loader(info: Info) -> DataLoader[uuid.UUID, list[GroupCampaignRow
     description="A campaign to one customer group: one WeCom group-message task (客户群群发) "
     "for the group's owner, who confirms it in WeCom."
 )
-class GroupChatCampaign(Node):
+class GroupChatCampaign(RowType, Node):
     _row: strawberry.Private[GroupCampaignRow]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("GroupChatCampaign", self._row.id))
 
-    @strawberry.field(description="The campaign's name.")
-    def name(self) -> str:
-        return self._row.name
-
-    @strawberry.field(description="The message sent to the group.")
-    def content(self) -> str:
-        return self._row.content
-
-    @strawberry.field(description="Sent no earlier than this.")
-    def window_start(self) -> datetime:
-        return self._row.window_start
-
-    @strawberry.field(description="Not sent after this.")
-    def window_end(self) -> datetime:
-        return self._row.window_end
+    name: str = strawberry.field(description="The campaign's name.")
+    content: str = strawberry.field(description="The message sent to the group.")
+    window_start: datetime = strawberry.field(description="Sent no earlier than this.")
+    window_end: datetime = strawberry.field(description="Not sent after this.")
 
     @strawberry.field(description="Where it stands.")
     def status(self) -> GroupCampaignStatusEnum:  # type: ignore[valid-type]
         return GroupCampaignStatus(self._row.status)
 
-    @strawberry.field(description="When the WeCom task was created.")
-    def sent_at(self) -> datetime | None:
-        return self._row.sent_at
+    sent_at: datetime | None = strawberry.field(description="When the WeCom task was created.")
 
 
 @strawberry.type(description="A WeCom customer group (客户群 / 社群) of the chain's staff.")
-class GroupChat(Node):
+class GroupChat(RowType, Node):
     _row: strawberry.Private[GroupChatRow]
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("GroupChat", self._row.id))
 
-    @strawberry.field(
+    name: str = strawberry.field(
         description="The group's name in WeCom (empty until `patientpool wecom sync-groups` "
         "has read it: WeCom's callbacks do not carry it)."
     )
-    def name(self) -> str:
-        return self._row.name
 
     @strawberry.field(description="The owner's WeCom UserID (群主), empty until synced.")
     def owner_wecom_user_id(self) -> str:
@@ -172,30 +158,24 @@ class GroupChat(Node):
         row = await info.context.loader("staff", lambda: staff_loader(info.context.session)).load(
             staff_id
         )
-        return None if row is None else Staff(_row=row)
+        return None if row is None else Staff.of(row)
 
     @strawberry.field(description="The branch the group belongs to.")
     async def branch(self, info: Info) -> Branch:
         row = await info.context.loader("branch", lambda: branch_loader(info.context.session)).load(
             self._row.branch_id
         )
-        return Branch(_row=row)
+        return Branch.of(row)
 
     @strawberry.field(description="ACTIVE, or DISMISSED (解散).")
     def status(self) -> GroupChatStatusEnum:  # type: ignore[valid-type]
         return GroupChatStatus(self._row.status)
 
-    @strawberry.field(description="When the pool first heard of the group.")
-    def created_at(self) -> datetime:
-        return self._row.created_at
-
-    @strawberry.field(description="When the group was dismissed.")
-    def dismissed_at(self) -> datetime | None:
-        return self._row.dismissed_at
-
-    @strawberry.field(description="When `patientpool wecom sync-groups` last read it.")
-    def synced_at(self) -> datetime | None:
-        return self._row.synced_at
+    created_at: datetime = strawberry.field(description="When the pool first heard of the group.")
+    dismissed_at: datetime | None = strawberry.field(description="When the group was dismissed.")
+    synced_at: datetime | None = strawberry.field(
+        description="When `patientpool wecom sync-groups` last read it."
+    )
 
     @strawberry.field(
         description="Customers in the group now: all of them, whether or not they are "
@@ -233,7 +213,7 @@ class GroupChat(Node):
     @strawberry.field(description="Campaigns sent to this group, newest first.")
     async def campaigns(self, info: Info) -> list[GroupChatCampaign]:
         rows = await _campaigns_loader(info).load(self._row.id)
-        return [GroupChatCampaign(_row=r) for r in rows]
+        return [GroupChatCampaign.of(r) for r in rows]
 
 
 @strawberry.input(description="Narrow the customer groups.")

@@ -23,7 +23,7 @@ async def _settings(info: Info, app: WecomApp) -> WecomSettings:
     return WecomSettings(
         corp_id=app.corp_id,
         callback_path=f"/wecom/{slug}/callback",
-        default_branch=Branch(_row=branch),
+        default_branch=Branch.of(branch),
         bulk_send_enabled=app.secret_ct is not None,
     )
 
