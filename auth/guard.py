@@ -67,6 +67,21 @@ def require_patient_scope(
     return scope
 
 
+def system_scope() -> PatientScope:
+    """The bound tenant's whole pool, for the system's own work outside a request (the demo
+    loader, an operator's command): never for a caller."""
+    return PatientScope(chain=True)
+
+
+def event_scope(principal: Principal, trail: AccessTrail) -> PatientScope:
+    """Whose events the caller may record: a service token holding `events:write` (a
+    mini-program backend; the caller checks that rule) any patient of its tenant, staff the
+    patients they may read."""
+    if principal.kind == "service":
+        return PatientScope(chain=True)
+    return require_patient_scope(principal, trail, "read", Action.UPDATE)
+
+
 def own_record_scope(principal: Principal, act: str = "read") -> PatientScope:
     """A signed-in patient's scope: exactly their own record (FORBIDDEN for anyone else,
     staff and service tokens included)."""

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import access_log
 from auth.access_log import Actor, RequestInfo
+from auth.guard import system_scope
 from auth.models import StaffTokenPurpose, StaffUser
 from auth.policy import load_policy
 from auth.provisioning import create_tenant
@@ -27,7 +28,6 @@ from domain.consent import service as consent
 from domain.consent.models import ContactChannel, Purpose
 from domain.consent.service import ConsentChange
 from domain.patients.models import Gender, LifecycleStage, Patient, PoolTier, TrustLevel
-from domain.patients.scope import PatientScope
 from domain.patients.service import PatientService
 from domain.pool.models import Channel, EventType
 from domain.pool.service import NewEvent, PoolService
@@ -334,7 +334,7 @@ async def _load_pool(
         conversion: [await tags.create_tag(conversion, n, None) for n in ("未转化", "已转化")],
         diagnosis: [await tags.create_tag(diagnosis, n, None) for n in chain.health_tags],
     }
-    everyone = PatientScope(chain=True)
+    everyone = system_scope()
     for group_tags in by_group.values():
         for tag in group_tags:
             chosen = [p.id for p in patients if rng.random() < 0.3]

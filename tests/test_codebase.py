@@ -328,6 +328,22 @@ def test_statement_check_catches_what_it_should(source: str, caught: bool) -> No
     assert bool(statement_offences(source)) is caught
 
 
+# --- every rule in auth/: a caller's patient scope is built there and nowhere else ---
+
+
+def test_patient_scopes_are_built_only_in_auth() -> None:
+    """api/, domain/ and process/ take the PatientScope auth/ built and never make one (a
+    scope made elsewhere would be a rule auth/ does not know of)."""
+    built = {
+        str(p.relative_to(ROOT)): _calls(ast.parse(p.read_text()), "PatientScope")
+        for pkg in ("api", "domain", "process")
+        for p in sorted((ROOT / pkg).rglob("*.py"))
+    }
+    assert {path: lines for path, lines in built.items() if lines} == {}, (
+        "build the scope in auth.guard"
+    )
+
+
 # --- tenant binding: one context manager, and no tenant_id passed around by hand ---
 
 # The request boundary: these bind the request's own session once its token or sign-in is

@@ -43,6 +43,7 @@ from api.wecom.group_resolvers import check_group_filter
 from auth.access_log import Action
 from auth.guard import (
     Visibility,
+    event_scope,
     field_visibility,
     require,
     require_patient_scope,
@@ -227,10 +228,7 @@ async def record_events(info: Info, events: list[EventInput]) -> RecordEventsPay
     ctx = info.context
     principal = await ctx.principal()
     require(principal, "events", "write")
-    if principal.kind == "service":
-        scope = PatientScope(chain=True)
-    else:
-        scope = require_patient_scope(principal, ctx.trail, "read", Action.UPDATE)
+    scope = event_scope(principal, ctx.trail)
     ids = [parse_global_id(e.patient_id, "Patient", "patientId") for e in events]
     patients = await PatientRepository(ctx.session).follow_many(scope, ids)
     if set(ids) - set(patients):

@@ -19,9 +19,11 @@ from sqlalchemy import (
     Subquery,
     and_,
     case,
+    false,
     func,
     or_,
     select,
+    true,
     union_all,
     update,
 )
@@ -43,7 +45,6 @@ from domain.consent.models import ConsentRecord, ConsentState, ContactChannel, P
 from domain.consent.repository import reachable
 from domain.paging import Keyset, KeysetPage, keyset_rows
 from domain.patients.models import Patient
-from domain.patients.scope import PatientScope
 from domain.pool.models import Segment
 from domain.pool.repository import compile_filter
 from domain.surveys.models import SurveyDelivery, SurveyDeliveryStatus
@@ -84,10 +85,13 @@ def over_cap(rules: Rules, now: datetime) -> Select[Any]:
     )
 
 
-def _scope_clause(campaign: Campaign) -> ColumnElement[bool]:
+def _branches_clause(campaign: Campaign) -> ColumnElement[bool]:
+    """The campaign's own branch restriction, as recorded when it was created (within its
+    creator's scope): all branches, or patients whose home branch is one of those."""
     if campaign.branch_ids is None:
-        return PatientScope(chain=True).clause()
-    return PatientScope(branch_ids=frozenset(uuid.UUID(b) for b in campaign.branch_ids)).clause()
+        return true()
+    branches = sorted({uuid.UUID(b) for b in campaign.branch_ids})
+    return Patient.home_branch_id.in_(branches) if branches else false()
 
 
 def _how_many(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -116,7 +120,7 @@ class AudienceQuery:
         """`address` is the patient column that must hold an address on the channel."""
         members = (
             compile_filter(segment.filter, now),
-            _scope_clause(campaign),
+            _branches_clause(campaign),
             Patient.erased_at.is_(None),
             Patient.merged_into_id.is_(None),
         )
