@@ -269,3 +269,38 @@ async def test_service_token_is_scoped(client: httpx.AsyncClient, world: World) 
     assert codes(await gql(client, "{ patients { totalCount } }", token=token)) == ["FORBIDDEN"]
     forged = token[:-6] + "AAAAAA"
     assert codes(await gql(client, ME, token=forged)) == ["UNAUTHENTICATED"]
+
+
+async def test_service_token_records_events_in_its_own_tenant_only(
+    client: httpx.AsyncClient, world: World, owner_state: AppState, unique: str
+) -> None:
+    """A mini-program backend's token with events:write records events for any patient of its
+    tenant (auth.guard.event_scope); another tenant's patient is unknown to it, and a token
+    without the permission is refused."""
+    other = await build_world(owner_state, f"t2-{unique}")
+    admin = await sign_in(client, world, "hq_admin")
+    make = (
+        'mutation($p: [PermissionInput!]!) { createServiceToken(name: "backend", '
+        "permissions: $p) { token } }"
+    )
+    events = [{"object": "events", "action": "write"}]
+    writer = (await gql(client, make, {"p": events}, token=admin))["data"]["createServiceToken"]
+    reader = (
+        await gql(client, make, {"p": [{"object": "branches", "action": "read"}]}, token=admin)
+    )["data"]["createServiceToken"]
+    record = "mutation($e: [EventInput!]!) { recordEvents(events: $e) { inserted } }"
+
+    def event(patient: str) -> dict[str, object]:
+        return {
+            "clientEventId": f"svc-{patient}",
+            "patientId": patient,
+            "type": "READ_ARTICLE",
+            "occurredAt": "2026-11-30T10:00:00+08:00",
+        }
+
+    mine = await gql(client, record, {"e": [event(world.gid("b1"))]}, token=writer["token"])
+    assert mine["data"]["recordEvents"] == {"inserted": 1}
+    theirs = await gql(client, record, {"e": [event(other.gid("b1"))]}, token=writer["token"])
+    assert codes(theirs) == ["NOT_FOUND"]
+    refused = await gql(client, record, {"e": [event(world.gid("b1"))]}, token=reader["token"])
+    assert codes(refused) == ["FORBIDDEN"]
