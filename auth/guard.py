@@ -90,9 +90,10 @@ def own_record_scope(principal: Principal, act: str = "read") -> PatientScope:
     return PatientScope(patient_id=principal.id)
 
 
-def require(principal: Principal, obj: str, act: str) -> None:
+def require(principal: Principal, obj: str, act: str, why: str = "") -> None:
+    """FORBIDDEN unless the principal's rules grant `obj:act` (`why` says so to the caller)."""
     if not principal.allows(obj, act):
-        raise Forbidden(f"not allowed: {obj}:{act}")
+        raise Forbidden(why or f"not allowed: {obj}:{act}")
 
 
 def field_visibility(principal: Principal, group: FieldGroup) -> Visibility:

@@ -45,7 +45,7 @@ from domain.care.metrics import Figures, chain_figures
 from domain.care.orders import NewLine, OrderService, to_fen
 from domain.care.repository import CareRepository, FollowUpCriteria, OrderCriteria, VisitCriteria
 from domain.care.visits import VisitService
-from domain.errors import BadInput, Forbidden, NotFound
+from domain.errors import BadInput, NotFound
 from domain.patients.models import Patient as PatientRow
 from domain.patients.repository import PatientRepository
 from domain.patients.scope import PatientScope
@@ -408,8 +408,9 @@ async def set_follow_up_rule(
     ctx = info.context
     principal = await ctx.principal()
     require(principal, "followups", "write")
-    if not principal.allows("patients:chain", "write"):
-        raise Forbidden("follow-up rules are set for the whole chain, by HQ")
+    require(
+        principal, "patients:chain", "write", "follow-up rules are set for the whole chain, by HQ"
+    )
     s = await follow_ups.set_rule(ctx.session, cm.FollowUpTrigger(trigger), delay_days, active)
     return FollowUpRule(trigger=s.trigger, delay_days=s.delay_days, active=s.active)
 

@@ -208,8 +208,7 @@ async def apply_auto_tag(info: Info, tag_id: strawberry.ID) -> TaggingPayload:
     ctx = info.context
     principal = await ctx.principal()
     require(principal, "tags", "write")
-    if not principal.allows("patients:chain", "write"):
-        raise Forbidden("automatic tags run over the whole chain")
+    require(principal, "patients:chain", "write", "automatic tags run over the whole chain")
     tag, group = await _tag(info, tag_id)
     service = TagService(ctx.session)
     # A rule over health tags reads health data, a tag of a health group writes it: either
