@@ -4,7 +4,6 @@ does the work, the trail records what the caller saw or changed."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -12,7 +11,7 @@ from strawberry.types import Info
 from strawberry.utils.str_converters import to_camel_case
 
 from api.ids import parse_global_id, to_global_id
-from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
+from api.pagination import Connection, encode_cursor, keyset_position, make_connection
 from api.patients.inputs import CreatePatientInput, PatientFilter, UpdatePatientInput
 from api.patients.types import Patient
 from api.pool.loaders import patient_tags_loader
@@ -28,11 +27,11 @@ from auth.guard import (
 )
 from auth.reasons import check_health
 from auth.staff import StaffService
-from domain.errors import BadInput, Forbidden, Merged, NotFound
+from domain.errors import Forbidden, Merged, NotFound
 from domain.patients.models import SEALED_FIELDS, FieldGroup, TouchVia
 from domain.patients.models import Patient as PatientRow
-from domain.patients.repository import PageKey, PatientRepository
 from domain.patients.repository import PatientFilter as RowFilter
+from domain.patients.repository import PatientRepository
 from domain.patients.scope import PatientScope
 from domain.patients.service import PatientService, phone_digest
 from domain.rights.erasure import erase
@@ -108,14 +107,7 @@ async def page_patients(
 ) -> Connection[Patient]:
     """One page of patients, newest first, logged as a list of exactly the ids returned."""
     ctx = info.context
-    limit = check_first(first)
-    key = decode_cursor(after, 2)
-    page_key = None
-    if key is not None:
-        try:
-            page_key = PageKey(datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
-        except ValueError:
-            raise BadInput("after is not a valid cursor", field="after") from None
+    limit, page_key = keyset_position(first, after)  # newest first: (created_at, id) before
     repo = PatientRepository(ctx.session)
     rows = await repo.page(scope, row_filter, limit + 1, page_key)
     has_next = len(rows) > limit
