@@ -23,7 +23,6 @@ from pathlib import Path
 import httpx
 
 from api.app import create_app
-from auth.signing_keys import SigningKeys
 from bench import scale as s
 from bench.dataset import PASSWORD
 from process.serve import app_state
@@ -74,7 +73,6 @@ async def profile(
     scale: float, owner_url: str | None, requests: int, only: str, plans_on: bool
 ) -> str:
     data = await s.prepare(scale, owner_url)
-    signing = SigningKeys.from_jwks_json(data.jwks.read_text())
     settings = Settings(
         env="production",  # type: ignore[arg-type]
         database_url=data.app_url,
@@ -84,7 +82,9 @@ async def profile(
         persisted_queries="allow",  # the sign-in is sent as text
         compiled_plans=plans_on,
     )
-    served = app_state(settings, session_factory(make_engine(data.app_url)), data.keys, signing)
+    served = app_state(
+        settings, session_factory(make_engine(data.app_url)), data.keys, data.owner.signing_keys
+    )
     app = create_app(settings, served)
     sections = []
     async with (

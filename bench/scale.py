@@ -452,23 +452,15 @@ async def run(
     plans_on: bool = True,
 ) -> str:
     data = await prepare(scale, owner_url)
-    work, owner_url, app_url, keyfile, jwks = (
-        data.work,
-        data.owner_url,
-        data.app_url,
-        data.keyfile,
-        data.jwks,
-    )
-    keys, owner, plans, largest = data.keys, data.owner, data.plans, data.largest
-    tenant_id, middle = data.tenant_id, data.middle
+    owner = data.owner
 
     env = {
         **os.environ,
         "PATIENTPOOL_ENV": "production",
-        "PATIENTPOOL_DATABASE_URL": app_url,
-        "PATIENTPOOL_MASTER_KEY_FILE": str(keyfile),
-        "PATIENTPOOL_SIGNING_KEYS_FILE": str(jwks),
-        "PATIENTPOOL_DATA_DIR": str(work),
+        "PATIENTPOOL_DATABASE_URL": data.app_url,
+        "PATIENTPOOL_MASTER_KEY_FILE": str(data.keyfile),
+        "PATIENTPOOL_SIGNING_KEYS_FILE": str(data.jwks),
+        "PATIENTPOOL_DATA_DIR": str(data.work),
         # The bench drives its own documents, not the trusted registry's: production's
         # default (`only`) would refuse them all, the sign-in first.
         "PATIENTPOOL_PERSISTED_QUERIES": "allow",
@@ -509,20 +501,20 @@ async def run(
                         json={
                             "query": SIGN_IN,
                             "variables": {
-                                "t": largest,
-                                "e": f"{role}@{largest}.bench",
+                                "t": data.largest,
+                                "e": f"{role}@{data.largest}.bench",
                                 "p": PASSWORD,
                             },
                         },
                     )
                     tokens[role] = signed.json()["data"]["signIn"]["accessToken"]
-            app_engine = make_engine(app_url)
+            app_engine = make_engine(data.app_url)
             counter = StatementCounter().attach(app_engine)
             in_process = app_state(
-                Settings(data_dir=work),
+                Settings(data_dir=data.work),
                 session_factory(app_engine),
-                keys,
-                SigningKeys.from_jwks_json(jwks.read_text()),
+                data.keys,
+                owner.signing_keys,
             )
             transport = httpx.ASGITransport(app=create_app(in_process.settings, in_process))
             async with httpx.AsyncClient(transport=transport, base_url="http://x") as local:
@@ -530,7 +522,7 @@ async def run(
                     if only not in name:
                         continue
                     say(f"driving: {name}")
-                    variables = _bind(template, tenant_id, middle)
+                    variables = _bind(template, data.tenant_id, data.middle)
                     _s, _r, warm = await _drive(client, tokens[role], query, variables, 5, 1)
                     errors = warm[0].get("errors") if warm else None
                     if errors and not name.startswith("hostile"):
@@ -539,11 +531,15 @@ async def run(
                     await _drive(local, tokens[role], query, variables, 5, 1)
                     sql_per = (counter.count - before) / 5
                     floor = await _floor(
-                        owner if "sqlite" in app_url else in_process, tenant_id, name, 30, middle
+                        owner if "sqlite" in data.app_url else in_process,
+                        data.tenant_id,
+                        name,
+                        30,
+                        data.middle,
                     )
                     for c in (1, 8):
                         async with owner.sessions() as s, s.begin():
-                            await bind_tenant(s, tenant_id)
+                            await bind_tenant(s, data.tenant_id)
                             logged = len((await s.scalars(select(AccessLogEntry.seq))).all())
                         cpu = _cpu_seconds(server.pid)
                         samples, rps, bodies = await _drive(
@@ -551,7 +547,7 @@ async def run(
                         )
                         cpu = (_cpu_seconds(server.pid) - cpu) / requests * 1000
                         async with owner.sessions() as s, s.begin():
-                            await bind_tenant(s, tenant_id)
+                            await bind_tenant(s, data.tenant_id)
                             logged = (
                                 len((await s.scalars(select(AccessLogEntry.seq))).all()) - logged
                             )
@@ -577,7 +573,7 @@ async def run(
         server.terminate()
         server.wait(timeout=30)
         await owner.sessions.kw["bind"].dispose()
-    return _report(rows, scale, owner_url, plans, workers, plans_on)
+    return _report(rows, scale, data.owner_url, data.plans, workers, plans_on)
 
 
 def _report(
