@@ -27,7 +27,9 @@ from domain.pool.repository import PoolRepository
 from domain.pool.service import run_rescore
 from domain.tenants.repository import TenantRepository
 from process.export_job import run_export
-from process.import_job import run_import_job
+from process.import_job import IMPORT_BATCH_INFO, KEY_PROVIDER_INFO, run_import_job
+from process.settings import Settings
+from tenancy.keyring import KeyProvider
 from tenancy.session import tenant_session
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,25 @@ RUNNERS: dict[str, Runner] = {
 }
 
 _background: set[asyncio.Task[None]] = set()
+
+
+def configure_job_sessions(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    key_provider: KeyProvider | None = None,
+) -> None:
+    """Put in the info of every session the factory opens what a job reads there: its lease,
+    the import's batch size and (for jobs that load the cipher themselves) the key provider.
+    A job gets a bare session, so this is how it reaches them. The factory's own info (the
+    statement timeout) is kept: `configure` replaces the dict."""
+    info: dict[str, object] = {
+        **sessions.kw.get("info", {}),
+        LEASE_INFO: timedelta(seconds=settings.job_lease_seconds),
+        IMPORT_BATCH_INFO: settings.import_batch_rows,
+    }
+    if key_provider is not None:
+        info[KEY_PROVIDER_INFO] = key_provider
+    sessions.configure(info=info)
 
 
 async def run_leased(

@@ -9,17 +9,16 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from domain.errors import DomainError
 from domain.imports.repository import ImportRepository
 from domain.imports.service import ImportOptions, ImportService, OnMatch, Report
-from domain.pool.leases import LEASE_INFO, Claim
+from domain.pool.leases import Claim
 from domain.pool.models import Job
 from domain.pool.repository import PoolRepository
-from process.import_job import IMPORT_BATCH_INFO, run_import_job
-from process.jobs import run_leased
+from process.import_job import run_import_job
+from process.jobs import configure_job_sessions, run_leased
 from process.operator import owner_sessions, provider, slug_session
 from process.settings import Settings
 from tenancy.keystore import load_cipher
@@ -61,13 +60,7 @@ async def import_command(
     """Start (or name) the job, then work it under a lease, as a served process would: a job
     another live process works is waited for, and taken over if that process dies."""
     async with owner_sessions(cfg) as sessions:
-        sessions.configure(  # `configure` replaces the dict: keep the factory's own info
-            info={
-                **sessions.kw.get("info", {}),
-                LEASE_INFO: timedelta(seconds=cfg.job_lease_seconds),
-                IMPORT_BATCH_INFO: cfg.import_batch_rows,
-            }
-        )
+        configure_job_sessions(sessions, cfg)  # the job is handed the cipher
         async with slug_session(sessions, slug) as session, session.begin():
             cipher = await load_cipher(session, provider(cfg))
             if resume is None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -11,9 +9,7 @@ from api.app import create_app
 from api.context import AppState
 from auth.sessions import SignInLimits
 from auth.signing_keys import SigningKeys
-from domain.pool.leases import LEASE_INFO
-from process.import_job import IMPORT_BATCH_INFO, KEY_PROVIDER_INFO
-from process.jobs import ServedJobs
+from process.jobs import ServedJobs, configure_job_sessions
 from process.settings import Settings, load_settings
 from tenancy.keyring import KeyProvider, LocalKeyProvider
 from tenancy.session import make_engine, session_factory
@@ -27,16 +23,7 @@ def app_state(
     sign_in_limits: SignInLimits | None = None,
 ) -> AppState:
     """The state one served process shares across requests, its background jobs included."""
-    # Background jobs (process.jobs) get a bare session: this is how they reach the keys and
-    # their settings. The factory's own info (the statement timeout) is kept: `configure`
-    # replaces the dict.
-    info = {
-        **sessions.kw.get("info", {}),
-        KEY_PROVIDER_INFO: key_provider,
-        LEASE_INFO: timedelta(seconds=settings.job_lease_seconds),
-        IMPORT_BATCH_INFO: settings.import_batch_rows,
-    }
-    sessions.configure(info=info)
+    configure_job_sessions(sessions, settings, key_provider)
     return AppState(
         settings,
         sessions,
