@@ -34,6 +34,7 @@ from api.imports.upload import UPLOAD
 from api.limits import MAX_TOKENS, validation_extensions
 from api.node import Node
 from api.pagination import Connection
+from api.parse_cache import ParseOnce
 from api.patients import resolvers as patients
 from api.patients.types import Patient
 from api.policies import resolvers as policies
@@ -426,6 +427,7 @@ def build_schema(settings: EdgeSettings | None = None) -> strawberry.Schema:
     extensions: list[object] = [
         OperationBoundary,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        ParseOnce,  # after the token limit, which sets the parse options it is keyed by
         # Before validation: an anonymous caller learns only that it must sign in.
         caller_first(PUBLIC_ROOT_FIELDS, ENROLMENT_ROOT_FIELDS, PATIENT_ROOT_FIELDS),
         *validation_extensions(introspection),

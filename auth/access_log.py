@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 
 from sqlalchemy import (
     Index,
@@ -28,13 +29,13 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    literal,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql import Executable
 
 from tenancy.orm import Base, TenantScoped, UtcDateTime, utcnow
 from tenancy.session import TenantSession, current_tenant, stamp_rows
@@ -266,42 +267,60 @@ async def _write(
     """The chain head's new hash, the entries and their index rows: on PostgreSQL one
     statement (data-modifying CTEs, each run once and to completion, in the transaction that
     holds the head's row lock), elsewhere three."""
-    heads, entries, patients = (
+    if session.get_bind().dialect.name != "postgresql":
+        heads = AccessLogHead.__table__
+        head = update(heads).where(heads.c.tenant_id == current_tenant(session))
+        await session.execute(head.values(last_hash=last_hash))
+        await session.execute(AccessLogEntry.__table__.insert(), rows)
+        if touched:
+            await session.execute(AccessLogPatient.__table__.insert(), touched)
+        return
+    params: dict[str, object] = {"tenant": current_tenant(session), "last_hash": last_hash}
+    for i, row in enumerate(rows):
+        params.update((f"{name}_{i}", value) for name, value in row.items())
+    if touched:
+        params["patients"] = [t["patient_id"] for t in touched]
+        params["seqs"] = [t["seq"] for t in touched]
+    await session.execute(_pg_write(len(rows), bool(touched)), params)
+
+
+@lru_cache(maxsize=16)
+def _pg_write(entries: int, indexed: bool) -> Executable:
+    """The PostgreSQL write for `entries` entries (with their index rows when `indexed`), built
+    once per shape with every value a bound parameter: a request then only binds its values
+    (a request appends one entry per event, mostly one; SQLAlchemy compiles each shape once)."""
+    heads, log, patients = (
         AccessLogHead.__table__,
         AccessLogEntry.__table__,
         AccessLogPatient.__table__,
     )
-    head = update(heads).where(heads.c.tenant_id == current_tenant(session))
-    head = head.values(last_hash=last_hash)
-    if session.get_bind().dialect.name != "postgresql":
-        await session.execute(head)
-        await session.execute(entries.insert(), rows)
-        if touched:
-            await session.execute(patients.insert(), touched)
-        return
-    # One single-row INSERT per entry, each its own CTE: a statement of that shape is compiled
-    # once and cached (a multi-row VALUES list is not cacheable in SQLAlchemy, so it was
-    # compiled anew each request); a request appends one entry per event, mostly one.
+    head = (
+        update(heads)
+        .where(heads.c.tenant_id == bindparam("tenant"))
+        .values(last_hash=bindparam("last_hash"))
+        .returning(heads.c.seq)
+        .cte("head")
+    )
     ctes = (
-        head.returning(heads.c.seq).cte("head"),
+        head,
         *(
-            insert(entries).values(row).returning(entries.c.seq).cte(f"entry_{i}")
-            for i, row in enumerate(rows)
+            insert(log)
+            .values({c.name: bindparam(f"{c.name}_{i}", type_=c.type) for c in log.columns})
+            .returning(log.c.seq)
+            .cte(f"entry_{i}")
+            for i in range(entries)
         ),
     )
-    if touched:
-        # The index rows as two arrays unnested side by side: one statement of one shape
-        # whatever the page's size, so SQLAlchemy compiles it once (a VALUES list of 50 rows
-        # is built and compiled anew each request, about a millisecond of CPU).
-        index = select(
-            literal(current_tenant(session), Uuid),
-            func.unnest(bindparam("patients", [t["patient_id"] for t in touched], ARRAY(Uuid))),
-            func.unnest(bindparam("seqs", [t["seq"] for t in touched], ARRAY(Integer))),
-        )
-        columns = ("tenant_id", "patient_id", "seq")
-        await session.execute(insert(patients).from_select(columns, index).add_cte(*ctes))
-    else:
-        await session.execute(select(func.count()).select_from(ctes[1]).add_cte(*ctes))
+    if not indexed:
+        return select(func.count()).select_from(ctes[1]).add_cte(*ctes)
+    # The index rows as two arrays unnested side by side: one shape whatever the page's size.
+    index = select(
+        bindparam("tenant", type_=Uuid),
+        func.unnest(bindparam("patients", type_=ARRAY(Uuid))),
+        func.unnest(bindparam("seqs", type_=ARRAY(Integer))),
+    )
+    columns = ("tenant_id", "patient_id", "seq")
+    return insert(patients).from_select(columns, index).add_cte(*ctes)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Row, delete, or_, select, update
+from sqlalchemy import Row, Uuid, bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -202,6 +202,23 @@ class StaffRepository:
         return set(rows)
 
 
+# Built once: every staff request loads its principal, and then only binds the two ids (a
+# missing session id matches no refresh session, as `IS NULL` would).
+_STAFF_PRINCIPAL = (
+    select(
+        StaffUser,
+        Tenant.slug,
+        Tenant.policy_version,
+        RefreshSession.revoked_at,
+        StaffBranch.branch_id,
+    )
+    .join(Tenant, Tenant.id == StaffUser.tenant_id)
+    .outerjoin(RefreshSession, RefreshSession.id == bindparam("session_id", type_=Uuid))
+    .outerjoin(StaffBranch, StaffBranch.staff_id == StaffUser.id)
+    .where(StaffUser.id == bindparam("staff_id"))
+)
+
+
 class SessionRepository:
     """Refresh sessions, service tokens, and the rows a bearer token's principal is loaded
     from (one round trip each: these run on every request)."""
@@ -249,20 +266,8 @@ class SessionRepository:
     ) -> Sequence[Row[tuple[StaffUser, str, int, datetime | None, uuid.UUID | None]]]:
         """One round trip: the member, their tenant's slug and policy version, their refresh
         session's `revoked_at`, one row per branch (none when no such member)."""
-        stmt = (
-            select(
-                StaffUser,
-                Tenant.slug,
-                Tenant.policy_version,
-                RefreshSession.revoked_at,
-                StaffBranch.branch_id,
-            )
-            .join(Tenant, Tenant.id == StaffUser.tenant_id)
-            .outerjoin(RefreshSession, RefreshSession.id == session_id)
-            .outerjoin(StaffBranch, StaffBranch.staff_id == StaffUser.id)
-            .where(StaffUser.id == staff_id)
-        )
-        return (await self.session.execute(stmt)).all()
+        params = {"staff_id": staff_id, "session_id": session_id}
+        return (await self.session.execute(_STAFF_PRINCIPAL, params)).all()
 
     async def service_token(self, token_digest: bytes) -> Row[tuple[ServiceToken, str, int]] | None:
         """The service token with this digest, its tenant's slug and policy version."""

@@ -116,12 +116,13 @@ async def page_patients(
     # each patient resolves without an await (see api.patients.types); cached either way.
     if rows and asks(info.selected_fields, SEALED_NAMES):
         await ctx.cipher()
+    tags: list[Any] = [None] * len(rows)
     if rows and asks(info.selected_fields, TAGS):
         loader = ctx.loader("patient_tags", lambda: patient_tags_loader(ctx.session))
-        await loader.load_many([r.id for r in rows])
+        tags = list(await loader.load_many([r.id for r in rows]))
     ctx.trail.returned(Action.LIST, [r.id for r in rows])
     return make_connection(
-        [Patient.of(r, _ctx=ctx) for r in rows],
+        [Patient.of(r, _ctx=ctx, _tags=t) for r, t in zip(rows, tags, strict=True)],
         [encode_cursor([r.created_at.isoformat(), str(r.id)]) for r in rows],
         has_next,
         lambda: repo.count(scope, row_filter),

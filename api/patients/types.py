@@ -179,6 +179,9 @@ class Patient(RowType, Node):
     # see (the sealed fields, tags) read the principal, the cipher and the trail from it, so
     # their resolvers take the object alone and a compiled plan calls them directly.
     _ctx: strawberry.Private[Any]
+    # The patient's tags with their groups, when the resolver that made the object loaded
+    # them for its whole page (page_patients): `tags` then answers without an await.
+    _tags: strawberry.Private[list[tuple[Any, Any]] | None] = None
 
     @strawberry.field(description="Opaque global id.")
     def id(self) -> strawberry.ID:
@@ -294,12 +297,23 @@ class Patient(RowType, Node):
         "and, for a patient outside your own care, while a purpose you stated is open "
         "(statePurpose); otherwise they are left out."
     )
-    async def tags(self) -> list[Tag]:
-        # The page's resolver prefetched them (see page_patients): each load is a cache hit.
+    def tags(self) -> list[Tag]:
+        # The page's resolver loaded them for the page (`_tags`): a plain call for a caller
+        # whose principal is loaded and who needs no gate's answer; otherwise awaited.
+        principal = self._ctx.loaded("principal")
+        if principal is not None and self._tags is not None:
+            shown = _visible_tags(self._ctx, principal, self._row, self._tags)
+            if shown is not None:
+                return shown
+        return self._tags_awaited()  # type: ignore[return-value]
+
+    async def _tags_awaited(self) -> list[Tag]:
         ctx = self._ctx
-        loader = ctx.loader("patient_tags", lambda: patient_tags_loader(ctx.session))
         principal = await ctx.principal()
-        found = await loader.load(self._row.id)
+        found = self._tags
+        if found is None:
+            loader = ctx.loader("patient_tags", lambda: patient_tags_loader(ctx.session))
+            found = await loader.load(self._row.id)
         shown = _visible_tags(ctx, principal, self._row, found)
         if shown is None:
             grant = await _health_gate(ctx, principal).load(self._row)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -48,6 +49,15 @@ from domain.pool.models import (
 from domain.referrals.models import Referral, Reward
 from domain.wecom.repository import in_groups
 from tenancy.session import stamp_rows
+
+# Built once: every patient list reads its page's tags, and a request then only binds the ids.
+_TAGS_OF_PATIENTS = (
+    select(PatientTag.patient_id, Tag, TagGroup)
+    .join(Tag, Tag.id == PatientTag.tag_id)
+    .join(TagGroup, TagGroup.id == Tag.group_id)
+    .where(PatientTag.patient_id.in_(bindparam("ids", expanding=True)))
+    .order_by(TagGroup.name, Tag.name)
+)
 
 
 class PoolRepository:
@@ -164,14 +174,8 @@ class PoolRepository:
         self, patient_ids: Sequence[uuid.UUID]
     ) -> Sequence[Row[tuple[uuid.UUID, Tag, TagGroup]]]:
         """(patient id, tag, group) for each of the patients' tags, by group and tag name."""
-        stmt = (
-            select(PatientTag.patient_id, Tag, TagGroup)
-            .join(Tag, Tag.id == PatientTag.tag_id)
-            .join(TagGroup, TagGroup.id == Tag.group_id)
-            .where(PatientTag.patient_id.in_(sorted(set(patient_ids))))
-            .order_by(TagGroup.name, Tag.name)
-        )
-        return (await self.session.execute(stmt)).all()
+        found = await self.session.execute(_TAGS_OF_PATIENTS, {"ids": sorted(set(patient_ids))})
+        return found.all()
 
     async def count_unerased(self, scope: PatientScope, patient_ids: Sequence[uuid.UUID]) -> int:
         """How many of `patient_ids` are records within `scope` that were not erased (bulk

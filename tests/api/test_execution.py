@@ -393,3 +393,24 @@ def test_the_oracle_sees_a_plan_that_skips_a_resolver(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(plans.Compiler, "_field", careless)
     assert _answer(FAST, "guarded { n secret }") != _answer(PLAIN, "guarded { n secret }")
+
+
+def test_a_document_text_is_parsed_once_and_a_bad_one_is_left_to_strawberry() -> None:
+    from types import SimpleNamespace
+
+    from api.parse_cache import ParseOnce
+
+    def parsed(text: str) -> object:
+        hook = ParseOnce()
+        hook.execution_context = SimpleNamespace(  # type: ignore[assignment]
+            query=text, parse_options={"max_tokens": 50}, graphql_document=None
+        )
+        for _ in hook.on_parse():
+            pass
+        return hook.execution_context.graphql_document
+
+    first = parsed("query A { me { id } }")
+    assert first is not None and parsed("query A { me { id } }") is first
+    # not parsed here: Strawberry's own parse step reports these with their code
+    assert parsed("query A { me { id ") is None
+    assert parsed("query A { " + "a " * 60 + "}") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from migrations.registry import target_metadata
 from migrations.runner import downgrade, head_revision, upgrade
-from tenancy.orm import tenant_tables
+from tenancy.orm import UtcDateTime, tenant_tables
 from tests.conftest import Database
 
 
@@ -65,3 +66,29 @@ async def test_upgrade_downgrade_upgrade(db: Database, unique: str) -> None:
             from tests.conftest import drop_pg_database
 
             await drop_pg_database(f"pp_scratch_{unique}")
+
+
+async def test_every_utc_timestamp_is_stored_with_its_zone(db: Database) -> None:
+    # tenancy.orm.UtcDateTime reads PostgreSQL's values as the driver gives them (aware for
+    # `timestamptz`, with no Python call per value): a column without a zone would read naive.
+    if db.kind != "postgres":
+        pytest.skip("SQLite keeps no zone: the type puts it back")
+    declared = {
+        (table.name, column.name)
+        for table in target_metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, UtcDateTime)
+    }
+    engine = create_async_engine(db.owner_url)
+    try:
+        async with engine.connect() as conn:
+            found = {
+                (t, c): kind
+                for t, c, kind in await conn.exec_driver_sql(
+                    "SELECT table_name, column_name, data_type FROM information_schema.columns"
+                    " WHERE table_schema = current_schema()"
+                )
+            }
+    finally:
+        await engine.dispose()
+    assert declared and {found[c] for c in declared} == {"timestamp with time zone"}
