@@ -87,6 +87,7 @@ class Context(BaseContext):
         # Loaded once per request, on first use; concurrent resolvers share one future, so they
         # all resume in the same tick (which keeps DataLoader batches whole).
         self._once: dict[str, asyncio.Future[Any]] = {}
+        self._ready: dict[str, Any] = {}
         self._finishing = False
         self._claims: tuple[AccessClaims | None] | None = None
 
@@ -125,11 +126,15 @@ class Context(BaseContext):
 
     def loaded(self, name: str) -> Any:
         """A per-request value already loaded (principal, cipher), else None: lets hot field
-        resolvers answer without an await once the root resolver has loaded what they need."""
-        fut = self._once.get(name)
-        if fut is None or not fut.done() or fut.cancelled() or fut.exception():
-            return None
-        return fut.result()
+        resolvers answer without an await once the root resolver has loaded what they need
+        (remembered on the first read: a page's fields ask hundreds of times)."""
+        value = self._ready.get(name)
+        if value is None:
+            fut = self._once.get(name)
+            if fut is None or not fut.done() or fut.cancelled() or fut.exception():
+                return None
+            value = self._ready[name] = fut.result()
+        return value
 
     async def cipher(self) -> FieldCipher:
         await self.principal()
@@ -139,11 +144,10 @@ class Context(BaseContext):
 
     @property
     def _principal(self) -> Principal | None:
-        loaded = self._once.get("principal")
-        # cancelled: graphql-core cancels what a failing operation left pending
-        if loaded is None or not loaded.done() or loaded.cancelled() or loaded.exception():
-            return None
-        return loaded.result()
+        # None while loading, or when the load failed or was cancelled (graphql-core cancels
+        # what a failing operation left pending)
+        principal: Principal | None = self.loaded("principal")
+        return principal
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run once the operation has committed (e.g. start a background job it created)."""

@@ -118,12 +118,14 @@ def require_unmasked(principal: Principal, group: FieldGroup, field: str) -> Non
 def record_field(
     trail: AccessTrail, patient_id: uuid.UUID, group: FieldGroup, visibility: Visibility
 ) -> None:
-    outcome = {
-        Visibility.FULL: Outcome.ALLOWED,
-        Visibility.MASKED: Outcome.MASKED,
-        Visibility.DENIED: Outcome.DENIED,
-    }[visibility]
-    trail.field(patient_id, str(group), outcome)
+    trail.field(patient_id, str(group), _OUTCOME[visibility])
+
+
+_OUTCOME = {
+    Visibility.FULL: Outcome.ALLOWED,
+    Visibility.MASKED: Outcome.MASKED,
+    Visibility.DENIED: Outcome.DENIED,
+}
 
 
 def writable_groups(principal: Principal) -> set[FieldGroup]:

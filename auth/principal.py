@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from auth.access_log import Actor
 from auth.policy import TenantPolicy
@@ -26,6 +26,11 @@ class Principal:
     # Signed in only to set up a second factor: no rule applies (the gate in api/ also lets
     # such a token reach nothing but the enrolment fields and `me`).
     enrolment_only: bool = False
+    # Decisions already taken for this principal (its policy version never changes in
+    # place): a page of 50 patients asks the same few questions for every field it shows.
+    _decided: dict[tuple[str, str], bool] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @property
     def subject(self) -> str:
@@ -40,6 +45,12 @@ class Principal:
         return self.kind == "patient"
 
     def allows(self, obj: str, act: str) -> bool:
+        decided = self._decided.get((obj, act))
+        if decided is None:
+            decided = self._decided[obj, act] = self._decide(obj, act)
+        return decided
+
+    def _decide(self, obj: str, act: str) -> bool:
         if self.enrolment_only:
             return False
         # A patient's rules are the patient role's: no rule is stored per patient.

@@ -108,12 +108,15 @@ class FieldPlan:
     # are their own serialised form, and whether null is allowed; read in place by the run.
     exact: type | None = None
     nullable: bool = True
+    # A scalar or enum (nullable or not): completing it needs no path, only an error does.
+    leaf: bool = False
 
     def __post_init__(self) -> None:
         self.nullable = not isinstance(self.shape, NonNull)
         leaf = self.shape.inner if isinstance(self.shape, NonNull) else self.shape
-        if self.attribute is not None and isinstance(leaf, Leaf):
-            self.exact = leaf.exact
+        self.leaf = isinstance(leaf, Leaf)
+        if self.attribute is not None and self.leaf:
+            self.exact = leaf.exact  # type: ignore[union-attr]
 
     @property
     def name(self) -> str:

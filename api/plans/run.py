@@ -180,7 +180,7 @@ class PlanRun:
                     ):
                         results[plan.key] = value
                         continue
-                value = self._field(plan, source, Path(path, plan.key, selection.type.name))
+                value = self._field(plan, source, path, selection.type.name)
                 results[plan.key] = value
                 if is_awaitable(value):
                     pending.append(plan.key)
@@ -189,26 +189,34 @@ class PlanRun:
             raise
         return _gathered(results, pending) if pending else results
 
-    def _field(self, plan: FieldPlan, source: Any, path: Path) -> Any:
-        shape, info = plan.shape, None
+    def _field(self, plan: FieldPlan, source: Any, parent: Path | None, typename: str) -> Any:
+        """The field's completed value, or an awaitable of it. Its path is made only where it
+        is used (an `Info`, an awaited value, what is below the field, an error), which a
+        scalar read without a resolver never needs."""
+        shape, info, path = plan.shape, None, None
         try:
             if plan.attribute is not None:
                 result = getattr(source, plan.attribute)
             elif plan.call is not None:
                 result = plan.call(source)
             else:
+                path = Path(parent, plan.key, typename)
                 info = self._info(plan, path)
                 arguments = self._arguments(plan) if plan.takes_arguments else {}
                 resolve = plan.definition.resolve or self.executor.field_resolver
                 result = resolve(source, info, **arguments)
             if self.is_awaitable(result):
+                path = path or Path(parent, plan.key, typename)
                 return self._resolved(shape, plan, info, path, result)
+            if plan.leaf:
+                return self._complete(shape, plan, info, path, result)  # type: ignore[arg-type]
+            path = path or Path(parent, plan.key, typename)
             completed = self._complete(shape, plan, info, path, result)
             if self.is_awaitable(completed):
                 return self._completed(shape, plan, path, completed)
             return completed
         except Exception as raw:  # noqa: BLE001  (reported at the field's path)
-            self._field_error(raw, shape, plan.nodes, path)
+            self._field_error(raw, shape, plan.nodes, path or Path(parent, plan.key, typename))
             return None
 
     def _arguments(self, plan: FieldPlan) -> dict[str, Any]:
@@ -253,16 +261,17 @@ class PlanRun:
     ) -> Any:
         if isinstance(value, Exception):
             raise value
-        if isinstance(shape, NonNull):
-            completed = self._complete(shape.inner, plan, info, path, value)
-            if completed is None:
+        if type(shape) is NonNull:
+            # Unwrapped here rather than by a call: only a null value completes to null (a
+            # leaf that serialises to null, an object or a list raise instead).
+            if value is None or value is Undefined:
                 raise TypeError(
                     f"Cannot return null for non-nullable field {plan.parent}.{plan.name}."
                 )
-            return completed
-        if value is None or value is Undefined:
+            shape = shape.inner
+        elif value is None or value is Undefined:
             return None
-        if isinstance(shape, Leaf):
+        if type(shape) is Leaf:
             exact = shape.exact
             if type(value) is exact and _in_range(value):
                 return value
