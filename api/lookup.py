@@ -15,8 +15,8 @@ from api.patients.resolvers import patient
 from api.pool.resolvers import job, segment, tag
 from api.tenants.types import Branch, Region, Staff
 from api.wecom.group_resolvers import group_chat
+from auth.guard import staff_scope
 from auth.staff import StaffService
-from auth.staff_scope import staff_scope
 from domain.errors import NotFound
 from domain.tenants.branches import BranchService
 

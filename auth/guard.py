@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from auth.access_log import Action, Outcome
 from auth.principal import Principal
+from auth.staff_scope import StaffScope
 from auth.trail import AccessTrail
 from domain.errors import Forbidden
 from domain.patients.models import FieldGroup
@@ -161,3 +162,18 @@ def scope_from_json(data: dict[str, object]) -> PatientScope:
         branch_ids=frozenset(uuid.UUID(str(b)) for b in branches),  # type: ignore[attr-defined]
         staff_id=None if staff is None else uuid.UUID(str(staff)),
     )
+
+
+def staff_scope(principal: Principal, act: str) -> StaffScope:
+    """The widest staff scope the principal's rules grant for `act`; FORBIDDEN when none."""
+    if principal.allows("staff", act):
+        return StaffScope(chain=True)
+    branches: frozenset[uuid.UUID] = frozenset()
+    if principal.kind == "user":
+        if principal.allows("staff:branch", act):
+            branches |= principal.branch_ids
+        if principal.allows("staff:region", act):
+            branches |= principal.region_branch_ids
+    if not branches:
+        raise Forbidden(f"not allowed: staff:{act}")
+    return StaffScope(branch_ids=branches)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Row, Uuid, bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -28,12 +27,10 @@ from auth.models import (
     StaffTotp,
     StaffUser,
 )
+from auth.staff_scope import StaffFilter
 from domain.patients.models import Patient
 from domain.tenants.models import BranchRegion, Region, Tenant
 from tenancy.session import current_tenant
-
-if TYPE_CHECKING:
-    from auth.staff import StaffFilter
 
 
 class StaffRepository:

@@ -28,7 +28,7 @@ from auth.policy import (
 from auth.provisioning import check_email
 from auth.repository import StaffRepository
 from auth.sessions import revoke_sessions
-from auth.staff_scope import StaffScope
+from auth.staff_scope import CHAIN, StaffFilter, StaffScope
 from auth.tokens import new_opaque_token, opaque_token_digest
 from auth.trail import AccessTrail
 from domain.errors import BadInput, Conflict, DomainError, Forbidden, NotFound
@@ -52,19 +52,6 @@ class Granter:
 
     policy: TenantPolicy
     subject: str
-
-
-CHAIN = StaffScope(chain=True)
-
-
-@dataclass(frozen=True)
-class StaffFilter:
-    scope: StaffScope = CHAIN
-    branch_ids: frozenset[uuid.UUID] = frozenset()
-    region_ids: frozenset[uuid.UUID] = frozenset()
-    subjects: frozenset[str] | None = None  # holders of a role (from the policy)
-    active: bool | None = None
-    search: str | None = None
 
 
 def _now() -> datetime:

@@ -1,4 +1,5 @@
-"""Which staff a caller may see or manage, as a value only `auth/` builds (like PatientScope).
+"""Which staff a caller may see or manage, as a value only `auth/` builds (`auth.guard.staff_scope`,
+like PatientScope), and the filter of a staff list within it.
 
 HQ and auditors (`staff:read` / `staff:write`) cover the whole chain; a branch manager
 (`staff:branch`) the staff of their branches, a region manager (`staff:region`) the staff of
@@ -12,9 +13,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Set
 from dataclasses import dataclass
-
-from auth.principal import Principal
-from domain.errors import Forbidden
 
 
 @dataclass(frozen=True)
@@ -36,16 +34,16 @@ class StaffScope:
         return bool(branch_ids) and branch_ids <= self.branch_ids and not region_ids
 
 
-def staff_scope(principal: Principal, act: str) -> StaffScope:
-    """The widest staff scope the principal's rules grant for `act`; FORBIDDEN when none."""
-    if principal.allows("staff", act):
-        return StaffScope(chain=True)
-    branches: frozenset[uuid.UUID] = frozenset()
-    if principal.kind == "user":
-        if principal.allows("staff:branch", act):
-            branches |= principal.branch_ids
-        if principal.allows("staff:region", act):
-            branches |= principal.region_branch_ids
-    if not branches:
-        raise Forbidden(f"not allowed: staff:{act}")
-    return StaffScope(branch_ids=branches)
+CHAIN = StaffScope(chain=True)
+
+
+@dataclass(frozen=True)
+class StaffFilter:
+    """Which staff a list shows: within `scope`, the rest narrowing it."""
+
+    scope: StaffScope = CHAIN
+    branch_ids: frozenset[uuid.UUID] = frozenset()
+    region_ids: frozenset[uuid.UUID] = frozenset()
+    subjects: frozenset[str] | None = None  # holders of a role (from the policy)
+    active: bool | None = None
+    search: str | None = None

@@ -14,7 +14,7 @@ from api.policies.types import (
     ServiceTokenPayload,
     StaffRoles,
 )
-from auth.guard import require
+from auth.guard import require, staff_scope
 from auth.models import ServiceToken, StaffUser
 from auth.policy import (
     CATALOGUE,
@@ -25,7 +25,6 @@ from auth.policy import (
 )
 from auth.policy import set_user_roles as set_roles
 from auth.staff import Granter, StaffService
-from auth.staff_scope import staff_scope
 from auth.tokens import new_opaque_token, opaque_token_digest
 
 

@@ -9,10 +9,11 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.ids import to_global_id
+from api.imports.report import import_report, rejected_file
 from api.imports.types import ImportReport
 from api.node import Node
 from api.rows import RowType
-from api.wecom.group_figures import GroupChatFigures
+from api.wecom.group_figures import GroupChatFigures, group_chat_figures
 from domain.imports.service import KIND as IMPORT_KIND
 from domain.pool.models import Channel as ChannelRow
 from domain.pool.models import Job as JobRow
@@ -134,8 +135,6 @@ class Job(RowType, Node):
     async def import_report(self, info: Info) -> ImportReport | None:
         if self._row.kind != IMPORT_KIND:
             return None
-        from api.imports.resolvers import import_report  # that module builds this type
-
         return await import_report(info, self._row.id)
 
     @strawberry.field(
@@ -146,8 +145,6 @@ class Job(RowType, Node):
     async def rejected_rows_csv(self, info: Info) -> str | None:
         if self._row.kind != IMPORT_KIND:
             return None
-        from api.imports.resolvers import rejected_file
-
         return await rejected_file(info, self._row.id)
 
 
@@ -205,6 +202,4 @@ class PoolMetrics:
 
     @strawberry.field(description="Customer groups (社群): members and their activity.")
     async def group_chats(self, info: Info) -> GroupChatFigures:
-        from api.wecom.group_resolvers import group_chat_figures
-
         return await group_chat_figures(info)

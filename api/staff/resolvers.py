@@ -27,12 +27,12 @@ from api.staff.types import (
 )
 from api.tenants.types import Staff
 from auth.access_log import Action
-from auth.guard import require_patient_scope
+from auth.guard import require_patient_scope, staff_scope
 from auth.models import StaffTokenPurpose, StaffUser
 from auth.principal import Principal
 from auth.staff import INVITATION_TTL, RESET_TTL, Granter, StaffService
-from auth.staff import StaffFilter as Filter
-from auth.staff_scope import StaffScope, staff_scope
+from auth.staff_scope import StaffFilter as Filter
+from auth.staff_scope import StaffScope
 from auth.staff_tokens import redeem
 from domain.errors import BadInput, Forbidden
 from domain.patients.repository import PatientRepository

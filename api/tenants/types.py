@@ -18,8 +18,8 @@ from api.tenants.loaders import (
     region_loader,
     roles_loader,
 )
+from auth.guard import staff_scope
 from auth.models import StaffUser
-from auth.staff_scope import staff_scope
 from domain.errors import Forbidden
 from domain.tenants.models import Branch as BranchRow
 from domain.tenants.models import Region as RegionRow

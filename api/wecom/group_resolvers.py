@@ -8,7 +8,7 @@ the caller's patient scope, logged as a list read; the others are counted, never
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -17,11 +17,8 @@ from strawberry.types import Info
 
 from api.ids import parse_global_id
 from api.pagination import Connection, keyset_connection, keyset_position
-from api.patients.resolvers import page_patients
-from api.patients.types import Patient
 from api.tenants.types import Staff
 from api.times import to_utc
-from api.wecom.group_figures import GroupChatFigures
 from api.wecom.group_types import (
     GroupChat,
     GroupChatCampaign,
@@ -32,14 +29,12 @@ from auth.access_log import Action
 from auth.guard import require, require_patient_scope
 from auth.staff import StaffService
 from domain.errors import BadInput, NotFound
-from domain.patients.repository import PatientFilter
 from domain.pool.segments import group_chat_ids
 from domain.wecom import group_campaigns, groups
 from domain.wecom.group_models import GroupChat as GroupChatRow
 from domain.wecom.group_models import GroupChatStatus
-from domain.wecom.repository import GroupQuery, GroupRepository, in_groups
+from domain.wecom.repository import GroupQuery, GroupRepository
 
-ACTIVITY_DAYS = 30
 USERID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # WeCom's rule for a member's UserID (账号)
 
 
@@ -82,15 +77,6 @@ async def _group(info: Info, id: strawberry.ID, field: str = "id") -> GroupChatR
 
 async def group_chat(info: Info, id: strawberry.ID) -> GroupChat:
     return GroupChat.of(await _group(info, id))
-
-
-async def group_members(
-    info: Info, group: GroupChatRow, first: int | None, after: str | None
-) -> Connection[Patient]:
-    ctx = info.context
-    scope = require_patient_scope(await ctx.principal(), ctx.trail, "read", Action.LIST)
-    row_filter = PatientFilter(extra=(in_groups([group.id]),))
-    return await page_patients(info, scope, row_filter, first, after)
 
 
 async def link_wecom_staff(
@@ -136,21 +122,6 @@ async def create_group_chat_campaign(
     ctx.session.add(row)
     await ctx.session.flush()
     return GroupChatCampaign.of(row)
-
-
-async def group_chat_figures(info: Info) -> GroupChatFigures:
-    """For PoolMetrics.groupChats: the caller holds metrics:read and a patient scope."""
-    ctx = info.context
-    scope = require_patient_scope(await ctx.principal(), ctx.trail, "read", Action.LIST)
-    since = datetime.now(UTC) - timedelta(days=ACTIVITY_DAYS)
-    f = await GroupRepository(ctx.session).figures(scope, since)
-    return GroupChatFigures(
-        groups=f.groups,
-        members=f.members,
-        active_members=f.active_members,
-        joined=f.joined,
-        left=f.left,
-    )
 
 
 async def check_group_filter(session: AsyncSession, flt: dict[str, Any]) -> None:

@@ -14,17 +14,21 @@ from strawberry.types import Info
 from api.ids import to_global_id
 from api.node import Node
 from api.pagination import Connection
+from api.patients.resolvers import page_patients
 from api.patients.types import Patient
 from api.rows import RowType
 from api.tenants.loaders import branch_loader, staff_loader
 from api.tenants.types import Branch, Staff
 from api.times import to_utc
+from auth.access_log import Action
+from auth.guard import require_patient_scope
 from domain.errors import BadInput
+from domain.patients.repository import PatientFilter
 from domain.wecom import group_campaigns
 from domain.wecom.group_models import GroupCampaign as GroupCampaignRow
 from domain.wecom.group_models import GroupCampaignStatus, GroupChatStatus
 from domain.wecom.group_models import GroupChat as GroupChatRow
-from domain.wecom.repository import GroupRepository
+from domain.wecom.repository import GroupRepository, in_groups
 
 GroupChatStatusEnum = strawberry.enum(
     GroupChatStatus, name="GroupChatStatus", description="Whether the group still exists."
@@ -206,9 +210,10 @@ class GroupChat(RowType, Node):
     async def members(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Patient]:
-        from api.wecom.group_resolvers import group_members
-
-        return await group_members(info, self._row, first, after)
+        ctx = info.context
+        scope = require_patient_scope(await ctx.principal(), ctx.trail, "read", Action.LIST)
+        row_filter = PatientFilter(extra=(in_groups([self._row.id]),))
+        return await page_patients(info, scope, row_filter, first, after)
 
     @strawberry.field(description="Campaigns sent to this group, newest first.")
     async def campaigns(self, info: Info) -> list[GroupChatCampaign]:

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -50,8 +50,17 @@ from domain.pool.repository import compile_filter
 from domain.surveys.models import SurveyDelivery, SurveyDeliveryStatus
 from tenancy.session import stamp_rows
 
-if TYPE_CHECKING:
-    from domain.campaigns.rules import Rules
+
+class FrequencyCap(Protocol):
+    """What the statements read of the contact rules (domain.campaigns.rules.Rules): the
+    frequency cap across channels and its window."""
+
+    @property
+    def frequency_cap(self) -> int: ...
+
+    @property
+    def frequency_days(self) -> int: ...
+
 
 # Survey deliveries that count against the frequency cap: sent, or about to be.
 SURVEY_COUNTED = (
@@ -62,7 +71,7 @@ SURVEY_COUNTED = (
 )
 
 
-def _contacts(rules: Rules, now: datetime) -> Subquery:
+def _contacts(rules: FrequencyCap, now: datetime) -> Subquery:
     since = now - timedelta(days=rules.frequency_days)
     return union_all(
         select(Delivery.patient_id.label("patient_id")).where(
@@ -75,7 +84,7 @@ def _contacts(rules: Rules, now: datetime) -> Subquery:
     ).subquery("contacts")
 
 
-def over_cap(rules: Rules, now: datetime) -> Select[Any]:
+def over_cap(rules: FrequencyCap, now: datetime) -> Select[Any]:
     """Patients who have reached the cap: a subquery of patient ids."""
     contacts = _contacts(rules, now)
     return (
@@ -114,7 +123,7 @@ class AudienceQuery:
         campaign: Campaign,
         segment: Segment,
         address: InstrumentedAttribute[Any],
-        rules: Rules,
+        rules: FrequencyCap,
         now: datetime,
     ) -> AudienceQuery:
         """`address` is the patient column that must hold an address on the channel."""
@@ -203,7 +212,7 @@ class CampaignRepository:
         """The tenant's contact rules row (none until an admin saves them)."""
         return await self.session.scalar(select(ContactRules))
 
-    async def contact_counts(self, rules: Rules, now: datetime) -> Counter[uuid.UUID]:
+    async def contact_counts(self, rules: FrequencyCap, now: datetime) -> Counter[uuid.UUID]:
         """Contacts per patient within the window (patients with none are absent)."""
         contacts = _contacts(rules, now)
         rows = await self.session.execute(
