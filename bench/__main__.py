@@ -174,9 +174,10 @@ async def run(patients: int, runs: int, url: str | None) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("fields", "scale", "import", "history", "profile"):
+    commands = ("fields", "scale", "import", "history", "profile", "instructions")
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(
-            "usage: python -m bench {fields,scale,import,history,profile} [options]"
+            "usage: python -m bench {fields,scale,import,history,profile,instructions} [options]"
             "  (--help after any)",
             file=sys.stderr,
         )
@@ -190,6 +191,11 @@ def main() -> None:
         from bench.profile import main as profile
 
         profile(sys.argv[2:])
+        return
+    if sys.argv[1] == "instructions":
+        from bench.instructions import main as instructions
+
+        instructions(sys.argv[2:])
         return
     if sys.argv[1] == "import":
         from bench.imports import main as import_bench

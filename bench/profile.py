@@ -18,7 +18,11 @@ import cProfile
 import io
 import pstats
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -69,9 +73,13 @@ def report(profiler: cProfile.Profile, requests: int, top: int = 15) -> str:
     return "\n".join(lines)
 
 
-async def profile(
-    scale: float, owner_url: str | None, requests: int, only: str, plans_on: bool
-) -> str:
+@asynccontextmanager
+async def served(
+    scale: float, owner_url: str | None, only: str, plans_on: bool
+) -> AsyncIterator[list[tuple[str, Callable[[], Awaitable[Any]]]]]:
+    """The app served in this process with production settings on the scale dataset, and for
+    each operation whose name contains `only` (hostile ones left out) a function that sends
+    one request of it, signed in as its role and warmed up."""
     data = await s.prepare(scale, owner_url)
     settings = Settings(
         env="production",  # type: ignore[arg-type]
@@ -82,19 +90,18 @@ async def profile(
         persisted_queries="allow",  # the sign-in is sent as text
         compiled_plans=plans_on,
     )
-    served = app_state(
+    state = app_state(
         settings, session_factory(make_engine(data.app_url)), data.keys, data.owner.signing_keys
     )
-    app = create_app(settings, served)
-    sections = []
+    app = create_app(settings, state)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as client,
     ):
+        senders = []
         for name, (role, query, template) in s.OPERATIONS.items():
             if only not in name or name.startswith("hostile"):
                 continue
-            s.say(f"profiling: {name}")
             signed = await client.post(
                 "/graphql",
                 json={
@@ -106,16 +113,30 @@ async def profile(
                     },
                 },
             )
-            headers = {"Authorization": f"Bearer {signed.json()['data']['signIn']['accessToken']}"}
+            token = signed.json()["data"]["signIn"]["accessToken"]
             body = s._body(query, s._bind(template, data.tenant_id, data.middle))
+            send = partial(
+                client.post, "/graphql", json=body, headers={"Authorization": f"Bearer {token}"}
+            )
             for _ in range(WARM_UP):
-                answer = (await client.post("/graphql", json=body, headers=headers)).json()
+                answer = (await send()).json()
             if answer.get("errors"):
                 raise SystemExit(f"{name}: {answer['errors'][0].get('message')}")
+            senders.append((name, send))
+        yield senders
+
+
+async def profile(
+    scale: float, owner_url: str | None, requests: int, only: str, plans_on: bool
+) -> str:
+    sections = []
+    async with served(scale, owner_url, only, plans_on) as operations:
+        for name, send in operations:
+            s.say(f"profiling: {name}")
             profiler = cProfile.Profile()
             profiler.enable()
             for _ in range(requests):
-                await client.post("/graphql", json=body, headers=headers)
+                await send()
             profiler.disable()
             # the in-process client's own calls (httpx) are counted too: the same in both builds
             sections.append(f"### {name}\n\n" + report(profiler, requests))

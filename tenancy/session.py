@@ -241,11 +241,16 @@ def _add_tenant_filter(state: ORMExecuteState) -> None:
     from_select = state.is_insert and getattr(state.statement, "select", None) is not None
     if not (state.is_select or state.is_update or state.is_delete or from_select):
         return
-    if state.is_column_load or not _touches_tenant_rows(state):
+    if state.is_column_load:
         return
     tenant_id = state.session.info.get(TENANT_KEY)
     if tenant_id is None:
-        raise TenantContextError("tenant-owned rows queried without a tenant")
+        if _touches_tenant_rows(state):
+            raise TenantContextError("tenant-owned rows queried without a tenant")
+        return
+    # A bound session's every statement gets the criteria, without first working out whether
+    # it touches tenant-owned rows (that walk of the statement cost more than the criteria):
+    # the criteria apply to the TenantScoped models it names and to nothing else.
     state.statement = state.statement.options(
         with_loader_criteria(
             TenantScoped,
