@@ -62,7 +62,14 @@ class PageInfo:
 
 @strawberry.type(description="One item of a list and its cursor.")
 class Edge(Generic[T]):
-    cursor: str = strawberry.field(description="Opaque position of this item.")
+    # The item's sort key: encoded only when `cursor` is asked for (a list page usually asks
+    # only for `pageInfo.endCursor`).
+    _key: strawberry.Private[list[str]]
+
+    @strawberry.field(description="Opaque position of this item.")
+    def cursor(self) -> str:
+        return encode_cursor(self._key)
+
     node: T = strawberry.field(description="The item.")
 
 
@@ -79,18 +86,19 @@ class Connection(Generic[T]):
 
 def make_connection(
     items: list[T],
-    cursors: list[str],
+    keys: list[list[str]],
     has_next: bool,
     count: Callable[[], Awaitable[int]],
 ) -> Connection[T]:
-    edges = [Edge(cursor=c, node=n) for c, n in zip(cursors, items, strict=True)]
+    """A page of `items` with their sort keys (each item's cursor is its key, encoded)."""
+    edges = [Edge(node=n, _key=k) for k, n in zip(keys, items, strict=True)]
     return Connection(
         edges=edges,
         page_info=PageInfo(
             has_next_page=has_next,
             has_previous_page=False,
-            start_cursor=cursors[0] if cursors else None,
-            end_cursor=cursors[-1] if cursors else None,
+            start_cursor=encode_cursor(keys[0]) if keys else None,
+            end_cursor=encode_cursor(keys[-1]) if keys else None,
         ),
         _count=count,
     )
@@ -109,13 +117,13 @@ def keyset_position(first: int | None, after: str | None) -> tuple[int, Keyset |
         raise BadInput("after is not a valid cursor", field="after") from None
 
 
-def _cursors(page: KeysetPage[R]) -> list[str]:
-    return [encode_cursor([k.at.isoformat(), str(k.id)]) for k in page.keys]
+def _keys(page: KeysetPage[R]) -> list[list[str]]:
+    return [[k.at.isoformat(), str(k.id)] for k in page.keys]
 
 
 def keyset_connection(page: KeysetPage[R], items: list[T]) -> Connection[T]:
     """The connection of a keyset page: `items` are the API's objects for `page.rows`."""
-    return make_connection(items, _cursors(page), page.has_next, page.count)
+    return make_connection(items, _keys(page), page.has_next, page.count)
 
 
 def held_connection(
@@ -136,7 +144,7 @@ def held_connection(
 
     return make_connection(
         [node for _, node in page],
-        [encode_cursor(list(k)) for k, _ in page],
+        [list(k) for k, _ in page],
         start + limit < total,
         count,
     )
@@ -162,5 +170,5 @@ async def ranked_connection(
         raise BadInput("after is not a valid cursor", field="after")
     ranked = await fetch(start + limit + 1)
     page = ranked[start : start + limit]
-    cursors = [encode_cursor([str(start + i + 1)]) for i in range(len(page))]
-    return make_connection(await present(page), cursors, len(ranked) > start + limit, count)
+    keys = [[str(start + i + 1)] for i in range(len(page))]
+    return make_connection(await present(page), keys, len(ranked) > start + limit, count)

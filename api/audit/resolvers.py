@@ -20,7 +20,7 @@ from api.audit.types import (
     ExportFormatValue,
 )
 from api.ids import parse_global_id, type_of_global_id
-from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
+from api.pagination import Connection, check_first, decode_cursor, make_connection
 from auth import access_log_queries as queries
 from auth.access_log_archive import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, archived_segments
 from auth.guard import require
@@ -68,7 +68,7 @@ async def _page(
     rows = rows[:limit]
     return make_connection(
         [AccessLogEntry.of(r) for r in rows],
-        [encode_cursor([str(r.seq)]) for r in rows],
+        [[str(r.seq)] for r in rows],
         has_next,
         lambda: queries.count(ctx.session, flt),
     )

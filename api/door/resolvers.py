@@ -35,7 +35,7 @@ from api.door.types import (
     MyVisit,
 )
 from api.ids import parse_global_id, to_global_id
-from api.pagination import Connection, check_first, decode_cursor, encode_cursor, make_connection
+from api.pagination import Connection, check_first, decode_cursor, make_connection
 from api.tenants.types import Branch
 from auth import access_history
 from auth.access_log import Action, Outcome
@@ -387,7 +387,7 @@ async def my_access_history(
     _read(info, patient)
     return make_connection(
         items,
-        [encode_cursor([str(r.seq)]) for r in rows],
+        [[str(r.seq)] for r in rows],
         has_next,
         lambda: access_history.count(ctx.session, patient.id),
     )

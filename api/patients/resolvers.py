@@ -11,7 +11,7 @@ from strawberry.types import Info
 from strawberry.utils.str_converters import to_camel_case
 
 from api.ids import parse_global_id, to_global_id
-from api.pagination import Connection, encode_cursor, keyset_position, make_connection
+from api.pagination import Connection, keyset_position, make_connection
 from api.patients.inputs import CreatePatientInput, PatientFilter, UpdatePatientInput
 from api.patients.types import Patient
 from api.pool.loaders import patient_tags_loader
@@ -123,7 +123,7 @@ async def page_patients(
     ctx.trail.returned(Action.LIST, [r.id for r in rows])
     return make_connection(
         [Patient.of(r, _ctx=ctx, _tags=t) for r, t in zip(rows, tags, strict=True)],
-        [encode_cursor([r.created_at.isoformat(), str(r.id)]) for r in rows],
+        [[r.created_at.isoformat(), str(r.id)] for r in rows],
         has_next,
         lambda: repo.count(scope, row_filter),
     )

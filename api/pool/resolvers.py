@@ -18,7 +18,6 @@ from api.pagination import (
     Connection,
     check_first,
     decode_cursor,
-    encode_cursor,
     held_connection,
     make_connection,
     ranked_connection,
@@ -529,9 +528,7 @@ async def segments(
     async def count() -> int:
         return await repo.count_segments()
 
-    return make_connection(
-        [Segment.of(r) for r in rows], [encode_cursor([r.name]) for r in rows], has_next, count
-    )
+    return make_connection([Segment.of(r) for r in rows], [[r.name] for r in rows], has_next, count)
 
 
 async def segment(info: Info, id: strawberry.ID) -> Segment:
