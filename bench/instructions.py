@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.profile import served
+from bench.profile import check_served, served, served_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,15 +103,10 @@ def count(argv: list[str], requests: int) -> list[tuple[str, float]]:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench instructions", description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--database-url", default=None)
-    parser.add_argument("--requests", type=int, default=20)
-    parser.add_argument("--only", default="patient list: first")
-    parser.add_argument("--plans", choices=("on", "off"), default="on")
+    served_arguments(parser, requests=20)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.requests < 1 or not 0 < args.scale <= 1:
-        parser.error("--requests must be at least 1 and --scale in (0, 1]")
+    check_served(parser, args)
     if args.child:
         only, plans = args.only, args.plans == "on"
         asyncio.run(_child(args.scale, args.database_url, args.requests, only, plans))

@@ -143,16 +143,25 @@ async def profile(
     return "\n\n".join(sections)
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench profile", description=__doc__)
+def served_arguments(parser: argparse.ArgumentParser, requests: int) -> None:
+    """The options of a command that drives `served` (this one and `bench instructions`)."""
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--database-url", default=None)
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=requests)
     parser.add_argument("--only", default="patient list: first")
     parser.add_argument("--plans", choices=("on", "off"), default="on")
-    args = parser.parse_args(argv)
+
+
+def check_served(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.requests < 1 or not 0 < args.scale <= 1:
         parser.error("--requests must be at least 1 and --scale in (0, 1]")
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench profile", description=__doc__)
+    served_arguments(parser, requests=200)
+    args = parser.parse_args(argv)
+    check_served(parser, args)
     print(
         asyncio.run(
             profile(args.scale, args.database_url, args.requests, args.only, args.plans == "on")
