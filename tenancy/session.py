@@ -251,12 +251,16 @@ def _add_tenant_filter(state: ORMExecuteState) -> None:
     # A bound session's every statement gets the criteria, without first working out whether
     # it touches tenant-owned rows (that walk of the statement cost more than the criteria):
     # the criteria apply to the TenantScoped models it names and to nothing else.
-    state.statement = state.statement.options(
-        with_loader_criteria(
-            TenantScoped,
-            lambda cls: cls.tenant_id == tenant_id,
-            include_aliases=True,
-        )
+    state.statement = state.statement.options(_tenant_criteria(tenant_id))
+
+
+@lru_cache(maxsize=1024)
+def _tenant_criteria(tenant_id: uuid.UUID) -> Any:
+    """`tenant_id = :tenant` on every TenantScoped entity of a statement (relationship and
+    eager loads included), made once per tenant: the option is the same for every statement
+    of the tenant, and making it (the lambda's analysis) cost more than adding it."""
+    return with_loader_criteria(
+        TenantScoped, lambda cls: cls.tenant_id == tenant_id, include_aliases=True
     )
 
 
