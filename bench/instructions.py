@@ -114,7 +114,7 @@ def main(argv: list[str]) -> None:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("bench instructions: valgrind is not installed (apt-get install valgrind)")
         raise SystemExit(2)
-    rows = count([a for a in argv if a != "--child"], args.requests)
+    rows = count(argv, args.requests)
     print("| operation | requests | instructions/request (millions) |")
     print("|---|---|---|")
     for name, per_request in rows:

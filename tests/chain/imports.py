@@ -156,9 +156,9 @@ _UUIDS = re.compile(
 
 
 def leaks(blobs: dict[str, bytes], tag: str) -> list[str]:
-    return [
-        name for name, blob in blobs.items() for m in marks(tag) if m.search(_UUIDS.sub(b"-", blob))
-    ]
+    patterns = marks(tag)
+    scrubbed = {name: _UUIDS.sub(b"-", blob) for name, blob in blobs.items()}
+    return [name for name, blob in scrubbed.items() for m in patterns if m.search(blob)]
 
 
 async def logged_import_ids(db: Database, tenant_slug: str) -> tuple[set[str], set[str]]:
